@@ -1,0 +1,1 @@
+"""Server implementations: the manifest format, the controller API and the registry."""

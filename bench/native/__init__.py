@@ -1,0 +1,1 @@
+"""Native (C) parts of hellobench and the cached build that compiles them."""
