@@ -1,0 +1,85 @@
+"""What a run measures: the validated configuration behind ``python -m bench run``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
+from bench.topology import TOPOLOGIES
+
+Mode = Literal["pingpong", "rate", "flood"]
+MODES: tuple[Mode, ...] = ("pingpong", "rate", "flood")
+DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot be measured; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out_root: Path
+    impls: tuple[str, ...] = ()
+    modes: tuple[Mode, ...] = MODES
+    sizes: tuple[int, ...] = (64,)
+    topologies: tuple[str, ...] = ("lo",)
+    duration_s: float = 1.0
+    warmup_s: float = 0.2
+    trials: int = 5
+    rate_fractions: tuple[float, ...] = DEFAULT_RATE_FRACTIONS
+    rates: tuple[float, ...] = ()
+    outstanding: int = 1
+    server_cpu: int | None = 1
+    client_cpu: int | None = 0
+    port: int = DEFAULT_PORT
+    env: str = "auto"
+    env_name: str = "host"
+    accel: str = "native"
+    calibrate: bool = True
+    sample_cap: int = 10000
+    reply_timeout_s: float = 0.2
+    server_options: dict[str, str] = field(default_factory=dict)
+    vm_timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def check(cfg: RunConfig) -> None:
+    """Raise ConfigError naming the first problem in ``cfg``."""
+    for size in cfg.sizes:
+        if not MIN_REQUEST <= size <= MAX_REQUEST:
+            raise ConfigError(f"--size {size}: must be {MIN_REQUEST}..{MAX_REQUEST} bytes")
+    for mode in cfg.modes:
+        if mode not in MODES:
+            raise ConfigError(f"--mode {mode}: must be one of {', '.join(MODES)}")
+    for topo in cfg.topologies:
+        if topo not in TOPOLOGIES:
+            raise ConfigError(f"--topology {topo}: must be one of {', '.join(TOPOLOGIES)}")
+    if not cfg.duration_s > 0:
+        raise ConfigError(f"--duration {cfg.duration_s}: must be a positive number of seconds")
+    if cfg.warmup_s < 0:
+        raise ConfigError(f"--warmup {cfg.warmup_s}: must not be negative")
+    if cfg.trials < 1:
+        raise ConfigError(f"--trials {cfg.trials}: must be at least 1")
+    if not 0 < cfg.port < 65536:
+        raise ConfigError(f"--port {cfg.port}: must be 1..65535")
+    if cfg.outstanding < 1:
+        raise ConfigError(f"--outstanding {cfg.outstanding}: must be at least 1")
+    if any(not 0 < f <= 1.5 for f in cfg.rate_fractions):
+        raise ConfigError("--rate-fraction values must be in (0, 1.5]")
+    if any(r <= 0 for r in cfg.rates):
+        raise ConfigError("--rate values must be positive requests per second")
+    if cfg.sample_cap < 0:
+        raise ConfigError("--sample-cap must not be negative")
+    if cfg.env not in ("auto", "host", "vm"):
+        raise ConfigError(f"--env {cfg.env}: must be auto, host or vm")
+    if "rate" in cfg.modes or "flood" in cfg.modes:
+        small = [s for s in cfg.sizes if s < 24]
+        if small:
+            raise ConfigError(
+                f"--size {small[0]}: rate and flood modes need at least 24 bytes "
+                "(the driver header with sequence number); use --mode pingpong for smaller"
+            )

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what hellobench needs on a Debian 12 machine (run as root), then a local nox.
+# Idempotent: packages already present are not touched; apt-get runs only when one is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+	# build and run the native driver and the C servers
+	gcc libc6-dev make
+	# eBPF servers: compile, load, attach
+	clang llvm libbpf-dev bpftool iproute2 libelf-dev
+	# kernel modules and the VM environment
+	linux-image-amd64 linux-headers-amd64 qemu-system-x86 busybox-static kmod cpio xz-utils
+	# calibration against sockperf, manual poking
+	sockperf netcat-openbsd procps
+	# the report's browser test
+	chromium
+	# a Python for nox
+	python3 python3-venv python3-pip
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "bootstrap: run as root (it installs Debian packages and loads BPF programs)" >&2
+	exit 2
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "bootstrap: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/nox ]; then
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q nox
+fi
