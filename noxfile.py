@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
+
+# What the regression guard measures: short, interleaved, enough trials for the
+# Mann-Whitney test to reach alpha 0.01; compared against results/baseline/.
+REGRESS_RUN = [
+    "--env",
+    "host",
+    "--impl",
+    "blocking-c",
+    "--impl",
+    "blocking-py",
+    "--impl",
+    "asyncio-py",
+    "--mode",
+    "pingpong",
+    "--trials",
+    "5",
+    "--duration",
+    "0.5",
+    "--warmup",
+    "0.1",
+    "--no-calibrate",
+    "--sample-cap",
+    "0",
+]
+REGRESS_REFERENCE = "blocking-py"
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -21,7 +48,12 @@ def tests(session: nox.Session) -> None:
     """Run the test suite: unit, conformance of every impl, end-to-end, VM, benchmarks."""
     session.install("-e", ".[test]")
     session.run(
-        "python", "-m", "pytest", "-p", "no:cacheprovider", "--benchmark-disable",
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
         *session.posargs,
     )
 
@@ -32,7 +64,9 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint,test]")
     session.run("ruff", "check", "bench", "tests", "impls", "noxfile.py")
     session.run("ruff", "format", "--check", "bench", "tests", "impls", "noxfile.py")
-    session.run("mypy", "bench")
+    session.run("mypy", "bench", "tests")
+    for controller in sorted(Path("impls").glob("*/controller.py")):
+        session.run("mypy", str(controller))
 
 
 @nox.session
@@ -42,9 +76,36 @@ def report(session: nox.Session) -> None:
     session.run("python", "-m", "bench", "report", *(session.posargs or [_newest_run()]))
 
 
-def _newest_run() -> str:
-    from pathlib import Path
+@nox.session
+def regress(session: nox.Session) -> None:
+    """Short benchmark + pytest-benchmark layer, compared with the committed baseline."""
+    session.install("-e", ".[test]")
+    out = Path(session.create_tmp()) / "regress"
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "tests/benchmarks",
+        "--benchmark-only",
+        f"--benchmark-json={out / 'benchmark.json'}",
+    )
+    session.run("python", "-m", "bench", "run", *REGRESS_RUN, "--out", str(out), *session.posargs)
+    newest = max(out.glob("*/results.json"), key=lambda p: p.stat().st_mtime).parent
+    session.run(
+        "python",
+        "-m",
+        "bench",
+        "compare",
+        "results/baseline",
+        str(newest),
+        "--reference",
+        REGRESS_REFERENCE,
+    )
 
+
+def _newest_run() -> str:
     runs = sorted(
         (p for p in Path("results").glob("*/results.json") if p.parent.name != "baseline"),
         key=lambda p: p.stat().st_mtime,

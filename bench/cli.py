@@ -73,7 +73,8 @@ def build_parser() -> Parser:
     p.add_argument("--cpu", type=_cpu, default=None)
     p.add_argument("--interface", default="lo", help="where eBPF impls attach")
     p.add_argument(
-        "--allow-non-loopback", action="store_true",
+        "--allow-non-loopback",
+        action="store_true",
         help="permit an --addr outside 127.0.0.0/8 and ::1",
     )
 
@@ -85,10 +86,20 @@ def build_parser() -> Parser:
     p.add_argument("--duration", type=float, default=None, help="seconds per measured phase")
     p.add_argument("--warmup", type=float, default=None, help="seconds before each phase")
     p.add_argument("--trials", type=int, default=None)
-    p.add_argument("--rate", action="append", type=_positive_float, default=[],
-                   help="absolute offered rate (req/s) for --mode rate; repeatable")
-    p.add_argument("--rate-fraction", action="append", type=float, default=[],
-                   help="offered rate as a fraction of the impl's measured maximum")
+    p.add_argument(
+        "--rate",
+        action="append",
+        type=_positive_float,
+        default=[],
+        help="absolute offered rate (req/s) for --mode rate; repeatable",
+    )
+    p.add_argument(
+        "--rate-fraction",
+        action="append",
+        type=float,
+        default=[],
+        help="offered rate as a fraction of the impl's measured maximum",
+    )
     p.add_argument("--outstanding", type=int, default=1, help="pingpong requests in flight")
     p.add_argument("--server-cpu", type=_cpu, default=1)
     p.add_argument("--client-cpu", type=_cpu, default=0)
@@ -165,7 +176,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             env_name=args.env_name,
             accel=args.accel,
             calibrate=not args.no_calibrate,
-            sample_cap=args.sample_cap if args.sample_cap is not None else (2000 if quick else 10000),
+            sample_cap=args.sample_cap
+            if args.sample_cap is not None
+            else (2000 if quick else 10000),
             server_options=_server_options(args.server_option),
             vm_timeout_s=args.vm_timeout if args.vm_timeout is not None else 1800.0,
         )
@@ -192,7 +205,11 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(records, indent=1))
         return EXIT_OK
     for r in records:
-        state = "[green]available[/green]" if r["available"] else f"[yellow]unavailable[/yellow]: {r['reason']}"
+        state = (
+            "[green]available[/green]"
+            if r["available"]
+            else f"[yellow]unavailable[/yellow]: {r['reason']}"
+        )
         console.print(f"{r['name']:<20} {r['kind']:<14} {state}\n    {r['summary']}")
     return EXIT_OK
 
@@ -226,8 +243,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     except ImplError as exc:
         console.print(f"{args.impl} failed to start: {exc}")
         return EXIT_FAILED
-    console.print(f"{args.impl} serving HELLO on {args.addr}:{args.port} — Ctrl-C to stop")
     try:
+        console.print(f"{args.impl} serving HELLO on {args.addr}:{args.port} — Ctrl-C to stop")
         while server.health() is None:
             time.sleep(0.5)
         console.print(f"{args.impl} stopped: {server.health()}")
@@ -296,8 +313,16 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from bench.compare import main_compare
 
-    argv = [str(args.base), str(args.new), "--factor", str(args.factor), "--alpha",
-            str(args.alpha), "--reference", args.reference]
+    argv = [
+        str(args.base),
+        str(args.new),
+        "--factor",
+        str(args.factor),
+        "--alpha",
+        str(args.alpha),
+        "--reference",
+        args.reference,
+    ]
     if args.json:
         argv.append("--json")
     return main_compare(argv)
@@ -309,7 +334,9 @@ def cmd_cleanup(args: argparse.Namespace, console: Console) -> int:
     lines = ownership.sweep(include_live=False)
     for line in lines:
         console.print(line)
-    console.print(f"cleanup: {len(lines)} object(s) handled" if lines else "cleanup: nothing left behind")
+    console.print(
+        f"cleanup: {len(lines)} object(s) handled" if lines else "cleanup: nothing left behind"
+    )
     return EXIT_FAILED if any(line.startswith("could not") for line in lines) else EXIT_OK
 
 

@@ -31,9 +31,9 @@ class HostCapabilities:
 def _modules_support() -> tuple[bool, str]:
     if not Path("/proc/modules").exists():
         return False, "kernel built without CONFIG_MODULES (no /proc/modules)"
-    if Path("/proc/sys/kernel/modules_disabled").exists():
-        if Path("/proc/sys/kernel/modules_disabled").read_text().strip() == "1":
-            return False, "module loading disabled (kernel.modules_disabled=1)"
+    disabled = Path("/proc/sys/kernel/modules_disabled")
+    if disabled.exists() and disabled.read_text().strip() == "1":
+        return False, "module loading disabled (kernel.modules_disabled=1)"
     release = platform.release()
     if not Path(f"/lib/modules/{release}/build").exists():
         return False, f"no kernel headers for the running kernel ({release})"

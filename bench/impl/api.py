@@ -84,7 +84,7 @@ class Impl(ABC):
         """Why this impl cannot run here, or None.  The default checks the manifest."""
         return unmet_requirements(self.manifest, host)
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027  (optional hook: most impls build nothing)
         """Build whatever the impl needs (cached); raise ImplError on failure."""
 
     @abstractmethod
