@@ -1,0 +1,1 @@
+"""Machine calibration: null syscall, context switch and wake-up cost, driver fidelity."""
