@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import bench.vm.cleanup  # noqa: F401  (registers the qemu guest cleaner)
 from bench import ownership
 from bench.ownership import Record, process_start_time
 

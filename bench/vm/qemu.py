@@ -1,0 +1,300 @@
+"""Starts QEMU guests, watches their serial console, and kills them on every way out.
+
+The watchdog bounds a guest's whole life (boot and command) by one wall-clock timeout; a
+guest that is silent for long is not killed before it, because a benchmark phase may
+legitimately print nothing for minutes.  Every QEMU process is recorded in the ownership
+ledger (kind ``qemu``) before it starts, so a run killed outright leaves a record that
+``bench.ownership.sweep`` hands to the cleaner in bench/vm/cleanup.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import IO, TextIO
+
+from bench import ownership
+from bench.vm.init_script import MARKER
+from bench.vm.initramfs import build_initramfs
+from bench.vm.kernel import GuestKernel, find_guest_kernel
+
+QEMU_NAMES = ("qemu-system-x86_64",)
+ACCELS = ("kvm", "tcg")
+KVM_PROBE_TIMEOUT_S = 25.0
+KILL_GRACE_S = 3.0
+LEDGER_KIND = "qemu"
+NAME_PREFIX = "hellobench-"
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _LIBC = None
+
+
+class QemuError(RuntimeError):
+    """QEMU is missing or cannot be started; the message says what to install."""
+
+
+def qemu_binary() -> str:
+    for name in (os.environ.get("HELLOBENCH_QEMU"), *QEMU_NAMES):
+        if name and (path := shutil.which(name)):
+            return path
+    raise QemuError("qemu-system-x86_64 not found (install it: apt-get install qemu-system-x86)")
+
+
+def _cpu_virt_flag() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = line.split(":", 1)[1].split()
+            for flag in ("vmx", "svm"):
+                if flag in flags:
+                    return flag
+            return None
+    return None
+
+
+@cache
+def detect_accel() -> tuple[str, str]:
+    """(accel, why): ``kvm`` only when the CPU offers vmx/svm, /dev/kvm opens, and a test
+    boot under KVM reaches the guest's init within a timeout; ``tcg`` otherwise.
+
+    $HELLOBENCH_ACCEL=kvm|tcg forces the choice.  Probed once per process.
+    """
+    forced = os.environ.get("HELLOBENCH_ACCEL")
+    if forced:
+        if forced not in ACCELS:
+            raise QemuError(f"HELLOBENCH_ACCEL={forced}: expected one of {', '.join(ACCELS)}")
+        return forced, "forced by HELLOBENCH_ACCEL"
+    flag = _cpu_virt_flag()
+    if flag is None:
+        return "tcg", "CPU offers no vmx/svm flag (no hardware virtualisation): emulated TCG"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg", f"CPU has {flag} but /dev/kvm is missing or not accessible: TCG"
+    ok, detail = _kvm_test_boot()
+    if ok:
+        return "kvm", f"CPU has {flag}, /dev/kvm works, and a test boot {detail}"
+    return "tcg", f"CPU has {flag} and /dev/kvm exists, but a KVM test boot {detail}: TCG"
+
+
+def _kvm_test_boot() -> tuple[bool, str]:
+    try:
+        kernel = find_guest_kernel()
+        initrd = build_initramfs(kernel)
+        binary = qemu_binary()
+    except RuntimeError as exc:
+        return False, f"could not be prepared ({exc})"
+    cmd = [
+        binary, "-accel", "kvm", "-cpu", "host", "-m", "512", "-smp", "1",
+        *_common_args(), "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
+        "-append", "console=ttyS0 quiet panic=-1 hb.mode=probe",
+    ]  # fmt: skip
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=KVM_PROBE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"did not reach the guest within {KVM_PROBE_TIMEOUT_S:.0f} s"
+    took = time.monotonic() - started
+    if f"{MARKER}probe ok".encode() in proc.stdout:
+        return True, f"reached the guest in {took:.1f} s"
+    tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-1:]
+    return False, f"ended without reaching the guest (status {proc.returncode}: {tail})"
+
+
+def _common_args() -> list[str]:
+    return [
+        "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+        "-monitor", "none", "-nic", "none", "-no-reboot",
+    ]  # fmt: skip
+
+
+def _qemu_path(path: Path) -> str:
+    """A path as a QEMU option value (commas doubled)."""
+    return str(path).replace(",", ",,")
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host folder exported to the guest over 9p under ``tag``."""
+
+    tag: str
+    path: Path
+    readonly: bool
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    kernel: GuestKernel
+    initrd: Path
+    accel: str
+    smp: int
+    memory_mb: int
+    cmdline: str
+    shares: Sequence[Share]
+
+
+def qemu_command(spec: GuestSpec, name: str) -> list[str]:
+    """The QEMU command line that boots ``spec``."""
+    if spec.accel not in ACCELS:
+        raise QemuError(f"unknown accel {spec.accel!r}: expected one of {', '.join(ACCELS)}")
+    accel = ["-accel", "kvm", "-cpu", "host"] if spec.accel == "kvm" else [
+        "-accel", "tcg,thread=multi", "-cpu", "max",
+    ]  # fmt: skip
+    cmd = [
+        qemu_binary(), "-name", f"guest={name}", *accel,
+        "-m", str(spec.memory_mb), "-smp", str(spec.smp), *_common_args(),
+        "-kernel", str(spec.kernel.vmlinuz), "-initrd", str(spec.initrd),
+        "-append", spec.cmdline,
+    ]  # fmt: skip
+    for share in spec.shares:
+        opts = f"local,path={_qemu_path(share.path)},mount_tag={share.tag}"
+        opts += ",security_model=none,multidevs=remap"
+        if share.readonly:
+            opts += ",readonly=on"
+        cmd += ["-virtfs", opts]
+    return cmd
+
+
+@dataclass
+class QemuRun:
+    """What the host saw of one guest's life."""
+
+    pid: int | None
+    returncode: int | None
+    timed_out: bool
+    started: float
+    ended: float
+    markers: dict[str, float] = field(default_factory=dict)  # first word -> monotonic time
+    marker_lines: list[str] = field(default_factory=list)
+    console_tail: list[str] = field(default_factory=list)
+
+
+def _set_pdeathsig() -> None:
+    """In the child: die with the parent, so a killed runner cannot leave a guest behind."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _record_start(token: str, proc: subprocess.Popen[bytes]) -> None:
+    ownership.record(
+        LEDGER_KIND,
+        token,
+        pid=proc.pid,
+        start=ownership.process_start_time(proc.pid),
+        name=NAME_PREFIX + token,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``; returns once the process is reaped."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+def run_qemu(
+    spec: GuestSpec,
+    *,
+    console_log: Path,
+    timeout_s: float,
+    stream: TextIO | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> QemuRun:
+    """Boot ``spec`` and wait until QEMU exits or ``timeout_s`` has passed (then kill it).
+
+    The serial console goes to ``console_log`` (and ``stream`` when given).  QEMU is killed
+    on every way out of this function, KeyboardInterrupt included.
+    """
+    token = uuid.uuid4().hex[:12]
+    name = NAME_PREFIX + token
+    cmd = qemu_command(spec, name)
+    ownership.record(LEDGER_KIND, token, pid=None, start=None, name=name)
+    run = QemuRun(pid=None, returncode=None, timed_out=False, started=time.monotonic(), ended=0.0)
+    proc: subprocess.Popen[bytes] | None = None
+    reader: threading.Thread | None = None
+    try:
+        with console_log.open("wb") as log:
+            log.write(("# " + " ".join(cmd) + "\n").encode())
+            log.flush()
+            run.started = time.monotonic()
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_set_pdeathsig,
+            )
+            run.pid = proc.pid
+            _record_start(token, proc)
+            if on_start is not None:
+                on_start(proc.pid)
+            assert proc.stdout is not None
+            reader = threading.Thread(
+                target=_read_console, args=(proc.stdout, log, stream, run), daemon=True
+            )
+            reader.start()
+            try:
+                run.returncode = proc.wait(timeout=max(0.0, timeout_s))
+            except subprocess.TimeoutExpired:
+                run.timed_out = True
+                stop_process(proc)
+                run.returncode = proc.returncode
+            run.ended = time.monotonic()
+            reader.join(timeout=5.0)
+    finally:
+        if proc is not None:
+            stop_process(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if run.ended == 0.0:
+            run.ended = time.monotonic()
+        ownership.release(LEDGER_KIND, token)
+    return run
+
+
+def _read_console(pipe: IO[bytes], log: IO[bytes], stream: TextIO | None, run: QemuRun) -> None:
+    """Copy the console to the log line by line, timestamping the guest init's marker lines."""
+    tail: list[str] = []
+    for raw in iter(pipe.readline, b""):
+        now = time.monotonic()
+        log.write(raw)
+        log.flush()
+        line = raw.decode(errors="replace").rstrip("\r\n")
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.write(line + "\n")
+                stream.flush()
+        if line.startswith(MARKER):
+            body = line[len(MARKER) :]
+            run.marker_lines.append(body)
+            word = body.split(" ", 1)[0].split("=", 1)[0].rstrip(":")
+            run.markers.setdefault(word, now)
+        tail.append(line)
+        if len(tail) > 400:
+            del tail[:200]
+    run.console_tail = tail[-200:]
