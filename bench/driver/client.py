@@ -1,0 +1,377 @@
+"""Runs the native HELLO client (bench/native/hello_client.c) and reads back its results.
+
+The client prints ``READY`` after its warmup and waits for ``GO``; it prints ``DONE`` after
+the measured phase and its drain and waits for ``EXIT``.  ``run_driver`` calls
+``on_measure_start(pid)`` between READY and GO and ``on_measure_end()`` between DONE and
+EXIT, so that probes (perf counters, /proc snapshots) bracket exactly the measured phase.
+Every step has a deadline; a client that misses one is killed and DriverError raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import select
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+from hdrh.histogram import HdrHistogram
+
+from bench import ownership
+from bench.driver import histogram as hdr
+from bench.native.build import NATIVE_DIR, BuildError, build_executable
+from bench.protocol import DEFAULT_ADDR, DEFAULT_PORT, HEADER_SIZE, MAX_REQUEST, MIN_REQUEST
+
+Mode = Literal["pingpong", "rate", "flood"]
+MODES: tuple[str, ...] = get_args(Mode)
+
+SOURCE = NATIVE_DIR / "hello_client.c"
+BINARY_NAME = "hello-client"
+
+# Limits the C client enforces too (it exits 2 on anything outside them).
+MAX_DURATION_S = 86400.0
+MAX_RATE_RPS = 1e9
+MAX_OUTSTANDING = 65536
+MAX_BATCH = 1024
+MAX_SAMPLE_CAP = 16 << 20
+
+COUNT_KEYS = ("requests", "replies", "lost", "duplicates", "reordered", "corrupt")
+
+
+class DriverError(RuntimeError):
+    """The client could not be built, failed, hung, or wrote unreadable results."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(f"{message}\n{stderr.strip()}" if stderr.strip() else message)
+        self.stderr = stderr
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """One run of the client.  Times in seconds, rates in requests per second."""
+
+    mode: Mode
+    addr: str = DEFAULT_ADDR
+    port: int = DEFAULT_PORT
+    size: int = 64
+    duration_s: float = 1.0
+    warmup_s: float = 0.2
+    max_requests: int | None = None
+    outstanding: int = 1
+    rate_rps: float | None = None
+    batch: int = 32
+    timeout_s: float = 0.2
+    cpu: int | None = None
+    netns: str | None = None
+    sample_cap: int = 10000
+    seed: int = 1
+    busy_poll: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        _check(bool(self.addr) and isinstance(self.addr, str), "addr must be a non-empty string")
+        _check(_is_int(self.port) and 1 <= self.port <= 65535, f"port {self.port!r} not 1..65535")
+        _check(
+            _is_int(self.size) and MIN_REQUEST <= self.size <= MAX_REQUEST,
+            f"size {self.size!r} outside {MIN_REQUEST}..{MAX_REQUEST} bytes",
+        )
+        _check(
+            _finite(self.duration_s) and 0 < self.duration_s <= MAX_DURATION_S,
+            f"duration_s must be > 0 and <= {MAX_DURATION_S:g}, not {self.duration_s!r}",
+        )
+        _check(
+            _finite(self.warmup_s) and 0 <= self.warmup_s <= MAX_DURATION_S,
+            f"warmup_s must be >= 0, not {self.warmup_s!r}",
+        )
+        _check(
+            _finite(self.timeout_s) and 0 < self.timeout_s <= MAX_DURATION_S,
+            f"timeout_s must be > 0, not {self.timeout_s!r}",
+        )
+        _check(
+            self.max_requests is None or (_is_int(self.max_requests) and self.max_requests >= 1),
+            f"max_requests must be None or >= 1, not {self.max_requests!r}",
+        )
+        _check(
+            _is_int(self.outstanding) and 1 <= self.outstanding <= MAX_OUTSTANDING,
+            f"outstanding must be 1..{MAX_OUTSTANDING}, not {self.outstanding!r}",
+        )
+        _check(
+            _is_int(self.batch) and 1 <= self.batch <= MAX_BATCH,
+            f"batch must be 1..{MAX_BATCH}, not {self.batch!r}",
+        )
+        _check(
+            _is_int(self.sample_cap) and 0 <= self.sample_cap <= MAX_SAMPLE_CAP,
+            f"sample_cap must be 0..{MAX_SAMPLE_CAP}, not {self.sample_cap!r}",
+        )
+        _check(_is_int(self.seed) and 0 <= self.seed < 2**64, f"seed must be a u64: {self.seed!r}")
+        _check(
+            self.cpu is None or (_is_int(self.cpu) and self.cpu >= 0),
+            f"cpu must be None or >= 0, not {self.cpu!r}",
+        )
+        self._check_mode()
+
+    def _check_mode(self) -> None:
+        if self.mode == "rate":
+            _check(
+                self.rate_rps is not None
+                and _finite(self.rate_rps)
+                and 0 < self.rate_rps <= MAX_RATE_RPS,
+                f"rate mode needs 0 < rate_rps <= {MAX_RATE_RPS:g}, not {self.rate_rps!r}",
+            )
+        elif self.rate_rps is not None:
+            raise ValueError(f"rate_rps applies to rate mode only, not {self.mode}")
+        _check(not self.busy_poll or self.mode == "pingpong", "busy_poll applies to pingpong only")
+        _check(
+            self.size >= HEADER_SIZE or (self.mode == "pingpong" and self.outstanding == 1),
+            f"size {self.size} < {HEADER_SIZE} leaves no room for the seq header: "
+            "only pingpong with outstanding=1 can match such replies (by order)",
+        )
+
+    def arguments(self) -> list[str]:
+        """The client's command-line options for this configuration."""
+        args = [
+            f"--mode={self.mode}",
+            f"--addr={self.addr}",
+            f"--port={self.port}",
+            f"--size={self.size}",
+            f"--duration={self.duration_s!r}",
+            f"--warmup={self.warmup_s!r}",
+            f"--timeout={self.timeout_s!r}",
+            f"--outstanding={self.outstanding}",
+            f"--batch={self.batch}",
+            f"--seed={self.seed}",
+            f"--sample-cap={self.sample_cap}",
+        ]
+        if self.max_requests is not None:
+            args.append(f"--max-requests={self.max_requests}")
+        if self.rate_rps is not None:
+            args.append(f"--rate={self.rate_rps!r}")
+        if self.cpu is not None:
+            args.append(f"--cpu={self.cpu}")
+        if self.busy_poll:
+            args.append("--busy-poll")
+        return args
+
+
+@dataclass(frozen=True, eq=False)
+class DriverResult:
+    """What one measured phase produced.  Latencies in nanoseconds."""
+
+    requests: int
+    replies: int
+    lost: int
+    duplicates: int
+    reordered: int
+    corrupt: int
+    duration_s: float
+    send_rps: float
+    throughput_rps: float
+    latency_ns: dict[str, float | None]
+    histogram: HdrHistogram
+    histogram_encoded: str
+    samples: npt.NDArray[np.int64]
+    sample_cap: int
+    client_pid: int
+    client_rusage: dict[str, int]
+    timeouts: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)
+    config: DriverConfig | None = None
+
+    @property
+    def loss_ratio(self) -> float:
+        return self.lost / self.requests if self.requests else 0.0
+
+
+def driver_binary() -> Path:
+    """The built client (compiled on first use, then cached by source hash)."""
+    try:
+        return build_executable(BINARY_NAME, [SOURCE])
+    except BuildError as exc:
+        raise DriverError(str(exc)) from exc
+
+
+def command(config: DriverConfig, binary: Path, out: Path, samples_out: Path) -> list[str]:
+    """The full argv that runs the client for ``config``."""
+    prefix = ["ip", "netns", "exec", config.netns] if config.netns else []
+    return [
+        *prefix,
+        str(binary),
+        *config.arguments(),
+        f"--out={out}",
+        f"--samples-out={samples_out}",
+    ]
+
+
+class _Lines:
+    """Reads the client's stdout line by line, never blocking past a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+        assert proc.stdout is not None
+        self._proc = proc
+        self._fd = proc.stdout.fileno()
+        self._stderr = stderr
+        self._buf = b""
+
+    def stderr_text(self) -> str:
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()[-4000:].decode(errors="replace")
+
+    def expect(self, word: str, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        while True:
+            line, sep, rest = self._buf.partition(b"\n")
+            if sep:
+                self._buf = rest
+                if line.strip().decode(errors="replace") == word:
+                    return
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DriverError(f"client did not print {word} within {within_s:.1f} s")
+            ready, _, _ = select.select([self._fd], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(self._fd, 4096)
+            if not chunk:
+                self._proc.wait(timeout=5.0)
+                raise DriverError(
+                    f"client exited with status {self._proc.returncode} before {word}",
+                    self.stderr_text(),
+                )
+            self._buf += chunk
+
+
+def _tell(proc: subprocess.Popen[bytes], word: str) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(f"{word}\n".encode())
+        proc.stdin.flush()
+    except BrokenPipeError as exc:
+        raise DriverError(f"client went away before {word}") from exc
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def _int_map(raw: Mapping[str, Any]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in raw.items()}
+
+
+def parse_results(
+    raw: Mapping[str, Any], samples: npt.NDArray[np.int64], pid: int, config: DriverConfig | None
+) -> DriverResult:
+    """A DriverResult from the client's JSON and its raw samples."""
+    counts = _int_map(raw["counts"])
+    hist = hdr.from_buckets(raw["histogram"]["buckets"])
+    lat = raw["latency_ns"]
+    latency: dict[str, float | None] = {"min": None, "max": None, "mean": None}
+    if counts["replies"] and lat.get("count"):
+        latency = {"min": float(lat["min"]), "max": float(lat["max"]), "mean": float(lat["mean"])}
+    latency.update(hdr.percentiles(hist))
+    declared = int(raw["samples"]["count"])
+    if declared != len(samples):
+        raise DriverError(f"samples file holds {len(samples)} values, results say {declared}")
+    return DriverResult(
+        **{key: counts[key] for key in COUNT_KEYS},
+        duration_s=float(raw["duration_s"]),
+        send_rps=float(raw["send_rps"]),
+        throughput_rps=float(raw["throughput_rps"]),
+        latency_ns={k: latency[k] for k in ("min", "p50", "p90", "p99", "p999", "max", "mean")},
+        histogram=hist,
+        histogram_encoded=hdr.encode(hist),
+        samples=samples,
+        sample_cap=int(raw["samples"]["cap"]),
+        client_pid=pid,
+        client_rusage=_int_map(raw["rusage"]),
+        timeouts=counts["timeouts"],
+        counts=counts,
+        config=config,
+    )
+
+
+def _read_results(out: Path, samples_out: Path, pid: int, config: DriverConfig) -> DriverResult:
+    try:
+        raw = json.loads(out.read_text())
+        samples = np.fromfile(samples_out, dtype="<i8").astype(np.int64)
+        return parse_results(raw, samples, pid, config)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DriverError(f"unreadable client results: {exc}") from exc
+
+
+def run_driver(
+    config: DriverConfig,
+    *,
+    on_measure_start: Callable[[int], None] | None = None,
+    on_measure_end: Callable[[], None] | None = None,
+    timeout_margin_s: float = 10.0,
+) -> DriverResult:
+    """Runs one warmup + measured phase of the client against ``config.addr:port``."""
+    binary = driver_binary()
+    step_s = config.duration_s + config.warmup_s + config.timeout_s + timeout_margin_s
+    with tempfile.TemporaryDirectory(prefix="hellobench-driver-") as tmp:
+        out, samples_out = Path(tmp) / "results.json", Path(tmp) / "samples.i64"
+        argv = command(config, binary, out, samples_out)
+        with open(Path(tmp) / "stderr", "w+b") as err:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+            ident = f"driver-{proc.pid}"
+            start = ownership.process_start_time(proc.pid)
+            ownership.record("process", ident, pid=proc.pid, start=start, argv=argv)
+            try:
+                lines = _Lines(proc, err)
+                lines.expect("READY", step_s)
+                if on_measure_start is not None:
+                    on_measure_start(proc.pid)
+                _tell(proc, "GO")
+                lines.expect("DONE", step_s)
+                if on_measure_end is not None:
+                    on_measure_end()
+                _tell(proc, "EXIT")
+                try:
+                    code = proc.wait(timeout=timeout_margin_s)
+                except subprocess.TimeoutExpired as exc:
+                    raise DriverError(
+                        "client did not exit after EXIT", lines.stderr_text()
+                    ) from exc
+                if code != 0:
+                    raise DriverError(f"client exited with status {code}", lines.stderr_text())
+                return _read_results(out, samples_out, proc.pid, config)
+            finally:
+                _reap(proc)
+                ownership.release("process", ident)
