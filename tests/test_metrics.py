@@ -201,6 +201,26 @@ def test_sleeps_are_voluntary_switches(spawn: type[Child]) -> None:
     assert m.system_ctx_switches >= SLEEPS
 
 
+def test_probe_falls_back_to_proc_without_perf(
+    spawn: type[Child], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(pids: object) -> perf.TaskCounters:
+        raise perf.PerfError(1, "perf_event_open refused")
+
+    import bench.metrics.phase as phase
+
+    monkeypatch.setattr(phase, "SyscallCounter", refuse)
+    monkeypatch.setattr(ctxswitch, "counters", refuse)
+    monkeypatch.setattr(taskcpu, "counters", refuse)
+    child = spawn(f"for _ in range({SLEEPS}): time.sleep(0.001)", SETUP_READY)
+    child.ready()
+    m = measure(child)
+    assert m.server_syscalls is None
+    assert any("server syscalls not measurable" in n for n in m.notes)
+    assert m.server_ctx_switches is not None and m.server_ctx_switches >= SLEEPS
+    assert m.server_cpu_ns is not None and m.server_cpu_ns >= 0
+
+
 def test_proc_fallback_sums_all_threads(spawn: type[Child]) -> None:
     # The workers sleep, then stay alive (blocked) so that the final snapshot sees them.
     setup = f"""

@@ -152,9 +152,13 @@ class TaskCounters:
         for fd in self._fds:
             enable(fd)
 
-    def stop(self) -> int:
+    def halt(self) -> None:
+        """Disables every counter (idempotent); ``stop`` then only reads."""
         for fd in self._fds:
             disable(fd)
+
+    def stop(self) -> int:
+        self.halt()
         self.total = sum(read_count(fd) for fd in self._fds)
         return self.total
 

@@ -126,8 +126,8 @@ class _Figure:
     def open(self, stack: contextlib.ExitStack) -> None:
         if not self.pids:
             return
-        counter = self._make(self.pids)
         try:
+            counter = self._make(self.pids)
             counter.open()
         except OSError as e:
             self.why = f"{self.party} {self.what} not measurable: {e.strerror or e}"
@@ -142,6 +142,11 @@ class _Figure:
     def start(self) -> None:
         if self.counter is not None:
             self.counter.start()
+
+    def halt(self) -> None:
+        if self.counter is not None:
+            with contextlib.suppress(OSError):
+                self.counter.halt()
 
     def stop(self, notes: list[str]) -> int | None:
         if not self.pids:
@@ -290,6 +295,8 @@ class PhaseProbe:
         notes: list[str] = []
         acc = self.accounting
         srv, cli = self._server, self._client
+        for figure in (*srv.figures, *cli.figures):
+            figure.halt()
         server_sys, server_ctx, server_cpu_own = (f.stop(notes) for f in srv.figures)
         client_sys, client_ctx, client_cpu = (f.stop(notes) for f in cli.figures)
         stat = procstat.delta(self._stat_start, procstat.snapshot())
