@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hellobench_kthread: the HELLO server as a kernel thread.
+ *
+ * One kernel thread owns a kernel UDP socket, receives with kernel_recvmsg()
+ * and answers with kernel_sendmsg().  No system calls are made, but every
+ * datagram still wakes the thread, as it would wake a user-space server.
+ *
+ * Parameters (read-only once loaded):
+ *   port        UDP port, 1..65535 (default 3000)
+ *   addr        IPv4 address to bind (default 127.0.0.1)
+ *   cpu         CPU the thread is bound to, -1 for none (default -1)
+ *   fault_hang  tests only, writable at run time: 0 serve; 1 stop answering
+ *               (the thread sleeps and leaves datagrams queued, rmmod still
+ *               returns at once); 2 the thread exits as if it had died
+ *
+ * The socket lives in the network namespace of the process that loads the
+ * module.  Counters and the thread id are under /sys/kernel/hellobench_kthread/.
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cpumask.h>
+#include <linux/delay.h>
+#include <linux/in.h>
+#include <linux/inet.h>
+#include <linux/kobject.h>
+#include <linux/kthread.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/net.h>
+#include <linux/nsproxy.h>
+#include <linux/percpu.h>
+#include <linux/sched.h>
+#include <linux/sched/task.h>
+#include <linux/slab.h>
+#include <linux/socket.h>
+#include <linux/sysfs.h>
+#include <linux/version.h>
+#include <net/net_namespace.h>
+#include <net/sock.h>
+
+#include "hello_proto.h"
+
+/* Large enough for any UDP datagram: bigger ones are cut and flagged MSG_TRUNC. */
+#define HELLO_BUF_SIZE		65535
+/* The longest a blocked receive waits before the thread looks for a stop. */
+#define HELLO_RCVTIMEO		(HZ / 5)
+#define HELLO_STALL_MS		100
+
+enum hello_fault {
+	HELLO_FAULT_NONE,
+	HELLO_FAULT_STALL,
+	HELLO_FAULT_EXIT,
+};
+
+/* struct sockaddr_unsized replaced struct sockaddr in kernel_bind() in 6.19. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 19, 0)
+#define HELLO_SOCKADDR(sa)	((struct sockaddr_unsized *)(sa))
+#else
+#define HELLO_SOCKADDR(sa)	((struct sockaddr *)(sa))
+#endif
+
+static int port = HELLO_DEFAULT_PORT;
+module_param(port, int, 0444);
+MODULE_PARM_DESC(port, "UDP port to serve, 1..65535 (default 3000)");
+
+static char *addr = "127.0.0.1";
+module_param(addr, charp, 0444);
+MODULE_PARM_DESC(addr, "IPv4 address to bind (default 127.0.0.1)");
+
+static int cpu = -1;
+module_param(cpu, int, 0444);
+MODULE_PARM_DESC(cpu, "CPU to bind the server thread to, -1 for none");
+
+static int fault_hang;
+module_param(fault_hang, int, 0644);
+MODULE_PARM_DESC(fault_hang,
+		 "tests only: 1 stop answering, 2 the thread exits (default 0)");
+
+struct hello_stats {
+	unsigned long received;
+	unsigned long answered;
+	unsigned long rejected;
+	unsigned long send_errors;
+};
+
+static DEFINE_PER_CPU(struct hello_stats, hello_stats);
+
+struct hello_server {
+	struct net *net;
+	struct socket *sock;
+	struct task_struct *task;
+	struct kobject *kobj;
+	u8 *buf;
+	__be32 addr;
+	bool running;
+};
+
+static struct hello_server server;
+
+static unsigned long hello_stat_sum(size_t offset)
+{
+	unsigned long sum = 0;
+	int c;
+
+	for_each_possible_cpu(c)
+		sum += *(unsigned long *)((u8 *)per_cpu_ptr(&hello_stats, c) + offset);
+	return sum;
+}
+
+#define HELLO_STAT_ATTR(field)						\
+static ssize_t field##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%lu\n",					\
+			  hello_stat_sum(offsetof(struct hello_stats, field))); \
+}									\
+static struct kobj_attribute field##_attr = __ATTR_RO(field)
+
+HELLO_STAT_ATTR(received);
+HELLO_STAT_ATTR(answered);
+HELLO_STAT_ATTR(rejected);
+HELLO_STAT_ATTR(send_errors);
+
+static ssize_t thread_pid_show(struct kobject *kobj,
+			       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", task_pid_nr(server.task));
+}
+static struct kobj_attribute thread_pid_attr = __ATTR_RO(thread_pid);
+
+static ssize_t running_show(struct kobject *kobj,
+			    struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", READ_ONCE(server.running));
+}
+static struct kobj_attribute running_attr = __ATTR_RO(running);
+
+static struct attribute *hello_attrs[] = {
+	&received_attr.attr,
+	&answered_attr.attr,
+	&rejected_attr.attr,
+	&send_errors_attr.attr,
+	&thread_pid_attr.attr,
+	&running_attr.attr,
+	NULL,
+};
+
+static const struct attribute_group hello_group = {
+	.attrs = hello_attrs,
+};
+
+static bool hello_is_request(const u8 *data, int len, unsigned int flags)
+{
+	if (flags & MSG_TRUNC)
+		return false;
+	if (len < HELLO_MIN_REQUEST || len > HELLO_MAX_REQUEST)
+		return false;
+	return !memcmp(data, HELLO_MAGIC, HELLO_MAGIC_LEN);
+}
+
+static void hello_answer(struct hello_server *srv, struct sockaddr_in *to,
+			 int len)
+{
+	struct msghdr msg = {
+		.msg_name = to,
+		.msg_namelen = sizeof(*to),
+		.msg_flags = MSG_DONTWAIT,
+	};
+	struct kvec vec = {
+		.iov_base = srv->buf,
+		.iov_len = len,
+	};
+
+	memcpy(srv->buf, HELLO_REPLY, HELLO_REPLY_LEN);
+	if (kernel_sendmsg(srv->sock, &msg, &vec, 1, len) == len)
+		this_cpu_inc(hello_stats.answered);
+	else
+		this_cpu_inc(hello_stats.send_errors);
+}
+
+static void hello_serve_one(struct hello_server *srv)
+{
+	struct sockaddr_in from = {};
+	struct msghdr msg = {
+		.msg_name = &from,
+		.msg_namelen = sizeof(from),
+	};
+	struct kvec vec = {
+		.iov_base = srv->buf,
+		.iov_len = HELLO_BUF_SIZE,
+	};
+	int len;
+
+	len = kernel_recvmsg(srv->sock, &msg, &vec, 1, HELLO_BUF_SIZE, 0);
+	if (len < 0)
+		return;		/* timeout, signal or shutdown: look for a stop */
+	if (len == 0 && (READ_ONCE(srv->sock->sk->sk_shutdown) & RCV_SHUTDOWN))
+		return;
+
+	this_cpu_inc(hello_stats.received);
+	if (!hello_is_request(srv->buf, len, msg.msg_flags)) {
+		this_cpu_inc(hello_stats.rejected);
+		return;
+	}
+	hello_answer(srv, &from, len);
+}
+
+static int hello_thread(void *data)
+{
+	struct hello_server *srv = data;
+
+	while (!kthread_should_stop()) {
+		switch (READ_ONCE(fault_hang)) {
+		case HELLO_FAULT_NONE:
+			hello_serve_one(srv);
+			break;
+		case HELLO_FAULT_EXIT:
+			goto out;
+		default:
+			msleep_interruptible(HELLO_STALL_MS);
+			break;
+		}
+	}
+out:
+	WRITE_ONCE(srv->running, false);
+	return 0;
+}
+
+static int hello_check_params(struct hello_server *srv)
+{
+	if (port < 1 || port > 65535) {
+		pr_err("invalid port %d: must be 1..65535\n", port);
+		return -EINVAL;
+	}
+	if (!addr || !in4_pton(addr, -1, (u8 *)&srv->addr, -1, NULL)) {
+		pr_err("invalid addr '%s': not an IPv4 address\n",
+		       addr ? addr : "");
+		return -EINVAL;
+	}
+	if (cpu < -1 || cpu >= (int)nr_cpu_ids || (cpu >= 0 && !cpu_online(cpu))) {
+		pr_err("invalid cpu %d: must be -1 or an online CPU\n", cpu);
+		return -EINVAL;
+	}
+	if (fault_hang < HELLO_FAULT_NONE || fault_hang > HELLO_FAULT_EXIT) {
+		pr_err("invalid fault_hang %d: must be 0, 1 or 2\n", fault_hang);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int hello_socket_open(struct hello_server *srv)
+{
+	struct sockaddr_in sin = {
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = srv->addr,
+		.sin_port = htons(port),
+	};
+	int err;
+
+	err = sock_create_kern(srv->net, AF_INET, SOCK_DGRAM, IPPROTO_UDP,
+			       &srv->sock);
+	if (err) {
+		pr_err("cannot create a UDP socket: %d\n", err);
+		return err;
+	}
+	srv->sock->sk->sk_rcvtimeo = HELLO_RCVTIMEO;
+
+	err = kernel_bind(srv->sock, HELLO_SOCKADDR(&sin), sizeof(sin));
+	if (err) {
+		pr_err("cannot bind %pI4:%d: %d\n", &srv->addr, port, err);
+		sock_release(srv->sock);
+		srv->sock = NULL;
+	}
+	return err;
+}
+
+static int hello_thread_start(struct hello_server *srv)
+{
+	struct task_struct *task;
+
+	task = kthread_create(hello_thread, srv, "hellokt/%d", port);
+	if (IS_ERR(task)) {
+		pr_err("cannot create the server thread: %ld\n", PTR_ERR(task));
+		return PTR_ERR(task);
+	}
+	/* Held so that kthread_stop() is safe after a fault_hang=2 exit. */
+	get_task_struct(task);
+	if (cpu >= 0)
+		kthread_bind(task, cpu);
+	srv->task = task;
+	WRITE_ONCE(srv->running, true);
+	wake_up_process(task);
+	return 0;
+}
+
+static void hello_thread_stop(struct hello_server *srv)
+{
+	/* Shutdown wakes a thread blocked in kernel_recvmsg() at once. */
+	kernel_sock_shutdown(srv->sock, SHUT_RDWR);
+	kthread_stop(srv->task);
+	put_task_struct(srv->task);
+	srv->task = NULL;
+}
+
+static int __init hello_init(void)
+{
+	struct hello_server *srv = &server;
+	int err;
+
+	err = hello_check_params(srv);
+	if (err)
+		return err;
+
+	srv->buf = kvmalloc(HELLO_BUF_SIZE, GFP_KERNEL);
+	if (!srv->buf)
+		return -ENOMEM;
+
+	srv->net = get_net(current->nsproxy->net_ns);
+	err = hello_socket_open(srv);
+	if (err)
+		goto err_net;
+
+	srv->kobj = kobject_create_and_add(KBUILD_MODNAME, kernel_kobj);
+	if (!srv->kobj) {
+		err = -ENOMEM;
+		goto err_sock;
+	}
+	err = sysfs_create_group(srv->kobj, &hello_group);
+	if (err)
+		goto err_kobj;
+
+	err = hello_thread_start(srv);
+	if (err)
+		goto err_kobj;
+
+	pr_info("serving %pI4:%d\n", &srv->addr, port);
+	return 0;
+
+err_kobj:
+	kobject_put(srv->kobj);
+err_sock:
+	sock_release(srv->sock);
+err_net:
+	put_net(srv->net);
+	kvfree(srv->buf);
+	return err;
+}
+
+static void __exit hello_exit(void)
+{
+	struct hello_server *srv = &server;
+
+	kobject_put(srv->kobj);
+	hello_thread_stop(srv);
+	sock_release(srv->sock);
+	put_net(srv->net);
+	kvfree(srv->buf);
+	pr_info("stopped\n");
+}
+
+module_init(hello_init);
+module_exit(hello_exit);
+
+MODULE_DESCRIPTION("hellobench: HELLO server in a kernel thread");
+MODULE_LICENSE("GPL");
