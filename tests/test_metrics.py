@@ -302,6 +302,20 @@ def test_procstat_delta_in_ns() -> None:
     assert d.cpu_ns_by_cpu[0] == d.cpu_ns
 
 
+def test_thread_delta_counts_newborn_and_lost_threads() -> None:
+    start = {(1, 1): 10, (1, 2): 5, (1, 3): 7}
+    stop = {(1, 1): 15, (1, 2): 9, (1, 4): 3}  # 3 exited, 4 was born
+    d = tasks.delta(start, stop)
+    assert d.value == 5 + 4 + 3
+    assert d.lost == 1
+
+
+def test_task_cpu_tick_fallback_reads_self() -> None:
+    me = os.getpid()
+    value = taskcpu._stat_ns(me, me)
+    assert value is not None and value >= 0
+
+
 def test_task_cpu_of_self_grows() -> None:
     me = os.getpid()
     before = taskcpu.read_thread(me, me)
@@ -367,7 +381,8 @@ def test_server_exit_is_noted(spawn: type[Child]) -> None:
     child.run()
     child.close()
     m = probe.stop()
-    assert any("exited during the phase" in n for n in m.notes)
+    exited = [n for n in m.notes if "exited during the phase" in n]
+    assert len(exited) == 1
 
 
 def test_missing_server_process() -> None:

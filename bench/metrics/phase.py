@@ -338,7 +338,7 @@ class PhaseProbe:
             client_cpu_ns=client_cpu,
             bpf_run_ns=bpf_ns,
             bpf_run_cnt=bpf_cnt,
-            notes=tuple(n for n in notes if n),
+            notes=tuple(dict.fromkeys(n for n in notes if n)),
         )
         return self.metrics
 
