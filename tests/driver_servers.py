@@ -1,0 +1,153 @@
+"""HELLO servers that misbehave on purpose, to check what the driver counts.
+
+Run one as ``python tests/driver_servers.py KIND [--port N] [--delay-ms MS] [--every N]
+[--lifetime S]``; it binds 127.0.0.1 (port 0 picks a free one), prints ``READY <port>``
+and serves until SIGTERM/SIGINT or ``--lifetime`` seconds, whichever comes first.
+
+Kinds:
+  correct    the reference behaviour (bench.protocol.make_reply)
+  delay      every reply sent --delay-ms after its request arrived
+  drop       every --every-th request (by arrival) gets no reply
+  duplicate  every reply sent twice
+  reorder    replies swapped in pairs (a held reply leaves after 5 ms at the latest)
+  corrupt    every --every-th reply has its last byte (padding) flipped
+  truncate   every --every-th reply is one byte short
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.protocol import make_reply
+
+KINDS = ("correct", "delay", "drop", "duplicate", "reorder", "corrupt", "truncate")
+HOLD_S = 0.005
+Address = tuple[str, int]
+
+
+@dataclass
+class Behaviour:
+    kind: str
+    delay_s: float = 0.02
+    every: int = 10
+    arrivals: int = 0
+    held: tuple[float, bytes, Address] | None = None
+    queue: list[tuple[float, int, bytes, Address]] = field(default_factory=list)
+    seen: list[bytes] | None = None  # every datagram received, when given
+
+    def replies(self, datagram: bytes, now: float) -> list[tuple[float, bytes]]:
+        """The (send time, payload) pairs ``datagram`` gets; holding is done by the caller."""
+        if self.seen is not None:
+            self.seen.append(datagram)
+        reply = make_reply(datagram)
+        if reply is None:
+            return []
+        self.arrivals += 1
+        nth = self.arrivals % self.every == 0
+        if self.kind == "delay":
+            return [(now + self.delay_s, reply)]
+        if self.kind == "drop" and nth:
+            return []
+        if self.kind == "duplicate":
+            return [(now, reply), (now, reply)]
+        if self.kind == "corrupt" and nth:
+            return [(now, reply[:-1] + bytes([reply[-1] ^ 0xFF]))]
+        if self.kind == "truncate" and nth:
+            return [(now, reply[:-1])]
+        return [(now, reply)]
+
+
+def serve(sock: socket.socket, behaviour: Behaviour, stop: Callable[[], bool]) -> None:
+    """Answers on ``sock`` until ``stop()`` is true (checked at least every 50 ms)."""
+    seq = 0
+    queue = behaviour.queue
+    while not stop():
+        now = time.monotonic()
+        while queue and queue[0][0] <= now:
+            _, _, payload, peer = heapq.heappop(queue)
+            sock.sendto(payload, peer)
+        if behaviour.held and behaviour.held[0] + HOLD_S <= now:
+            _, payload, peer = behaviour.held
+            behaviour.held = None
+            sock.sendto(payload, peer)
+        wake = min([0.05] + [q[0] - now for q in queue[:1]])
+        if behaviour.held:
+            wake = min(wake, behaviour.held[0] + HOLD_S - now)
+        ready, _, _ = select.select([sock], [], [], max(wake, 0.0))
+        if not ready:
+            continue
+        datagram, peer = sock.recvfrom(4096)
+        now = time.monotonic()
+        for at, payload in behaviour.replies(datagram, now):
+            if behaviour.kind == "reorder":
+                if behaviour.held is None:
+                    behaviour.held = (now, payload, peer)
+                    continue
+                sock.sendto(payload, peer)
+                _, older, older_peer = behaviour.held
+                behaviour.held = None
+                sock.sendto(older, older_peer)
+                continue
+            seq += 1
+            heapq.heappush(queue, (at, seq, payload, peer))
+
+
+@dataclass
+class ThreadServer:
+    """A server of ``kind`` on a thread of this process (for tests that look at traffic)."""
+
+    kind: str = "correct"
+    received: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        serve(self.sock, Behaviour(self.kind, seen=self.received), self._stop.is_set)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        self.sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=20.0)
+    parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--lifetime", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    deadline = time.monotonic() + args.lifetime
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", args.port))
+        print(f"READY {sock.getsockname()[1]}", flush=True)
+        behaviour = Behaviour(args.kind, delay_s=args.delay_ms / 1000.0, every=args.every)
+        serve(sock, behaviour, lambda: stopping.is_set() or time.monotonic() >= deadline)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The measuring client: what it counts against servers that misbehave on purpose.
+
+No timing thresholds: only counts, and latencies bounded below by a server's known delay.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench import protocol
+from bench.driver import DriverConfig, DriverResult, driver_binary, run_driver
+from bench.driver import histogram as hdr
+from bench.impl.api import ServerConfig
+from bench.impl.registry import Entry
+from tests.driver_servers import ThreadServer
+
+SERVERS = Path(__file__).resolve().parent / "driver_servers.py"
+
+
+class Server:
+    """A tests/driver_servers.py process, stopped on exit."""
+
+    def __init__(self, kind: str, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVERS), kind, "--lifetime", "120", *extra],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        assert line[:1] == ["READY"], f"test server {kind} did not start"
+        self.port = int(line[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5.0)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    kind, *extra = request.param
+    srv = Server(kind, *extra)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _run(port: int, **kw: Any) -> DriverResult:
+    kw.setdefault("warmup_s", 0.0)
+    kw.setdefault("duration_s", 60.0)
+    return run_driver(DriverConfig(port=port, **kw))
+
+
+def _consistent(r: DriverResult) -> None:
+    assert r.lost == r.requests - r.replies
+    assert r.histogram.get_total_count() == r.replies
+    assert len(r.samples) == min(r.replies, r.sample_cap)
+
+
+# ---- servers that misbehave ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", [("delay", "--delay-ms", "20")], indirect=True)
+def test_delayed_replies_show_in_latency(server: Server) -> None:
+    r = _run(server.port, mode="pingpong", max_requests=20, warmup_s=0.05, timeout_s=1.0)
+    assert r.requests == 20 and r.replies == 20
+    delay_ns = 20e6
+    assert r.latency_ns["min"] is not None and r.latency_ns["min"] >= delay_ns
+    assert r.latency_ns["p50"] is not None and r.latency_ns["p50"] >= delay_ns
+    assert int(r.samples.min()) >= delay_ns
+    _consistent(r)
+
+
+@pytest.mark.parametrize("server", [("drop", "--every", "10")], indirect=True)
+def test_every_tenth_dropped_is_ten_percent_lost(server: Server) -> None:
+    r = _run(server.port, mode="pingpong", max_requests=1000, outstanding=8, timeout_s=0.1)
+    assert r.requests == 1000
+    assert r.lost == 100
+    assert r.lost / r.requests == pytest.approx(0.10)
+    assert r.timeouts >= 100
+    assert r.corrupt == r.duplicates == 0
+    _consistent(r)
+
+
+@pytest.mark.parametrize("server", [("duplicate",)], indirect=True)
+def test_duplicated_replies_are_counted_once(server: Server) -> None:
+    r = _run(server.port, mode="pingpong", max_requests=300, outstanding=4, timeout_s=0.5)
+    assert r.requests == r.replies == 300 and r.lost == 0
+    assert 0 < r.duplicates <= r.replies
+    assert r.reordered == 0 and r.corrupt == 0
+    _consistent(r)
+
+
+@pytest.mark.parametrize("server", [("reorder",)], indirect=True)
+def test_reordered_replies_are_counted(server: Server) -> None:
+    r = _run(server.port, mode="pingpong", max_requests=300, outstanding=8, timeout_s=0.5)
+    assert r.requests == r.replies == 300 and r.lost == 0
+    assert r.reordered > 0
+    assert r.duplicates == 0 and r.corrupt == 0
+    _consistent(r)
+
+
+@pytest.mark.parametrize("server", [("correct",)], indirect=True)
+@pytest.mark.parametrize("mode", ["pingpong", "rate", "flood"])
+def test_correct_server_loses_nothing(server: Server, mode: str) -> None:
+    extra: dict[str, Any] = {"rate_rps": 2000.0} if mode == "rate" else {}
+    if mode == "flood":
+        extra["batch"] = 4  # a Python server keeps up with small batches, a burst of 4
+    r = _run(server.port, mode=mode, max_requests=200, timeout_s=1.0, warmup_s=0.05, **extra)
+    if mode == "flood":
+        # Flood sends as fast as it can: a Python server may drop some; nothing else may go wrong.
+        assert r.requests == 200 and r.replies > 0
+    else:
+        assert r.requests == r.replies == 200 and r.lost == 0
+    assert r.corrupt == r.duplicates == r.reordered == 0
+    assert r.counts["stale"] == 0
+    _consistent(r)
+
+
+@pytest.mark.parametrize("server", [("correct",)], indirect=True)
+def test_short_requests_match_by_order(server: Server) -> None:
+    r = _run(server.port, mode="pingpong", size=6, max_requests=100, timeout_s=1.0)
+    assert r.requests == r.replies == 100 and r.lost == 0 and r.corrupt == 0
+    _consistent(r)
+
+
+@pytest.mark.parametrize(
+    "server", [("corrupt", "--every", "4"), ("truncate", "--every", "4")], indirect=True
+)
+def test_corrupt_replies_are_counted(server: Server) -> None:
+    r = _run(server.port, mode="pingpong", max_requests=200, outstanding=8, timeout_s=0.2)
+    assert r.requests == 200
+    assert r.corrupt == 50
+    assert r.lost == 50 and r.replies == 150
+    _consistent(r)
+
+
+# ---- bad arguments ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"mode": "pingpong", "size": 5},
+        {"mode": "pingpong", "size": 1473},
+        {"mode": "pingpong", "duration_s": 0},
+        {"mode": "pingpong", "duration_s": -1.0},
+        {"mode": "pingpong", "duration_s": math.nan},
+        {"mode": "pingpong", "timeout_s": 0},
+        {"mode": "pingpong", "outstanding": 0},
+        {"mode": "pingpong", "max_requests": 0},
+        {"mode": "pingpong", "port": 0},
+        {"mode": "rate"},
+        {"mode": "rate", "rate_rps": 0.0},
+        {"mode": "rate", "rate_rps": -5.0},
+        {"mode": "pingpong", "rate_rps": 10.0},
+        {"mode": "flood", "size": 10},
+        {"mode": "pingpong", "size": 23, "outstanding": 2},
+        {"mode": "flood", "busy_poll": True},
+        {"mode": "flood", "batch": 0},
+        {"mode": "pingpong", "sample_cap": -1},
+        {"mode": "burst"},
+    ],
+)
+def test_bad_config_is_refused(kw: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        DriverConfig(**kw)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--duration", "0"],
+        ["--duration", "-1"],
+        ["--duration", "soon"],
+        ["--size", "5"],
+        ["--size", "1473"],
+        ["--mode", "rate"],
+        ["--mode", "flood", "--size", "10"],
+        ["--mode", "pingpong", "--size", "10", "--outstanding", "2"],
+        ["--mode", "burst"],
+        ["--port", "70000"],
+        ["--no-such-option"],
+        ["stray"],
+    ],
+)
+def test_binary_rejects_bad_arguments_with_status_2(args: list[str]) -> None:
+    proc = subprocess.run(
+        [str(driver_binary()), "--no-handshake", *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip()
+
+
+# ---- bounded memory -------------------------------------------------------------------
+
+
+def test_memory_stays_bounded_for_a_long_run(registry: dict[str, Entry]) -> None:
+    entry = registry["blocking-c"]
+    if entry.impl is None or not entry.available:
+        pytest.skip(f"blocking-c unavailable: {entry.unavailable}")
+    from tests.conftest import free_udp_port
+
+    port = free_udp_port()
+    with entry.impl.start(ServerConfig(port=port)):
+        r = _run(port, mode="pingpong", outstanding=16, max_requests=60_000, sample_cap=500)
+    assert r.requests == 60_000
+    assert r.sample_cap == 500 and len(r.samples) == 500
+    assert r.samples.dtype == np.int64 and int(r.samples.min()) > 0
+    assert r.histogram.get_total_count() == r.replies
+    # Fixed-size histogram: never more buckets than HdrHistogram(1 ns, 60 s, 3 digits) has.
+    assert r.histogram.counts_len == hdr.empty().counts_len
+    assert len(r.histogram_encoded) < 64 * 1024
+
+
+def test_json_histogram_is_bounded(tmp_path: Path) -> None:
+    with_server = ThreadServer("correct")
+    try:
+        out, samples = tmp_path / "r.json", tmp_path / "s.i64"
+        proc = subprocess.run(
+            [
+                str(driver_binary()),
+                "--no-handshake",
+                f"--port={with_server.port}",
+                "--mode=pingpong",
+                "--outstanding=4",
+                "--max-requests=2000",
+                "--duration=60",
+                "--warmup=0",
+                "--sample-cap=100",
+                f"--out={out}",
+                f"--samples-out={samples}",
+            ],
+            capture_output=True,
+            timeout=120,
+        )
+    finally:
+        with_server.close()
+    assert proc.returncode == 0, proc.stderr
+    raw = json.loads(out.read_text())
+    assert len(raw["histogram"]["buckets"]) <= hdr.empty().counts_len
+    assert raw["samples"] == {"count": 100, "cap": 100, "seen": raw["counts"]["replies"]}
+    assert samples.stat().st_size == 100 * 8
+
+
+# ---- the wire format ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [24, 64, 1472])
+def test_requests_match_the_protocol_module(size: int) -> None:
+    srv = ThreadServer("correct")
+    try:
+        r = run_driver(
+            DriverConfig(
+                "pingpong", port=srv.port, size=size, max_requests=5, warmup_s=0.05,
+                duration_s=30.0, timeout_s=1.0,
+            )
+        )  # fmt: skip
+    finally:
+        srv.close()
+    assert r.requests == r.replies == 5
+    assert srv.received, "no request captured"
+    warmup = [d for d in srv.received if protocol.parse_header(d).flags]  # type: ignore[union-attr]
+    measured = [d for d in srv.received if d not in warmup]
+    assert len(measured) == 5
+    assert all(
+        protocol.parse_header(d).flags == protocol.FLAG_WARMUP  # type: ignore[union-attr]
+        for d in warmup
+    )
+    for datagram in srv.received:
+        assert len(datagram) == size
+        prefix, flags, seq, stamp = protocol.HEADER.unpack_from(datagram)
+        assert prefix == protocol.REQUEST_PREFIX
+        assert datagram[protocol.HEADER_SIZE :] == protocol.padding(size)
+        assert datagram == protocol.make_request(size, seq=seq, timestamp_ns=stamp, flags=flags)
+    seqs = [protocol.HEADER.unpack_from(d)[2] for d in measured]
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
+
+
+def test_short_request_is_the_header_prefix() -> None:
+    srv = ThreadServer("correct")
+    try:
+        r = _run(srv.port, mode="pingpong", size=10, max_requests=3, timeout_s=1.0)
+    finally:
+        srv.close()
+    assert r.replies == 3
+    assert srv.received
+    for datagram in srv.received:
+        assert datagram == protocol.make_request(10)  # seq's high bytes and flags are zero
