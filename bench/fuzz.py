@@ -652,8 +652,9 @@ def fuzz_impl(entry: Any, topo: Any, count: int, seed: int) -> FuzzResult:
     try:
         impl.prepare()
     except ImplError as exc:
-        return FuzzResult(name, topo.name, "fail", f"build failed: {exc}", seed,
-                          failures=[f"build failed: {exc}"])
+        return FuzzResult(
+            name, topo.name, "fail", f"build failed: {exc}", seed, failures=[f"build failed: {exc}"]
+        )
     port = free_udp_port()
     config = ServerConfig(
         addr=topo.server_addr,
@@ -665,8 +666,14 @@ def fuzz_impl(entry: Any, topo: Any, count: int, seed: int) -> FuzzResult:
     try:
         server = impl.start(config)
     except ImplError as exc:
-        return FuzzResult(name, topo.name, "fail", f"failed to start: {exc}", seed,
-                          failures=[f"failed to start: {exc}"])
+        return FuzzResult(
+            name,
+            topo.name,
+            "fail",
+            f"failed to start: {exc}",
+            seed,
+            failures=[f"failed to start: {exc}"],
+        )
     try:
         result = fuzz_server(
             server,
@@ -699,7 +706,10 @@ def _usage(message: str) -> Exception:
 
 
 def run_fuzz(
-    names: list[str], topologies: list[str], count: int, seed: int,
+    names: list[str],
+    topologies: list[str],
+    count: int,
+    seed: int,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> list[FuzzResult]:
     """Fuzz the named impls (all registered ones when empty) in every topology."""
@@ -721,8 +731,9 @@ def run_fuzz(
         except TopologyError as exc:
             for entry in selected:
                 results.append(
-                    FuzzResult(entry.name, topo_name, "skipped", f"topology {topo_name}: {exc}",
-                               seed)
+                    FuzzResult(
+                        entry.name, topo_name, "skipped", f"topology {topo_name}: {exc}", seed
+                    )
                 )
     return results
 
@@ -735,8 +746,14 @@ def results_table(results: list[FuzzResult]) -> Table:
     table = Table(title="fuzz: hostile datagrams (replies classified by content)")
     table.add_column("impl")
     table.add_column("topo")
-    for numeric in ("malformed sent", "valid sent", "malformed replied", "valid answered",
-                    "valid missing", "retries"):
+    for numeric in (
+        "malformed sent",
+        "valid sent",
+        "malformed replied",
+        "valid answered",
+        "valid missing",
+        "retries",
+    ):
         table.add_column(numeric, justify="right")
     for column in ("alive", "BPF attached", "kernel log", "result"):
         table.add_column(column)
@@ -747,13 +764,25 @@ def results_table(results: list[FuzzResult]) -> Table:
         if r.kernel_log_readable is False:
             klog = "not readable"
         else:
-            klog = f"[red]{len(r.kernel_log_problems)} problem(s)[/red]" if r.kernel_log_problems \
+            klog = (
+                f"[red]{len(r.kernel_log_problems)} problem(s)[/red]"
+                if r.kernel_log_problems
                 else "clean"
+            )
         verdict = "[green]pass[/green]" if r.status == "pass" else "[red]FAIL[/red]"
         table.add_row(
-            r.impl, r.topology, f"{r.malformed_sent:,}", f"{r.valid_sent + r.sync_sent:,}",
-            f"{r.malformed_replied:,}", f"{r.valid_answered:,}", f"{r.valid_missing:,}",
-            f"{r.retries:,}", _yes_no(r.alive), _yes_no(r.bpf_attached), klog, verdict,
+            r.impl,
+            r.topology,
+            f"{r.malformed_sent:,}",
+            f"{r.valid_sent + r.sync_sent:,}",
+            f"{r.malformed_replied:,}",
+            f"{r.valid_answered:,}",
+            f"{r.valid_missing:,}",
+            f"{r.retries:,}",
+            _yes_no(r.alive),
+            _yes_no(r.bpf_attached),
+            klog,
+            verdict,
         )
     return table
 
