@@ -1,0 +1,499 @@
+// SPDX-License-Identifier: MIT
+/*
+ * hb-bpfctl: loads, attaches, queries and detaches hellobench's BPF programs
+ * and reads their counters.  Each call does one thing and prints one JSON line;
+ * attachments are made through netlink, so they outlive this process and are
+ * removed with an explicit detach (or by ownership.sweep()).
+ *
+ *   attach-xdp --obj O --prog P --ifname I --mode skb|drv [--set VAR=N]...
+ *   attach-tc  --obj O --prog P --ifname I --handle H --priority N [--set ..]
+ *   detach-xdp --ifname I --mode skb|drv (--prog-id N | --prefix S)
+ *   detach-tc  --ifname I --handle H --priority N (--prog-id N | --prefix S)
+ *   query-xdp  --ifname I --mode skb|drv
+ *   query-tc   --ifname I --handle H --priority N
+ *   counters   --map-id N
+ *
+ * --netns NAME runs the command inside /run/netns/NAME.  --set writes an
+ * integer into a variable of the object's .rodata before it is loaded.
+ * Detaching only ever removes the program named by id, or when the id is not
+ * known, a program whose name starts with the given prefix.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+#define MAX_SETS	8
+
+struct options {
+	const char *cmd;
+	const char *obj;
+	const char *prog;
+	const char *ifname;
+	const char *netns;
+	const char *prefix;
+	const char *sets[MAX_SETS];
+	int nsets;
+	int skb_mode;
+	unsigned int handle;
+	unsigned int priority;
+	unsigned int prog_id;
+	unsigned int map_id;
+	int ifindex;
+};
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "hb-bpfctl: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+static int quiet_print(enum libbpf_print_level level, const char *fmt,
+		       va_list ap)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static unsigned int parse_uint(const char *s, const char *what)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || *end || v > 0xffffffffUL)
+		fail("bad %s: %s", what, s);
+	return (unsigned int)v;
+}
+
+static void enter_netns(const char *name)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("netns %s: %s", name, strerror(errno));
+	if (setns(fd, CLONE_NEWNET))
+		fail("setns %s: %s", name, strerror(errno));
+	close(fd);
+}
+
+/* Write value into the .rodata variable called name (before load). */
+static void set_rodata(struct bpf_object *obj, const char *assignment)
+{
+	const struct btf_var_secinfo *vs;
+	const struct btf_type *sec, *var;
+	unsigned long long value;
+	struct bpf_map *map, *rodata = NULL;
+	char name[128], *eq, *end;
+	struct btf *btf;
+	size_t size;
+	__u8 *data;
+	int id, i;
+
+	eq = strchr(assignment, '=');
+	if (!eq || (size_t)(eq - assignment) >= sizeof(name))
+		fail("bad --set %s (want VAR=VALUE)", assignment);
+	memcpy(name, assignment, eq - assignment);
+	name[eq - assignment] = '\0';
+	errno = 0;
+	value = strtoull(eq + 1, &end, 0);
+	if (errno || *end)
+		fail("bad value in --set %s", assignment);
+
+	bpf_object__for_each_map(map, obj) {
+		const char *mname = bpf_map__name(map);
+		size_t n = strlen(mname);
+
+		if (n >= 7 && !strcmp(mname + n - 7, ".rodata"))
+			rodata = map;
+	}
+	btf = bpf_object__btf(obj);
+	if (!rodata || !btf)
+		fail("object has no .rodata with BTF");
+	/* writable until load; libbpf before 1.2 declares it const */
+	data = (__u8 *)bpf_map__initial_value(rodata, &size);
+	id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+	if (!data || id < 0)
+		fail("object has no .rodata section in its BTF");
+	sec = btf__type_by_id(btf, id);
+	vs = btf_var_secinfos(sec);
+	for (i = 0; i < btf_vlen(sec); i++, vs++) {
+		var = btf__type_by_id(btf, vs->type);
+		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
+			continue;
+		if (vs->offset + vs->size > size)
+			fail("variable %s lies outside .rodata", name);
+		switch (vs->size) {
+		case 1: { __u8 v = value; memcpy(data + vs->offset, &v, 1); break; }
+		case 2: { __u16 v = value; memcpy(data + vs->offset, &v, 2); break; }
+		case 4: { __u32 v = value; memcpy(data + vs->offset, &v, 4); break; }
+		case 8: memcpy(data + vs->offset, &value, 8); break;
+		default:
+			fail("variable %s is not an integer", name);
+		}
+		return;
+	}
+	fail("no variable %s in .rodata", name);
+}
+
+static unsigned int map_id_of(struct bpf_object *obj, const char *name)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
+
+	if (!map || bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len))
+		return 0;
+	return info.id;
+}
+
+static unsigned int prog_id_of(int fd)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return 0;
+	return info.id;
+}
+
+/* Opens and loads the object; returns the program's fd. */
+static int load(const struct options *o, struct bpf_object **objp)
+{
+	struct bpf_program *prog;
+	struct bpf_object *obj;
+	int i, err;
+
+	obj = bpf_object__open_file(o->obj, NULL);
+	if (!obj)
+		fail("cannot open %s: %s", o->obj, strerror(errno));
+	for (i = 0; i < o->nsets; i++)
+		set_rodata(obj, o->sets[i]);
+	prog = bpf_object__find_program_by_name(obj, o->prog);
+	if (!prog)
+		fail("no program %s in %s", o->prog, o->obj);
+	err = bpf_object__load(obj);
+	if (err)
+		fail("loading %s failed: %s", o->obj, strerror(-err));
+	*objp = obj;
+	return bpf_program__fd(prog);
+}
+
+static __u32 xdp_mode_flag(const struct options *o)
+{
+	return o->skb_mode ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+}
+
+static int attach_xdp(const struct options *o)
+{
+	struct bpf_object *obj;
+	int fd, err;
+
+	fd = load(o, &obj);
+	err = bpf_xdp_attach(o->ifindex, fd,
+			     XDP_FLAGS_UPDATE_IF_NOEXIST | xdp_mode_flag(o), NULL);
+	if (err == -EBUSY || err == -EEXIST)
+		fail("%s already has an XDP program; not replacing it", o->ifname);
+	if (err)
+		fail("attaching XDP to %s failed: %s", o->ifname, strerror(-err));
+	printf("{\"prog_id\": %u, \"map_id\": %u, \"ifindex\": %d}\n",
+	       prog_id_of(fd), map_id_of(obj, "hb_counters"), o->ifindex);
+	bpf_object__close(obj);
+	return 0;
+}
+
+/* Does the program with this id carry the name prefix? */
+static int prog_has_prefix(unsigned int id, const char *prefix)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	int fd, match;
+
+	fd = bpf_prog_get_fd_by_id(id);
+	if (fd < 0)
+		return 0;
+	match = !bpf_obj_get_info_by_fd(fd, &info, &len) &&
+		!strncmp(info.name, prefix, strlen(prefix));
+	close(fd);
+	return match;
+}
+
+static int ours(const struct options *o, unsigned int id)
+{
+	if (!id)
+		return 0;
+	if (o->prog_id)
+		return id == o->prog_id;
+	return o->prefix && *o->prefix && prog_has_prefix(id, o->prefix);
+}
+
+static int detach_xdp(const struct options *o)
+{
+	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
+	__u32 id = 0;
+	int err;
+
+	err = bpf_xdp_query_id(o->ifindex, xdp_mode_flag(o), &id);
+	if (err)
+		fail("querying XDP on %s: %s", o->ifname, strerror(-err));
+	if (!ours(o, id)) {
+		printf("{\"detached\": false, \"attached_id\": %u}\n", id);
+		return 0;
+	}
+	opts.old_prog_fd = bpf_prog_get_fd_by_id(id);
+	if (opts.old_prog_fd < 0)
+		fail("program %u: %s", id, strerror(errno));
+	/* XDP_FLAGS_REPLACE: removed only if it is still that program */
+	err = bpf_xdp_detach(o->ifindex, XDP_FLAGS_REPLACE | xdp_mode_flag(o),
+			     &opts);
+	if (err)
+		fail("detaching XDP %u from %s: %s", id, o->ifname,
+		     strerror(-err));
+	printf("{\"detached\": true, \"attached_id\": %u}\n", id);
+	return 0;
+}
+
+static int query_xdp(const struct options *o)
+{
+	__u32 id = 0;
+	int err;
+
+	err = bpf_xdp_query_id(o->ifindex, xdp_mode_flag(o), &id);
+	if (err)
+		fail("querying XDP on %s: %s", o->ifname, strerror(-err));
+	printf("{\"attached_id\": %u}\n", id);
+	return 0;
+}
+
+static void tc_hook_init(const struct options *o, struct bpf_tc_hook *hook)
+{
+	memset(hook, 0, sizeof(*hook));
+	hook->sz = sizeof(*hook);
+	hook->ifindex = o->ifindex;
+	hook->attach_point = BPF_TC_INGRESS;
+}
+
+static int attach_tc(const struct options *o)
+{
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = o->handle,
+		    .priority = o->priority);
+	struct bpf_tc_hook hook;
+	struct bpf_object *obj;
+	int created, err;
+
+	if (!o->handle || !o->priority)
+		fail("attach-tc needs --handle and --priority");
+	opts.prog_fd = load(o, &obj);
+	tc_hook_init(o, &hook);
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		fail("creating clsact on %s: %s", o->ifname, strerror(-err));
+	created = !err;
+	err = bpf_tc_attach(&hook, &opts);
+	if (err) {
+		if (created) {
+			hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
+			bpf_tc_hook_destroy(&hook);
+		}
+		fail("attaching tc filter to %s: %s", o->ifname, strerror(-err));
+	}
+	printf("{\"prog_id\": %u, \"map_id\": %u, \"ifindex\": %d, "
+	       "\"created_qdisc\": %s}\n", opts.prog_id,
+	       map_id_of(obj, "hb_counters"), o->ifindex,
+	       created ? "true" : "false");
+	bpf_object__close(obj);
+	return 0;
+}
+
+static unsigned int tc_attached_id(const struct options *o,
+				   struct bpf_tc_hook *hook)
+{
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = o->handle,
+		    .priority = o->priority);
+	int err;
+
+	err = bpf_tc_query(hook, &opts);
+	if (err == -ENOENT || err == -EINVAL)
+		return 0;	/* no clsact, or no filter at handle/priority */
+	if (err)
+		fail("querying tc on %s: %s", o->ifname, strerror(-err));
+	return opts.prog_id;
+}
+
+static int detach_tc(const struct options *o)
+{
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = o->handle,
+		    .priority = o->priority);
+	struct bpf_tc_hook hook;
+	unsigned int id;
+	int err;
+
+	tc_hook_init(o, &hook);
+	id = tc_attached_id(o, &hook);
+	if (!ours(o, id)) {
+		printf("{\"detached\": false, \"attached_id\": %u}\n", id);
+		return 0;
+	}
+	err = bpf_tc_detach(&hook, &opts);
+	if (err)
+		fail("detaching tc filter %u from %s: %s", id, o->ifname,
+		     strerror(-err));
+	printf("{\"detached\": true, \"attached_id\": %u}\n", id);
+	return 0;
+}
+
+static int query_tc(const struct options *o)
+{
+	struct bpf_tc_hook hook;
+
+	tc_hook_init(o, &hook);
+	printf("{\"attached_id\": %u}\n", tc_attached_id(o, &hook));
+	return 0;
+}
+
+/* Sums every __u64 field of entry 0 of a per-CPU array over all CPUs. */
+static int counters(const struct options *o)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), key = 0, i, field, nfields, stride;
+	unsigned long long total;
+	int fd, ncpus;
+	__u64 *values;
+
+	fd = bpf_map_get_fd_by_id(o->map_id);
+	if (fd < 0)
+		fail("map %u: %s", o->map_id, strerror(errno));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		fail("map %u info: %s", o->map_id, strerror(errno));
+	if (info.type != BPF_MAP_TYPE_PERCPU_ARRAY || info.value_size % 8)
+		fail("map %u is not a per-CPU array of counters", o->map_id);
+	ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0)
+		fail("cannot count CPUs");
+	stride = info.value_size / 8;
+	values = calloc((size_t)ncpus * stride, sizeof(*values));
+	if (!values)
+		fail("out of memory");
+	if (bpf_map_lookup_elem(fd, &key, values))
+		fail("map %u lookup: %s", o->map_id, strerror(errno));
+	nfields = stride;
+	printf("{\"values\": [");
+	for (field = 0; field < nfields; field++) {
+		total = 0;
+		for (i = 0; i < (__u32)ncpus; i++)
+			total += values[i * stride + field];
+		printf("%s%llu", field ? ", " : "", total);
+	}
+	printf("]}\n");
+	free(values);
+	close(fd);
+	return 0;
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "obj", required_argument, NULL, 'o' },
+		{ "prog", required_argument, NULL, 'p' },
+		{ "ifname", required_argument, NULL, 'i' },
+		{ "netns", required_argument, NULL, 'n' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "set", required_argument, NULL, 's' },
+		{ "handle", required_argument, NULL, 'H' },
+		{ "priority", required_argument, NULL, 'P' },
+		{ "prog-id", required_argument, NULL, 'I' },
+		{ "prefix", required_argument, NULL, 'x' },
+		{ "map-id", required_argument, NULL, 'M' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	if (argc < 2)
+		fail("usage: hb-bpfctl COMMAND [options] (see the source)");
+	o->cmd = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o': o->obj = optarg; break;
+		case 'p': o->prog = optarg; break;
+		case 'i': o->ifname = optarg; break;
+		case 'n': o->netns = optarg; break;
+		case 'x': o->prefix = optarg; break;
+		case 'm':
+			if (strcmp(optarg, "skb") && strcmp(optarg, "drv"))
+				fail("--mode must be skb or drv");
+			o->skb_mode = !strcmp(optarg, "skb");
+			break;
+		case 's':
+			if (o->nsets == MAX_SETS)
+				fail("too many --set");
+			o->sets[o->nsets++] = optarg;
+			break;
+		case 'H': o->handle = parse_uint(optarg, "handle"); break;
+		case 'P': o->priority = parse_uint(optarg, "priority"); break;
+		case 'I': o->prog_id = parse_uint(optarg, "prog id"); break;
+		case 'M': o->map_id = parse_uint(optarg, "map id"); break;
+		default:
+			fail("unknown option");
+		}
+	}
+	if (optind != argc)
+		fail("unexpected argument %s", argv[optind]);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { .skb_mode = 1 };
+
+	parse_args(argc, argv, &o);
+	/* queries and detaches report absence themselves */
+	libbpf_set_print(strncmp(o.cmd, "attach-", 7) ? NULL : quiet_print);
+	if (!strcmp(o.cmd, "counters"))
+		return counters(&o);
+	if (o.netns)
+		enter_netns(o.netns);
+	if (!o.ifname)
+		fail("%s needs --ifname", o.cmd);
+	o.ifindex = if_nametoindex(o.ifname);
+	if (!o.ifindex)
+		fail("no interface %s", o.ifname);
+	if (!strncmp(o.cmd, "attach-", 7) && (!o.obj || !o.prog))
+		fail("%s needs --obj and --prog", o.cmd);
+	if (!strcmp(o.cmd, "attach-xdp"))
+		return attach_xdp(&o);
+	if (!strcmp(o.cmd, "attach-tc"))
+		return attach_tc(&o);
+	if (!strcmp(o.cmd, "detach-xdp"))
+		return detach_xdp(&o);
+	if (!strcmp(o.cmd, "detach-tc"))
+		return detach_tc(&o);
+	if (!strcmp(o.cmd, "query-xdp"))
+		return query_xdp(&o);
+	if (!strcmp(o.cmd, "query-tc"))
+		return query_tc(&o);
+	fail("unknown command %s", o.cmd);
+	return 1;
+}

@@ -1,0 +1,98 @@
+"""Compiles BPF objects (clang -target bpf) and the hb-bpfctl loader, cached by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+from bench.native.build import NATIVE_DIR, BuildError, build_executable, cache_dir
+
+BPF_DIR = Path(__file__).resolve().parent
+BPF_CFLAGS = ("-O2", "-g", "-Wall", "-Werror", "-target", "bpf")
+LOADER_LIBS = ("-lbpf", "-lelf", "-lz")
+
+
+def clang() -> str:
+    """The compiler for BPF objects: $BPF_CLANG, else clang."""
+    for name in (os.environ.get("BPF_CLANG"), "clang"):
+        if name and shutil.which(name):
+            return name
+    raise BuildError("no clang found (install clang and llvm: apt-get install clang llvm)")
+
+
+@cache
+def _multiarch_include() -> list[str]:
+    """The multiarch include folder (asm/types.h) that -target bpf does not search by itself."""
+    triplet = ""
+    if shutil.which("cc"):
+        proc = subprocess.run(["cc", "-print-multiarch"], capture_output=True, text=True)
+        triplet = proc.stdout.strip() if proc.returncode == 0 else ""
+    if not triplet:
+        triplet = f"{platform.machine()}-linux-gnu"
+    folder = Path("/usr/include") / triplet
+    return [f"-I{folder}"] if folder.is_dir() else []
+
+
+@cache
+def _clang_version(cc: str) -> str:
+    return subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+
+
+def _digest(source: Path, flags: Sequence[str], cc: str) -> str:
+    h = hashlib.sha256()
+    h.update(source.name.encode())
+    h.update(source.read_bytes())
+    headers = {*source.parent.glob("*.h"), *BPF_DIR.glob("*.h"), *NATIVE_DIR.glob("*.h")}
+    for header in sorted(headers):
+        h.update(header.name.encode())
+        h.update(header.read_bytes())
+    h.update(" ".join([cc, *flags]).encode())
+    h.update(_clang_version(cc).encode())
+    return h.hexdigest()[:16]
+
+
+def build_bpf_object(source: Path, extra_flags: Sequence[str] = ()) -> Path:
+    """The BPF object compiled from ``source``; compiled only when no cached build matches."""
+    cc = clang()
+    flags = [
+        *BPF_CFLAGS,
+        f"-I{BPF_DIR}",
+        f"-I{NATIVE_DIR}",
+        f"-I{source.parent}",
+        *_multiarch_include(),
+        *extra_flags,
+    ]
+    name = source.name.removesuffix(".c") + ".o"
+    target = cache_dir() / "bpf" / _digest(source, flags, cc) / name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{name}.{os.getpid()}")
+    cmd = [cc, *flags, "-c", str(source), "-o", str(tmp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"compiling {source.name} failed:\n{' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    tmp.replace(target)
+    return target
+
+
+def loader_unavailable_reason() -> str | None:
+    """Why hb-bpfctl cannot be built here, or None."""
+    if not Path("/usr/include/bpf/libbpf.h").exists():
+        return "libbpf headers missing (apt-get install libbpf-dev libelf-dev zlib1g-dev)"
+    return None
+
+
+def bpfctl() -> Path:
+    """The hb-bpfctl loader (bench/bpf/bpfctl.c linked against libbpf), built on first use."""
+    reason = loader_unavailable_reason()
+    if reason:
+        raise BuildError(reason)
+    return build_executable("hb-bpfctl", [BPF_DIR / "bpfctl.c"], libs=LOADER_LIBS)

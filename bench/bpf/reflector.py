@@ -1,0 +1,84 @@
+"""The running side of the eBPF impls: a HELLO reflector attached to an interface, with no
+server process.  Its cost shows in softirq CPU time and in the program's BPF run time."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from bench.bpf.build import build_bpf_object, clang, loader_unavailable_reason
+from bench.bpf.control import BpfError, TcAttachment, XdpAttachment, read_counters
+from bench.host import HostCapabilities
+from bench.impl.api import Accounting, Impl, ImplError, RunningServer
+from bench.native.build import BuildError
+
+NO_PROCESS_NOTE = "no server process: cost shows in softirq CPU and BPF run time"
+
+Attachment = XdpAttachment | TcAttachment
+
+
+class BpfReflector(RunningServer):
+    """An attached reflector; ``stop`` detaches it (idempotent, bounded by the loader's timeout)."""
+
+    def __init__(self, attachment: Attachment) -> None:
+        self.attachment = attachment
+        self._last: dict[str, int] = {}
+
+    @property
+    def prog_id(self) -> int:
+        return self.attachment.prog_id
+
+    def accounting(self) -> Accounting:
+        return Accounting(bpf_prog_ids=(self.prog_id,), note=NO_PROCESS_NOTE)
+
+    def counters(self) -> dict[str, int]:
+        """answered / passed / rejected, summed over CPUs (the last reading once stopped)."""
+        if not self.attachment.detached:
+            with contextlib.suppress(BpfError):
+                self._last = read_counters(self.attachment.map_id)
+        return dict(self._last)
+
+    def health(self) -> str | None:
+        if self.attachment.detached:
+            return "detached"
+        try:
+            found = self.attachment.attached_id()
+        except BpfError as exc:
+            return f"cannot query the attachment: {exc}"
+        if found != self.prog_id:
+            where = self.attachment.ifname
+            return f"program {self.prog_id} no longer attached to {where} (found {found or 'none'})"
+        return None
+
+    def stop(self) -> None:
+        if self.attachment.detached:
+            return
+        self.counters()
+        try:
+            self.attachment.detach()
+        except BpfError as exc:
+            self.attachment.detached = True  # stop is idempotent: the ledger keeps the record
+            raise ImplError(f"detaching {self.attachment.ifname}: {exc} (left for sweep)") from exc
+
+
+class ReflectorImpl(Impl):
+    """What the XDP and the tc impl share: building the object and the loader."""
+
+    source_name = ""
+
+    def unavailable_reason(self, host: HostCapabilities) -> str | None:
+        reason = super().unavailable_reason(host)
+        if reason:
+            return reason
+        return loader_unavailable_reason()
+
+    def prepare(self) -> None:
+        try:
+            clang()
+            self.obj = build_bpf_object(self.source)
+        except BuildError as exc:
+            raise ImplError(str(exc)) from exc
+
+    @property
+    def source(self) -> Path:
+        return self.manifest.folder / self.source_name
