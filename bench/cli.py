@@ -363,7 +363,7 @@ def _terminate(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    console = Console(stderr=False)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)

@@ -3,8 +3,6 @@ outcome is one result row (see bench/schema/results-v1.json)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,6 @@ import numpy as np
 from bench.config import Mode
 from bench.driver.client import DriverConfig, DriverError, DriverResult, run_driver
 from bench.impl.api import Accounting, RunningServer
-from bench.metrics.bpf import bpf_stats_enabled
 from bench.metrics.phase import PhaseMetrics, PhaseProbe, per_request
 
 LATENCY_KEYS = ("min", "p50", "p90", "p99", "p999", "max", "mean")
@@ -129,15 +126,6 @@ def measured_row(
     }
 
 
-@contextlib.contextmanager
-def _maybe_bpf_stats(accounting: Accounting) -> Iterator[None]:
-    if accounting.bpf_prog_ids:
-        with bpf_stats_enabled():
-            yield
-    else:
-        yield
-
-
 def measure_phase(
     spec: PhaseSpec,
     server: RunningServer,
@@ -159,8 +147,7 @@ def measure_phase(
             box["metrics"] = probe.stop()
 
     try:
-        with _maybe_bpf_stats(accounting):
-            result = run_driver(driver_config, on_measure_start=on_start, on_measure_end=on_end)
+        result = run_driver(driver_config, on_measure_start=on_start, on_measure_end=on_end)
     except (DriverError, OSError) as exc:
         return failed_row(spec, f"driver failed: {exc}")
     problem = server.health()
