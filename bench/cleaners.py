@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-import bench.bpf.cleanup  # noqa: F401  (registers the xdp, tc, netns and bpf-pin cleaners)
+import bench.bpf.cleanup  # registers the xdp, tc, netns and bpf-pin cleaners
 import bench.vm.cleanup  # noqa: F401  (registers the qemu guest cleaner)
 from bench import ownership
 from bench.ownership import Record, process_start_time
