@@ -1,0 +1,352 @@
+"""The claim under test, measured: what answering in the kernel saves, and where it comes from.
+
+For each pair (candidate vs baseline) that both ran in one environment, in pingpong mode
+at the claim size, two savings are estimated from the per-trial values:
+
+* RTT: the trial's p50 round-trip time;
+* CPU: the trial's CPU time per request, all kinds (``cpu_ns.total``, system-wide).
+
+saving = mean(baseline trials) - mean(candidate trials); its 95% interval is the
+percentile bootstrap of :func:`bench.stats.bootstrap_diff_ci` (10000 resamples of each
+group, seed ``BOOTSTRAP_SEED``).  A saving is then split into
+
+    Δsyscalls/req × calibrated null syscall cost
+  + Δcontext switches/req (system-wide) × calibrated context-switch cost
+  + the rest,
+
+where syscalls are server + client syscalls per request (an impl without a server process
+makes no server syscalls: counted 0).  The sentences are generated from these numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bench.results_io import GroupKey, Row, Run, group_rows
+from bench.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_diff_ci
+
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("kmod-kthread", "blocking-c"),
+    ("kmod-softirq", "blocking-c"),
+    ("ebpf-xdp", "blocking-c"),
+    ("ebpf-tc", "blocking-c"),
+    ("blocking-c", "blocking-py"),
+    ("asyncio-py", "blocking-py"),
+)
+CLAIM_MODE = "pingpong"
+PREFERRED_SIZE = 64
+PREFERRED_TOPOLOGY = "lo"
+RTT = "rtt_p50"
+CPU = "cpu_total"
+
+
+def fmt_us(ns: float) -> str:
+    """Nanoseconds as microseconds with three significant figures or so."""
+    us = ns / 1000.0
+    a = abs(us)
+    if a >= 100:
+        return f"{us:.0f}"
+    if a >= 10:
+        return f"{us:.1f}"
+    return f"{us:.2f}"
+
+
+def fmt_count(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def env_label(env: Mapping[str, object]) -> str:
+    accel = env.get("accel")
+    if accel == "tcg" or env.get("emulated"):
+        return "emulated, TCG" if accel == "tcg" else "emulated"
+    return "KVM guest" if accel == "kvm" else "native"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One saving: baseline minus candidate, over trials."""
+
+    metric: str
+    baseline: tuple[float, ...]
+    candidate: tuple[float, ...]
+    ci: Interval
+
+    @property
+    def baseline_mean(self) -> float:
+        return sum(self.baseline) / len(self.baseline)
+
+    @property
+    def candidate_mean(self) -> float:
+        return sum(self.candidate) / len(self.candidate)
+
+    @property
+    def saving(self) -> float:
+        return self.baseline_mean - self.candidate_mean
+
+    @property
+    def relative(self) -> float:
+        return self.saving / self.baseline_mean if self.baseline_mean else 0.0
+
+    @property
+    def significant(self) -> bool:
+        return self.ci.excludes_zero
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """A saving split into syscalls × cost + context switches × cost + rest (all ns)."""
+
+    available: bool
+    reason: str
+    d_syscalls: float | None = None
+    syscall_ns: float | None = None
+    d_ctx: float | None = None
+    ctx_ns: float | None = None
+    syscall_part: float = 0.0
+    ctx_part: float = 0.0
+    rest: float = 0.0
+
+
+@dataclass(frozen=True)
+class PairResult:
+    env: str
+    env_label: str
+    candidate: str
+    baseline: str
+    size: int
+    topology: str
+    rtt: Estimate
+    cpu: Estimate | None
+    rtt_parts: Decomposition
+    cpu_parts: Decomposition | None
+    sentences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claim:
+    pairs: tuple[PairResult, ...]
+    missing: tuple[str, ...]
+    size_note: str
+    method: str
+
+
+def _syscalls(row: Row) -> float | None:
+    pr = row["per_request"]
+    server = pr.get("server_syscalls")
+    if server is None:
+        if (row.get("accounting") or {}).get("server_process") is False:
+            server = 0.0
+        else:
+            return None
+    client = pr.get("client_syscalls")
+    return None if client is None else float(server) + float(client)
+
+
+def _mean_of(rows: Sequence[Row], get: str) -> float | None:
+    vals: list[float] = []
+    for r in rows:
+        v = _syscalls(r) if get == "syscalls" else r["per_request"].get(get)
+        if v is None:
+            return None
+        vals.append(float(v))
+    return sum(vals) / len(vals) if vals else None
+
+
+def decompose(
+    saving: float, base: Sequence[Row], cand: Sequence[Row], calibration: Mapping[str, object]
+) -> Decomposition:
+    syscall_ns = calibration.get("null_syscall_ns")
+    ctx_ns = calibration.get("context_switch_ns")
+    if not isinstance(syscall_ns, int | float) or not isinstance(ctx_ns, int | float):
+        return Decomposition(False, "calibration (null syscall and context-switch cost) missing")
+    b_sys, c_sys = _mean_of(base, "syscalls"), _mean_of(cand, "syscalls")
+    b_ctx, c_ctx = _mean_of(base, "system_ctx_switches"), _mean_of(cand, "system_ctx_switches")
+    if b_sys is None or c_sys is None:
+        return Decomposition(False, "syscalls per request not measured for both impls")
+    if b_ctx is None or c_ctx is None:
+        return Decomposition(False, "context switches per request not measured for both impls")
+    d_sys, d_ctx = b_sys - c_sys, b_ctx - c_ctx
+    sys_part, ctx_part = d_sys * float(syscall_ns), d_ctx * float(ctx_ns)
+    return Decomposition(
+        True,
+        "",
+        d_sys,
+        float(syscall_ns),
+        d_ctx,
+        float(ctx_ns),
+        sys_part,
+        ctx_part,
+        saving - sys_part - ctx_part,
+    )
+
+
+def _estimate(metric: str, base: Sequence[Row], cand: Sequence[Row]) -> Estimate | None:
+    def values(rows: Sequence[Row]) -> tuple[float, ...]:
+        if metric == RTT:
+            raw = [r["latency_ns"].get("p50") for r in rows]
+        else:
+            raw = [r["per_request"]["cpu_ns"].get("total") for r in rows]
+        return tuple(float(v) for v in raw if v is not None)
+
+    b, c = values(base), values(cand)
+    if not b or not c:
+        return None
+    return Estimate(metric, b, c, bootstrap_diff_ci(b, c))
+
+
+def _more_fewer(d: float, what: str) -> str:
+    return f"{fmt_count(abs(d))} {'fewer' if d >= 0 else 'more'} {what} per request"
+
+
+def _parts_sentence(p: Decomposition, what: str) -> str:
+    if not p.available:
+        return f"The decomposition of the {what} is unavailable: {p.reason}."
+    assert p.d_syscalls is not None and p.syscall_ns is not None
+    assert p.d_ctx is not None and p.ctx_ns is not None
+    return (
+        f"Of the {what}, {fmt_us(p.syscall_part)} µs is "
+        f"{_more_fewer(p.d_syscalls, 'syscalls')} × {fmt_us(p.syscall_ns)} µs "
+        f"(calibrated null syscall), {fmt_us(p.ctx_part)} µs is "
+        f"{_more_fewer(p.d_ctx, 'context switches')} × {fmt_us(p.ctx_ns)} µs "
+        f"(calibrated switch), and {fmt_us(p.rest)} µs is the rest."
+    )
+
+
+def _ci(e: Estimate, sign: float = 1.0) -> str:
+    lo, hi = sorted((sign * e.ci.low, sign * e.ci.high))
+    return f"95% CI {fmt_us(lo)}, {fmt_us(hi)}"
+
+
+def rtt_sentence(env: str, label: str, cand: str, base: str, e: Estimate) -> str:
+    head = f"In {env} ({label}), "
+    values = f"p50 RTT {fmt_us(e.candidate_mean)} µs vs {fmt_us(e.baseline_mean)} µs"
+    if not e.significant:
+        return (
+            head + f"{cand} and {base} answer alike ({values}): the difference of "
+            f"{fmt_us(e.saving)} µs is not significant ({_ci(e)} includes zero)."
+        )
+    if e.saving > 0:
+        return (
+            head + f"{cand} answers {e.relative * 100:.0f}% faster than {base} ({values}, "
+            f"saving {fmt_us(e.saving)} µs [{_ci(e)}])."
+        )
+    return (
+        head + f"{cand} answers {-e.relative * 100:.0f}% slower than {base} ({values}, "
+        f"{fmt_us(-e.saving)} µs more [{_ci(e, -1.0)}])."
+    )
+
+
+def cpu_sentence(cand: str, base: str, e: Estimate) -> str:
+    values = f"{fmt_us(e.candidate_mean)} µs vs {fmt_us(e.baseline_mean)} µs of CPU per request"
+    if not e.significant:
+        return (
+            f"CPU per request: {cand} and {base} cost alike ({values}): the difference of "
+            f"{fmt_us(e.saving)} µs is not significant ({_ci(e)} includes zero)."
+        )
+    if e.saving > 0:
+        return (
+            f"{cand} needs {e.relative * 100:.0f}% less CPU than {base} ({values}, "
+            f"saving {fmt_us(e.saving)} µs [{_ci(e)}])."
+        )
+    return (
+        f"{cand} needs {-e.relative * 100:.0f}% more CPU than {base} ({values}, "
+        f"{fmt_us(-e.saving)} µs more [{_ci(e, -1.0)}])."
+    )
+
+
+def claim_size(run: Run, env: str) -> tuple[int | None, str]:
+    """The request size the claim uses in ``env``, and why."""
+    sizes = sorted(
+        {
+            int(r["size"])
+            for r in run.rows
+            if r["env"] == env and r["mode"] == CLAIM_MODE and r["status"] == "ok"
+        }
+    )
+    if not sizes:
+        return None, "no pingpong rows"
+    configured = run.config.get("default_size")
+    if isinstance(configured, int) and configured in sizes:
+        return configured, f"{configured} B (the run's default size)"
+    if PREFERRED_SIZE in sizes:
+        return PREFERRED_SIZE, f"{PREFERRED_SIZE} B (the suite's default size)"
+    return sizes[0], f"{sizes[0]} B (the smallest size measured)"
+
+
+def _topology(groups: Mapping[GroupKey, object], env: str) -> str | None:
+    topos = sorted({k.topology for k in groups if k.env == env and k.mode == CLAIM_MODE})
+    if PREFERRED_TOPOLOGY in topos:
+        return PREFERRED_TOPOLOGY
+    return topos[0] if topos else None
+
+
+def evaluate_claim(run: Run) -> Claim:
+    groups = group_rows(run.rows)
+    pairs: list[PairResult] = []
+    missing: list[str] = []
+    notes: list[str] = []
+    skip_reason = {
+        (s["env"], s["impl"]): f"{s['impl']} skipped: {s['reason']}" for s in run.skipped
+    }
+    for env_name, env in run.environments.items():
+        size, why = claim_size(run, env_name)
+        topo = _topology(groups, env_name)
+        if size is None or topo is None:
+            missing.append(f"{env_name}: no pingpong rows")
+            continue
+        notes.append(f"{env_name}: {why}, topology {topo}")
+        calibration = env.get("calibration") or {}
+        for cand, base in PAIRS:
+            kc = GroupKey(env_name, cand, CLAIM_MODE, size, topo)
+            kb = GroupKey(env_name, base, CLAIM_MODE, size, topo)
+            if kc not in groups or kb not in groups:
+                absent = [
+                    skip_reason.get((env_name, i), f"{i}: no ok rows")
+                    for i, k in ((cand, kc), (base, kb))
+                    if k not in groups
+                ]
+                missing.append(f"{env_name}: {cand} vs {base} not compared — {'; '.join(absent)}")
+                continue
+            rc, rb = groups[kc], groups[kb]
+            rtt = _estimate(RTT, rb, rc)
+            if rtt is None:
+                missing.append(f"{env_name}: {cand} vs {base} — no RTT measured")
+                continue
+            cpu = _estimate(CPU, rb, rc)
+            label = env_label(env)
+            rtt_parts = decompose(rtt.saving, rb, rc, calibration)
+            cpu_parts = None if cpu is None else decompose(cpu.saving, rb, rc, calibration)
+            sentences = [rtt_sentence(env_name, label, cand, base, rtt)]
+            sentences.append(_parts_sentence(rtt_parts, "RTT difference"))
+            if cpu is not None and cpu_parts is not None:
+                sentences.append(cpu_sentence(cand, base, cpu))
+                sentences.append(_parts_sentence(cpu_parts, "CPU difference"))
+            else:
+                sentences.append("CPU per request was not measured for both impls.")
+            pairs.append(
+                PairResult(
+                    env_name,
+                    label,
+                    cand,
+                    base,
+                    size,
+                    topo,
+                    rtt,
+                    cpu,
+                    rtt_parts,
+                    cpu_parts,
+                    tuple(sentences),
+                )
+            )
+    method = (
+        f"Pingpong mode (one request outstanding), per environment: {'; '.join(notes)}. "
+        "Saving = mean over trials of the baseline minus mean over trials of the candidate, "
+        "for the per-trial p50 RTT and the per-trial CPU ns per request (user + system + "
+        "softirq + irq, system-wide). 95% confidence intervals: percentile bootstrap, "
+        f"{BOOTSTRAP_RESAMPLES} resamples of each impl's trials, numpy seed {BOOTSTRAP_SEED}. "
+        "Decomposition: Δ(server + client syscalls per request) × calibrated null-syscall "
+        "cost + Δ(system-wide context switches per request) × calibrated context-switch "
+        "cost + rest; an impl without a server process makes no server syscalls."
+    )
+    return Claim(tuple(pairs), tuple(missing), "; ".join(notes), method)

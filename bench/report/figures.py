@@ -1,0 +1,257 @@
+"""The report's figures: matplotlib drawn to inline SVG strings (no files, no external fonts).
+
+Each function takes plain data and returns ``<svg ...>...</svg>``.  Every figure gets its
+own hash salt so that the ids matplotlib generates (clip paths, markers) never collide
+when many SVGs share one HTML page.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+from hdrh.histogram import HdrHistogram
+from matplotlib.figure import Figure
+
+from bench.report.claim import PairResult
+
+IMPL_ORDER = (
+    "blocking-py",
+    "asyncio-py",
+    "blocking-c",
+    "kmod-kthread",
+    "kmod-softirq",
+    "ebpf-xdp",
+    "ebpf-tc",
+)
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+CPU_KINDS = ("user", "system", "softirq", "irq")
+CPU_COLORS = {"user": "#4e79a7", "system": "#e15759", "softirq": "#f28e2b", "irq": "#76b7b2"}
+PART_COLORS = {"syscalls": "#4e79a7", "switches": "#f28e2b", "rest": "#bab0ac"}
+
+_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
+
+
+def impl_color(impl: str) -> str:
+    idx = IMPL_ORDER.index(impl) if impl in IMPL_ORDER else len(IMPL_ORDER) + sum(map(ord, impl))
+    return PALETTE[idx % len(PALETTE)]
+
+
+def impl_sort_key(impl: str) -> tuple[int, str]:
+    return (IMPL_ORDER.index(impl) if impl in IMPL_ORDER else len(IMPL_ORDER), impl)
+
+
+def to_svg(fig: Figure, name: str) -> str:
+    """The figure as an inline SVG element (no XML prologue), ids salted by ``name``."""
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": name, "svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    return _PROLOGUE.sub("", buf.getvalue(), count=1).strip()
+
+
+def merge_histograms(encoded: Sequence[str | None]) -> HdrHistogram | None:
+    """The trials' HDR histograms added together, None when no trial has one."""
+    merged: HdrHistogram | None = None
+    for text in encoded:
+        if not text:
+            continue
+        h = HdrHistogram.decode(text)
+        if merged is None:
+            merged = HdrHistogram(
+                h.lowest_trackable_value, h.highest_trackable_value, h.significant_figures
+            )
+        merged.add(h)
+    return merged
+
+
+CDF_RESOLUTION = 0.002  # a point at least every 0.2 % of the requests
+
+
+def cdf_points(hist: HdrHistogram) -> tuple[list[float], list[float]]:
+    """(latency µs, fraction of requests at or below it) at the recorded values.
+
+    Points closer than CDF_RESOLUTION in fraction to the previous one are dropped (the
+    last and every one in the top 1 % are kept), which keeps the SVG small.
+    """
+    total = hist.get_total_count()
+    xs: list[float] = []
+    ys: list[float] = []
+    if not total:
+        return xs, ys
+    last = -1.0
+    items = list(hist.get_recorded_iterator())
+    for i, item in enumerate(items):
+        y = item.total_count_to_this_value / total
+        if y - last >= CDF_RESOLUTION or y >= 0.99 or i == len(items) - 1:
+            xs.append(item.value_iterated_to / 1000.0)
+            ys.append(y)
+            last = y
+    return xs, ys
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float]) -> Any:
+    """A new figure (no pyplot: no global state) and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols)
+
+
+def _empty(message: str, name: str) -> str:
+    fig, ax = _subplots(figsize=(6.0, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    return to_svg(fig, name)
+
+
+def latency_cdf(series: Mapping[str, HdrHistogram | None], title: str, name: str) -> str:
+    """Latency CDFs, one line per impl, log x axis."""
+    drawn = {impl: h for impl, h in series.items() if h is not None and h.get_total_count()}
+    if not drawn:
+        return _empty(f"{title}: no latency histograms recorded", name)
+    fig, ax = _subplots(figsize=(7.0, 3.8))
+    for impl in sorted(drawn, key=impl_sort_key):
+        xs, ys = cdf_points(drawn[impl])
+        ax.step(xs, ys, where="post", color=impl_color(impl), label=impl, linewidth=1.4)
+    ax.set_xscale("log")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("round-trip time (µs, log scale)")
+    ax.set_ylabel("fraction of replies ≤ x")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return to_svg(fig, name)
+
+
+@dataclass(frozen=True)
+class LoadPoint:
+    offered_rps: float
+    throughput_rps: float
+    p50_us: float | None
+    p99_us: float | None
+
+
+def load_curves(curves: Mapping[str, Sequence[LoadPoint]], title: str, name: str) -> str:
+    """Throughput and latency vs offered load (rate mode), one line per impl."""
+    if not curves:
+        return _empty(f"{title}: no rate-mode rows", name)
+    fig, (ax_t, ax_l) = _subplots(1, 2, figsize=(10.0, 3.8))
+    for impl in sorted(curves, key=impl_sort_key):
+        pts = sorted(curves[impl], key=lambda p: p.offered_rps)
+        color = impl_color(impl)
+        offered = [p.offered_rps for p in pts]
+        ax_t.plot(offered, [p.throughput_rps for p in pts], "o-", color=color, label=impl)
+        p50 = [(p.offered_rps, p.p50_us) for p in pts if p.p50_us is not None]
+        p99 = [(p.offered_rps, p.p99_us) for p in pts if p.p99_us is not None]
+        if p50:
+            ax_l.plot(*zip(*p50, strict=True), "o-", color=color, label=f"{impl} p50")
+        if p99:
+            ax_l.plot(*zip(*p99, strict=True), "s--", color=color, alpha=0.6, label=f"{impl} p99")
+    lim = max((p.offered_rps for pts in curves.values() for p in pts), default=1.0)
+    ax_t.plot([0, lim], [0, lim], ":", color="grey", linewidth=0.8, label="replies = offered")
+    ax_t.set_xlabel("offered load (requests/s)")
+    ax_t.set_ylabel("replies/s")
+    ax_t.set_title(f"{title}: throughput")
+    ax_t.legend(fontsize="x-small")
+    ax_t.grid(True, alpha=0.3)
+    ax_l.set_yscale("log")
+    ax_l.set_xlabel("offered load (requests/s)")
+    ax_l.set_ylabel("RTT (µs, log scale)")
+    ax_l.set_title(f"{title}: latency (p50 solid, p99 dashed)")
+    ax_l.grid(True, which="both", alpha=0.3)
+    ax_l.legend(fontsize="xx-small", ncol=2)
+    return to_svg(fig, name)
+
+
+def cost_breakdown(costs: Mapping[str, Mapping[str, float | None]], title: str, name: str) -> str:
+    """Stacked CPU µs per request by kind (user, system, softirq, irq), one bar per impl."""
+    if not costs:
+        return _empty(f"{title}: no CPU measurements", name)
+    impls = sorted(costs, key=impl_sort_key)
+    fig, ax = _subplots(figsize=(7.5, 3.8))
+    bottom = [0.0] * len(impls)
+    for kind in CPU_KINDS:
+        heights = [(costs[i].get(kind) or 0.0) / 1000.0 for i in impls]
+        ax.bar(impls, heights, bottom=bottom, color=CPU_COLORS[kind], label=kind)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_ylabel("CPU per request (µs)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.tick_params(axis="x", labelrotation=20)
+    ax.grid(True, axis="y", alpha=0.3)
+    return to_svg(fig, name)
+
+
+def claim_bars(pairs: Sequence[PairResult], title: str, name: str) -> str:
+    """Savings per pair split into syscalls, context switches and rest (RTT and CPU)."""
+    if not pairs:
+        return _empty(f"{title}: no pairs to compare", name)
+    labels = [f"{p.candidate}\nvs {p.baseline}" for p in pairs]
+    fig, axes = _subplots(1, 2, figsize=(11.0, 4.2))
+    for ax, which in zip(axes, ("RTT p50", "CPU per request"), strict=True):
+        pos_bottom = [0.0] * len(pairs)
+        neg_bottom = [0.0] * len(pairs)
+        for part in ("syscalls", "switches", "rest"):
+            values: list[float] = []
+            for p in pairs:
+                parts = p.rtt_parts if which == "RTT p50" else p.cpu_parts
+                est = p.rtt if which == "RTT p50" else p.cpu
+                if est is None:
+                    values.append(0.0)
+                elif parts is None or not parts.available:
+                    values.append(est.saving / 1000.0 if part == "rest" else 0.0)
+                else:
+                    ns = {
+                        "syscalls": parts.syscall_part,
+                        "switches": parts.ctx_part,
+                        "rest": parts.rest,
+                    }[part]
+                    values.append(ns / 1000.0)
+            bottoms = [
+                pb if v >= 0 else nb
+                for v, pb, nb in zip(values, pos_bottom, neg_bottom, strict=True)
+            ]
+            ax.bar(
+                range(len(pairs)),
+                values,
+                bottom=bottoms,
+                color=PART_COLORS[part],
+                label={
+                    "syscalls": "Δsyscalls × null syscall",
+                    "switches": "Δswitches × switch cost",
+                    "rest": "rest",
+                }[part],
+            )
+            pos_bottom = [b + max(v, 0.0) for b, v in zip(pos_bottom, values, strict=True)]
+            neg_bottom = [b + min(v, 0.0) for b, v in zip(neg_bottom, values, strict=True)]
+        for i, p in enumerate(pairs):
+            est = p.rtt if which == "RTT p50" else p.cpu
+            if est is not None:
+                lo, hi = est.ci.low / 1000.0, est.ci.high / 1000.0
+                ax.errorbar(
+                    i,
+                    est.saving / 1000.0,
+                    yerr=[[est.saving / 1000.0 - lo], [hi - est.saving / 1000.0]],
+                    fmt="k.",
+                    capsize=4,
+                )
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(pairs)), labels, fontsize="x-small")
+        ax.set_ylabel(f"saving in {which} (µs)")
+        ax.set_title(f"{title}: {which}")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].legend(fontsize="x-small")
+    return to_svg(fig, name)

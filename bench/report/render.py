@@ -1,0 +1,326 @@
+"""Render a run's results.json into one self-contained HTML page (inline SVG, no CDN).
+
+``render_report(run_dir)`` writes reports/<run-id>/index.html under the project root (or
+``out_dir/index.html``) and returns its path.  The page reads nothing but results.json;
+it links to the raw files with relative paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bench import PROJECT_ROOT
+from bench.report import figures
+from bench.report.claim import Claim, evaluate_claim, fmt_us
+from bench.report.tables import Summary, column_groups, summarize
+from bench.results_io import GroupKey, ResultsError, Row, Run, group_rows, load_results
+from bench.stats import median
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MODES = ("pingpong", "rate", "flood")
+SECTIONS = (
+    ("summary", "Summary"),
+    ("latency", "Latency CDFs"),
+    ("load", "Throughput and latency vs offered load"),
+    ("cost", "Cost per request"),
+    ("claim", "The claim"),
+    ("environment", "Environment and methodology"),
+    ("raw-data", "Raw data"),
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    svg: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    href: str
+    exists: bool
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    name: str
+    emulated: bool
+    accel: str
+    facts: tuple[tuple[str, str], ...]
+    calibration: tuple[tuple[str, str], ...]
+    fidelity: tuple[tuple[str, str], ...]
+
+
+def _default_size(run: Run, env: str, mode: str, groups: Mapping[GroupKey, Any]) -> int | None:
+    sizes = sorted({k.size for k in groups if k.env == env and k.mode == mode})
+    if not sizes:
+        return None
+    configured = run.config.get("default_size")
+    for s in (configured, 64):
+        if isinstance(s, int) and s in sizes:
+            return s
+    return sizes[0]
+
+
+def _latency_figures(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -> list[Figure]:
+    out = []
+    for mode in MODES:
+        size = _default_size(run, env, mode, groups)
+        if size is None:
+            continue
+        keys = [k for k in groups if k.env == env and k.mode == mode and k.size == size]
+        note = ""
+        if mode == "rate":
+            top = max((k.load_fraction or 0.0) for k in keys)
+            keys = [k for k in keys if (k.load_fraction or 0.0) == top]
+            note = f" at load fraction {top:g} (the highest measured)"
+        series: dict[str, Any] = {}
+        for k in keys:
+            hist = figures.merge_histograms([r.get("histogram") for r in groups[k]])
+            if k.impl not in series or series[k.impl] is None:
+                series[k.impl] = hist
+        title = f"{env}: {mode}, {size} B{note}"
+        svg = figures.latency_cdf(series, title, f"cdf-{env}-{mode}")
+        caption = (
+            f"Latency CDF in {env}, {mode} mode, {size}-byte requests{note}: HDR histograms "
+            "of every trial merged per impl."
+        )
+        out.append(Figure(title, svg, caption))
+    return out
+
+
+def _load_figure(env: str, groups: Mapping[GroupKey, list[Row]]) -> Figure | None:
+    curves: dict[str, list[figures.LoadPoint]] = {}
+    sizes = sorted({k.size for k in groups if k.env == env and k.mode == "rate"})
+    if not sizes:
+        return None
+    size = 64 if 64 in sizes else sizes[0]
+    for k, rows in groups.items():
+        if k.env != env or k.mode != "rate" or k.size != size:
+            continue
+        offered = median(r.get("offered_rps") or r.get("send_rps") for r in rows)
+        thr = median(float(r["throughput_rps"]) for r in rows)
+        if offered is None or thr is None:
+            continue
+        p50 = median(r["latency_ns"].get("p50") for r in rows)
+        p99 = median(r["latency_ns"].get("p99") for r in rows)
+        curves.setdefault(k.impl, []).append(
+            figures.LoadPoint(
+                offered,
+                thr,
+                None if p50 is None else p50 / 1000,
+                None if p99 is None else p99 / 1000,
+            )
+        )
+    title = f"{env}: rate mode, {size} B"
+    return Figure(
+        title,
+        figures.load_curves(curves, title, f"load-{env}"),
+        f"Open-loop rate mode in {env}: replies/s and RTT (from the scheduled send time) "
+        "against the offered load; medians over trials.",
+    )
+
+
+def _cost_figure(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -> Figure | None:
+    mode = next((m for m in MODES if any(k.env == env and k.mode == m for k in groups)), None)
+    if mode is None:
+        return None
+    size = _default_size(run, env, mode, groups)
+    costs: dict[str, dict[str, float | None]] = {}
+    for k, rows in groups.items():
+        if k.env == env and k.mode == mode and k.size == size and k.load_fraction is None:
+            costs[k.impl] = {
+                kind: median(r["per_request"]["cpu_ns"].get(kind) for r in rows)
+                for kind in figures.CPU_KINDS
+            }
+    title = f"{env}: CPU per request, {mode}, {size} B"
+    return Figure(
+        title,
+        figures.cost_breakdown(costs, title, f"cost-{env}"),
+        f"System-wide CPU time per answered request in {env} by kind (medians over trials); "
+        "kernel-thread and softirq work belong to no process, hence system-wide.",
+    )
+
+
+def _claim_figures(run: Run, claim: Claim) -> dict[str, Figure]:
+    out = {}
+    for env in run.environments:
+        pairs = [p for p in claim.pairs if p.env == env]
+        if pairs:
+            title = f"{env}: savings vs baseline"
+            out[env] = Figure(
+                title,
+                figures.claim_bars(pairs, title, f"claim-{env}"),
+                "Saving (baseline minus candidate, mean over trials) split into Δsyscalls × "
+                "calibrated null-syscall cost, Δcontext switches × calibrated switch cost and "
+                "the rest; whiskers: 95% bootstrap CI. Negative: the candidate costs more.",
+            )
+    return out
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "— (not measured)"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_show(v)}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+def _env_info(name: str, env: Mapping[str, Any]) -> EnvInfo:
+    facts = [
+        ("kernel", _show(env.get("kernel"))),
+        ("CPU", f"{env.get('cpu_model')} × {env.get('cpu_count')}"),
+        ("acceleration", f"{env.get('accel')}" + (" (emulated)" if env.get("emulated") else "")),
+        ("Python", _show(env.get("python"))),
+        ("placement", _show(env.get("placement") or None)),
+    ]
+    for vuln, state in sorted((env.get("mitigations") or {}).items()):
+        facts.append((f"mitigation: {vuln}", str(state)))
+    cal = env.get("calibration") or {}
+    calibration = [
+        (label, "— (not calibrated)" if cal.get(key) is None else f"{cal[key]:,.0f} ns")
+        for key, label in (
+            ("null_syscall_ns", "null syscall"),
+            ("context_switch_ns", "context switch"),
+            ("wakeup_ns", "wake-up"),
+        )
+    ]
+    fidelity = [(k, _show(v)) for k, v in (cal.get("driver_fidelity") or {}).items()]
+    return EnvInfo(
+        name,
+        bool(env.get("emulated")),
+        str(env.get("accel")),
+        tuple(facts),
+        tuple(calibration),
+        tuple(fidelity),
+    )
+
+
+def _rel(target: Path, start: Path) -> str:
+    return Path(os.path.relpath(target.resolve(), start.resolve())).as_posix()
+
+
+def _raw_links(run: Run, out_dir: Path) -> tuple[Link, list[Link]]:
+    results = Link("results.json", _rel(run.path, out_dir), run.path.exists())
+    files = sorted(
+        {
+            str(r["samples"]["file"])
+            for r in run.rows
+            if isinstance(r.get("samples"), Mapping) and r["samples"].get("file")
+        }
+    )
+    samples = [Link(f, _rel(run.run_dir / f, out_dir), (run.run_dir / f).exists()) for f in files]
+    return results, samples
+
+
+def _run_facts(run: Run) -> list[tuple[str, str]]:
+    ok = [r for r in run.rows if r["status"] == "ok"]
+    durations = sorted({float(r["duration_s"]) for r in ok})
+    trials = sorted({len(v) for v in group_rows(run.rows).values()})
+    cfg = run.config
+    facts = [
+        ("run id", run.run_id),
+        ("created", str(run.data.get("created"))),
+        ("complete", "yes" if run.complete else "NO — interrupted or still running"),
+        ("rows", f"{len(run.rows)} ({len(ok)} ok, {len(run.rows) - len(ok)} failed)"),
+        ("trials per configuration", ", ".join(map(str, trials)) or "—"),
+        ("measured phase durations", ", ".join(f"{d:g} s" for d in durations) or "—"),
+    ]
+    for key in (
+        "warmup_s",
+        "sizes",
+        "topologies",
+        "rate_fractions",
+        "load_fractions",
+        "outstanding",
+        "per_request_basis",
+    ):
+        if key in cfg:
+            facts.append((key, _show(cfg[key])))
+    tool = run.data.get("tool")
+    if isinstance(tool, Mapping):
+        facts.append(("tool", _show(tool)))
+    return facts
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["us"] = fmt_us
+    env.filters["num"] = lambda x: repr(float(x))
+    env.globals["zip"] = zip
+    return env
+
+
+def build_page(run: Run, out_dir: Path) -> str:
+    """The report's HTML for ``run`` as it will sit in ``out_dir``."""
+    groups = group_rows(run.rows)
+    summary: Summary = summarize(run)
+    claim = evaluate_claim(run)
+    envs = list(run.environments)
+    results_link, sample_links = _raw_links(run, out_dir)
+    context = {
+        "run": run,
+        "sections": SECTIONS,
+        "synthetic": run.config.get("note") if run.config.get("synthetic") else None,
+        "summary": summary,
+        "column_groups": column_groups,
+        "latency": {e: _latency_figures(run, e, groups) for e in envs},
+        "load": {e: _load_figure(e, groups) for e in envs},
+        "cost": {e: _cost_figure(run, e, groups) for e in envs},
+        "claim": claim,
+        "claim_figures": _claim_figures(run, claim),
+        "envs": [_env_info(n, run.environments[n]) for n in envs],
+        "run_facts": _run_facts(run),
+        "results_link": results_link,
+        "sample_links": sample_links,
+    }
+    return _environment().get_template("index.html.j2").render(**context)
+
+
+def render_report(run_dir: Path, out_dir: Path | None = None) -> Path:
+    """Write the run's report and return the index.html path (ResultsError on bad input)."""
+    run = load_results(Path(run_dir))
+    out = Path(out_dir) if out_dir is not None else PROJECT_ROOT / "reports" / run.run_id
+    out.mkdir(parents=True, exist_ok=True)
+    page = build_page(run, out)
+    index = out / "index.html"
+    tmp = index.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(index)
+    return index
+
+
+def main_report(argv: Sequence[str] | None = None) -> int:
+    """CLI edge: 0 written (path printed), 2 bad input (one-line message)."""
+    p = argparse.ArgumentParser(prog="python -m bench report", description="Render a run.")
+    p.add_argument("run_dir", type=Path, help="run folder or its results.json")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    try:
+        index = render_report(args.run_dir, args.out)
+    except ResultsError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0
