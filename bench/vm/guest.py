@@ -79,6 +79,7 @@ def guest_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
         "HOME": "/root",
         "LANG": "C.UTF-8",
         "TERM": "dumb",
+        "COLUMNS": "160",
         "HELLOBENCH_CACHE": str(cache_dir()),
         "HELLOBENCH_GUEST": "1",
     }
