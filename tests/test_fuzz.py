@@ -1,0 +1,286 @@
+"""Hostile input: every available impl survives a seeded stream of malformed datagrams, and
+the fuzzer itself notices a server that answers what it must not, or loses what it must
+answer.  Parametrised over the registry like tests/test_conformance.py."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psutil
+import pytest
+
+from bench import fuzz
+from bench.fuzz import Exchange, FuzzResult, fuzz_impl
+from bench.fuzz_corpus import CATEGORIES, MAX_UDP_PAYLOAD, Corpus, Datagram
+from bench.impl.api import ServerConfig
+from bench.impl.registry import discover
+from bench.protocol import DEFAULT_ADDR, MAX_REQUEST, is_request, make_reply
+from bench.topology import LOOPBACK
+from tests.conftest import free_udp_port
+
+ENTRIES = discover()
+SHORT_COUNT = 5_000
+SEED = 20_240_601
+
+
+def _skip_reason(name: str) -> str | None:
+    entry = ENTRIES[name]
+    if not entry.available:
+        return entry.unavailable
+    if entry.manifest.requires.root and os.geteuid() != 0:
+        return "needs root"
+    return None
+
+
+# -- every impl -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_impl_survives_fuzz(name: str) -> None:
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    result: FuzzResult = fuzz_impl(ENTRIES[name], LOOPBACK, SHORT_COUNT, SEED)
+    summary = f"{name}: {result.failures} {result.unexpected_examples}"
+    assert result.malformed_sent == SHORT_COUNT, summary
+    assert result.malformed_replied == 0, summary
+    assert result.valid_sent + result.sync_sent > 0, summary
+    assert result.valid_missing == 0, summary
+    assert result.valid_answered == result.valid_sent + result.sync_sent, summary
+    assert result.alive is True, summary
+    assert result.final_hello is True, summary
+    if ENTRIES[name].manifest.kind == "ebpf":
+        assert result.bpf_attached is True, summary
+    assert result.status == "pass", summary
+
+
+def test_default_server_config_binds_loopback() -> None:
+    assert ServerConfig().addr == DEFAULT_ADDR == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, e in ENTRIES.items() if e.manifest.kind == "userspace")
+)
+def test_userspace_server_listens_on_loopback_only(name: str) -> None:
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    impl = ENTRIES[name].impl
+    assert impl is not None
+    impl.prepare()
+    server = impl.start(ServerConfig(port=free_udp_port()))
+    try:
+        for pid in server.accounting().pids:
+            sockets = psutil.Process(pid).net_connections(kind="inet")
+            assert sockets, f"{name}: pid {pid} has no socket"
+            for conn in sockets:
+                assert conn.laddr.ip == "127.0.0.1", f"{name} listens on {conn.laddr}"
+    finally:
+        server.stop()
+
+
+# -- the fuzzer notices misbehaviour --------------------------------------------------
+
+Responder = Callable[[bytes], list[bytes]]
+
+
+@contextmanager
+def fake_server(respond: Responder) -> Iterator[int]:
+    """A UDP server thread on loopback that answers each datagram with ``respond(data)``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([sock], [], [], 0.05)
+            if not ready:
+                continue
+            data, peer = sock.recvfrom(1 << 16)
+            for reply in respond(data):
+                sock.sendto(reply, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+def _exchange(port: int, count: int, seed: int = SEED) -> fuzz.Tally:
+    corpus = Corpus(seed)
+    with fuzz.client_socket("127.0.0.1", port, None) as sock:
+        exchange = Exchange(sock, corpus, deadline=time.monotonic() + 60)
+        return exchange.run(corpus.stream(count))
+
+
+def _correct(data: bytes) -> list[bytes]:
+    reply = make_reply(data)
+    return [reply] if reply is not None else []
+
+
+def test_correct_fake_server_passes() -> None:
+    with fake_server(_correct) as port:
+        tally = _exchange(port, 2_000)
+    assert tally.malformed_replied == 0
+    assert tally.valid_missing == 0
+    assert tally.valid_answered == tally.valid_total > 0
+    assert tally.stopped is None
+
+
+def test_answering_everything_is_caught() -> None:
+    def sloppy(data: bytes) -> list[bytes]:  # checks the magic, forgets the length rules
+        return [b"GOT IT" + data[6:]] if data[:4] == b"HELL" or data[:3] == b"GOT" else []
+
+    with fake_server(sloppy) as port:
+        tally = _exchange(port, 2_000)
+    assert tally.malformed_replied > 0
+    assert {"hello-oversized", "got-it", "hell0"} <= set(tally.replied_by_category)
+    assert tally.valid_missing == 0
+
+
+def test_larger_reply_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fuzz, "RETRY_AFTER_S", 0.1)
+    monkeypatch.setattr(fuzz, "GIVE_UP_AFTER_S", 0.1)
+
+    def amplifier(data: bytes) -> list[bytes]:
+        reply = make_reply(data)
+        return [reply + b"!"] if reply is not None else []
+
+    with fake_server(amplifier) as port:
+        tally = _exchange(port, 300)
+    assert tally.valid_answered == 0
+    assert tally.valid_missing == tally.valid_total > 0
+    # each reply, one byte longer than its request, is the reply of no request
+    assert tally.malformed_replied == tally.valid_total + tally.retries
+
+
+def test_lost_reply_is_retried_once_then_counted_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fuzz, "RETRY_AFTER_S", 0.2)
+    monkeypatch.setattr(fuzz, "GIVE_UP_AFTER_S", 0.3)
+    seen: Counter[bytes] = Counter()
+    lock = threading.Lock()
+
+    def forgetful(data: bytes) -> list[bytes]:
+        reply = make_reply(data)
+        if reply is None:
+            return []
+        with lock:
+            seen[data] += 1
+            times = seen[data]
+        serial = int.from_bytes(data[7:15], "big")
+        if serial % 5 == 0 and times == 1:
+            return []  # first copy lost: the retry is answered
+        if serial % 7 == 0:
+            return []  # never answered
+        return [reply]
+
+    with fake_server(forgetful) as port:
+        tally = _exchange(port, 400)
+    assert tally.retries > 0
+    assert tally.valid_missing > 0
+    assert tally.valid_answered + tally.valid_missing == tally.valid_total
+    assert tally.malformed_replied == 0
+
+
+def test_duplicate_replies_are_counted() -> None:
+    def stutter(data: bytes) -> list[bytes]:
+        reply = make_reply(data)
+        return [reply, reply] if reply is not None else []
+
+    with fake_server(stutter) as port:
+        tally = _exchange(port, 500)
+    assert tally.duplicates > 0
+    assert tally.valid_missing == 0
+    result = FuzzResult("fake", "lo", "fail")
+    fuzz.judge(result, tally)
+    assert result.status == "fail"
+    assert any("duplicate" in f for f in result.failures)
+
+
+def test_dead_server_stops_the_exchange() -> None:
+    with fake_server(_correct) as port:
+        corpus = Corpus(SEED)
+        with fuzz.client_socket("127.0.0.1", port, None) as sock:
+            exchange = Exchange(
+                sock, corpus, health=lambda: "exited with status 9", deadline=time.monotonic() + 60
+            )
+            tally = exchange.run(corpus.stream(100_000))
+    assert tally.stopped is not None and "exited with status 9" in tally.stopped
+    assert tally.malformed_sent < 100_000
+
+
+# -- the corpus -----------------------------------------------------------------------
+
+
+def _stream(count: int, seed: int = SEED) -> list[Datagram]:
+    return list(Corpus(seed).stream(count))
+
+
+def test_corpus_counts_and_rate() -> None:
+    items = _stream(20_000)
+    malformed = [d for d in items if not d.valid]
+    valid = [d for d in items if d.valid]
+    assert len(malformed) == 20_000
+    assert 50 < len(valid) < 600  # about one in a hundred
+
+
+def test_corpus_has_every_category() -> None:
+    categories = {d.category for d in _stream(2_000)}
+    assert set(CATEGORIES) <= categories
+    assert "valid" in categories
+
+
+def test_corpus_malformed_are_never_requests_and_valid_always_are() -> None:
+    for d in _stream(20_000):
+        assert is_request(d.data) == d.valid, d
+
+
+def test_corpus_near_misses() -> None:
+    data = [d.data for d in _stream(5_000)]
+    assert b"HELLO" in data  # exactly five bytes: the magic and nothing after it
+    assert b"HELL" in data
+    assert b"GOT IT" in data
+    assert any(d.startswith(b"HELL0") for d in data)
+    assert any(d.startswith(b"hello ") for d in data)
+    assert any(d.startswith(b"HELLO") and len(d) > MAX_REQUEST for d in data)
+    flips = [d for d in _stream(5_000) if d.category == "bitflip"]
+    assert flips and all(d.data[:5] != b"HELLO" and d.data[5:6] == b" " for d in flips)
+
+
+def test_corpus_lengths_cover_the_edges() -> None:
+    lengths = [len(d.data) for d in _stream(5_000)]
+    assert min(lengths) == 0
+    assert MAX_REQUEST + 1 in lengths
+    assert max(lengths) == MAX_UDP_PAYLOAD == 65_507
+    assert any(MAX_REQUEST + 1 < n < MAX_UDP_PAYLOAD for n in lengths)
+    assert all(0 <= n <= MAX_UDP_PAYLOAD for n in lengths)
+    valid_sizes = {len(d.data) for d in _stream(50_000) if d.valid}
+    assert min(valid_sizes) >= 6 and max(valid_sizes) <= MAX_REQUEST
+    assert len(valid_sizes) > 100
+
+
+def test_corpus_is_deterministic_for_a_seed() -> None:
+    assert _stream(3_000, seed=5) == _stream(3_000, seed=5)
+    assert _stream(3_000, seed=5) != _stream(3_000, seed=6)
+
+
+def test_valid_requests_carry_unique_tags() -> None:
+    corpus = Corpus(SEED)
+    replies = [make_reply(corpus.valid(size).data) for size in range(14, 1472, 3)]
+    assert len(set(replies)) == len(replies)
+    in_stream = [make_reply(d.data) for d in _stream(50_000) if d.valid and len(d.data) >= 14]
+    assert len(set(in_stream)) == len(in_stream)
