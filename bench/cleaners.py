@@ -7,6 +7,7 @@ import signal
 import time
 
 import bench.bpf.cleanup  # registers the xdp, tc, netns and bpf-pin cleaners
+import bench.kmod.cleanup  # registers the kernel module cleaner
 import bench.vm.cleanup  # noqa: F401  (registers the qemu guest cleaner)
 from bench import ownership
 from bench.ownership import Record, process_start_time
