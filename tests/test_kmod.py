@@ -1,0 +1,484 @@
+"""The kernel-module impls (kmod-kthread, kmod-softirq).
+
+On the host: both modules build against the installed distro kernel headers without a
+single warning (W=1), builds are cached and happen outside the repository, and the
+controller logic that needs no loaded module.  Everything that loads a module runs in a
+QEMU guest: ``test_in_guest`` (marked vm) boots one and runs this file's ``test_guest_*``
+tests inside it, where they are not skipped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import PROJECT_ROOT, ownership
+from bench.host import HostCapabilities, capabilities
+from bench.impl.api import ImplError, ServerConfig
+from bench.impl.manifest import load_manifests
+from bench.impl.registry import discover
+from bench.kernel_log import scan_kernel_log
+from bench.kmod import module
+from bench.kmod.build import (
+    KmodBuildError,
+    build_digest,
+    build_module,
+    build_warnings,
+    headers_dir,
+    module_sources,
+)
+from bench.kmod.impl import KernelModuleImpl
+from bench.kmod.server import ModuleServer, module_params
+from bench.protocol import make_reply
+
+IMPLS = {"kmod-kthread": "hellobench_kthread", "kmod-softirq": "hellobench_softirq"}
+IN_GUEST = os.environ.get("HELLOBENCH_GUEST") == "1"
+GUEST_PORT = 3000
+RMMOD_BOUND_S = 5.0
+
+
+def _header_releases() -> list[str]:
+    root = Path("/lib/modules")
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "build" / "Makefile").exists())
+
+
+def _kmod_impl(name: str) -> KernelModuleImpl:
+    entry = discover()[name]
+    assert isinstance(entry.impl, KernelModuleImpl)
+    return entry.impl
+
+
+RELEASES = _header_releases()
+needs_headers = pytest.mark.skipif(
+    not RELEASES, reason="no kernel headers under /lib/modules/*/build (linux-headers-amd64)"
+)
+
+
+# --- host: build ------------------------------------------------------------------------
+
+
+@needs_headers
+@pytest.mark.slow
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_module_builds_without_warnings(
+    impl_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELLOBENCH_CACHE", str(tmp_path / "cache"))
+    folder = PROJECT_ROOT / "impls" / impl_name
+    before = sorted(p.name for p in folder.iterdir())
+    release = RELEASES[-1]
+
+    built = build_module(folder, IMPLS[impl_name], release, strict=True)
+
+    assert not built.cached
+    assert built.path.is_file() and built.path.is_relative_to(tmp_path / "cache" / "kmod")
+    assert build_warnings(built.log) == [], built.log
+    assert sorted(p.name for p in folder.iterdir()) == before, "the build wrote into the repo"
+    info = subprocess.run(
+        ["modinfo", str(built.path)], capture_output=True, text=True, check=True
+    ).stdout
+    for param in ("port:", "addr:", "cpu:", "fault_hang:"):
+        assert f"parm:           {param}" in info
+    assert "license:        GPL" in info
+    assert f"vermagic:       {release} " in info
+
+    again = build_module(folder, IMPLS[impl_name], release)
+    assert again.cached and again.path == built.path
+
+
+@needs_headers
+def test_build_digest_follows_sources(tmp_path: Path) -> None:
+    folder = tmp_path / "kmod-kthread"
+    folder.mkdir()
+    for src in module_sources(PROJECT_ROOT / "impls" / "kmod-kthread"):
+        (folder / src.name).write_bytes(src.read_bytes())
+    (folder / "controller.py").write_text("# not a build input\n")
+    release = RELEASES[-1]
+    first = build_digest(folder, release)
+    (folder / "controller.py").write_text("# still not a build input\n")
+    assert build_digest(folder, release) == first
+    source = folder / "hellobench_kthread.c"
+    source.write_text(source.read_text() + "\n/* changed */\n")
+    assert build_digest(folder, release) != first
+
+
+def test_missing_headers_say_what_to_install() -> None:
+    with pytest.raises(KmodBuildError, match=r"linux-headers-0\.0\.0-none"):
+        headers_dir("0.0.0-none")
+    impl = _kmod_impl("kmod-kthread")
+    with pytest.raises(ImplError, match="no kernel headers"):
+        impl.build_for("0.0.0-none")
+
+
+# --- host: controller logic ---------------------------------------------------------------
+
+
+def test_manifests_declare_kernel_modules() -> None:
+    for impl_name in IMPLS:
+        (manifest,) = load_manifests(PROJECT_ROOT / "impls" / impl_name)
+        assert manifest.kind == "kernel-module"
+        assert manifest.language == "c"
+        assert manifest.requires.root and manifest.requires.loadable_modules
+
+
+def test_unavailable_without_loadable_modules() -> None:
+    host = HostCapabilities(
+        kernel="6.18.0",
+        is_root=True,
+        loadable_modules=False,
+        modules_reason="kernel built without CONFIG_MODULES (no /proc/modules)",
+        bpf=True,
+        bpf_reason="",
+    )
+    for impl_name in IMPLS:
+        assert _kmod_impl(impl_name).unavailable_reason(host) == host.modules_reason
+    if not capabilities().loadable_modules:
+        entries = discover()
+        for impl_name in IMPLS:
+            assert entries[impl_name].unavailable == capabilities().modules_reason
+
+
+def test_module_params_from_config() -> None:
+    assert module_params(ServerConfig()) == {"port": 3000, "addr": "127.0.0.1", "cpu": -1}
+    config = ServerConfig(addr="10.0.0.1", port=4000, cpu=1, options={"fault_hang": "1"})
+    assert module_params(config) == {"port": 4000, "addr": "10.0.0.1", "cpu": 1, "fault_hang": 1}
+    with pytest.raises(ImplError, match=r"outside 1\.\.65535"):
+        module_params(ServerConfig(port=0))
+
+
+def test_accounting_notes() -> None:
+    assert _kmod_impl("kmod-kthread").threaded
+    softirq = _kmod_impl("kmod-softirq")
+    assert not softirq.threaded
+    assert softirq.accounting_note == "no server thread: cost shows in softirq CPU"
+
+
+def test_module_cleaner_registered() -> None:
+    import bench.cleaners  # noqa: F401
+
+    assert "module" in ownership._CLEANERS
+
+
+def test_module_commands_are_bounded() -> None:
+    started = time.monotonic()
+    with pytest.raises(module.ModuleError, match="did not return within"):
+        module._run(["sleep", "30"], 0.3)
+    assert time.monotonic() - started < 3.0
+
+
+def test_rmmod_of_absent_module_is_a_no_op() -> None:
+    assert module.rmmod("hellobench_never_loaded") == 0.0
+
+
+# --- the guest ----------------------------------------------------------------------------
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_in_guest(tmp_path: Path) -> None:
+    """Boot a guest with the stock kernel and run the test_guest_* tests in it."""
+    try:
+        from bench.vm.guest import run_in_guest
+        from bench.vm.kernel import GuestKernelError, find_guest_kernel
+        from bench.vm.qemu import QemuError, qemu_binary
+    except ImportError as exc:  # pragma: no cover - bench/vm is part of the project
+        pytest.skip(f"bench.vm is not available: {exc}")
+    try:
+        qemu_binary()
+        kernel = find_guest_kernel()
+    except (QemuError, GuestKernelError) as exc:
+        pytest.skip(str(exc))
+    if kernel.headers_dir is None:
+        pytest.skip(f"no headers for the guest kernel {kernel.release}")
+    for impl_name in IMPLS:
+        _kmod_impl(impl_name).build_for(kernel.release)  # the guest finds these in the cache
+
+    outcome = run_in_guest(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            __file__,
+            "-k",
+            "guest_",
+        ],
+        workdir=tmp_path,
+        timeout_s=800,
+        cwd=PROJECT_ROOT,
+    )
+    console = outcome.console_log.read_text(errors="replace")
+    assert outcome.ok, f"{outcome.failed_reason}\n{console[-6000:]}"
+    assert " passed" in console and " skipped" not in console.split("HELLOBENCH-GUEST: ready")[-1]
+    assert outcome.kernel_log_problems == [], outcome.kernel_log_problems
+
+
+guest_only = pytest.mark.skipif(
+    not (IN_GUEST and capabilities().loadable_modules and capabilities().is_root),
+    reason="loads kernel modules: runs inside the guest that test_in_guest boots "
+    "(needs root, CONFIG_MODULES and the guest kernel's headers)",
+)
+
+
+def _ask(data: bytes, timeout: float = 1.0, port: int = GUEST_PORT) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(data, ("127.0.0.1", port))
+        try:
+            return sock.recv(70000)
+        except TimeoutError:
+            return None
+
+
+def _ask_until(data: bytes, tries: int = 5) -> bytes | None:
+    for _ in range(tries):
+        reply = _ask(data, timeout=0.5)
+        if reply is not None:
+            return reply
+    return None
+
+
+def _flood(stop_at: float, port: int) -> None:
+    msg = b"HELLO " + bytes(58)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        while time.monotonic() < stop_at:
+            try:
+                sock.sendto(msg, ("127.0.0.1", port))
+                while sock.recv(2048):
+                    pass
+            except OSError:
+                pass
+
+
+def _dmesg_clear() -> None:
+    subprocess.run(["dmesg", "-C"], check=False)
+
+
+def _dmesg() -> str:
+    return subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+
+
+@pytest.fixture
+def clean_kernel_log() -> Iterator[None]:
+    _dmesg_clear()
+    yield
+    problems = scan_kernel_log(_dmesg())
+    assert problems == [], problems
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_replies_and_counters(impl_name: str, clean_kernel_log: None) -> None:
+    impl = _kmod_impl(impl_name)
+    server = impl.start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    try:
+        assert server.health() is None
+        for size in (6, 24, 64, 1472):
+            request = (b"HELLO " + bytes(i % 251 for i in range(size)))[:size]
+            assert _ask(request) == make_reply(request), size
+        for bad in (b"", b"HELLO", b"HELL0 there", b"GOT IT back", b"HELLO" + bytes(1468)):
+            assert _ask(bad, timeout=0.3) is None, bad[:12]
+        counters = server.counters()
+        assert counters["answered"] == 4
+        assert counters["rejected"] == 5
+        assert counters["received"] == 9
+        accounting = server.accounting()
+        if impl.threaded:
+            (tid,) = accounting.kernel_tids
+            assert Path(f"/proc/{tid}/comm").read_text().strip() == f"hellokt/{GUEST_PORT}"
+        else:
+            assert accounting.kernel_tids == () and "softirq" in accounting.note
+    finally:
+        server.stop()
+    assert not module.is_loaded(impl.module_name)
+    assert server.health() is not None
+    server.stop()  # idempotent
+    assert not any(rec.ident == impl.module_name for rec in ownership.records())
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+@pytest.mark.parametrize(
+    "params",
+    [{"port": 0}, {"port": 65536}, {"addr": "1.2.3"}, {"addr": "localhost"}, {"cpu": -2}],
+    ids=str,
+)
+def test_guest_bad_parameters_refused(impl_name: str, params: dict[str, str | int]) -> None:
+    impl = _kmod_impl(impl_name)
+    impl.prepare()
+    assert impl._ko is not None
+    module.load_dependencies(impl._ko)
+    _dmesg_clear()
+    with pytest.raises(module.ModuleError, match="Invalid parameters"):
+        module.insmod(impl._ko, params)
+    assert not module.is_loaded(impl.module_name)
+    said = [line for line in _dmesg().splitlines() if f"{impl.module_name}: " in line]
+    said = [line for line in said if "taint" not in line]
+    assert len(said) == 1 and "invalid" in said[0], said
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_offline_cpu_refused(impl_name: str) -> None:
+    cpus = os.cpu_count() or 1
+    with pytest.raises(ImplError, match="Invalid parameters"):
+        _kmod_impl(impl_name).start(ServerConfig(cpu=cpus))
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_rmmod_during_flood(impl_name: str, clean_kernel_log: None) -> None:
+    server = _kmod_impl(impl_name).start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    stop_at = time.monotonic() + 6.0
+    senders = [multiprocessing.Process(target=_flood, args=(stop_at, GUEST_PORT)) for _ in range(2)]
+    for proc in senders:
+        proc.start()
+    try:
+        time.sleep(2.0)
+        before = server.counters()
+        assert before["answered"] > 0
+        started = time.monotonic()
+        server.stop()
+        took = time.monotonic() - started
+    finally:
+        for proc in senders:
+            proc.join()
+    print(f"\n{impl_name}: rmmod during flood took {took:.3f} s, answered by then {before}")
+    assert took < RMMOD_BOUND_S
+    assert not module.is_loaded(server.name)
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_fault_hang_stops_answers(impl_name: str, clean_kernel_log: None) -> None:
+    server = _kmod_impl(impl_name).start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    try:
+        assert _ask(b"HELLO 1") == b"GOT IT1"
+        server.set_fault(1)
+        time.sleep(0.3)
+        assert _ask(b"HELLO 2", timeout=0.5) is None
+        assert server.health() is None  # only the missing replies show a hung server
+        server.set_fault(0)
+        assert _ask_until(b"HELLO 3") == b"GOT IT3"
+    finally:
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < RMMOD_BOUND_S
+
+
+@guest_only
+def test_guest_fault_at_load_and_rmmod_while_hung() -> None:
+    server = _kmod_impl("kmod-kthread").start(ServerConfig(options={"fault_hang": "1"}))
+    assert _ask(b"HELLO x", timeout=0.5) is None
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < RMMOD_BOUND_S
+
+
+@guest_only
+def test_guest_dead_thread_detected() -> None:
+    server = _kmod_impl("kmod-kthread").start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    try:
+        (tid,) = server.accounting().kernel_tids
+        server.set_fault(2)
+        deadline = time.monotonic() + 5.0
+        while server.health() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.health() == "module hellobench_kthread is loaded but its server thread exited"
+        assert not Path(f"/proc/{tid}").exists()
+    finally:
+        server.stop()
+    assert not module.is_loaded("hellobench_kthread")
+
+
+@guest_only
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_guest_thread_pinned() -> None:
+    server = _kmod_impl("kmod-kthread").start(ServerConfig(cpu=1))
+    try:
+        (tid,) = server.accounting().kernel_tids
+        status = Path(f"/proc/{tid}/status").read_text()
+        assert "Cpus_allowed_list:\t1\n" in status
+        assert _ask(b"HELLO pinned") == b"GOT ITpinned"
+    finally:
+        server.stop()
+
+
+@guest_only
+def test_guest_module_gone_detected() -> None:
+    server = _kmod_impl("kmod-softirq").start(ServerConfig())
+    module.rmmod("hellobench_softirq")
+    assert server.health() == "module hellobench_softirq is no longer loaded"
+    server.stop()
+
+
+@guest_only
+def test_guest_already_loaded_refused() -> None:
+    impl = _kmod_impl("kmod-softirq")
+    server = impl.start(ServerConfig())
+    try:
+        with pytest.raises(ImplError, match="already loaded"):
+            impl.start(ServerConfig(port=GUEST_PORT + 1))
+        assert module.is_loaded("hellobench_softirq")
+    finally:
+        server.stop()
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_sweep_unloads_leftover(impl_name: str) -> None:
+    server = _kmod_impl(impl_name).start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    sweep = "from bench import ownership; print(ownership.sweep(include_live=True))"
+    out = subprocess.run(
+        [sys.executable, "-c", sweep], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
+    ).stdout
+    assert f"removed module {server.name}" in out
+    assert not module.is_loaded(server.name)
+    server.stop()
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_serves_in_a_netns(impl_name: str) -> None:
+    netns = "hb-kmod-test"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        server = _kmod_impl(impl_name).start(ServerConfig(netns=netns))
+        try:
+            assert _ask(b"HELLO outside", timeout=0.5) is None
+            client = (
+                "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                "s.settimeout(2); s.sendto(b'HELLO inside', ('127.0.0.1', 3000)); "
+                "print(s.recv(100).decode())"
+            )
+            inside = subprocess.run(
+                ["ip", "netns", "exec", netns, sys.executable, "-c", client],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert inside.stdout.strip() == "GOT ITinside"
+        finally:
+            server.stop()
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
