@@ -49,9 +49,11 @@ def _candidate(vmlinuz: Path, modules_root: Path) -> GuestKernel | None:
 
 
 def guest_kernels(
-    boot_dir: Path = BOOT_DIR, modules_root: Path = MODULES_ROOT
+    boot_dir: Path | None = None, modules_root: Path | None = None
 ) -> list[GuestKernel]:
     """Every usable kernel, best first: Debian stock kernels, newest first, then the rest."""
+    boot_dir = boot_dir or BOOT_DIR
+    modules_root = modules_root or MODULES_ROOT
     found = [
         kernel
         for path in boot_dir.glob("vmlinuz-*")

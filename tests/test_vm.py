@@ -1,0 +1,321 @@
+"""The vm environment (bench/vm) and the kernel log scanner (bench/kernel_log.py).
+
+Tests marked ``vm`` boot real QEMU guests with the installed stock kernel (each boot takes
+about 6-15 s under TCG); they are skipped, with the reason, where QEMU, a guest kernel,
+static busybox or root is missing.  The rest run anywhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import ownership
+from bench.kernel_log import KernelLogWatch, read_kernel_log, scan_kernel_log
+from bench.ownership import Record, process_start_time
+from bench.vm import qemu
+from bench.vm.cleanup import kill_guest
+from bench.vm.guest import GuestOutcome, run_in_guest
+from bench.vm.initramfs import InitramfsError, cpio_newc, find_busybox, module_files
+from bench.vm.kernel import GuestKernelError, find_guest_kernel, guest_kernels
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BOOT_TIMEOUT_S = 120.0
+HANG_TIMEOUT_S = 20.0
+KILL_SLACK_S = qemu.KILL_GRACE_S + 10.0
+
+
+def _vm_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "sharing the host root with a guest over 9p needs root"
+    try:
+        qemu.qemu_binary()
+        find_guest_kernel()
+        find_busybox()
+    except (qemu.QemuError, GuestKernelError, InitramfsError) as exc:
+        return str(exc)
+    return None
+
+
+_SKIP = _vm_skip_reason()
+vm_ready = pytest.mark.skipif(_SKIP is not None, reason=f"no guest: {_SKIP}")
+
+
+def _qemu_pids() -> set[int]:
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith("qemu-system"):
+                    found.add(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _qemu_ledger_records() -> list[Record]:
+    return [rec for rec in ownership.records() if rec.kind == qemu.LEDGER_KIND]
+
+
+def _in_guest(
+    argv: list[str], workdir: Path, *, timeout_s: float = BOOT_TIMEOUT_S, fault: str | None = None
+) -> GuestOutcome:
+    outcome = run_in_guest(
+        argv,
+        workdir=workdir,
+        timeout_s=timeout_s,
+        cwd=PROJECT_ROOT,
+        env={"PYTHONPATH": str(PROJECT_ROOT)},
+        fault=fault,
+    )
+    assert outcome.qemu_pid is not None
+    assert outcome.qemu_pid not in _qemu_pids(), "QEMU outlived run_in_guest"
+    return outcome
+
+
+# --- kernel log --------------------------------------------------------------------------
+
+SYNTHETIC_BAD = """\
+[    1.000000] virtio_net virtio0 eth0: renamed
+[    2.000000] ------------[ cut here ]------------
+[    2.000001] WARNING: CPU: 1 PID: 42 at net/core/dev.c:123 dev_xmit+0x1/0x2
+[    2.000002] Modules linked in: hellokt(OE) veth
+[    2.000003] CPU: 1 PID: 42 Comm: hellokt Tainted: G           OE      6.1.0-56-amd64 #1
+[    2.000004] RIP: 0010:dev_xmit+0x1/0x2
+[    2.000005] Call Trace:
+[    2.000006]  <TASK>
+[    3.000000] BUG: kernel NULL pointer dereference, address: 0000000000000008
+[    3.000001] #PF: supervisor read access in kernel mode
+[    3.000002] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[    4.000000] general protection fault, probably for non-canonical address 0xdead: 0000
+[    5.000000] kernel BUG at lib/list_debug.c:59!
+[    6.000000] hello: all fine
+"""
+
+SRSO_ADVICE = (
+    "[    0.252336] Speculative Return Stack Overflow: WARNING: See "
+    "https://kernel.org/doc/html/latest/admin-guide/hw-vuln/srso.html for mitigation options."
+)
+SYNTHETIC_CLEAN = f"""\
+[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)
+{SRSO_ADVICE}
+[    1.000000] 9pnet: Installing 9P2000 support
+[    2.000000] hellokt: listening on 127.0.0.1:3000
+[    3.000000] debug: BUGS_FIXED=3 warnings=0
+"""
+
+
+def test_scan_kernel_log_finds_each_kind_of_report() -> None:
+    problems = scan_kernel_log(SYNTHETIC_BAD)
+    heads = [p.splitlines()[0] for p in problems]
+    assert any("WARNING: CPU: 1 PID: 42" in h for h in heads)
+    assert any("BUG: kernel NULL pointer dereference" in h for h in heads)
+    assert any("Oops: 0000" in h for h in heads)
+    assert any("general protection fault" in h for h in heads)
+    assert any("kernel BUG at lib/list_debug.c:59!" in h for h in heads)
+    warning = next(p for p in problems if "WARNING: CPU" in p)
+    assert "Modules linked in" in warning  # context follows the line
+    assert not any("Call Trace" in h for h in heads)  # folded into the WARNING it belongs to
+    assert not any("all fine" in h for h in heads)
+    assert len(problems) == 5
+
+
+def test_scan_kernel_log_reports_a_lone_call_trace() -> None:
+    text = "[ 1.0] something odd\n[ 1.1] Call Trace:\n[ 1.2]  <TASK>\n"
+    assert [p.splitlines()[0] for p in scan_kernel_log(text)] == ["[ 1.1] Call Trace:"]
+
+
+def test_scan_kernel_log_is_quiet_on_a_clean_log() -> None:
+    assert scan_kernel_log(SYNTHETIC_CLEAN) == []
+    assert scan_kernel_log("") == []
+
+
+def test_kernel_log_watch_reports_nothing_new_right_after_mark() -> None:
+    watch = KernelLogWatch()
+    watch.mark()
+    if not watch.available:
+        pytest.skip("the kernel log is not readable here")
+    assert read_kernel_log() is not None
+    assert isinstance(watch.new_problems(), list)
+
+
+# --- guest kernel, initramfs, accel, cleaner -----------------------------------------------
+
+
+def _fake_kernel(boot: Path, mods: Path, release: str) -> None:
+    (boot / f"vmlinuz-{release}").write_bytes(b"kernel")
+    (mods / release).mkdir(parents=True)
+    (mods / release / "modules.dep").write_text("")
+
+
+def test_guest_kernels_prefer_newest_stock_kernel(tmp_path: Path) -> None:
+    boot, mods = tmp_path / "boot", tmp_path / "modules"
+    boot.mkdir()
+    mods.mkdir()
+    for release in ("6.1.0-9-amd64", "6.1.0-56-amd64", "6.12.1-custom", "6.1.0-56-cloud-amd64"):
+        _fake_kernel(boot, mods, release)
+    (boot / "vmlinuz-6.9.0-1-amd64").write_bytes(b"no modules for this one")
+    releases = [k.release for k in guest_kernels(boot, mods)]
+    assert releases == ["6.1.0-56-amd64", "6.1.0-9-amd64", "6.1.0-56-cloud-amd64", "6.12.1-custom"]
+
+
+def test_no_guest_kernel_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bench.vm import kernel
+
+    monkeypatch.setattr(kernel, "BOOT_DIR", tmp_path)
+    monkeypatch.delenv("HELLOBENCH_GUEST_KERNEL", raising=False)
+    with pytest.raises(GuestKernelError, match="linux-image-amd64"):
+        find_guest_kernel()
+
+
+def test_cpio_newc_is_read_by_cpio(tmp_path: Path) -> None:
+    if not shutil.which("cpio"):
+        pytest.skip("cpio not installed")
+    from bench.vm.initramfs import _Entry
+
+    archive = cpio_newc([_Entry("bin", 0o040755), _Entry("bin/hello", 0o100755, b"hi\n")])
+    listing = subprocess.run(
+        ["cpio", "-t"], input=archive, capture_output=True, check=True
+    ).stdout.decode()
+    assert listing.split() == ["bin", "bin/hello"]
+
+
+@vm_ready
+def test_initramfs_holds_init_busybox_and_ordered_modules() -> None:
+    from bench.vm.initramfs import build_initramfs
+
+    kernel = find_guest_kernel()
+    names = [p.name.split(".ko")[0] for p in module_files(kernel, ("virtio_pci", "9p"))]
+    assert names.index("virtio_ring") < names.index("virtio") < names.index("virtio_pci")
+    assert names.index("9pnet") < names.index("9p")
+    path = build_initramfs(kernel)
+    assert build_initramfs(kernel) == path  # cached by content
+    listing = subprocess.run(
+        ["cpio", "-t"], input=gzip.decompress(path.read_bytes()), capture_output=True, check=True
+    ).stdout.decode()
+    assert {"init", "bin/busybox", "dev/console", "lib/modules/9p.ko"} <= set(listing.split())
+
+
+def test_detect_accel_is_honest(monkeypatch: pytest.MonkeyPatch) -> None:
+    qemu.detect_accel.cache_clear()
+    monkeypatch.setenv("HELLOBENCH_ACCEL", "tcg")
+    assert qemu.detect_accel() == ("tcg", "forced by HELLOBENCH_ACCEL")
+    qemu.detect_accel.cache_clear()
+    monkeypatch.delenv("HELLOBENCH_ACCEL")
+    accel, why = qemu.detect_accel()
+    assert accel in ("kvm", "tcg") and why
+    if qemu._cpu_virt_flag() is None:
+        assert accel == "tcg" and "vmx/svm" in why
+
+
+def test_ledger_cleaner_kills_a_recorded_guest_process() -> None:
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        start = process_start_time(proc.pid)
+        rec = Record(qemu.LEDGER_KIND, "t", 1, 0, {"pid": proc.pid, "start": start}, Path("x"))
+        kill_guest(rec)
+        assert proc.wait(timeout=5) != 0
+        kill_guest(rec)  # already gone: no error
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --- real guests ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    before = {rec.ident for rec in _qemu_ledger_records()}
+    yield tmp_path / "share"
+    leftover = [rec for rec in _qemu_ledger_records() if rec.ident not in before]
+    assert leftover == [], "a guest run left its ledger record behind"
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_guest_runs_python_under_the_guest_kernel(workdir: Path) -> None:
+    code = "import bench, platform; print('release=' + platform.release())"
+    outcome = _in_guest([sys.executable, "-c", code], workdir)
+    assert outcome.failed_reason is None, outcome.console_log.read_text()[-3000:]
+    assert outcome.exit_code == 0 and not outcome.timed_out
+    assert outcome.kernel == find_guest_kernel().release
+    console = outcome.console_log.read_text()
+    assert f"release={outcome.kernel}" in console
+    assert f"release={os.uname().release}" not in console or os.uname().release == outcome.kernel
+    assert outcome.boot_s > 0 and outcome.run_s > 0
+    assert outcome.accel in ("kvm", "tcg")
+    assert outcome.kernel_log_problems == []
+
+
+WATCH_CODE = """
+from bench.kernel_log import KernelLogWatch
+watch = KernelLogWatch()
+watch.mark()
+with open("/dev/kmsg", "w") as kmsg:
+    kmsg.write("<4>WARNING: CPU: 0 PID: 1 at hellobench/test.c:2 watched+0x0/0x0\\n")
+found = watch.new_problems()
+print("watch:", len(found), "watched+0x0" in found[0])
+"""
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_guest_writes_to_the_share_and_its_dmesg_comes_back(workdir: Path) -> None:
+    target = workdir / "from-guest.txt"
+    script = (
+        f"echo written-in-guest > {target}\n"
+        "echo 'hellobench-test: marker line' > /dev/kmsg\n"
+        "echo '<4>WARNING: CPU: 0 PID: 1 at hellobench/test.c:1 synthetic+0x0/0x0' > /dev/kmsg\n"
+        "touch /usr/hellobench-overlay-probe\n"
+        f"{sys.executable} -c {shlex.quote(WATCH_CODE)}\n"
+        "exit 3\n"
+    )
+    outcome = _in_guest(["/bin/sh", "-c", script], workdir)
+    assert target.read_text() == "written-in-guest\n"
+    assert outcome.exit_code == 3
+    assert outcome.failed_reason == "command exited with status 3"
+    assert "hellobench-test: marker line" in outcome.dmesg
+    assert "Linux version" in outcome.dmesg  # the whole log, from boot
+    assert any("synthetic+0x0" in p for p in outcome.kernel_log_problems)
+    assert "watch: 1 True" in outcome.console_log.read_text()
+    assert not Path("/usr/hellobench-overlay-probe").exists()  # the host root stays untouched
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_watchdog_kills_a_hung_guest(workdir: Path) -> None:
+    started = time.monotonic()
+    outcome = _in_guest(["true"], workdir, timeout_s=HANG_TIMEOUT_S, fault="hang")
+    took = time.monotonic() - started
+    assert outcome.timed_out
+    assert outcome.exit_code is None
+    assert outcome.failed_reason is not None and "watchdog" in outcome.failed_reason
+    assert took < HANG_TIMEOUT_S + KILL_SLACK_S
+    assert outcome.qemu_pid not in _qemu_pids()
+    assert process_start_time(outcome.qemu_pid or 0) is None
+    assert "fault injected: hang" in outcome.console_log.read_text()
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_a_crashed_guest_is_reported(workdir: Path) -> None:
+    outcome = _in_guest(["true"], workdir, fault="panic")
+    assert not outcome.timed_out and outcome.exit_code is None
+    assert outcome.failed_reason is not None and "panicked" in outcome.failed_reason
+    assert any("Kernel panic" in p for p in outcome.kernel_log_problems)
