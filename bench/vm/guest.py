@@ -174,7 +174,8 @@ def run_in_guest(
     (control / "job.sh").write_text(job)
     console_log = control / "console.log"
 
-    cmdline = "console=ttyS0 quiet loglevel=4 panic=-1 log_buf_len=4M hb.mode=run"
+    # loglevel=5: WARN() reports reach the console too (they matter most when a guest hangs).
+    cmdline = "console=ttyS0 quiet loglevel=5 panic=-1 log_buf_len=4M hb.mode=run"
     if fault:
         cmdline += f" hb.fault={fault}"
     spec = GuestSpec(
