@@ -1,15 +1,50 @@
 """Where client and server sit: ``lo`` (both on this host's loopback) or ``veth`` (a server
-namespace and a client namespace joined by a veth pair, addressed from 198.18.0.0/15)."""
+namespace and a client namespace joined by a veth pair, addressed from 198.18.0.0/15).
+
+The veth topology is built with pyroute2 and always torn down: namespaces are named
+``hb-<pid>-<n>-srv`` / ``hb-<pid>-<n>-cli`` and recorded in the ownership ledger before they
+are created, so that ``bench.ownership.sweep()`` removes them after a crash.  IPv6 is off in
+both namespaces so that nothing but the measured traffic crosses the pair.
+
+A native XDP program on one veth end can send (XDP_TX) to the other end only while the other
+end runs NAPI.  Switching GRO on there is documented to be enough, but on the 6.18 kernel of
+the development host the frames were handed over and never delivered; an XDP program on the
+peer works on every kernel.  ``peer_of`` tells an impl where that peer is.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
+import os
+import socket
+import struct
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
 
+from bench import ownership
 from bench.protocol import DEFAULT_ADDR, MAX_REQUEST
 
 TOPOLOGIES = ("lo", "veth")
+
+NETNS_PREFIX = "hb-"
+VETH_SERVER_ADDR = "198.18.0.1"  # RFC 2544 benchmarking range
+VETH_CLIENT_ADDR = "198.18.0.2"
+VETH_PREFIXLEN = 30
+VETH_SERVER_IF = "hb-srv"
+VETH_CLIENT_IF = "hb-cli"
+VETH_MTU = 1500  # max_size = 1500 - 20 (IPv4) - 8 (UDP) = MAX_REQUEST
+LINK_UP_TIMEOUT_S = 5.0
+
+_CLONE_NEWNET = 0x40000000
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_SGRO = 0x0000002C
+_sequence = count()
+_peers: dict[tuple[str | None, str], tuple[str | None, str]] = {}
 
 
 class TopologyError(RuntimeError):
@@ -24,6 +59,8 @@ class Topology:
     client_netns: str | None
     server_interface: str  # where eBPF programs attach (inside server_netns)
     max_size: int = MAX_REQUEST
+    client_addr: str | None = None
+    client_interface: str | None = None  # the peer end, inside client_netns
 
 
 LOOPBACK = Topology(
@@ -31,10 +68,169 @@ LOOPBACK = Topology(
 )
 
 
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextmanager
+def entered(netns: str | None) -> Iterator[None]:
+    """Run the body with this thread inside ``netns`` (None: stay where it is).
+
+    Sockets created in the body stay in that namespace after it ends, which is how tests and
+    drivers get a client socket in the client namespace without a subprocess.
+    """
+    if netns is None:
+        yield
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+def set_gro(ifname: str, on: bool, netns: str | None = None) -> None:
+    """Switch generic receive offload of ``ifname`` on or off (ethtool's legacy SGRO call)."""
+    with entered(netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        value = ctypes.create_string_buffer(struct.pack("=II", _ETHTOOL_SGRO, int(on)))
+        ifreq = struct.pack("@16sP", ifname.encode(), ctypes.addressof(value))
+        fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq.ljust(40, b"\0"))
+
+
+def _disable_ipv6(netns: str) -> None:
+    with entered(netns):
+        for name in ("all", "default"):
+            path = Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")
+            with suppress(OSError):  # a kernel without IPv6
+                path.write_text("1")
+
+
+def _remove_netns(name: str) -> None:
+    from bench.bpf.cleanup import remove_netns
+
+    remove_netns(name)
+
+
+def _create_netns(name: str) -> None:
+    from pyroute2 import netns as pr_netns
+
+    ownership.record("netns", name, prefix=NETNS_PREFIX)
+    try:
+        pr_netns.create(name)
+    except Exception as exc:
+        with suppress(Exception):
+            _remove_netns(name)
+        ownership.release("netns", name)
+        raise TopologyError(f"cannot create netns {name}: {exc}") from exc
+
+
+def _wait_up(netns: str, ifname: str) -> None:
+    from pyroute2 import IPRoute
+
+    deadline = time.monotonic() + LINK_UP_TIMEOUT_S
+    with IPRoute(netns=netns) as ipr:
+        while time.monotonic() < deadline:
+            link = ipr.get_links(ifname=ifname)[0]
+            if link.get("IFLA_OPERSTATE") == "UP":
+                return
+            time.sleep(0.02)
+    raise TopologyError(f"{ifname} in {netns} did not come up within {LINK_UP_TIMEOUT_S} s")
+
+
+def _configure_end(netns: str, ifname: str, addr: str) -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute(netns=netns) as ipr:
+        (lo,) = ipr.link_lookup(ifname="lo")
+        ipr.link("set", index=lo, state="up")
+        (index,) = ipr.link_lookup(ifname=ifname)
+        ipr.link("set", index=index, mtu=VETH_MTU)
+        ipr.addr("add", index=index, address=addr, prefixlen=VETH_PREFIXLEN)
+        ipr.link("set", index=index, state="up")
+
+
+def _build_veth(server_ns: str, client_ns: str) -> None:
+    from pyroute2 import IPRoute
+
+    for ns in (server_ns, client_ns):
+        _disable_ipv6(ns)
+    with IPRoute(netns=server_ns) as ipr:
+        ipr.link(
+            "add",
+            ifname=VETH_SERVER_IF,
+            kind="veth",
+            peer={"ifname": VETH_CLIENT_IF, "net_ns_fd": client_ns},
+        )
+    _configure_end(server_ns, VETH_SERVER_IF, VETH_SERVER_ADDR)
+    _configure_end(client_ns, VETH_CLIENT_IF, VETH_CLIENT_ADDR)
+    _wait_up(server_ns, VETH_SERVER_IF)
+    _wait_up(client_ns, VETH_CLIENT_IF)
+
+
+def peer_of(netns: str | None, ifname: str) -> tuple[str | None, str] | None:
+    """(netns, interface) of the other end of a veth pair this process set up, else None."""
+    return _peers.get((netns, ifname))
+
+
+@contextmanager
+def veth_topology() -> Iterator[Topology]:
+    """Two fresh namespaces joined by a veth pair; removed on the way out, whatever happens."""
+    if os.geteuid() != 0:
+        raise TopologyError("the veth topology needs root (network namespaces)")
+    base = f"{NETNS_PREFIX}{os.getpid()}-{next(_sequence)}"
+    server_ns, client_ns = f"{base}-srv", f"{base}-cli"
+    created: list[str] = []
+    try:
+        for name in (server_ns, client_ns):
+            _create_netns(name)
+            created.append(name)
+        try:
+            _build_veth(server_ns, client_ns)
+        except TopologyError:
+            raise
+        except Exception as exc:
+            raise TopologyError(f"cannot build the veth pair: {exc}") from exc
+        _peers[(server_ns, VETH_SERVER_IF)] = (client_ns, VETH_CLIENT_IF)
+        _peers[(client_ns, VETH_CLIENT_IF)] = (server_ns, VETH_SERVER_IF)
+        yield Topology(
+            name="veth",
+            server_addr=VETH_SERVER_ADDR,
+            server_netns=server_ns,
+            client_netns=client_ns,
+            server_interface=VETH_SERVER_IF,
+            max_size=VETH_MTU - 28,
+            client_addr=VETH_CLIENT_ADDR,
+            client_interface=VETH_CLIENT_IF,
+        )
+    finally:
+        _peers.pop((server_ns, VETH_SERVER_IF), None)
+        _peers.pop((client_ns, VETH_CLIENT_IF), None)
+        for name in reversed(created):
+            _remove_netns(name)  # the veth pair goes with its namespaces
+            ownership.release("netns", name)
+
+
 @contextmanager
 def open_topology(name: str) -> Iterator[Topology]:
     """Set the topology up, yield it, and always tear it down."""
     if name == "lo":
         yield LOOPBACK
+        return
+    if name == "veth":
+        with veth_topology() as topology:
+            yield topology
         return
     raise TopologyError(f"unknown topology {name!r} (known: {', '.join(TOPOLOGIES)})")

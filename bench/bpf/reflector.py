@@ -20,8 +20,9 @@ Attachment = XdpAttachment | TcAttachment
 class BpfReflector(RunningServer):
     """An attached reflector; ``stop`` detaches it (idempotent, bounded by the loader's timeout)."""
 
-    def __init__(self, attachment: Attachment) -> None:
+    def __init__(self, attachment: Attachment, helpers: tuple[Attachment, ...] = ()) -> None:
         self.attachment = attachment
+        self.helpers = helpers  # e.g. the pass-through program on a veth peer
         self._last: dict[str, int] = {}
 
     @property
@@ -54,11 +55,15 @@ class BpfReflector(RunningServer):
         if self.attachment.detached:
             return
         self.counters()
-        try:
-            self.attachment.detach()
-        except BpfError as exc:
-            self.attachment.detached = True  # stop is idempotent: the ledger keeps the record
-            raise ImplError(f"detaching {self.attachment.ifname}: {exc} (left for sweep)") from exc
+        errors: list[str] = []
+        for attachment in (self.attachment, *self.helpers):
+            try:
+                attachment.detach()
+            except BpfError as exc:
+                attachment.detached = True  # stop is idempotent: the ledger keeps the record
+                errors.append(f"{attachment.ifname}: {exc}")
+        if errors:
+            raise ImplError(f"detaching failed (left for sweep): {'; '.join(errors)}")
 
 
 class ReflectorImpl(Impl):

@@ -1,15 +1,22 @@
 """Compiles hello_xdp.bpf.c (cached) and attaches it to the server interface; stopping
 detaches it.  Generic (skb) mode on lo, native (drv) mode elsewhere, unless the
-``xdp_mode`` option says otherwise."""
+``xdp_mode`` option says otherwise.
+
+In native mode on a veth end the replies (XDP_TX) reach the other end only while that end
+runs NAPI, so a pass-through XDP program (bench/bpf/hb_pass.bpf.c) is attached to the peer
+when the topology knows it (bench.topology.peer_of), and removed with the reflector."""
 
 from __future__ import annotations
 
 from typing import cast
 
+from bench.bpf.build import BPF_DIR, build_bpf_object
 from bench.bpf.control import BpfError, XdpAttachment, XdpMode, addr_value
 from bench.bpf.reflector import BpfReflector, ReflectorImpl
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest
+from bench.native.build import BuildError
+from bench.topology import peer_of
 
 HB_F_FULL_CSUM = 0x1  # hb_reflect.h: the reply leaves without skb checksum state
 
@@ -35,13 +42,27 @@ class EbpfXdp(ReflectorImpl):
             # native XDP_TX hands the reply on as a frame without checksum state
             "hb_flags": HB_F_FULL_CSUM if mode == "drv" else 0,
         }
+        helpers = self._attach_peer(config) if mode == "drv" else ()
         try:
             attachment = XdpAttachment.attach(
                 self.obj, "hb_xdp_hello", config.interface, mode, rodata, config.netns
             )
         except BpfError as exc:
+            for helper in helpers:
+                helper.detach()
             raise ImplError(f"ebpf-xdp on {config.interface} ({mode}): {exc}") from exc
-        return BpfReflector(attachment)
+        return BpfReflector(attachment, helpers)
+
+    def _attach_peer(self, config: ServerConfig) -> tuple[XdpAttachment, ...]:
+        peer = peer_of(config.netns, config.interface)
+        if peer is None:
+            return ()
+        try:
+            obj = build_bpf_object(BPF_DIR / "hb_pass.bpf.c")
+            netns, ifname = peer
+            return (XdpAttachment.attach(obj, "hb_xdp_pass", ifname, "drv", {}, netns),)
+        except (BuildError, BpfError) as exc:
+            raise ImplError(f"ebpf-xdp: pass-through program on the veth peer: {exc}") from exc
 
 
 def create(manifest: Manifest) -> Impl:
