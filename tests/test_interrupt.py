@@ -1,0 +1,298 @@
+"""An interrupted ``bench run`` leaves nothing behind.
+
+A real run is started as a subprocess with its own ownership ledger (HELLOBENCH_LEDGER, so
+that concurrent runs on the machine are never touched) and a port of its own; at a phase
+of the run it gets SIGINT, SIGTERM or SIGKILL.  After SIGINT/SIGTERM the run must have
+cleaned up by itself; after SIGKILL ``bench cleanup`` (with the same ledger) must.  Then:
+no server process, no ledger record, results.json absent or valid and marked incomplete,
+and for eBPF impls no program of the run attached or loaded, no namespace of the run left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from bench import PROJECT_ROOT
+from bench.impl.registry import discover
+from bench.ownership import process_start_time
+from bench.results import INCOMPLETE_MARKER, RESULTS_NAME, validate
+from tests.conftest import free_udp_port
+
+ENTRIES = discover()
+PHASE_TIMEOUT_S = 120.0
+EXIT_TIMEOUT_S = 60.0
+POLL_S = 0.05
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
+
+
+@dataclass
+class Seen:
+    """Every object the run's ledger recorded at some point while we watched it."""
+
+    processes: dict[int, int | None] = field(default_factory=dict)  # pid -> start time
+    server_pids: set[int] = field(default_factory=set)
+    prog_ids: set[int] = field(default_factory=set)
+    netns: set[str] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)
+
+    def scan(self, ledger: Path) -> None:
+        for path in ledger.glob("*.json"):
+            try:
+                raw: dict[str, Any] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # being replaced right now
+            kind, details = raw.get("kind", ""), raw.get("details", {})
+            self.kinds.add(kind)
+            if kind == "process" and "pid" in details:
+                pid = int(details["pid"])
+                self.processes[pid] = details.get("start")
+                if not any("hello-client" in str(arg) for arg in details.get("argv", [])):
+                    self.server_pids.add(pid)
+            if details.get("prog_id"):
+                self.prog_ids.add(int(details["prog_id"]))
+            if kind == "netns":
+                self.netns.add(str(raw.get("ident")))
+            if details.get("netns"):
+                self.netns.add(str(details["netns"]))
+
+    @property
+    def server_up(self) -> bool:
+        return bool(self.server_pids) or bool(self.prog_ids)
+
+
+@dataclass
+class Run:
+    proc: subprocess.Popen[bytes]
+    out: Path
+    ledger: Path
+    port: int
+    env: dict[str, str]
+    seen: Seen = field(default_factory=Seen)
+
+    def results_files(self) -> list[Path]:
+        return sorted(self.out.glob(f"*/{RESULTS_NAME}"))
+
+    def log(self) -> str:
+        return (self.out.parent / "run.log").read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture
+def start_run(tmp_path: Path) -> Iterator[Callable[[list[str]], Run]]:
+    runs: list[Run] = []
+
+    def start(args: list[str]) -> Run:
+        ledger = tmp_path / "ledger"
+        ledger.mkdir(exist_ok=True)
+        out = tmp_path / "out"
+        port = free_udp_port()
+        env = {**os.environ, "HELLOBENCH_LEDGER": str(ledger), "COLUMNS": "200"}
+        log = (tmp_path / "run.log").open("wb")
+        argv = [sys.executable, "-m", "bench", "run", *args]
+        argv += ["--no-calibrate", "--port", str(port), "--out", str(out)]
+        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
+        log.close()
+        run = Run(proc, out, ledger, port, env)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:  # whatever happened in the test: leave nothing behind
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(EXIT_TIMEOUT_S)
+        cleanup(run)
+
+
+def cleanup(run: Run) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "cleanup"],
+        cwd=PROJECT_ROOT,
+        env=run.env,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_TIMEOUT_S,
+    )
+
+
+def wait_for_phase(run: Run, phase: str) -> bool:
+    """Watch the run until ``phase`` is reached (True) or the run ended first (False)."""
+    deadline = time.monotonic() + PHASE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        run.seen.scan(run.ledger)
+        if phase == "server-up" and run.seen.server_up:
+            return True
+        if phase == "results-written" and run.results_files():
+            return True
+        if run.proc.poll() is not None:
+            return False
+        time.sleep(POLL_S)
+    raise AssertionError(f"phase {phase} not reached in {PHASE_TIMEOUT_S} s:\n{run.log()}")
+
+
+def interrupt(run: Run, sig: signal.Signals) -> int:
+    run.proc.send_signal(sig)
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while run.proc.poll() is None and time.monotonic() < deadline:
+        run.seen.scan(run.ledger)
+        time.sleep(POLL_S)
+    try:
+        return run.proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        run.proc.kill()
+        raise AssertionError(f"run did not exit within {EXIT_TIMEOUT_S} s of {sig.name}") from None
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    now = process_start_time(pid)
+    return now is not None and (start is None or now == start)
+
+
+def _processes_using_port(port: int) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if proc.info["pid"] == os.getpid():
+            continue
+        pairs = itertools.pairwise(cmdline)
+        if any(flag in ("--port", "-p") and value == str(port) for flag, value in pairs):
+            found.append(f"{proc.info['pid']}: {' '.join(cmdline)}")
+    return found
+
+
+def assert_nothing_left(run: Run) -> None:
+    left = [pid for pid, start in run.seen.processes.items() if _alive(pid, start)]
+    assert not left, f"processes left: {left}"
+    assert not _processes_using_port(run.port), _processes_using_port(run.port)
+    records = sorted(p.name for p in run.ledger.glob("*.json"))
+    assert not records, f"ledger records left: {records}"
+
+
+def assert_results_incomplete(run: Run) -> None:
+    files = run.results_files()
+    assert len(files) <= 1
+    for path in files:
+        document = json.loads(path.read_text())
+        validate(document)
+        assert document["complete"] is False
+        assert (path.parent / INCOMPLETE_MARKER).exists()
+
+
+def _bpf_ids(argv: list[str]) -> set[int]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    ids: set[int] = set()
+    words = proc.stdout.replace("/", " ").split()
+    for key, value in itertools.pairwise(words):
+        if key == "id" and value.isdigit():
+            ids.add(int(value))
+    return ids
+
+
+def assert_no_bpf_left(run: Run) -> None:
+    ours = run.seen.prog_ids
+    on_lo = _bpf_ids(["ip", "-d", "link", "show", "lo"])
+    on_lo |= _bpf_ids(["tc", "filter", "show", "dev", "lo", "ingress"])
+    on_lo |= _bpf_ids(["tc", "filter", "show", "dev", "lo", "egress"])
+    assert not ours & on_lo, f"programs of the run still attached to lo: {ours & on_lo}"
+    for prog_id in ours:
+        proc = subprocess.run(
+            ["bpftool", "prog", "show", "id", str(prog_id)], capture_output=True, timeout=30
+        )
+        assert proc.returncode != 0, f"program {prog_id} still loaded"
+    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    assert not run.seen.netns & netns, f"namespaces left: {run.seen.netns & netns}"
+
+
+def _run_and_interrupt(run: Run, phase: str, sig_name: str) -> tuple[int, str]:
+    reached = wait_for_phase(run, phase)
+    if not reached:
+        return -1, run.log()
+    code = interrupt(run, SIGNALS[sig_name])
+    return code, run.log()
+
+
+def _check_after(run: Run, sig_name: str, code: int, log: str) -> None:
+    if sig_name == "SIGKILL":
+        assert code == -signal.SIGKILL
+        if run.seen.server_pids:  # the kill left them behind: cleanup must find them
+            assert any(_alive(p, run.seen.processes[p]) for p in run.seen.server_pids)
+        swept = cleanup(run)
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+    else:
+        assert code == 130, f"exit status {code}:\n{log}"
+        assert "interrupted" in log
+    assert_nothing_left(run)
+    assert_results_incomplete(run)
+
+
+# -- user-space impls -----------------------------------------------------------------
+
+USERSPACE_ARGS = [
+    "--impl", "blocking-py", "--impl", "blocking-c",
+    "--mode", "pingpong", "--duration", "5", "--trials", "3",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("phase", ["results-written", "server-up"])
+@pytest.mark.parametrize("sig_name", sorted(SIGNALS))
+def test_interrupted_run_leaves_nothing(
+    start_run: Callable[[list[str]], Run], phase: str, sig_name: str
+) -> None:
+    for name in ("blocking-py", "blocking-c"):
+        if not ENTRIES[name].available:
+            pytest.skip(f"{name}: {ENTRIES[name].unavailable}")
+    run = start_run(USERSPACE_ARGS)
+    code, log = _run_and_interrupt(run, phase, sig_name)
+    assert code != -1, f"the run ended before {phase}:\n{log}"
+    if phase == "server-up":
+        assert run.seen.server_pids, "no server process was seen"
+    _check_after(run, sig_name, code, log)
+
+
+# -- eBPF impls -----------------------------------------------------------------------
+
+
+def _ebpf_skip(name: str) -> str | None:
+    entry = ENTRIES.get(name)
+    if entry is None:
+        return f"{name} not registered"
+    if not entry.available:
+        return f"{name}: {entry.unavailable}"
+    return None
+
+
+@pytest.mark.root
+@pytest.mark.bpf
+@pytest.mark.parametrize("topology", ["lo", "veth"])
+@pytest.mark.parametrize("sig_name", sorted(SIGNALS))
+@pytest.mark.parametrize("impl", ["ebpf-xdp", "ebpf-tc"])
+def test_interrupted_ebpf_run_leaves_nothing_attached(
+    start_run: Callable[[list[str]], Run], impl: str, sig_name: str, topology: str
+) -> None:
+    reason = _ebpf_skip(impl)
+    if reason:
+        pytest.skip(reason)
+    args = ["--impl", impl, "--mode", "pingpong", "--duration", "5", "--trials", "3"]
+    run = start_run([*args, "--topology", topology])
+    code, log = _run_and_interrupt(run, "server-up", sig_name)
+    if code == -1:
+        files = run.results_files()
+        skipped = json.loads(files[0].read_text())["skipped"] if files else []
+        assert_nothing_left(run)
+        why = "; ".join(s["reason"] for s in skipped) or log
+        pytest.skip(f"{impl} on {topology} did not start here: {why}"[:300])
+    assert run.seen.prog_ids, "no BPF program id was recorded"
+    _check_after(run, sig_name, code, log)
+    assert_no_bpf_left(run)
