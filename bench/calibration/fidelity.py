@@ -1,0 +1,371 @@
+"""Driver fidelity: the native HELLO client measured against sockperf on the same machine.
+
+Two comparisons, like with like, in one run:
+
+- **RTT**: our ``pingpong`` mode (one request in flight, blocking ``recv``) against the
+  blocking-c impl (blocking ``recvfrom``/``sendto``) versus ``sockperf ping-pong`` against
+  ``sockperf server``.  With a single ``-i`` target both sockperf ends block in
+  ``recvfrom()`` (sockperf prints "using recvfrom() to block on socket(s)"), so both pairs
+  are blocking-socket client and server.  sockperf reports *half* the round trip: its
+  figures are doubled here.
+- **send capacity**: our ``flood`` mode (sendmmsg batches, nonblocking recvmmsg drains in
+  between) in requests sent per second versus ``sockperf throughput`` (one sendto per
+  message) in messages per second, both sending to the *same* ``sockperf server``, which
+  answers neither (it replies only to sockperf's ping-pong messages): same sink, same
+  pinning, only the client differs.  For information, our flood against blocking-c (which
+  does answer, so our client also receives the replies) is reported beside it.
+
+Client and server are pinned to the same CPUs for both tools (``taskset -c`` for sockperf,
+``sched_setaffinity`` for ours, which is what taskset does).  Repetitions alternate which
+tool goes first (ABBA order) so that machine drift hits both; medians are reported.
+The acceptance criterion: ``rtt_ratio`` (ours / sockperf, p50) within 5 % and
+``send_ratio`` (ours / sockperf) >= 1.
+
+``python -m bench.calibration.fidelity [--duration S] [--size B] [--repetitions N]``
+prints the result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench import ownership
+from bench.driver.client import DriverConfig, command, driver_binary, run_driver
+from bench.impl.api import RunningServer, ServerConfig
+from bench.protocol import HEADER_SIZE, MAX_REQUEST
+
+SOCKPERF = "sockperf"
+SOCKPERF_MIN_SIZE = 14  # sockperf's own message header
+ADDR = "127.0.0.1"
+SERVER_READY_S = 10.0
+RTT_TOLERANCE = 0.05
+WARMUP_S = 0.4  # sockperf's default warm-up time, so both start equally warm
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class FidelityError(RuntimeError):
+    """sockperf or our client failed, or sockperf's output could not be read."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((ADDR, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _pin(cpu: int | None) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if cpu is not None else []
+
+
+def sockperf_version() -> str:
+    out = subprocess.run([SOCKPERF, "--version"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"version\s+(\S+)", _ANSI.sub("", out))
+    return match.group(1) if match else out.strip().splitlines()[0] if out.strip() else "?"
+
+
+def _number(pattern: str, text: str, what: str) -> float:
+    match = re.search(pattern, text)
+    if not match:
+        raise FidelityError(f"no {what} in sockperf output:\n{text[-1500:]}")
+    return float(match.group(1))
+
+
+def parse_ping_pong(output: str) -> dict[str, float]:
+    """Round-trip figures in ns from ``sockperf ping-pong`` output (which gives half RTT, µs)."""
+    text = _ANSI.sub("", output)
+    if re.search(r"--full-rtt|avg-rtt", text):
+        raise FidelityError("sockperf printed full RTT figures; run it without --full-rtt")
+    p50 = _number(r"percentile\s+50(?:\.0*)?\s*=\s*([0-9.]+)", text, "median (percentile 50)")
+    mean = _number(r"avg-latency\s*=\s*([0-9.]+)", text, "average latency")
+    low = _number(r"<MIN>\s+observation\s*=\s*([0-9.]+)", text, "minimum")
+    return {"p50_ns": 2 * p50 * 1e3, "mean_ns": 2 * mean * 1e3, "min_ns": 2 * low * 1e3}
+
+
+def parse_throughput(output: str) -> float:
+    """Messages per second from ``sockperf throughput`` output."""
+    text = _ANSI.sub("", output)
+    return _number(r"Message Rate is\s*([0-9.]+)\s*\[msg/sec\]", text, "message rate")
+
+
+class SockperfServer:
+    """``sockperf server`` pinned to a CPU, bounded in life by ``timeout``, ready when it
+    says which call it blocks in."""
+
+    def __init__(self, port: int, cpu: int | None, lifetime_s: float) -> None:
+        self.port = port
+        self.argv = [
+            "timeout", f"{lifetime_s:.0f}", *_pin(cpu),
+            SOCKPERF, "server", "-i", ADDR, "-p", str(port),
+        ]  # fmt: skip
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
+        self._proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self._ident = f"sockperf-{self._proc.pid}"
+        start = ownership.process_start_time(self._proc.pid)
+        ownership.record("process", self._ident, pid=self._proc.pid, start=start, argv=self.argv)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_READY_S
+        while time.monotonic() < deadline:
+            if "to block on socket" in self.output() or "using " in self.output():
+                return
+            if self._proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise FidelityError(f"sockperf server did not start:\n{self.output()[-1000:]}")
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5.0)
+        self._log.close()
+        ownership.release("process", self._ident)
+
+
+def _run_sockperf(argv: Sequence[str], duration_s: int) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+    except subprocess.TimeoutExpired as exc:
+        raise FidelityError(f"{' '.join(argv)} timed out") from exc
+    if proc.returncode != 0:
+        raise FidelityError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr[-800:]}")
+    return proc.stdout + proc.stderr
+
+
+def _unavailable(reason: str) -> dict[str, Any]:
+    keys = (
+        "our_rtt_p50_ns", "sockperf_rtt_p50_ns", "rtt_ratio", "our_rtt_mean_ns",
+        "sockperf_rtt_mean_ns", "our_send_rps", "sockperf_send_rps", "send_ratio",
+    )  # fmt: skip
+    return {"available": False, "reason": reason, **dict.fromkeys(keys)}
+
+
+def _why_not(size: int, cpus: Sequence[int | None]) -> str | None:
+    if shutil.which(SOCKPERF) is None:
+        return "sockperf not found on PATH (apt-get install sockperf)"
+    if any(cpu is not None for cpu in cpus) and shutil.which("taskset") is None:
+        return "taskset not found (util-linux), needed to pin sockperf"
+    if not max(HEADER_SIZE, SOCKPERF_MIN_SIZE) <= size <= MAX_REQUEST:
+        return f"size {size} outside {max(HEADER_SIZE, SOCKPERF_MIN_SIZE)}..{MAX_REQUEST}"
+    return None
+
+
+def _start_blocking_c(port: int, cpu: int | None) -> RunningServer:
+    from bench.impl.registry import discover
+
+    entry = discover()["blocking-c"]
+    if entry.impl is None or not entry.available:
+        raise FidelityError(f"blocking-c unavailable: {entry.unavailable}")
+    return entry.impl.start(ServerConfig(addr=ADDR, port=port, cpu=cpu))
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def machine_load() -> dict[str, float | None]:
+    """Load average and CPU pressure (PSI "some" avg10), to show how busy the machine was."""
+    load: dict[str, float | None] = {"loadavg_1m": None, "cpu_pressure_some_avg10": None}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        load["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
+    with contextlib.suppress(OSError):
+        match = re.search(r"some avg10=([0-9.]+)", Path("/proc/pressure/cpu").read_text())
+        load["cpu_pressure_some_avg10"] = float(match.group(1)) if match else None
+    return load
+
+
+def measure_fidelity(
+    duration_s: float = 2.0,
+    size: int = 64,
+    client_cpu: int | None = 0,
+    server_cpu: int | None = 1,
+    repetitions: int = 3,
+) -> dict[str, Any]:
+    """Our driver versus sockperf: RTT p50/mean and send capacity, medians of
+    ``repetitions`` alternating runs of ``duration_s`` (whole seconds, as sockperf takes)."""
+    reason = _why_not(size, (client_cpu, server_cpu))
+    if reason:
+        return _unavailable(reason)
+    if repetitions < 1:
+        raise ValueError("repetitions must be >= 1")
+    secs = max(1, math.ceil(duration_s))
+    lifetime = 4 * repetitions * (secs + 5) + 120
+    ours_port, theirs_port = _free_port(), _free_port()
+    server = _start_blocking_c(ours_port, server_cpu)
+    try:
+        peer = SockperfServer(theirs_port, server_cpu, lifetime)
+        try:
+            return _measure(size, secs, client_cpu, server_cpu, repetitions, ours_port, peer)
+        finally:
+            peer.stop()
+    finally:
+        server.stop()
+
+
+def _measure(
+    size: int,
+    secs: int,
+    client_cpu: int | None,
+    server_cpu: int | None,
+    repetitions: int,
+    ours_port: int,
+    peer: SockperfServer,
+) -> dict[str, Any]:
+    theirs_port = peer.port
+    ping = DriverConfig(
+        "pingpong", port=ours_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
+        cpu=client_cpu,
+    )  # fmt: skip
+    flood = DriverConfig(
+        "flood", port=theirs_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
+        cpu=client_cpu,
+    )  # fmt: skip
+    common = ["-i", ADDR, "-p", str(theirs_port), "-m", str(size), "-t", str(secs)]
+    sp_ping = [*_pin(client_cpu), SOCKPERF, "ping-pong", *common]
+    sp_tput = [*_pin(client_cpu), SOCKPERF, "throughput", *common]
+    runs: dict[str, list[float]] = {
+        k: []
+        for k in ("our_p50", "our_mean", "sp_p50", "sp_mean", "our_send", "sp_send", "our_send_bc")
+    }
+
+    def ours_rtt() -> None:
+        r = run_driver(ping)
+        if not r.replies or r.latency_ns["p50"] is None or r.latency_ns["mean"] is None:
+            raise FidelityError(f"our pingpong got no replies ({r.counts})")
+        runs["our_p50"].append(r.latency_ns["p50"])
+        runs["our_mean"].append(r.latency_ns["mean"])
+
+    def theirs_rtt() -> None:
+        figures = parse_ping_pong(_run_sockperf(sp_ping, secs))
+        runs["sp_p50"].append(figures["p50_ns"])
+        runs["sp_mean"].append(figures["mean_ns"])
+
+    def ours_send() -> None:
+        runs["our_send"].append(run_driver(flood).send_rps)
+        runs["our_send_bc"].append(run_driver(replace(flood, port=ours_port)).send_rps)
+
+    def theirs_send() -> None:
+        runs["sp_send"].append(parse_throughput(_run_sockperf(sp_tput, secs)))
+
+    pairs: list[tuple[Callable[[], None], Callable[[], None]]] = [
+        (ours_rtt, theirs_rtt),
+        (ours_send, theirs_send),
+    ]
+    load_before = machine_load()
+    for rep in range(repetitions):
+        for first, second in pairs:
+            for step in (first, second) if rep % 2 == 0 else (second, first):
+                step()
+    med = {k: _median(v) for k, v in runs.items()}
+    rtt_ratio = med["our_p50"] / med["sp_p50"]
+    send_ratio = med["our_send"] / med["sp_send"]
+    return {
+        "available": True,
+        "reason": None,
+        "our_rtt_p50_ns": med["our_p50"],
+        "sockperf_rtt_p50_ns": med["sp_p50"],
+        "rtt_ratio": rtt_ratio,
+        "our_rtt_mean_ns": med["our_mean"],
+        "sockperf_rtt_mean_ns": med["sp_mean"],
+        "rtt_mean_ratio": med["our_mean"] / med["sp_mean"],
+        "our_send_rps": med["our_send"],
+        "sockperf_send_rps": med["sp_send"],
+        "send_ratio": send_ratio,
+        "rtt_ratio_paired_median": _median(
+            [a / b for a, b in zip(runs["our_p50"], runs["sp_p50"], strict=True)]
+        ),
+        "send_ratio_paired_median": _median(
+            [a / b for a, b in zip(runs["our_send"], runs["sp_send"], strict=True)]
+        ),
+        "our_send_rps_vs_blocking_c": med["our_send_bc"],
+        "rtt_within_5pct": abs(rtt_ratio - 1.0) <= RTT_TOLERANCE,
+        "send_at_least_sockperf": send_ratio >= 1.0,
+        "sockperf_version": sockperf_version(),
+        "size": size,
+        "duration_s": secs,
+        "repetitions": repetitions,
+        "client_cpu": client_cpu,
+        "server_cpu": server_cpu,
+        "runs": runs,
+        "machine_load": {"before": load_before, "after": machine_load()},
+        "modes_compared": {
+            "rtt": "our pingpong (1 outstanding, blocking recv) vs blocking-c server; "
+            "sockperf ping-pong (blocking recvfrom) vs sockperf server; sockperf half-RTT x2",
+            "send": "our flood sent/s (sendmmsg batch 32, nonblocking recvmmsg between) vs "
+            "sockperf throughput msg/s (sendto per message); both to the same sockperf server, "
+            "which answers neither",
+        },
+        "commands": _commands(ping, flood, sp_ping, sp_tput, peer.argv, server_cpu),
+    }
+
+
+def _commands(
+    ping: DriverConfig,
+    flood: DriverConfig,
+    sp_ping: Sequence[str],
+    sp_tput: Sequence[str],
+    sp_server: Sequence[str],
+    server_cpu: int | None,
+) -> dict[str, str]:
+    binary = driver_binary()
+    out, samples = Path("RESULTS.json"), Path("SAMPLES.i64")
+    pin = f" (pinned to CPU {server_cpu})" if server_cpu is not None else ""
+    return {
+        "our_pingpong": " ".join(command(ping, binary, out, samples)),
+        "our_flood": " ".join(command(flood, binary, out, samples)),
+        "our_flood_vs_blocking_c": " ".join(
+            command(replace(flood, port=ping.port), binary, out, samples)
+        ),
+        "blocking_c_server": f"blocking-c impl on {ADDR}:{ping.port}{pin}",
+        "sockperf_server": " ".join(sp_server),
+        "sockperf_ping_pong": " ".join(sp_ping),
+        "sockperf_throughput": " ".join(sp_tput),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Driver fidelity against sockperf.")
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--client-cpu", type=int, default=0)
+    parser.add_argument("--server-cpu", type=int, default=1)
+    args = parser.parse_args(argv)
+    result = measure_fidelity(
+        args.duration, args.size, args.client_cpu, args.server_cpu, args.repetitions
+    )
+    print(json.dumps(result, indent=2))
+    return 0 if result["available"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
