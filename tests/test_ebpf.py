@@ -1,0 +1,469 @@
+"""The eBPF reflectors (ebpf-xdp, ebpf-tc) on lo and on the veth topology.
+
+Replies are compared byte for byte, and every reply seen by a raw AF_PACKET capture on the
+client's interface has its IP and UDP checksum checked in Python.  The capture asks for
+PACKET_AUXDATA, whose tp_status carries TP_STATUS_CSUMNOTREADY when the skb is
+CHECKSUM_PARTIAL: the UDP field then holds the folded pseudo-header sum and the payload was
+never summed, which is a valid state on lo and veth (the receiver trusts it) as long as the
+field matches the pseudo-header of the packet as captured.  Otherwise the field must be the
+full, non-zero checksum.  Which state each reply is in is asserted too:
+
+- lo (XDP generic, tc) and veth with tc: the request's skb travels on, so a request sent by a
+  socket (partial) gets a partial reply, a request with a full checksum a full one;
+- veth with native XDP: XDP_TX hands a frame without checksum state to the peer, so every
+  reply must carry the full checksum.
+
+Nothing here waits for silence with a timing threshold: a datagram that must get no reply is
+followed by a valid request, and the first datagram back must be that request's reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from bench import PROJECT_ROOT, ownership
+from bench.bpf.build import loader_unavailable_reason
+from bench.bpf.control import run_tool
+from bench.host import capabilities
+from bench.impl.api import RunningServer, ServerConfig
+from bench.impl.registry import discover
+from bench.protocol import MAX_REQUEST, make_reply, make_request
+from bench.topology import Topology, entered, open_topology
+from tests.conftest import free_udp_port
+
+ENTRIES = discover()
+IMPLS = ("ebpf-xdp", "ebpf-tc")
+SIZES = (6, 24, 64, MAX_REQUEST)
+ODD_SIZES = (7, 333, 1001)
+REPLY_WAIT_S = 3.0
+
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_CSUMNOTREADY = 0x8
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+MALFORMED = {
+    "empty": b"",
+    "five-bytes": b"HELLO",
+    "wrong-magic": b"HOWDY there",
+    "near-miss-digit": b"HELL0 world",
+}
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (BPF programs, network namespaces)"
+    host = capabilities()
+    if not host.bpf:
+        return host.bpf_reason
+    if shutil.which("clang") is None:
+        return "clang not installed"
+    return loader_unavailable_reason()
+
+
+SKIP = _skip_reason()
+pytestmark = [
+    pytest.mark.bpf,
+    pytest.mark.root,
+    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
+]
+
+
+@dataclass
+class Served:
+    """A reflector running on a topology, with a client socket on the client side."""
+
+    name: str
+    topology: Topology
+    server: RunningServer
+    port: int
+    client: socket.socket
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.topology.server_addr, self.port)
+
+    @property
+    def client_addr(self) -> str:
+        return self.topology.client_addr or "127.0.0.1"
+
+    @property
+    def client_interface(self) -> str:
+        return self.topology.client_interface or "lo"
+
+    def counters(self) -> dict[str, int]:
+        return self.server.counters()
+
+    def native_xdp(self) -> bool:
+        return self.name == "ebpf-xdp" and self.topology.name == "veth"
+
+
+@pytest.fixture(scope="module", params=("lo", "veth"))
+def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
+    with open_topology(request.param) as topo:
+        yield topo
+
+
+@pytest.fixture(params=IMPLS)
+def served(request: pytest.FixtureRequest, topology: Topology) -> Iterator[Served]:
+    name: str = request.param
+    entry = ENTRIES[name]
+    if not entry.available or entry.impl is None:
+        pytest.skip(f"{name}: {entry.unavailable}")
+    port = free_udp_port()
+    config = ServerConfig(
+        addr=topology.server_addr,
+        port=port,
+        netns=topology.server_netns,
+        interface=topology.server_interface,
+    )
+    server = entry.impl.start(config)
+    with entered(topology.client_netns):
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(REPLY_WAIT_S)
+    client.bind((topology.client_addr or "127.0.0.1", 0))
+    try:
+        yield Served(name, topology, server, port, client)
+    finally:
+        client.close()
+        server.stop()
+
+
+def ones_sum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """A UDP/IPv4 datagram seen by the capture, with the skb's checksum state."""
+
+    ip: bytes
+    udp: bytes
+    partial: bool
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        sport, dport = struct.unpack("!HH", self.udp[:4])
+        return sport, dport
+
+    @property
+    def payload(self) -> bytes:
+        return self.udp[8:]
+
+    def check_checksums(self) -> str:
+        """Assert that both checksums are valid; returns "partial" or "full"."""
+        ihl = (self.ip[0] & 0x0F) * 4
+        assert ones_sum(self.ip[:ihl]) == 0xFFFF, "bad IP header checksum"
+        (field,) = struct.unpack("!H", self.udp[6:8])
+        pseudo = self.ip[12:20] + struct.pack("!BBH", 0, socket.IPPROTO_UDP, len(self.udp))
+        if self.partial:
+            assert field == ones_sum(pseudo), "partial UDP checksum inconsistent with the header"
+            return "partial"
+        assert field != 0, "zero UDP checksum"
+        assert ones_sum(pseudo + self.udp) == 0xFFFF, "bad full UDP checksum"
+        return "full"
+
+
+class Capture:
+    """AF_PACKET capture on one interface with PACKET_AUXDATA (checksum state)."""
+
+    def __init__(self, netns: str | None, ifname: str) -> None:
+        with entered(netns):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock.bind((ifname, 0))
+        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        self.sock.setblocking(False)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def datagrams(self) -> list[Datagram]:
+        found: list[Datagram] = []
+        for _ in range(100_000):  # bounded drain
+            try:
+                frame, ancillary, _flags, _addr = self.sock.recvmsg(65536, 1024)
+            except BlockingIOError:
+                break
+            status = 0
+            for level, kind, data in ancillary:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA:
+                    (status,) = struct.unpack_from("I", data)
+            if len(frame) < 34 or struct.unpack("!H", frame[12:14])[0] != ETH_P_IP:
+                continue
+            ip = frame[14:]
+            ihl = (ip[0] & 0x0F) * 4
+            if ip[9] != socket.IPPROTO_UDP or len(ip) < ihl + 8:
+                continue
+            (length,) = struct.unpack("!H", ip[ihl + 4 : ihl + 6])
+            found.append(
+                Datagram(ip, ip[ihl : ihl + length], bool(status & TP_STATUS_CSUMNOTREADY))
+            )
+        return found
+
+
+@pytest.fixture
+def capture(served: Served) -> Iterator[Capture]:
+    cap = Capture(served.topology.client_netns, served.client_interface)
+    try:
+        yield cap
+    finally:
+        cap.close()
+
+
+def exchange(served: Served, request: bytes) -> bytes:
+    served.client.sendto(request, served.addr)
+    reply, source = served.client.recvfrom(65536)
+    assert source == served.addr
+    return reply
+
+
+def replies_from(datagrams: list[Datagram], served: Served, client_port: int) -> list[Datagram]:
+    return [d for d in datagrams if d.ports == (served.port, client_port)]
+
+
+def test_replies_are_byte_exact(served: Served) -> None:
+    for seq, size in enumerate(SIZES):
+        request = make_request(size, seq=seq, timestamp_ns=12345 + seq)
+        assert exchange(served, request) == make_reply(request), f"size {size}"
+
+
+def test_malformed_datagrams_get_no_reply(served: Served) -> None:
+    before = served.counters()
+    for name, datagram in MALFORMED.items():
+        served.client.sendto(datagram, served.addr)
+        valid = make_request(24, seq=len(name))
+        # the first datagram back must be the reply to the valid request
+        assert exchange(served, valid) == make_reply(valid), f"{name} got a reply"
+    after = served.counters()
+    assert after["rejected"] - before["rejected"] == len(MALFORMED)
+    assert after["answered"] - before["answered"] == len(MALFORMED)
+
+
+def test_oversized_request_is_rejected_on_lo(served: Served) -> None:
+    if served.topology.name != "lo":
+        pytest.skip("a datagram above 1472 bytes is fragmented on a 1500-byte veth")
+    before = served.counters()
+    served.client.sendto(b"HELLO " + b"x" * (MAX_REQUEST - 5), served.addr)
+    valid = make_request(64)
+    assert exchange(served, valid) == make_reply(valid)
+    assert served.counters()["rejected"] - before["rejected"] == 1
+
+
+def test_every_reply_checksum_from_socket_requests(served: Served, capture: Capture) -> None:
+    sizes = (*SIZES, *ODD_SIZES)
+    for seq, size in enumerate(sizes):
+        request = make_request(size, seq=seq)
+        assert exchange(served, request) == make_reply(request)
+    client_port = served.client.getsockname()[1]
+    replies = replies_from(capture.datagrams(), served, client_port)
+    assert {len(d.payload) for d in replies} == set(sizes)
+    states = {d.check_checksums() for d in replies}
+    # a socket's datagram carries a partial checksum; native XDP_TX must write the full one
+    assert states == ({"full"} if served.native_xdp() else {"partial"})
+
+
+def _raw_request(served: Served, payload: bytes, sport: int, zero_checksum: bool) -> bytes:
+    header = struct.pack("!HHHH", sport, served.port, 8 + len(payload), 0)
+    if zero_checksum:
+        return header + payload
+    src = socket.inet_aton(served.client_addr)
+    dst = socket.inet_aton(served.topology.server_addr)
+    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_UDP, len(header) + len(payload))
+    check = 0xFFFF - ones_sum(pseudo + header + payload) or 0xFFFF
+    return header[:6] + struct.pack("!H", check) + payload
+
+
+@pytest.mark.parametrize("zero_checksum", [False, True], ids=["full-checksum", "no-checksum"])
+def test_reply_checksum_for_fully_summed_requests(
+    served: Served, capture: Capture, zero_checksum: bool
+) -> None:
+    """A request whose checksum was computed in software (or left out) gets a full one."""
+    client_port = served.client.getsockname()[1]
+    with entered(served.topology.client_netns):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    with raw:
+        for seq, size in enumerate((6, 24, 333, MAX_REQUEST)):
+            request = make_request(size, seq=seq)
+            raw.sendto(
+                _raw_request(served, request, client_port, zero_checksum),
+                (served.topology.server_addr, 0),
+            )
+            # the client socket verifies the checksum itself: the skb is not partial
+            reply, _ = served.client.recvfrom(65536)
+            assert reply == make_reply(request)
+    replies = replies_from(capture.datagrams(), served, client_port)
+    assert replies
+    assert {d.check_checksums() for d in replies} == {"full"}
+
+
+def _ping(topology: Topology) -> bool:
+    ident, seq = os.getpid() & 0xFFFF, 1
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"hellobench-ping"
+    check = 0xFFFF - ones_sum(body)
+    packet = body[:2] + struct.pack("!H", check) + body[4:]
+    with entered(topology.client_netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    with sock:
+        sock.settimeout(REPLY_WAIT_S)
+        sock.sendto(packet, (topology.server_addr, 0))
+        for _ in range(100):  # bounded: skip our own echo request seen on lo
+            data, _ = sock.recvfrom(2048)
+            icmp = data[(data[0] & 0x0F) * 4 :]
+            if icmp[0] == 0 and struct.unpack("!HH", icmp[4:8]) == (ident, seq):
+                return True
+    return False
+
+
+def test_other_traffic_passes_untouched(served: Served) -> None:
+    topo = served.topology
+    before = served.counters()
+    # another UDP port, served by a Python socket, gets its datagram unchanged
+    with entered(topo.server_netns):
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with other, listener:
+        other.settimeout(REPLY_WAIT_S)
+        other.bind((topo.server_addr, 0))
+        served.client.sendto(b"HELLO to somebody else", other.getsockname())
+        data, source = other.recvfrom(2048)
+        assert data == b"HELLO to somebody else"
+        other.sendto(b"answered by Python", source)
+        assert served.client.recvfrom(2048)[0] == b"answered by Python"
+        # TCP to a listener
+        listener.settimeout(REPLY_WAIT_S)
+        listener.bind((topo.server_addr, 0))
+        listener.listen(1)
+        with entered(topo.client_netns):
+            tcp = socket.create_connection(listener.getsockname(), timeout=REPLY_WAIT_S)
+        with tcp:
+            conn, _ = listener.accept()
+            with conn:
+                tcp.sendall(b"HELLO over tcp")
+                assert conn.recv(64) == b"HELLO over tcp"
+    assert _ping(topo), "no echo reply"
+    assert served.counters()["passed"] > before["passed"]
+
+
+def test_counters_count_answers(served: Served) -> None:
+    before = served.counters()
+    assert set(before) == {"answered", "passed", "rejected"}
+    for seq in range(10):
+        request = make_request(24, seq=seq)
+        assert exchange(served, request) == make_reply(request)
+    after = served.counters()
+    assert after["answered"] - before["answered"] == 10
+    assert after["rejected"] == before["rejected"]
+
+
+def test_accounting_names_the_program(served: Served) -> None:
+    accounting = served.server.accounting()
+    assert accounting.pids == ()
+    assert len(accounting.bpf_prog_ids) == 1 and accounting.bpf_prog_ids[0] > 0
+    assert "softirq" in accounting.note
+    assert served.server.health() is None
+
+
+def test_stop_is_idempotent_and_detaches(topology: Topology) -> None:
+    for name in IMPLS:
+        impl = ENTRIES[name].impl
+        assert impl is not None
+        config = ServerConfig(
+            addr=topology.server_addr,
+            port=free_udp_port(),
+            netns=topology.server_netns,
+            interface=topology.server_interface,
+        )
+        server = impl.start(config)
+        prog_id = server.accounting().bpf_prog_ids[0]
+        server.stop()
+        server.stop()
+        assert server.health() == "detached"
+        assert prog_id not in _attached_ids(topology.server_netns, topology.server_interface)
+
+
+def _attached_ids(netns: str | None, ifname: str) -> set[int]:
+    argv = ["ip", *(["-n", netns] if netns else []), "-j", "-d", "link", "show", "dev", ifname]
+    link = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)[0]
+    ids = {int(link.get("xdp", {}).get("prog", {}).get("id", 0))}
+    tc = ["tc", *(["-n", netns] if netns else []), "-j", "filter", "show", "dev", ifname, "ingress"]
+    proc = subprocess.run(tc, capture_output=True, text=True)
+    for entry in json.loads(proc.stdout or "[]") if proc.returncode == 0 else []:
+        ids.add(int(entry.get("options", {}).get("prog", {}).get("id", 0)))
+    return ids - {0}
+
+
+CHILD = """
+import json, sys, time
+from bench.impl.api import RunningServer, ServerConfig
+from bench.impl.registry import discover
+from bench.topology import open_topology
+entries = discover()
+port = int(sys.argv[1])
+with open_topology("veth") as topo:
+    servers = [
+        entries["ebpf-xdp"].impl.start(ServerConfig(
+            addr=topo.server_addr, port=port, netns=topo.server_netns,
+            interface=topo.server_interface)),
+        entries["ebpf-tc"].impl.start(ServerConfig(
+            addr=topo.server_addr, port=port, netns=topo.server_netns,
+            interface=topo.server_interface)),
+        entries["ebpf-xdp"].impl.start(ServerConfig(port=port)),
+        entries["ebpf-tc"].impl.start(ServerConfig(port=port)),
+    ]
+    ids = [s.accounting().bpf_prog_ids[0] for s in servers]
+    print(json.dumps({"netns": [topo.server_netns, topo.client_netns], "ids": ids}), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_sweep_removes_everything_after_sigkill() -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(free_udp_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], 60)
+        line = child.stdout.readline() if ready else b""
+        assert line, f"child did not start: {child.stderr.read() if child.stderr else ''!r}"
+        state = json.loads(line)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+    ids = set(state["ids"])
+    assert ids & _attached_ids(None, "lo"), "nothing was attached to lo"
+    assert all(os.path.exists(f"/run/netns/{name}") for name in state["netns"])
+    assert any(rec.owner_pid == child.pid for rec in ownership.records())
+
+    lines = ownership.sweep()
+
+    assert any("removed xdp" in line for line in lines)
+    assert not [rec for rec in ownership.records() if rec.owner_pid == child.pid]
+    assert not ids & _attached_ids(None, "lo")
+    assert not any(os.path.exists(f"/run/netns/{name}") for name in state["netns"])
+    probe = run_tool(["query-xdp", "--ifname", "lo", "--mode", "skb"])
+    assert probe["attached_id"] not in ids
