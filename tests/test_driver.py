@@ -307,3 +307,61 @@ def test_short_request_is_the_header_prefix() -> None:
     assert srv.received
     for datagram in srv.received:
         assert datagram == protocol.make_request(10)  # seq's high bytes and flags are zero
+
+
+# ---- fidelity against sockperf ------------------------------------------------------------
+
+PING_PONG_OUTPUT = """\
+sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m
+sockperf[CLIENT] send on:sockperf: using recvfrom() to block on socket(s)
+sockperf: [Valid Duration] RunTime=1.550 sec; SentMessages=22401; ReceivedMessages=22401
+sockperf: \x1b[2;35m====> avg-latency=34.584 (std-dev=30.655)\x1b[0m
+sockperf: # dropped messages = 0; # duplicated messages = 0; # out-of-order messages = 0
+sockperf: Summary: Latency is 34.584 usec
+sockperf: ---> <MAX> observation = 1228.724
+sockperf: ---> percentile 99.999 = 1228.724
+sockperf: ---> percentile 90.000 =   69.868
+sockperf: ---> percentile 50.000 =   22.363
+sockperf: ---> percentile 25.000 =   19.078
+sockperf: ---> <MIN> observation =    5.478
+"""
+
+THROUGHPUT_OUTPUT = """\
+sockperf: Total of 443188 messages sent in 2.000 sec
+sockperf: Summary: Message Rate is 221541 [msg/sec]
+sockperf: Summary: BandWidth is 13.522 MBps (108.174 Mbps)
+"""
+
+
+def test_sockperf_half_round_trip_is_doubled() -> None:
+    from bench.calibration.fidelity import parse_ping_pong
+
+    figures = parse_ping_pong(PING_PONG_OUTPUT)
+    assert figures["p50_ns"] == pytest.approx(2 * 22.363e3)
+    assert figures["mean_ns"] == pytest.approx(2 * 34.584e3)
+    assert figures["min_ns"] == pytest.approx(2 * 5.478e3)
+
+
+def test_sockperf_output_is_read_or_refused() -> None:
+    from bench.calibration.fidelity import FidelityError, parse_ping_pong, parse_throughput
+
+    assert parse_throughput(THROUGHPUT_OUTPUT) == 221541.0
+    with pytest.raises(FidelityError):
+        parse_ping_pong("sockperf: ERROR: no messages received\n")
+    with pytest.raises(FidelityError):
+        parse_throughput(PING_PONG_OUTPUT)
+
+
+@pytest.mark.slow
+def test_fidelity_runs_both_tools() -> None:
+    from bench.calibration.fidelity import measure_fidelity
+
+    result = measure_fidelity(duration_s=1.0, repetitions=1)
+    if not result["available"]:
+        pytest.skip(result["reason"])
+    for key in ("our_rtt_p50_ns", "sockperf_rtt_p50_ns", "our_send_rps", "sockperf_send_rps"):
+        assert result[key] > 0
+    assert result["rtt_ratio"] == pytest.approx(
+        result["our_rtt_p50_ns"] / result["sockperf_rtt_p50_ns"]
+    )
+    assert "sockperf ping-pong" in result["commands"]["sockperf_ping_pong"]
