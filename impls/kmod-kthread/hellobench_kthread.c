@@ -104,8 +104,11 @@ static unsigned long hello_stat_sum(size_t offset)
 	unsigned long sum = 0;
 	int c;
 
-	for_each_possible_cpu(c)
-		sum += *(unsigned long *)((u8 *)per_cpu_ptr(&hello_stats, c) + offset);
+	for_each_possible_cpu(c) {
+		const u8 *stats = (const u8 *)per_cpu_ptr(&hello_stats, c);
+
+		sum += *(const unsigned long *)(stats + offset);
+	}
 	return sum;
 }
 
@@ -180,6 +183,11 @@ static void hello_answer(struct hello_server *srv, struct sockaddr_in *to,
 		this_cpu_inc(hello_stats.send_errors);
 }
 
+static bool hello_shut_down(struct hello_server *srv)
+{
+	return READ_ONCE(srv->sock->sk->sk_shutdown) & RCV_SHUTDOWN;
+}
+
 static void hello_serve_one(struct hello_server *srv)
 {
 	struct sockaddr_in from = {};
@@ -196,7 +204,7 @@ static void hello_serve_one(struct hello_server *srv)
 	len = kernel_recvmsg(srv->sock, &msg, &vec, 1, HELLO_BUF_SIZE, 0);
 	if (len < 0)
 		return;		/* timeout, signal or shutdown: look for a stop */
-	if (len == 0 && (READ_ONCE(srv->sock->sk->sk_shutdown) & RCV_SHUTDOWN))
+	if (len == 0 && hello_shut_down(srv))
 		return;
 
 	this_cpu_inc(hello_stats.received);

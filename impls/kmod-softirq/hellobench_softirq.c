@@ -54,6 +54,11 @@
 
 #include "hello_proto.h"
 
+/* ITER_SOURCE replaced WRITE as an iov_iter direction in 6.1. */
+#ifndef ITER_SOURCE
+#define ITER_SOURCE	WRITE
+#endif
+
 enum hello_fault {
 	HELLO_FAULT_NONE,
 	HELLO_FAULT_STALL,
@@ -69,7 +74,8 @@ MODULE_PARM_DESC(addr, "IPv4 address to bind (default 127.0.0.1)");
 
 static int cpu = -1;
 module_param(cpu, int, 0444);
-MODULE_PARM_DESC(cpu, "accepted for symmetry, no effect: softirqs run where packets arrive");
+MODULE_PARM_DESC(cpu,
+		 "accepted for symmetry, no effect: softirqs run where packets arrive");
 
 static int fault_hang;
 module_param(fault_hang, int, 0644);
@@ -98,8 +104,11 @@ static unsigned long hello_stat_sum(size_t offset)
 	unsigned long sum = 0;
 	int c;
 
-	for_each_possible_cpu(c)
-		sum += *(unsigned long *)((u8 *)per_cpu_ptr(&hello_stats, c) + offset);
+	for_each_possible_cpu(c) {
+		const u8 *stats = (const u8 *)per_cpu_ptr(&hello_stats, c);
+
+		sum += *(const unsigned long *)(stats + offset);
+	}
 	return sum;
 }
 
