@@ -261,6 +261,10 @@ def test_json_histogram_is_bounded(tmp_path: Path) -> None:
     assert len(raw["histogram"]["buckets"]) <= hdr.empty().counts_len
     assert raw["samples"] == {"count": 100, "cap": 100, "seen": raw["counts"]["replies"]}
     assert samples.stat().st_size == 100 * 8
+    # Each bucket value is the lowest equivalent value of an HdrHistogram bucket.
+    layout = hdr.empty()
+    for value, count in raw["histogram"]["buckets"]:
+        assert count > 0 and layout.get_lowest_equivalent_value(value) == value
 
 
 # ---- the wire format ----------------------------------------------------------------------
@@ -365,3 +369,64 @@ def test_fidelity_runs_both_tools() -> None:
         result["our_rtt_p50_ns"] / result["sockperf_rtt_p50_ns"]
     )
     assert "sockperf ping-pong" in result["commands"]["sockperf_ping_pong"]
+
+
+# ---- orchestration --------------------------------------------------------------------------
+
+
+def test_hung_client_is_killed_and_reaped() -> None:
+    import os
+    import signal
+
+    from bench.driver import DriverError
+
+    srv = ThreadServer("correct")
+    pids: list[int] = []
+
+    def freeze(pid: int) -> None:
+        pids.append(pid)
+        os.kill(pid, signal.SIGSTOP)  # the client will never print DONE
+
+    try:
+        with pytest.raises(DriverError, match="DONE"):
+            run_driver(
+                DriverConfig("pingpong", port=srv.port, duration_s=0.2, warmup_s=0.0),
+                on_measure_start=freeze,
+                timeout_margin_s=0.5,
+            )
+    finally:
+        srv.close()
+    assert pids
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)
+
+
+def test_probe_failure_still_reaps_the_client() -> None:
+    import os
+
+    srv = ThreadServer("correct")
+    pids: list[int] = []
+
+    def broken_probe(pid: int) -> None:
+        pids.append(pid)
+        raise RuntimeError("probe failed")
+
+    try:
+        with pytest.raises(RuntimeError, match="probe failed"):
+            run_driver(
+                DriverConfig("pingpong", port=srv.port, warmup_s=0.0),
+                on_measure_start=broken_probe,
+            )
+    finally:
+        srv.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)
+
+
+def test_silent_port_counts_everything_lost() -> None:
+    from tests.conftest import free_udp_port
+
+    r = _run(free_udp_port(), mode="pingpong", max_requests=20, timeout_s=0.02)
+    assert r.requests == r.lost == 20 and r.replies == 0
+    assert r.latency_ns["p50"] is None and r.latency_ns["mean"] is None
+    assert len(r.samples) == 0
