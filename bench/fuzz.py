@@ -18,14 +18,11 @@ it needs a proof and none is on its way.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import errno
 import json
-import os
 import select
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -50,7 +47,6 @@ FINAL_HELLO_TRIES = 3
 CLIENT_BUFFER = 4 << 20
 SEND_BATCH = 64
 EXAMPLES_KEPT = 5
-CLONE_NEWNET = 0x40000000
 
 
 def time_limit_s(count: int) -> float:
@@ -403,31 +399,11 @@ def client_socket(addr: str, port: int, netns: str | None) -> socket.socket:
 
 
 def _socket_in_netns(netns: str, family: int) -> socket.socket:
-    """A socket created by a short-lived thread that joined ``netns`` (a socket keeps the
-    namespace it was created in; the thread's switch leaves this process's own alone)."""
-    box: dict[str, Any] = {}
+    """A socket created inside ``netns`` (a socket keeps the namespace it was created in)."""
+    from bench.topology import entered
 
-    def create() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["sock"] = socket.socket(family, socket.SOCK_DGRAM)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=create, name=f"netns-{netns}")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    sock: socket.socket = box["sock"]
-    return sock
+    with entered(netns):
+        return socket.socket(family, socket.SOCK_DGRAM)
 
 
 def free_udp_port(addr: str = "127.0.0.1") -> int:
