@@ -1,0 +1,216 @@
+"""bench compare: the factor + significance rule, reference normalisation, exit codes.
+
+Inputs are the TEST FIXTURE runs of tests/fixtures/make_fixtures.py (synthetic numbers).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from bench.compare import (
+    IMPROVEMENT,
+    REFERENCE,
+    REGRESSION,
+    TOO_FEW_TRIALS,
+    compare_runs,
+    main_compare,
+    render_table,
+)
+from bench.results_io import ResultsError, load_results
+from bench.stats import mann_whitney_p, min_two_sided_p
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BASE = FIXTURES / "runs" / "fixture-base"
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_fixtures", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def gen() -> ModuleType:
+    return _generator()
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.json").write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def slow_asyncio(gen: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write(tmp_path_factory.mktemp("runs") / "slow", gen.fixture("fixture-slow-asyncio"))
+
+
+@pytest.fixture(scope="session")
+def machine_2x(gen: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write(tmp_path_factory.mktemp("runs") / "2x", gen.fixture("fixture-machine-2x"))
+
+
+def test_committed_fixture_is_what_the_generator_writes(gen: ModuleType) -> None:
+    assert (BASE / "results.json").read_text() == gen.dump(gen.fixture("fixture-base"))
+
+
+def test_identical_runs_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_compare([str(BASE), str(BASE)]) == 0
+    out = capsys.readouterr().out
+    assert "0 regressions" in out
+    comparison = compare_runs(BASE, BASE)
+    assert comparison.changes
+    assert all(c.ratio == 1.0 for c in comparison.changes)
+    assert not comparison.regressions and not comparison.improvements
+
+
+def test_impl_three_times_slower_exits_1_naming_it(
+    slow_asyncio: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main_compare([str(BASE), str(slow_asyncio)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "asyncio-py" in out
+    comparison = compare_runs(BASE, slow_asyncio)
+    assert comparison.regressions
+    assert {c.key.impl for c in comparison.regressions} == {"asyncio-py"}
+    # every latency/CPU/throughput metric of asyncio-py moved by about 3x and counts
+    flagged = {(c.key, c.metric) for c in comparison.regressions}
+    for c in comparison.changes:
+        if c.key.impl == "asyncio-py" and c.metric in ("rtt_p50", "cpu_ns_per_req"):
+            assert (c.key, c.metric) in flagged, c
+            assert 2.5 < c.ratio < 3.5
+            assert c.p_value is not None and c.p_value < 0.01
+
+
+def test_json_output_names_the_regressions(
+    slow_asyncio: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main_compare([str(BASE), str(slow_asyncio), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressions"] and {r["impl"] for r in data["regressions"]} == {"asyncio-py"}
+    assert data["factor"] == 1.25 and data["alpha"] == 0.01 and data["reference"] == "blocking-c"
+    assert all(r["verdict"] == REGRESSION for r in data["regressions"])
+
+
+def test_machine_change_is_not_a_regression(machine_2x: Path) -> None:
+    assert main_compare([str(BASE), str(machine_2x)]) == 0
+    comparison = compare_runs(BASE, machine_2x)
+    p50 = [c for c in comparison.changes if c.metric == "rtt_p50" and c.key.mode == "pingpong"]
+    # raw latencies doubled; normalised to blocking-c of the same run they did not move
+    assert all(1.7 < c.raw_ratio < 2.3 for c in p50)
+    assert all(0.8 < c.ratio < 1.25 for c in p50 if c.normalised)
+
+
+def test_without_normalisation_the_machine_change_would_count(machine_2x: Path) -> None:
+    comparison = compare_runs(BASE, machine_2x, reference="no-such-impl")
+    assert comparison.regressions
+    assert any("raw values" in n for n in comparison.notes)
+
+
+def test_reference_rows_are_reported_but_never_flagged(gen: ModuleType, tmp_path: Path) -> None:
+    slow_ref = _write(
+        tmp_path / "ref", gen.build_run("fixture-slow-ref", 6, slow={"blocking-c": 3.0})
+    )
+    comparison = compare_runs(BASE, slow_ref)
+    ref = [c for c in comparison.changes if c.key.impl == "blocking-c"]
+    assert ref and all(c.verdict == REFERENCE for c in ref)
+    assert any(c.raw_ratio > 2.5 for c in ref if c.metric == "rtt_p50")
+    assert not comparison.regressions
+    # everyone else now looks ~3x better relative to the slowed reference
+    assert comparison.improvements
+    assert all(c.verdict == IMPROVEMENT for c in comparison.improvements)
+    assert main_compare([str(BASE), str(slow_ref)]) == 0
+
+
+def test_too_few_trials_are_said_not_failed(
+    slow_asyncio: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def three_trials(src: Path, name: str) -> Path:
+        data = json.loads((src / "results.json").read_text())
+        data["results"] = [r for r in data["results"] if r["trial"] < 3]
+        return _write(tmp_path / name, data)
+
+    base3, new3 = three_trials(BASE, "b3"), three_trials(slow_asyncio, "n3")
+    comparison = compare_runs(base3, new3)
+    assert not comparison.regressions
+    assert any(c.verdict == TOO_FEW_TRIALS for c in comparison.changes)
+    assert any("cannot reach significance" in n for n in comparison.notes)
+    assert main_compare([str(base3), str(new3)]) == 0
+    assert "cannot reach significance" in capsys.readouterr().out
+
+
+def test_factor_option_raises_the_bar(slow_asyncio: Path) -> None:
+    assert main_compare([str(BASE), str(slow_asyncio), "--factor", "5"]) == 0
+
+
+def _bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], path: Path) -> str:
+    assert main_compare([str(BASE), str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err and "\n" not in err
+    return err
+
+
+def test_corrupt_file_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "results.json"
+    bad.write_text('{"schema": "hellobench/1", "run_id": ')
+    assert "corrupt JSON" in _bad_input(tmp_path, capsys, bad)
+
+
+def test_wrong_schema_version_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads((BASE / "results.json").read_text())
+    data["schema"] = "hellobench/2"
+    path = _write(tmp_path / "v2", data)
+    assert "hellobench/2" in _bad_input(tmp_path, capsys, path)
+
+
+def test_schema_violation_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads((BASE / "results.json").read_text())
+    broken = copy.deepcopy(data)
+    del broken["results"][7]["latency_ns"]
+    path = _write(tmp_path / "broken", broken)
+    err = _bad_input(tmp_path, capsys, path)
+    assert "results/7" in err and "latency_ns" in err
+
+
+def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "no such results file" in _bad_input(tmp_path, capsys, tmp_path / "nowhere")
+
+
+def test_bad_factor_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_compare([str(BASE), str(BASE), "--factor", "0.5"]) == 2
+    assert "factor" in capsys.readouterr().err
+
+
+def test_load_results_raises_results_error(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("[]")
+    with pytest.raises(ResultsError, match="not a results document"):
+        load_results(tmp_path)
+
+
+def test_render_table_lists_only_changes_beyond_the_factor(slow_asyncio: Path) -> None:
+    comparison = compare_runs(BASE, slow_asyncio)
+    table = render_table(comparison)
+    assert 0 < table.row_count < len(comparison.changes)
+    assert render_table(comparison, all_rows=True).row_count == len(comparison.changes)
+
+
+def test_mann_whitney_reaches_alpha_with_five_trials_only() -> None:
+    assert math.isclose(min_two_sided_p(5, 5), 2 / 252)
+    assert min_two_sided_p(4, 4) > 0.01
+    # fully separated samples, ties inside a group (quantised percentiles): still exact
+    assert math.isclose(mann_whitney_p([1, 1, 2, 2, 3], [5, 5, 6, 7, 8]), 2 / 252)
+    assert mann_whitney_p([1, 1, 1], [1, 1, 1]) == 1.0
