@@ -55,6 +55,7 @@ class ModuleServer(RunningServer):
         self.threaded = threaded
         self._note = note
         self._stopped = False
+        self.unload_s: float | None = None  # how long rmmod took, once stopped
         params = module_params(config)
         if is_loaded(name):
             raise ImplError(
