@@ -485,21 +485,26 @@ static int receive_one(struct client *cl, int flags, uint64_t *now)
 	return 1;
 }
 
-/* Sleeps until the socket is readable (or writable, with @out) or @until passes. */
+/*
+ * Sleeps until the socket is readable (or writable, with @out) or @until passes.
+ * Returns 1 when there may be something to read, 0 when not, -1 on error.
+ */
 static int wait_socket(struct client *cl, uint64_t until, bool out)
 {
 	struct pollfd pfd = { .fd = cl->fd, .events = POLLIN | (out ? POLLOUT : 0) };
 	uint64_t now = now_ns();
 	struct timespec ts;
+	int n;
 
 	if (until <= now)
-		return 0;
+		return 1;
 	ts = ns_to_ts(until - now);
-	if (ppoll(&pfd, 1, &ts, NULL) < 0 && errno != EINTR) {
+	n = ppoll(&pfd, 1, &ts, NULL);
+	if (n < 0 && errno != EINTR) {
 		perror("ppoll");
 		return -1;
 	}
-	return 0;
+	return n > 0 && (pfd.revents & (POLLIN | POLLERR)) ? 1 : 0;
 }
 
 /* ---- modes ------------------------------------------------------------------ */
@@ -597,12 +602,27 @@ static uint64_t rate_due(uint64_t t0, double period_ns, uint64_t now, uint64_t e
 	return (uint64_t)((double)(last - t0) / period_ns) + 1;
 }
 
+/* When the next request is due: at once if behind, else at its scheduled time. */
+static uint64_t rate_next(const struct client *cl, uint64_t t0, double period_ns,
+			  uint64_t index, uint64_t due, int sent, uint64_t now, uint64_t end)
+{
+	uint64_t next;
+
+	if (index < due)
+		next = sent ? now : now + 20000;	/* behind; 20 us when the send was refused */
+	else
+		next = t0 + (uint64_t)((double)index * period_ns);
+	if (next_expiry(cl) < next)
+		next = next_expiry(cl);
+	return next < end ? next : end;
+}
+
 static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 {
 	double period_ns = 1e9 / cl->o->rate_rps;
 	uint64_t index = 0, now = t0, due, next;
+	int sent, readable = 0;
 	unsigned int count;
-	int sent;
 
 	while (!phase_over(cl, now, end, max)) {
 		due = rate_due(t0, period_ns, now, end);
@@ -618,18 +638,14 @@ static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 			commit_batch(cl, (unsigned int)sent, t0, period_ns, index);
 			index += (uint64_t)sent;
 		}
-		if (drain_nonblocking(cl, &now) < 0)
+		/* Read only when ppoll said so (or when behind), to spare empty recvmmsg calls. */
+		if (readable && drain_nonblocking(cl, &now) < 0)
 			return -1;
+		now = now_ns();
 		expire(cl, now);
-		if (index < due)
-			next = sent ? now : now + 20000;	/* behind: send on at once */
-		else
-			next = t0 + (uint64_t)((double)index * period_ns);
-		if (next_expiry(cl) < next)
-			next = next_expiry(cl);
-		if (end < next)
-			next = end;
-		if (next > now && wait_socket(cl, next, count && !sent) < 0)
+		next = rate_next(cl, t0, period_ns, index, due, sent, now, end);
+		readable = next > now ? wait_socket(cl, next, count && !sent) : 1;
+		if (readable < 0)
 			return -1;
 		now = now_ns();
 	}
