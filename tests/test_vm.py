@@ -26,7 +26,13 @@ from bench.vm import qemu
 from bench.vm.cleanup import kill_guest
 from bench.vm.guest import GuestOutcome, run_in_guest
 from bench.vm.initramfs import InitramfsError, cpio_newc, find_busybox, module_files
-from bench.vm.kernel import GuestKernelError, find_guest_kernel, guest_kernels
+from bench.vm.kernel import (
+    GuestKernelError,
+    boot_image,
+    find_guest_kernel,
+    guest_kernels,
+    has_pvh_entry,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BOOT_TIMEOUT_S = 120.0
@@ -63,7 +69,12 @@ def _qemu_pids() -> set[int]:
 
 
 def _qemu_ledger_records() -> list[Record]:
-    return [rec for rec in ownership.records() if rec.kind == qemu.LEDGER_KIND]
+    """This process's qemu records (other runs may boot guests at the same time)."""
+    return [
+        rec
+        for rec in ownership.records()
+        if rec.kind == qemu.LEDGER_KIND and rec.owner_pid == os.getpid()
+    ]
 
 
 def _in_guest(
@@ -205,6 +216,16 @@ def test_initramfs_holds_init_busybox_and_ordered_modules() -> None:
         ["cpio", "-t"], input=gzip.decompress(path.read_bytes()), capture_output=True, check=True
     ).stdout.decode()
     assert {"init", "bin/busybox", "dev/console", "lib/modules/9p.ko"} <= set(listing.split())
+
+
+@vm_ready
+def test_boot_image_is_the_vmlinuz_or_a_pvh_bootable_vmlinux() -> None:
+    kernel = find_guest_kernel()
+    image = boot_image(kernel)
+    assert boot_image(kernel) == image  # extracted once, then cached
+    if image != kernel.vmlinuz:
+        assert has_pvh_entry(image.read_bytes())
+    assert not has_pvh_entry(b"\x7fELF not really")
 
 
 def test_detect_accel_is_honest(monkeypatch: pytest.MonkeyPatch) -> None:

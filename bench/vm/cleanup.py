@@ -29,15 +29,26 @@ def _guest_pids(name: str) -> list[int]:
     return found
 
 
+def _alive(pid: int, start: int | None) -> bool:
+    """``pid`` still runs the process that started at ``start`` (a zombie counts as gone)."""
+    if start is None or process_start_time(pid) != start:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
 def _stop(pid: int, start: int | None) -> None:
-    if process_start_time(pid) is None or process_start_time(pid) != start:
+    if not _alive(pid, start):
         return  # gone, or the pid now belongs to another process
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline and process_start_time(pid) == start:
+    while time.monotonic() < deadline and _alive(pid, start):
         time.sleep(0.05)
-    if process_start_time(pid) == start:
+    if _alive(pid, start):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

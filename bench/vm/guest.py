@@ -26,7 +26,7 @@ from typing import TextIO
 from bench.kernel_log import scan_kernel_log
 from bench.native.build import cache_dir
 from bench.vm.initramfs import build_initramfs
-from bench.vm.kernel import find_guest_kernel
+from bench.vm.kernel import boot_image, find_guest_kernel
 from bench.vm.qemu import ACCELS, GuestSpec, QemuRun, Share, detect_accel, run_qemu
 
 FAULTS = ("hang", "panic")
@@ -180,6 +180,7 @@ def run_in_guest(
         cmdline += f" hb.fault={fault}"
     spec = GuestSpec(
         kernel=kernel,
+        image=boot_image(kernel),
         initrd=initrd,
         accel=chosen,
         smp=smp,

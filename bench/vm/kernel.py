@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import lzma
 import os
 import re
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.native.build import cache_dir
 
 BOOT_DIR = Path("/boot")
 MODULES_ROOT = Path("/lib/modules")
@@ -88,3 +94,77 @@ def find_guest_kernel(release: str | None = None) -> GuestKernel:
             "(install one: apt-get install linux-image-amd64 linux-headers-amd64)"
         )
     return kernels[0]
+
+
+# Compressed payloads a bzImage may carry: (magic, decompress the stream starting there).
+def _xz(data: bytes) -> bytes:
+    return lzma.LZMADecompressor().decompress(data)
+
+
+def _gzip(data: bytes) -> bytes:
+    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+
+
+_PAYLOADS = ((b"\xfd7zXZ\x00", _xz), (b"\x1f\x8b\x08", _gzip))
+_XEN_ELFNOTE_PHYS32_ENTRY = 18
+
+
+def has_pvh_entry(elf: bytes) -> bool:
+    """True when the ELF image has the Xen PVH entry note that lets QEMU boot it directly."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+        return False
+    phoff = struct.unpack_from("<Q", elf, 32)[0]
+    phentsize, phnum = struct.unpack_from("<HH", elf, 54)
+    for i in range(phnum):
+        base = phoff + i * phentsize
+        p_type, _flags, p_offset = struct.unpack_from("<IIQ", elf, base)
+        p_filesz = struct.unpack_from("<Q", elf, base + 32)[0]
+        if p_type != 4:  # PT_NOTE
+            continue
+        pos, end = p_offset, p_offset + p_filesz
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, pos)
+            name = elf[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and ntype == _XEN_ELFNOTE_PHYS32_ENTRY:
+                return True
+            pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
+
+
+def _extract_vmlinux(vmlinuz: bytes) -> bytes | None:
+    for magic, decompress in _PAYLOADS:
+        start = vmlinuz.find(magic)
+        while start >= 0:
+            try:
+                elf = decompress(vmlinuz[start:])
+            except (lzma.LZMAError, zlib.error, EOFError):
+                elf = b""
+            if has_pvh_entry(elf):
+                return elf
+            start = vmlinuz.find(magic, start + 1)
+    return None
+
+
+def boot_image(kernel: GuestKernel) -> Path:
+    """The image to hand QEMU: the uncompressed vmlinux when the kernel supports PVH boot
+    (extracted once and cached: it spares the guest decompressing itself, seconds under
+    TCG), else the vmlinuz.  $HELLOBENCH_VM_PVH=0 always uses the vmlinuz."""
+    if os.environ.get("HELLOBENCH_VM_PVH") == "0":
+        return kernel.vmlinuz
+    raw = kernel.vmlinuz.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    target = cache_dir() / "vm" / f"vmlinux-{kernel.release}-{digest}"
+    failed = target.with_name(target.name + ".no-pvh")
+    if target.exists():
+        return target
+    if failed.exists():
+        return kernel.vmlinuz
+    target.parent.mkdir(parents=True, exist_ok=True)
+    elf = _extract_vmlinux(raw)
+    if elf is None:
+        failed.write_text("no PVH-bootable vmlinux inside this vmlinuz\n")
+        return kernel.vmlinuz
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_bytes(elf)
+    tmp.replace(target)
+    return target

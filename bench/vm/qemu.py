@@ -27,7 +27,7 @@ from typing import IO, TextIO
 from bench import ownership
 from bench.vm.init_script import MARKER
 from bench.vm.initramfs import build_initramfs
-from bench.vm.kernel import GuestKernel, find_guest_kernel
+from bench.vm.kernel import GuestKernel, boot_image, find_guest_kernel
 
 QEMU_NAMES = ("qemu-system-x86_64",)
 ACCELS = ("kvm", "tcg")
@@ -101,7 +101,7 @@ def _kvm_test_boot() -> tuple[bool, str]:
         return False, f"could not be prepared ({exc})"
     cmd = [
         binary, "-accel", "kvm", "-cpu", "host", "-m", "512", "-smp", "1",
-        *_common_args(), "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
+        *_common_args(), "-kernel", str(boot_image(kernel)), "-initrd", str(initrd),
         "-append", "console=ttyS0 quiet panic=-1 hb.mode=probe",
     ]  # fmt: skip
     started = time.monotonic()
@@ -142,6 +142,7 @@ class Share:
 @dataclass(frozen=True)
 class GuestSpec:
     kernel: GuestKernel
+    image: Path  # what -kernel loads: kernel.vmlinuz or its extracted vmlinux (see boot_image)
     initrd: Path
     accel: str
     smp: int
@@ -160,7 +161,7 @@ def qemu_command(spec: GuestSpec, name: str) -> list[str]:
     cmd = [
         qemu_binary(), "-name", f"guest={name}", *accel,
         "-m", str(spec.memory_mb), "-smp", str(spec.smp), *_common_args(),
-        "-kernel", str(spec.kernel.vmlinuz), "-initrd", str(spec.initrd),
+        "-kernel", str(spec.image), "-initrd", str(spec.initrd),
         "-append", spec.cmdline,
     ]  # fmt: skip
     for share in spec.shares:
