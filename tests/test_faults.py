@@ -7,6 +7,7 @@ ownership ledger (a per-test HELLOBENCH_LEDGER) once the driver of the phase has
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from bench import PROJECT_ROOT
-from bench.impl.api import ServerConfig
+from bench.impl.api import ImplError, RunningServer, ServerConfig
 from bench.impl.registry import discover
 from bench.ownership import process_start_time
 from bench.results import RESULTS_NAME, validate
@@ -166,3 +167,100 @@ def test_measure_phase_with_a_server_killed_by_another_thread(tmp_path: Path, le
     assert "server" in row["error"], row["error"]
     assert "exited" in row["error"] or "-9" in row["error"], row["error"]
     assert process_start_time(server_pid) is None
+
+
+def test_port_taken_fails_the_rows_with_the_cause(tmp_path: Path, ledger: Path) -> None:
+    """A server that cannot start (its port is taken): failed rows that say why, exit 1,
+    a complete results file, nothing left in the ledger."""
+    _needs(SECOND)
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        port = squatter.getsockname()[1]
+        out = tmp_path / "out"
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "bench", "run", "--impl", SECOND, "--mode", "pingpong",
+                "--duration", "0.5", "--trials", "1", "--no-calibrate",
+                "--port", str(port), "--out", str(out),
+            ],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "HELLOBENCH_LEDGER": str(ledger), "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (results,) = out.glob(f"*/{RESULTS_NAME}")
+    document = json.loads(results.read_text())
+    validate(document)
+    assert document["complete"] is True
+    rows = document["results"]
+    assert rows and all(r["status"] == "failed" for r in rows)
+    assert all("Address already in use" in r["error"] or "bind" in r["error"] for r in rows)
+    assert not list(ledger.glob("*.json"))
+
+
+def _stop_quietly(server: RunningServer) -> None:
+    with contextlib.suppress(ImplError):
+        server.stop()
+
+
+@pytest.mark.root
+@pytest.mark.bpf
+@pytest.mark.parametrize("impl_name", ["ebpf-xdp", "ebpf-tc"])
+def test_ebpf_program_detached_mid_phase(impl_name: str, tmp_path: Path, ledger: Path) -> None:
+    """An eBPF reflector removed from its interface by someone else while the driver runs:
+    the row fails and names the detachment.  Done in a veth namespace of the test's own, so
+    that nothing on this host's loopback is touched."""
+    if impl_name not in ENTRIES:
+        pytest.skip(f"{impl_name} not registered")
+    _needs(impl_name)
+    from bench.driver.client import DriverConfig
+    from bench.phase import PhaseSpec, measure_phase
+    from bench.topology import TopologyError, open_topology
+
+    impl = ENTRIES[impl_name].impl
+    assert impl is not None
+    impl.prepare()
+    port = free_udp_port()
+    with contextlib.ExitStack() as stack:
+        try:
+            topo = stack.enter_context(open_topology("veth"))
+        except TopologyError as exc:
+            pytest.skip(f"veth topology: {exc}")
+        server = impl.start(
+            ServerConfig(
+                addr=topo.server_addr, port=port, netns=topo.server_netns,
+                interface=topo.server_interface,
+            )
+        )  # fmt: skip
+        stack.callback(_stop_quietly, server)
+        assert server.health() is None
+        ns, dev = topo.server_netns, topo.server_interface
+        assert ns is not None
+        if impl_name == "ebpf-xdp":
+            detach = ["ip", "netns", "exec", ns, "ip", "link", "set", "dev", dev, "xdp", "off"]
+        else:
+            detach = ["ip", "netns", "exec", ns, "tc", "filter", "del", "dev", dev, "ingress"]
+        done = threading.Event()
+
+        def saboteur() -> None:
+            if wait_for_phase_of(ledger, "hello-client", done) is not None:
+                subprocess.run(detach, capture_output=True, timeout=30)
+
+        thread = threading.Thread(target=saboteur)
+        thread.start()
+        try:
+            spec = PhaseSpec("host", "veth", impl_name, "ebpf", "pingpong", 64, 0)
+            dcfg = DriverConfig(
+                mode="pingpong", addr=topo.server_addr, port=port, size=64, duration_s=2.0,
+                warmup_s=0.2, timeout_s=0.2, sample_cap=100, seed=1, netns=topo.client_netns,
+            )  # fmt: skip
+            row = measure_phase(spec, server, dcfg, tmp_path / "samples")
+        finally:
+            done.set()
+            thread.join(WAIT_S)
+    assert row["status"] == "failed"
+    assert "no longer attached" in row["error"], row["error"]
