@@ -78,7 +78,12 @@ def _qemu_ledger_records() -> list[Record]:
 
 
 def _in_guest(
-    argv: list[str], workdir: Path, *, timeout_s: float = BOOT_TIMEOUT_S, fault: str | None = None
+    argv: list[str],
+    workdir: Path,
+    *,
+    timeout_s: float = BOOT_TIMEOUT_S,
+    fault: str | None = None,
+    silence_s: float | None = None,
 ) -> GuestOutcome:
     outcome = run_in_guest(
         argv,
@@ -87,6 +92,7 @@ def _in_guest(
         cwd=PROJECT_ROOT,
         env={"PYTHONPATH": str(PROJECT_ROOT)},
         fault=fault,
+        silence_s=silence_s,
     )
     assert outcome.qemu_pid is not None
     assert outcome.qemu_pid not in _qemu_pids(), "QEMU outlived run_in_guest"
@@ -277,7 +283,7 @@ def test_guest_runs_python_under_the_guest_kernel(workdir: Path) -> None:
     assert f"release={outcome.kernel}" in console
     assert f"release={os.uname().release}" not in console or os.uname().release == outcome.kernel
     assert outcome.boot_s > 0 and outcome.run_s > 0
-    assert outcome.accel in ("kvm", "tcg")
+    assert outcome.accel in ("kvm", "tcg") and outcome.accel_reason
     assert outcome.kernel_log_problems == []
 
 
@@ -330,6 +336,17 @@ def test_watchdog_kills_a_hung_guest(workdir: Path) -> None:
     assert outcome.qemu_pid not in _qemu_pids()
     assert process_start_time(outcome.qemu_pid or 0) is None
     assert "fault injected: hang" in outcome.console_log.read_text()
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_silence_watchdog_kills_a_quiet_guest_early(workdir: Path) -> None:
+    started = time.monotonic()
+    outcome = _in_guest(["true"], workdir, timeout_s=BOOT_TIMEOUT_S, fault="hang", silence_s=5)
+    assert outcome.timed_out and outcome.exit_code is None
+    assert outcome.failed_reason is not None and "silent for 5 s" in outcome.failed_reason
+    assert time.monotonic() - started < BOOT_TIMEOUT_S
 
 
 @pytest.mark.vm

@@ -69,12 +69,12 @@ def run_bench_in_vm(
     """Run ``python -m bench run <bench_args>`` in a guest, writing under ``run_dir/vm``."""
     out_root = (run_dir / VM_SUBDIR).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
-    chosen = accel or detect_accel()[0]
+    chosen = accel or detect_accel()[0]  # probed once per process: run_in_guest agrees
     outcome = run_in_guest(
         guest_bench_argv(bench_args, out_root, chosen),
         workdir=out_root,
         timeout_s=timeout_s,
-        accel=chosen,
+        accel=accel,
         env={"PYTHONPATH": str(PROJECT_ROOT)},
         fault=fault,
         cwd=PROJECT_ROOT,

@@ -51,6 +51,7 @@ class GuestOutcome:
     kernel_log_problems: list[str]
     failed_reason: str | None
     qemu_pid: int | None = None
+    accel_reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -106,11 +107,20 @@ def _console_kernel_lines(console_log: Path) -> str:
 
 
 def _failure(
-    run: QemuRun, exit_code: int | None, timeout_s: float, console_text: str
+    run: QemuRun,
+    exit_code: int | None,
+    timeout_s: float,
+    silence_s: float | None,
+    console_text: str,
 ) -> str | None:
     ready = "ready" in run.markers
     if run.timed_out:
-        phase = "running the command" if ready else "booting"
+        if "exit" in run.markers:
+            phase = f"powering off after the command ended (status {exit_code})"
+        else:
+            phase = "running the command" if ready else "booting"
+        if run.silent:
+            return f"watchdog: guest silent for {silence_s:g} s while {phase}; QEMU killed"
         return f"watchdog: guest still {phase} after {timeout_s:g} s; QEMU killed"
     panic = _PANIC.search(console_text)
     if panic:
@@ -143,6 +153,7 @@ def run_in_guest(
     cwd: Path | None = None,
     kernel_release: str | None = None,
     stream: TextIO | None = None,
+    silence_s: float | None = None,
 ) -> GuestOutcome:
     """Boot a guest, run ``argv`` in it (cwd: ``cwd`` or the current folder), power it off.
 
@@ -150,7 +161,8 @@ def run_in_guest(
     ``timeout_s`` seconds in all (boot included).  ``accel`` None picks KVM when usable,
     else TCG (see ``detect_accel``).  ``fault`` (tests only): ``hang`` makes the guest's
     init stop before the command and never power off; ``panic`` crashes the guest kernel.
-    ``stream`` receives the console as it comes.
+    ``stream`` receives the console as it comes; ``silence_s``, when given, also kills a
+    guest whose console has printed nothing for that long.
     """
     if not argv:
         raise ValueError("argv is empty")
@@ -161,7 +173,7 @@ def run_in_guest(
     workdir = workdir.resolve()
     if "\n" in str(workdir):
         raise ValueError("workdir path must not contain a newline")
-    chosen = accel or detect_accel()[0]
+    chosen, why = (accel, "chosen by the caller") if accel else detect_accel()
     kernel = find_guest_kernel(kernel_release)
     initrd = build_initramfs(kernel)
 
@@ -191,7 +203,9 @@ def run_in_guest(
             Share("results", workdir, readonly=False),
         ),
     )
-    run = run_qemu(spec, console_log=console_log, timeout_s=timeout_s, stream=stream)
+    run = run_qemu(
+        spec, console_log=console_log, timeout_s=timeout_s, silence_s=silence_s, stream=stream
+    )
 
     exit_code = _read_int(control / "status")
     try:
@@ -211,6 +225,7 @@ def run_in_guest(
         console_log=console_log,
         dmesg=dmesg,
         kernel_log_problems=scan_kernel_log(dmesg or console_kernel),
-        failed_reason=_failure(run, exit_code, timeout_s, console_kernel),
+        failed_reason=_failure(run, exit_code, timeout_s, silence_s, console_kernel),
         qemu_pid=run.pid,
+        accel_reason=why,
     )

@@ -1,10 +1,12 @@
 """Starts QEMU guests, watches their serial console, and kills them on every way out.
 
-The watchdog bounds a guest's whole life (boot and command) by one wall-clock timeout; a
-guest that is silent for long is not killed before it, because a benchmark phase may
-legitimately print nothing for minutes.  Every QEMU process is recorded in the ownership
-ledger (kind ``qemu``) before it starts, so a run killed outright leaves a record that
-``bench.ownership.sweep`` hands to the cleaner in bench/vm/cleanup.py.
+The watchdog bounds a guest's whole life (boot and command) by one wall-clock timeout.  A
+guest whose console stays silent is killed early only when the caller asks for it (a
+silence bound), because a benchmark phase may legitimately print nothing for minutes.
+
+Every QEMU process is recorded in the ownership ledger (kind ``qemu``) before it starts, so
+a run killed outright leaves a record that ``bench.ownership.sweep`` hands to the cleaner
+in bench/vm/cleanup.py.  QEMU also gets PR_SET_PDEATHSIG where the kernel honours it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ QEMU_NAMES = ("qemu-system-x86_64",)
 ACCELS = ("kvm", "tcg")
 KVM_PROBE_TIMEOUT_S = 25.0
 KILL_GRACE_S = 3.0
+WATCH_TICK_S = 0.5
 LEDGER_KIND = "qemu"
 NAME_PREFIX = "hellobench-"
 
@@ -182,6 +185,8 @@ class QemuRun:
     timed_out: bool
     started: float
     ended: float
+    last_output: float = 0.0  # monotonic time of the last console line
+    silent: bool = False  # killed because the console was silent for too long
     markers: dict[str, float] = field(default_factory=dict)  # first word -> monotonic time
     marker_lines: list[str] = field(default_factory=list)
     console_tail: list[str] = field(default_factory=list)
@@ -222,10 +227,12 @@ def run_qemu(
     *,
     console_log: Path,
     timeout_s: float,
+    silence_s: float | None = None,
     stream: TextIO | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> QemuRun:
-    """Boot ``spec`` and wait until QEMU exits or ``timeout_s`` has passed (then kill it).
+    """Boot ``spec`` and wait until QEMU exits, or kill it once ``timeout_s`` has passed
+    (or, when ``silence_s`` is given, once the console has been silent that long).
 
     The serial console goes to ``console_log`` (and ``stream`` when given).  QEMU is killed
     on every way out of this function, KeyboardInterrupt included.
@@ -241,7 +248,7 @@ def run_qemu(
         with console_log.open("wb") as log:
             log.write(("# " + " ".join(cmd) + "\n").encode())
             log.flush()
-            run.started = time.monotonic()
+            run.started = run.last_output = time.monotonic()
             proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -259,12 +266,7 @@ def run_qemu(
                 target=_read_console, args=(proc.stdout, log, stream, run), daemon=True
             )
             reader.start()
-            try:
-                run.returncode = proc.wait(timeout=max(0.0, timeout_s))
-            except subprocess.TimeoutExpired:
-                run.timed_out = True
-                stop_process(proc)
-                run.returncode = proc.returncode
+            run.returncode = _watch(proc, run, timeout_s, silence_s)
             run.ended = time.monotonic()
             reader.join(timeout=5.0)
     finally:
@@ -278,11 +280,34 @@ def run_qemu(
     return run
 
 
+def _watch(
+    proc: subprocess.Popen[bytes], run: QemuRun, timeout_s: float, silence_s: float | None
+) -> int | None:
+    """Wait for QEMU to exit; kill it when a watchdog bound passes.  Returns its status."""
+    deadline = run.started + max(0.0, timeout_s)
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            run.timed_out = True
+            break
+        if silence_s is not None and now - run.last_output >= silence_s:
+            run.timed_out = True
+            run.silent = True
+            break
+        try:
+            return proc.wait(timeout=min(deadline - now, WATCH_TICK_S))
+        except subprocess.TimeoutExpired:
+            continue
+    stop_process(proc)
+    return proc.returncode
+
+
 def _read_console(pipe: IO[bytes], log: IO[bytes], stream: TextIO | None, run: QemuRun) -> None:
     """Copy the console to the log line by line, timestamping the guest init's marker lines."""
     tail: list[str] = []
     for raw in iter(pipe.readline, b""):
         now = time.monotonic()
+        run.last_output = now
         log.write(raw)
         log.flush()
         line = raw.decode(errors="replace").rstrip("\r\n")
