@@ -35,14 +35,22 @@ def guest_args(cfg: RunConfig) -> list[str]:
     for key, value in cfg.server_options.items():
         args += ["--server-option", f"{key}={value}"]
     args += [
-        "--duration", repr(cfg.duration_s),
-        "--warmup", repr(cfg.warmup_s),
-        "--trials", str(cfg.trials),
-        "--outstanding", str(cfg.outstanding),
-        "--server-cpu", "none" if cfg.server_cpu is None else str(cfg.server_cpu),
-        "--client-cpu", "none" if cfg.client_cpu is None else str(cfg.client_cpu),
-        "--port", str(cfg.port),
-        "--sample-cap", str(cfg.sample_cap),
+        "--duration",
+        repr(cfg.duration_s),
+        "--warmup",
+        repr(cfg.warmup_s),
+        "--trials",
+        str(cfg.trials),
+        "--outstanding",
+        str(cfg.outstanding),
+        "--server-cpu",
+        "none" if cfg.server_cpu is None else str(cfg.server_cpu),
+        "--client-cpu",
+        "none" if cfg.client_cpu is None else str(cfg.client_cpu),
+        "--port",
+        str(cfg.port),
+        "--sample-cap",
+        str(cfg.sample_cap),
     ]
     if not cfg.calibrate:
         args.append("--no-calibrate")

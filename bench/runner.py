@@ -42,7 +42,9 @@ class RunState:
     def add_row(self, row: dict[str, Any]) -> None:
         self.document["results"].append(row)
         if row["status"] != "ok":
-            self.failures.append(f"{row['impl']} {row['mode']} trial {row['trial']}: {row['error']}")
+            self.failures.append(
+                f"{row['impl']} {row['mode']} trial {row['trial']}: {row['error']}"
+            )
         self.save()
 
     def skip(self, impl: str, env: str, reason: str) -> None:
@@ -76,9 +78,7 @@ def select_impls(cfg: RunConfig, entries: dict[str, Entry]) -> list[Entry]:
     """The entries ``cfg`` asks for (all registered ones when it names none)."""
     unknown = [name for name in cfg.impls if name not in entries]
     if unknown:
-        raise ConfigError(
-            f"unknown impl {unknown[0]!r} (known: {', '.join(sorted(entries))})"
-        )
+        raise ConfigError(f"unknown impl {unknown[0]!r} (known: {', '.join(sorted(entries))})")
     names = cfg.impls or tuple(sorted(entries))
     return [entries[name] for name in dict.fromkeys(names)]
 
@@ -211,7 +211,9 @@ class Runner:
                 for impl in impls:
                     self.state.skip(impl.name, self.env, f"topology {topo_name}: {exc}")
 
-    def _offered_rates(self, impl: Impl, topo: Topology, size: int) -> list[tuple[float, float | None]]:
+    def _offered_rates(
+        self, impl: Impl, topo: Topology, size: int
+    ) -> list[tuple[float, float | None]]:
         """(offered rps, fraction of the measured maximum) pairs for the rate mode."""
         if self.cfg.rates:
             return [(rate, None) for rate in self.cfg.rates]

@@ -21,26 +21,52 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 def summary_table(document: dict[str, Any]) -> Table:
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in document["results"]:
-        key = (row["env"], row["topology"], row["impl"], row["mode"], row["size"],
-               row.get("load_fraction") or row.get("offered_rps"))
+        key = (
+            row["env"],
+            row["topology"],
+            row["impl"],
+            row["mode"],
+            row["size"],
+            row.get("load_fraction") or row.get("offered_rps"),
+        )
         groups[key].append(row)
     table = Table(title=f"hellobench run {document['run_id']} (medians over trials)")
-    for col in ("env", "topo", "impl", "mode", "size", "trials", "p50 µs", "p99 µs",
-                "replies/s", "loss %", "sys/req srv", "sys/req cli", "ctx/req srv",
-                "ctx/req sys", "CPU µs/req"):
+    for col in (
+        "env",
+        "topo",
+        "impl",
+        "mode",
+        "size",
+        "trials",
+        "p50 µs",
+        "p99 µs",
+        "replies/s",
+        "loss %",
+        "sys/req srv",
+        "sys/req cli",
+        "ctx/req srv",
+        "ctx/req sys",
+        "CPU µs/req",
+    ):
         table.add_column(col, justify="left" if col in ("env", "topo", "impl", "mode") else "right")
     for key, rows in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         env, topo, impl, mode, size, load = key
         ok = [r for r in rows if r["status"] == "ok"]
         label = mode if load is None else f"{mode}@{load:g}" if load < 2 else f"{mode}@{load:.0f}/s"
         if not ok:
-            table.add_row(env, topo, impl, label, str(size), f"0/{len(rows)}",
-                          "[red]failed[/red]", *[""] * 8)
+            table.add_row(
+                env, topo, impl, label, str(size), f"0/{len(rows)}", "[red]failed[/red]", *[""] * 8
+            )
             continue
         pr = [r["per_request"] for r in ok]
         loss = [100.0 * r["lost"] / r["requests"] if r["requests"] else None for r in ok]
         table.add_row(
-            env, topo, impl, label, str(size), f"{len(ok)}/{len(rows)}",
+            env,
+            topo,
+            impl,
+            label,
+            str(size),
+            f"{len(ok)}/{len(rows)}",
             _fmt(_median([r["latency_ns"]["p50"] for r in ok]), 1e3, 2),
             _fmt(_median([r["latency_ns"]["p99"] for r in ok]), 1e3, 2),
             _fmt(_median([r["throughput_rps"] for r in ok]), 1, 0),

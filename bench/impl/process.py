@@ -32,7 +32,9 @@ def netns_prefix(netns: str | None) -> list[str]:
 class ServerProcess(RunningServer):
     """Starts ``argv`` and waits for its ``READY`` line."""
 
-    def __init__(self, argv: Sequence[str], config: ServerConfig, env: dict[str, str] | None = None):
+    def __init__(
+        self, argv: Sequence[str], config: ServerConfig, env: dict[str, str] | None = None
+    ):
         self._config = config
         full = [*netns_prefix(config.netns), *argv]
         cpu = config.cpu
