@@ -6,19 +6,18 @@ The veth topology is built with pyroute2 and always torn down: namespaces are na
 are created, so that ``bench.ownership.sweep()`` removes them after a crash.  IPv6 is off in
 both namespaces so that nothing but the measured traffic crosses the pair.
 
-A native XDP program on one veth end can send (XDP_TX) to the other end only while the other
-end runs NAPI.  Switching GRO on there is documented to be enough, but on the 6.18 kernel of
-the development host the frames were handed over and never delivered; an XDP program on the
-peer works on every kernel.  ``peer_of`` tells an impl where that peer is.
+A native XDP program on one veth end sends (XDP_TX) into the other end's NAPI ring.  GRO on
+the peer gives it NAPI, and that is enough for XDP_REDIRECT, but the XDP_TX flush
+(veth_xdp_flush) schedules the peer's NAPI only when the peer has an XDP program: with GRO
+alone the replies sit in the ring until unrelated traffic arrives (seen on 6.18).  The
+ebpf-xdp impl therefore attaches a pass-through program to the peer; ``peer_of`` tells it
+where the peer is.  Other impls see the pair untouched (no GRO, no program).
 """
 
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
-import socket
-import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -41,8 +40,6 @@ VETH_MTU = 1500  # max_size = 1500 - 20 (IPv4) - 8 (UDP) = MAX_REQUEST
 LINK_UP_TIMEOUT_S = 5.0
 
 _CLONE_NEWNET = 0x40000000
-_SIOCETHTOOL = 0x8946
-_ETHTOOL_SGRO = 0x0000002C
 _sequence = count()
 _peers: dict[tuple[str | None, str], tuple[str | None, str]] = {}
 
@@ -98,16 +95,6 @@ def entered(netns: str | None) -> Iterator[None]:
             _setns(home)
     finally:
         os.close(home)
-
-
-def set_gro(ifname: str, on: bool, netns: str | None = None) -> None:
-    """Switch generic receive offload of ``ifname`` on or off (ethtool's legacy SGRO call)."""
-    with entered(netns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock:
-        value = ctypes.create_string_buffer(struct.pack("=II", _ETHTOOL_SGRO, int(on)))
-        ifreq = struct.pack("@16sP", ifname.encode(), ctypes.addressof(value))
-        fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq.ljust(40, b"\0"))
 
 
 def _disable_ipv6(netns: str) -> None:

@@ -2,9 +2,10 @@
 detaches it.  Generic (skb) mode on lo, native (drv) mode elsewhere, unless the
 ``xdp_mode`` option says otherwise.
 
-In native mode on a veth end the replies (XDP_TX) reach the other end only while that end
-runs NAPI, so a pass-through XDP program (bench/bpf/hb_pass.bpf.c) is attached to the peer
-when the topology knows it (bench.topology.peer_of), and removed with the reflector."""
+In native mode on a veth end the replies (XDP_TX) go into the peer's NAPI ring, which the
+driver kicks only when the peer has an XDP program of its own (GRO on the peer is not
+enough for XDP_TX), so a pass-through program (bench/bpf/hb_pass.bpf.c) is attached to the
+peer when the topology knows it (bench.topology.peer_of), and removed with the reflector."""
 
 from __future__ import annotations
 
