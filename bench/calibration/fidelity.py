@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ownership
-from bench.driver.client import DriverConfig, command, driver_binary, run_driver
+from bench.driver.client import DriverConfig, DriverError, command, driver_binary, run_driver
 from bench.impl.api import RunningServer, ServerConfig
 from bench.protocol import HEADER_SIZE, MAX_REQUEST
 
@@ -53,6 +53,7 @@ SOCKPERF_MIN_SIZE = 14  # sockperf's own message header
 ADDR = "127.0.0.1"
 SERVER_READY_S = 10.0
 RTT_TOLERANCE = 0.05
+ATTEMPTS = 3  # a step that fails (e.g. sockperf sees no reply under heavy load) is retried
 WARMUP_S = 0.4  # sockperf's default warm-up time, so both start equally warm
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -159,6 +160,18 @@ def _run_sockperf(argv: Sequence[str], duration_s: int) -> str:
     if proc.returncode != 0:
         raise FidelityError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr[-800:]}")
     return proc.stdout + proc.stderr
+
+
+def _attempt(step: Callable[[], None], failures: list[str]) -> None:
+    """Runs ``step``, retrying twice on failure; every failure is kept for the record."""
+    for attempt in range(ATTEMPTS):
+        try:
+            step()
+            return
+        except (FidelityError, DriverError) as exc:
+            failures.append(f"{step.__name__}: {str(exc).strip().splitlines()[-1][:200]}")
+            if attempt == ATTEMPTS - 1:
+                raise
 
 
 def _unavailable(reason: str) -> dict[str, Any]:
@@ -280,11 +293,12 @@ def _measure(
         (ours_rtt, theirs_rtt),
         (ours_send, theirs_send),
     ]
+    failures: list[str] = []
     load_before = machine_load()
     for rep in range(repetitions):
         for first, second in pairs:
             for step in (first, second) if rep % 2 == 0 else (second, first):
-                step()
+                _attempt(step, failures)
     med = {k: _median(v) for k, v in runs.items()}
     rtt_ratio = med["our_p50"] / med["sp_p50"]
     send_ratio = med["our_send"] / med["sp_send"]
@@ -316,6 +330,7 @@ def _measure(
         "client_cpu": client_cpu,
         "server_cpu": server_cpu,
         "runs": runs,
+        "failures": failures,
         "machine_load": {"before": load_before, "after": machine_load()},
         "modes_compared": {
             "rtt": "our pingpong (1 outstanding, blocking recv) vs blocking-c server; "
