@@ -177,7 +177,17 @@ class DriverConfig:
 
 @dataclass(frozen=True, eq=False)
 class DriverResult:
-    """What one measured phase produced.  Latencies in nanoseconds."""
+    """What one measured phase produced.  Latencies in nanoseconds.
+
+    Counts: ``requests`` sent in the phase; ``replies`` distinct valid replies, those that
+    came after their timeout included (``counts["late"]``); ``lost`` = requests - replies,
+    i.e. never answered (by the end of the drain); ``timeouts`` requests whose reply missed
+    ``timeout_s`` (pingpong replaced them); ``duplicates`` extra copies of an answered
+    request; ``reordered`` first replies whose seq is below the highest answered so far;
+    ``corrupt`` replies of the wrong length or content.  ``counts`` also holds ``stale``
+    (replies to requests no longer tracked, e.g. of the warmup) and ``send_errors``.
+    ``latency_ns``: exact min/max/mean from the client, p50..p999 from ``histogram``.
+    """
 
     requests: int
     replies: int
