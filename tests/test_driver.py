@@ -176,6 +176,7 @@ def test_corrupt_replies_are_counted(server: Server) -> None:
         {"mode": "flood", "batch": 0},
         {"mode": "pingpong", "sample_cap": -1},
         {"mode": "burst"},
+        {"mode": "pingpong", "netns": ""},
     ],
 )
 def test_bad_config_is_refused(kw: dict[str, Any]) -> None:

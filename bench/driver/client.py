@@ -130,6 +130,10 @@ class DriverConfig:
             self.cpu is None or (_is_int(self.cpu) and self.cpu >= 0),
             f"cpu must be None or >= 0, not {self.cpu!r}",
         )
+        _check(
+            self.netns is None or (isinstance(self.netns, str) and self.netns.strip() != ""),
+            f"netns must be None or a namespace name, not {self.netns!r}",
+        )
         self._check_mode()
 
     def _check_mode(self) -> None:
