@@ -303,8 +303,11 @@ print("watch:", len(found), "watched+0x0" in found[0])
 @vm_ready
 def test_guest_writes_to_the_share_and_its_dmesg_comes_back(workdir: Path) -> None:
     target = workdir / "from-guest.txt"
+    host_file = workdir.parent / "host-only.txt"  # outside the share, under the host's /tmp
+    host_file.write_text("seen-from-guest\n")
     script = (
         f"echo written-in-guest > {target}\n"
+        f"cat {host_file}\n"
         "echo 'hellobench-test: marker line' > /dev/kmsg\n"
         "echo '<4>WARNING: CPU: 0 PID: 1 at hellobench/test.c:1 synthetic+0x0/0x0' > /dev/kmsg\n"
         "touch /usr/hellobench-overlay-probe\n"
@@ -318,7 +321,9 @@ def test_guest_writes_to_the_share_and_its_dmesg_comes_back(workdir: Path) -> No
     assert "hellobench-test: marker line" in outcome.dmesg
     assert "Linux version" in outcome.dmesg  # the whole log, from boot
     assert any("synthetic+0x0" in p for p in outcome.kernel_log_problems)
-    assert "watch: 1 True" in outcome.console_log.read_text()
+    console = outcome.console_log.read_text()
+    assert "watch: 1 True" in console
+    assert "seen-from-guest" in console
     assert not Path("/usr/hellobench-overlay-probe").exists()  # the host root stays untouched
 
 
@@ -347,6 +352,23 @@ def test_silence_watchdog_kills_a_quiet_guest_early(workdir: Path) -> None:
     assert outcome.timed_out and outcome.exit_code is None
     assert outcome.failed_reason is not None and "silent for 5 s" in outcome.failed_reason
     assert time.monotonic() - started < BOOT_TIMEOUT_S
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_without_overlay_the_root_is_read_only_and_tmp_writable(workdir: Path) -> None:
+    script = (
+        "touch /tmp/scratch && echo tmp-writable\n"
+        "touch /usr/hellobench-ro-probe 2>/dev/null || echo root-read-only\n"
+        f"echo shared > {workdir / 'ro.txt'}\n"
+    )
+    outcome = _in_guest(["/bin/sh", "-c", script], workdir, fault="no-overlay")
+    assert outcome.ok, outcome.failed_reason
+    console = outcome.console_log.read_text()
+    assert "ready root=readonly" in console
+    assert "tmp-writable" in console and "root-read-only" in console
+    assert (workdir / "ro.txt").read_text() == "shared\n"
 
 
 @pytest.mark.vm

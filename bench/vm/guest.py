@@ -29,7 +29,7 @@ from bench.vm.initramfs import build_initramfs
 from bench.vm.kernel import boot_image, find_guest_kernel
 from bench.vm.qemu import ACCELS, GuestSpec, QemuRun, Share, detect_accel, run_qemu
 
-FAULTS = ("hang", "panic")
+FAULTS = ("hang", "panic", "no-overlay")
 GUEST_DIR = "guest"
 _KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
 _PANIC = re.compile(r"Kernel panic - not syncing.*")
@@ -160,7 +160,8 @@ def run_in_guest(
     ``workdir`` is shared writable at the same path.  A watchdog kills the guest after
     ``timeout_s`` seconds in all (boot included).  ``accel`` None picks KVM when usable,
     else TCG (see ``detect_accel``).  ``fault`` (tests only): ``hang`` makes the guest's
-    init stop before the command and never power off; ``panic`` crashes the guest kernel.
+    init stop before the command and never power off; ``panic`` crashes the guest kernel;
+    ``no-overlay`` makes init take its fallback: the host root read-only, tmpfs on /tmp.
     ``stream`` receives the console as it comes; ``silence_s``, when given, also kills a
     guest whose console has printed nothing for that long.
     """

@@ -1,6 +1,6 @@
 """The /init of the guest's initramfs: a busybox shell script, run as pid 1.
 
-Kernel command line:  ``hb.mode=run|probe``, ``hb.fault=hang|panic`` (tests only).
+Kernel command line:  ``hb.mode=run|probe``, ``hb.fault=hang|panic|no-overlay`` (tests only).
 Shares (9p): ``hostroot`` is the host's / (read-only); ``results`` is the host's work folder
 (writable), whose ``guest/`` folder holds ``mountpoint`` (where to mount the share inside the
 guest) and ``job.sh`` (the command), and receives ``status`` (its exit code) and ``dmesg.txt``.
@@ -68,8 +68,8 @@ MOUNTPOINT=$(cat "$CTL/mountpoint")
 ROOTMODE=overlay
 mount -t tmpfs -o mode=755 tmpfs /rw
 mkdir -p /rw/upper /rw/work
-if ! mount -t overlay overlay -o lowerdir=/mnt/host,upperdir=/rw/upper,workdir=/rw/work /newroot
-then
+OVL=lowerdir=/mnt/host,upperdir=/rw/upper,workdir=/rw/work
+if [ "$FAULT" = no-overlay ] || ! mount -t overlay overlay -o "$OVL" /newroot; then
     note "overlay over the host root failed; using it read-only"
     ROOTMODE=readonly
     mount --bind /mnt/host /newroot
@@ -85,7 +85,8 @@ fsmount sysfs /sys
 fsmount devtmpfs /dev
 fsmount devpts /dev/pts
 fsmount tmpfs /dev/shm mode=1777
-fsmount tmpfs /tmp mode=1777
+# On the overlay, /tmp keeps the host's files (same paths as on the host) and takes writes.
+[ "$ROOTMODE" = overlay ] || fsmount tmpfs /tmp mode=1777
 fsmount tmpfs /run mode=755
 fsmount bpf /sys/fs/bpf mode=700
 fsmount tracefs /sys/kernel/tracing
