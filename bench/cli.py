@@ -105,7 +105,13 @@ def build_parser() -> Parser:
     p.add_argument("--client-cpu", type=_cpu, default=0)
     p.add_argument("--port", type=_port, default=DEFAULT_PORT)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
-    p.add_argument("--env", choices=("auto", "host", "vm"), default="auto")
+    p.add_argument(
+        "--env",
+        choices=("auto", "host", "vm"),
+        default=None,
+        help="auto (default): the host, plus a VM guest when an impl needs what the host "
+        "lacks; --quick alone measures the host only",
+    )
     p.add_argument("--quick", action="store_true", help="short phases and fewer trials")
     p.add_argument("--no-calibrate", action="store_true")
     p.add_argument("--sample-cap", type=int, default=None)
@@ -172,7 +178,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             server_cpu=args.server_cpu,
             client_cpu=args.client_cpu,
             port=args.port,
-            env=args.env,
+            env=args.env or ("host" if quick else "auto"),
             env_name=args.env_name,
             accel=args.accel,
             calibrate=not args.no_calibrate,
