@@ -431,3 +431,44 @@ def test_silent_port_counts_everything_lost() -> None:
     assert r.requests == r.lost == 20 and r.replies == 0
     assert r.latency_ns["p50"] is None and r.latency_ns["mean"] is None
     assert len(r.samples) == 0
+
+
+@pytest.mark.root
+def test_client_runs_inside_a_netns() -> None:
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    name = f"hbdrv-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        srv = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                sys.executable,
+                str(SERVERS),
+                "correct",
+                "--lifetime",
+                "60",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert srv.stdout is not None
+            port = int(srv.stdout.readline().split()[1])
+            r = _run(port, mode="pingpong", max_requests=50, timeout_s=1.0, netns=name)
+            assert r.requests == r.replies == 50
+        finally:
+            srv.terminate()
+            srv.wait(5.0)
+            if srv.stdout is not None:
+                srv.stdout.close()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
