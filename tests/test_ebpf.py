@@ -19,6 +19,7 @@ followed by a valid request, and the first datagram back must be that request's 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -54,6 +55,7 @@ PACKET_AUXDATA = 8
 TP_STATUS_CSUMNOTREADY = 0x8
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
+SO_ATTACH_FILTER = 26
 MALFORMED = {
     "empty": b"",
     "five-bytes": b"HELLO",
@@ -181,15 +183,39 @@ class Datagram:
         return "full"
 
 
-class Capture:
-    """AF_PACKET capture on one interface with PACKET_AUXDATA (checksum state)."""
+def port_filter(port: int) -> bytes:
+    """A classic BPF socket filter: IPv4 UDP frames from or to ``port`` only."""
+    code = [
+        (0x28, 0, 0, 12),  # ldh [12]            ethertype
+        (0x15, 0, 8, ETH_P_IP),  # jeq IPv4, else drop
+        (0x30, 0, 0, 23),  # ldb [23]            IP protocol
+        (0x15, 0, 6, socket.IPPROTO_UDP),
+        (0xB1, 0, 0, 14),  # ldxb 4*([14]&0xf)   IP header length
+        (0x48, 0, 0, 14),  # ldh [x + 14]        source port
+        (0x15, 2, 0, port),
+        (0x48, 0, 0, 16),  # ldh [x + 16]        destination port
+        (0x15, 0, 1, port),
+        (0x06, 0, 0, 0x40000),  # accept
+        (0x06, 0, 0, 0),  # drop
+    ]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in code)
 
-    def __init__(self, netns: str | None, ifname: str) -> None:
+
+class Capture:
+    """AF_PACKET capture on one interface with PACKET_AUXDATA (checksum state), filtered in
+    the kernel to one UDP port so that other traffic on a busy lo cannot crowd it out."""
+
+    def __init__(self, netns: str | None, ifname: str, port: int) -> None:
         with entered(netns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        program = ctypes.create_string_buffer(port_filter(port))
+        fprog = struct.pack("@HP", len(program.raw) // 8, ctypes.addressof(program))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.bind((ifname, 0))
         self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         self.sock.setblocking(False)
+        self.datagrams()  # frames queued before the filter was attached
 
     def close(self) -> None:
         self.sock.close()
@@ -220,7 +246,7 @@ class Capture:
 
 @pytest.fixture
 def capture(served: Served) -> Iterator[Capture]:
-    cap = Capture(served.topology.client_netns, served.client_interface)
+    cap = Capture(served.topology.client_netns, served.client_interface, served.port)
     try:
         yield cap
     finally:
