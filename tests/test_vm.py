@@ -308,6 +308,8 @@ def test_guest_writes_to_the_share_and_its_dmesg_comes_back(workdir: Path) -> No
     script = (
         f"echo written-in-guest > {target}\n"
         f"cat {host_file}\n"
+        "ip link add hbv0 type veth peer name hbv1 && echo veth-ok\n"
+        "ip link add hbd0 type dummy && grep -q '^dummy ' /proc/modules && echo autoload-ok\n"
         "echo 'hellobench-test: marker line' > /dev/kmsg\n"
         "echo '<4>WARNING: CPU: 0 PID: 1 at hellobench/test.c:1 synthetic+0x0/0x0' > /dev/kmsg\n"
         "touch /usr/hellobench-overlay-probe\n"
@@ -324,6 +326,9 @@ def test_guest_writes_to_the_share_and_its_dmesg_comes_back(workdir: Path) -> No
     console = outcome.console_log.read_text()
     assert "watch: 1 True" in console
     assert "seen-from-guest" in console
+    if shutil.which("ip"):
+        assert "veth-ok" in console  # veth topologies work in the guest
+        assert "autoload-ok" in console  # the kernel's module auto-loading reaches /lib/modules
     assert not Path("/usr/hellobench-overlay-probe").exists()  # the host root stays untouched
 
 
