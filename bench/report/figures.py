@@ -61,7 +61,20 @@ def to_svg(fig: Figure, name: str) -> str:
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": name, "svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
-    return _PROLOGUE.sub("", buf.getvalue(), count=1).strip()
+    return _scope_ids(_PROLOGUE.sub("", buf.getvalue(), count=1).strip(), name)
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+_REF = re.compile(r'(href="#|url\(#)([^")]+)')
+
+
+def _scope_ids(svg: str, name: str) -> str:
+    """Prefix every id (and every reference to one) with ``name``: unique within a page."""
+    ids = set(_ID.findall(svg))
+    svg = _ID.sub(lambda m: f'id="{name}-{m.group(1)}"', svg)
+    return _REF.sub(
+        lambda m: f"{m.group(1)}{name}-{m.group(2)}" if m.group(2) in ids else m.group(0), svg
+    )
 
 
 def merge_histograms(encoded: Sequence[str | None]) -> HdrHistogram | None:

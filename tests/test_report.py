@@ -1,0 +1,677 @@
+"""The HTML report: renders from the TEST FIXTURE run, opens cleanly in headless Chromium,
+has every section, valid inline SVG, and claim numbers that match an independent
+recomputation from results.json.
+
+Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+JSON messages separated by NUL bytes on file descriptors 3 and 4), so console errors,
+uncaught exceptions and failed loads are received as events, not scraped from logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.report import main_report, render_report
+from bench.results_io import ResultsError
+
+FIXTURE_RUN = Path(__file__).resolve().parent / "fixtures" / "runs" / "fixture-base"
+SECTION_IDS = (
+    "summary",
+    "failed",
+    "skipped",
+    "latency",
+    "load",
+    "cost",
+    "claim",
+    "environment",
+    "raw-data",
+)
+PAIRS = (
+    ("kmod-kthread", "blocking-c"),
+    ("kmod-softirq", "blocking-c"),
+    ("ebpf-xdp", "blocking-c"),
+    ("ebpf-tc", "blocking-c"),
+    ("blocking-c", "blocking-py"),
+    ("asyncio-py", "blocking-py"),
+)
+# The documented bootstrap (bench/stats.py): 10000 resamples, seed 2493, baseline first.
+SEED, RESAMPLES = 2493, 10_000
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DEADLINE_S = 120.0  # a hung browser fails the test instead of hanging it; not a measurement
+
+
+# ---------------------------------------------------------------- the page, parsed
+
+
+class _Page(HTMLParser):
+    """Every element's tag and attributes, and the text under each element with an id/class."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self._open: list[tuple[str, dict[str, str], list[str]]] = []
+        self.texts: list[tuple[str, dict[str, str], str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        self.elements.append((tag, a))
+        if tag in {"p", "td", "li", "div", "h4"}:
+            self._open.append((tag, a, []))
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i][0] == tag:
+                t, a, parts = self._open.pop(i)
+                text = "".join(parts)
+                self.texts.append((t, a, text))
+                if self._open:
+                    self._open[-1][2].append(text)
+                return
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self._open[-1][2].append(data)
+
+
+def parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    index = render_report(FIXTURE_RUN, out)
+    assert index == out / "index.html"
+    return index
+
+
+@pytest.fixture(scope="module")
+def html(report: Path) -> str:
+    return report.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def page(html: str) -> _Page:
+    return parse(html)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURE_RUN / "results.json").read_text())
+    return loaded
+
+
+# ---------------------------------------------------------------- structure
+
+
+def test_every_section_is_there(page: _Page) -> None:
+    ids = {a.get("id") for _, a in page.elements}
+    missing = [s for s in SECTION_IDS if s not in ids]
+    assert not missing, f"missing sections: {missing}"
+
+
+def test_ids_are_unique(page: _Page) -> None:
+    ids = [a["id"] for _, a in page.elements if "id" in a]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    assert not dupes, f"duplicate ids (SVGs would clash): {sorted(dupes)[:5]}"
+
+
+def test_every_inline_svg_parses(html: str) -> None:
+    svgs = re.findall(r"<svg\b.*?</svg>", html, flags=re.S)
+    # 2 environments x (3 CDFs + load + cost + claim)
+    assert len(svgs) == 12
+    for svg in svgs:
+        root = ET.fromstring(svg)
+        assert root.tag.endswith("svg")
+        assert len(list(root.iter())) > 20
+
+
+def test_self_contained(page: _Page, html: str) -> None:
+    for _tag, attrs in page.elements:
+        for attr in ("src", "href", "xlink:href"):
+            value = attrs.get(attr)
+            if value is not None:
+                assert not re.match(r"^[a-z][a-z0-9+.-]*:", value), f"external {attr}={value}"
+    assert "<script" not in html
+    assert "<link" not in html
+    assert "url(http" not in html
+
+
+def test_raw_data_link_resolves(report: Path, page: _Page) -> None:
+    hrefs = [
+        a["href"]
+        for t, a in page.elements
+        if t == "a" and a.get("href", "").endswith("results.json")
+    ]
+    assert hrefs
+    assert (report.parent / hrefs[0]).resolve() == (FIXTURE_RUN / "results.json").resolve()
+
+
+def test_synthetic_and_emulated_warnings(page: _Page) -> None:
+    texts = [(a, t) for tag, a, t in page.texts if tag == "div"]
+    assert any(a.get("id") == "synthetic-warning" and "not a measurement" in t for a, t in texts)
+    emulated = [t for a, t in texts if "emulated" in a.get("class", "")]
+    assert emulated and all("vm" in t for t in emulated)
+
+
+def test_null_values_print_as_dash_with_the_accounting_note(
+    page: _Page, data: dict[str, Any]
+) -> None:
+    notes = {
+        a["id"]: t
+        for tag, a, t in page.texts
+        if tag == "li" and a.get("id", "").startswith("note-")
+    }
+    note_of = {r["impl"]: r["accounting"]["note"] for r in data["results"]}
+    no_server = {r["impl"] for r in data["results"] if not r["accounting"]["server_process"]}
+    assert {"ebpf-xdp", "ebpf-tc", "kmod-kthread", "kmod-softirq"} <= no_server
+    cells = [
+        (a, t) for tag, a, t in page.texts if tag == "td" and a.get("data-col") == "server_syscalls"
+    ]
+    summary_rows = [a for tag, a in page.elements if tag == "tr" and a.get("data-impl")]
+    assert cells and len(summary_rows) == len(cells)
+    for row, (cell, text) in zip(summary_rows, cells, strict=True):
+        impl = row["data-impl"]
+        if impl in no_server:
+            # no server process: a dash pointing at the row's accounting note, never a 0
+            assert re.fullmatch(r"—\d+", text), text
+            assert "data-value" not in cell
+            assert notes[f"note-{text[1:]}"] == note_of[impl]
+        else:
+            assert float(cell["data-value"]) > 0
+
+
+def test_summary_medians_and_trial_counts(page: _Page, data: dict[str, Any]) -> None:
+    rows = [
+        r
+        for r in data["results"]
+        if r["env"] == "vm"
+        and r["impl"] == "blocking-c"
+        and r["mode"] == "pingpong"
+        and r["size"] == 64
+        and r["status"] == "ok"
+    ]
+    expect = statistics.median(r["latency_ns"]["p99"] for r in rows)
+    p99 = [a for tag, a in page.elements if tag == "td" and a.get("data-col") == "p99"]
+    vm_tr = [a for tag, a in page.elements if tag == "tr" and a.get("data-impl")]
+    idx = [
+        i
+        for i, a in enumerate(vm_tr)
+        if a["data-impl"] == "blocking-c"
+        and a["data-mode"] == "pingpong"
+        and a["data-size"] == "64"
+    ]
+    assert len(idx) == 2  # host and vm
+    assert float(p99[idx[1]]["data-value"]) == expect
+    texts = [t for tag, _a, t in page.texts if tag == "td"]
+    assert "4/5" in texts  # the failed vm kmod-softirq flood trial
+    assert "5/5" in texts
+
+
+def test_failed_rows_and_skipped_impls_are_listed(html: str, data: dict[str, Any]) -> None:
+    failed = [r for r in data["results"] if r["status"] == "failed"]
+    assert failed
+    for r in failed:
+        assert r["error"] in html
+    for s in data["skipped"]:
+        assert s["reason"] in html and s["impl"] in html
+
+
+# ---------------------------------------------------------------- the claim, recomputed
+
+
+def _trials(data: dict[str, Any], env: str, impl: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in data["results"]
+        if r["env"] == env
+        and r["impl"] == impl
+        and r["mode"] == "pingpong"
+        and r["size"] == 64
+        and r["topology"] == "lo"
+        and r["status"] == "ok"
+    ]
+
+
+def _boot(base: list[float], cand: list[float]) -> tuple[float, float]:
+    rng = np.random.default_rng(SEED)
+    a, b = np.array(base), np.array(cand)
+    ra = a[rng.integers(0, len(a), (RESAMPLES, len(a)))].mean(1)
+    rb = b[rng.integers(0, len(b), (RESAMPLES, len(b)))].mean(1)
+    lo, hi = np.percentile(ra - rb, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _shown(text: str, value_ns: float) -> None:
+    """``value_ns`` appears in ``text`` as µs, rounded to the digits shown."""
+    us = value_ns / 1000.0
+    numbers = [float(m) for m in re.findall(r"-?\d+(?:\.\d+)?", text)]
+    assert any(abs(n - us) <= max(0.006, abs(us) * 0.006) for n in numbers), (us, text)
+
+
+def test_claim_pairs_exist_exactly_where_both_impls_ran(page: _Page, data: dict[str, Any]) -> None:
+    pairs = {
+        (a["data-env"], a["data-candidate"], a["data-baseline"])
+        for t, a in page.elements
+        if t == "div" and "pair" in a.get("class", "").split()
+    }
+    expected = {
+        (env, c, b)
+        for env in data["environments"]
+        for c, b in PAIRS
+        if _trials(data, env, c) and _trials(data, env, b)
+    }
+    assert pairs == expected
+    assert ("host", "kmod-kthread", "blocking-c") not in pairs  # no modules on host
+
+
+def test_claim_numbers_match_an_independent_recomputation(
+    page: _Page, data: dict[str, Any]
+) -> None:
+    estimates = [
+        (a, t)
+        for tag, a, t in page.texts
+        if tag == "p" and "estimate" in a.get("class", "").split()
+    ]
+    pair_divs = [a for t, a in page.elements if t == "div" and "pair" in a.get("class", "")]
+    assert len(estimates) == 2 * len(pair_divs) > 0
+    for i, pair in enumerate(pair_divs):
+        env, cand, base = pair["data-env"], pair["data-candidate"], pair["data-baseline"]
+        assert pair["data-size"] == "64"
+        for attrs, text in estimates[2 * i : 2 * i + 2]:
+            if attrs["data-metric"] == "rtt_p50":
+
+                def get(r: dict[str, Any]) -> float:
+                    return float(r["latency_ns"]["p50"])
+            else:
+
+                def get(r: dict[str, Any]) -> float:
+                    return float(r["per_request"]["cpu_ns"]["total"])
+
+            b = [get(r) for r in _trials(data, env, base)]
+            c = [get(r) for r in _trials(data, env, cand)]
+            saving = statistics.fmean(b) - statistics.fmean(c)
+            assert float(attrs["data-baseline-mean"]) == pytest.approx(statistics.fmean(b))
+            assert float(attrs["data-candidate-mean"]) == pytest.approx(statistics.fmean(c))
+            assert float(attrs["data-saving"]) == pytest.approx(saving)
+            assert int(attrs["data-n-baseline"]) == len(b)
+            lo, hi = _boot(b, c)
+            assert float(attrs["data-ci-low"]) == pytest.approx(lo)
+            assert float(attrs["data-ci-high"]) == pytest.approx(hi)
+            assert lo <= saving <= hi
+            significant = not (lo <= 0.0 <= hi)
+            assert attrs["data-significant"] == ("true" if significant else "false")
+            # the sentence shows the same numbers, and says so when it is not significant
+            _shown(text, statistics.fmean(b))
+            _shown(text, statistics.fmean(c))
+            _shown(text, abs(saving))
+            assert ("not significant" in text) == (not significant)
+            if significant and attrs["data-metric"] == "rtt_p50":
+                assert ("faster" in text) == (saving > 0)
+
+
+def test_claim_decomposition_uses_the_calibration(page: _Page, data: dict[str, Any]) -> None:
+    decs = [
+        (a, t)
+        for tag, a, t in page.texts
+        if tag == "p" and "decomposition" in a.get("class", "").split()
+    ]
+    ests = [a for tag, a, _t in page.texts if tag == "p" and "estimate" in a.get("class", "")]
+    pair_divs = [a for t, a in page.elements if t == "div" and "pair" in a.get("class", "")]
+    assert len(decs) == len(ests) == 2 * len(pair_divs)
+    for i, (attrs, text) in enumerate(decs):
+        pair = pair_divs[i // 2]
+        env = pair["data-env"]
+        cal = data["environments"][env]["calibration"]
+
+        def syscalls(r: dict[str, Any]) -> float:
+            pr = r["per_request"]
+            return float(pr["server_syscalls"] or 0.0) + float(pr["client_syscalls"])
+
+        def ctx(r: dict[str, Any]) -> float:
+            return float(r["per_request"]["system_ctx_switches"])
+
+        rb, rc = (
+            _trials(data, env, pair["data-baseline"]),
+            _trials(data, env, pair["data-candidate"]),
+        )
+        d_sys = statistics.fmean(map(syscalls, rb)) - statistics.fmean(map(syscalls, rc))
+        d_ctx = statistics.fmean(map(ctx, rb)) - statistics.fmean(map(ctx, rc))
+        assert attrs["data-available"] == "true"
+        assert float(attrs["data-d-syscalls"]) == pytest.approx(d_sys)
+        assert float(attrs["data-d-ctx"]) == pytest.approx(d_ctx)
+        sys_part = d_sys * cal["null_syscall_ns"]
+        ctx_part = d_ctx * cal["context_switch_ns"]
+        assert float(attrs["data-syscall-part"]) == pytest.approx(sys_part)
+        assert float(attrs["data-ctx-part"]) == pytest.approx(ctx_part)
+        saving = float(ests[i]["data-saving"])
+        assert float(attrs["data-rest"]) == pytest.approx(saving - sys_part - ctx_part)
+        _shown(text, sys_part)
+        _shown(text, ctx_part)
+
+
+def test_missing_calibration_makes_the_decomposition_unavailable(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    broken = json.loads(json.dumps(data))
+    broken["environments"]["vm"]["calibration"] = None
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(broken))
+    page = parse(render_report(run, tmp_path / "out").read_text())
+    vm = [
+        (a, t) for tag, a, t in page.texts if tag == "p" and "decomposition" in a.get("class", "")
+    ]
+    unavailable = [t for a, t in vm if a["data-available"] == "false"]
+    assert unavailable and all("unavailable" in t for t in unavailable)
+    assert len(unavailable) == 2 * 6  # every vm pair, RTT and CPU
+
+
+def test_not_significant_differences_are_said_so(data: dict[str, Any], tmp_path: Path) -> None:
+    same = json.loads(json.dumps(data))
+    xdp = {
+        (r["env"], r["trial"], r["mode"], r["size"], r.get("load_fraction")): r
+        for r in same["results"]
+        if r["impl"] == "ebpf-xdp"
+    }
+    for r in same["results"]:
+        key = (r["env"], r["trial"], r["mode"], r["size"], r.get("load_fraction"))
+        if r["impl"] == "ebpf-tc" and key in xdp:
+            r["latency_ns"] = dict(xdp[(key[0], (key[1] + 1) % 5, *key[2:])]["latency_ns"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(same))
+    page = parse(render_report(run, tmp_path / "out").read_text())
+    # ebpf-tc now has ebpf-xdp's RTTs: against each other no difference, against blocking-c
+    # still a clear one
+    texts = [(a, t) for tag, a, t in page.texts if tag == "p" and "estimate" in a.get("class", "")]
+    assert all(a["data-significant"] == "true" for a, _ in texts if a["data-metric"] == "rtt_p50")
+
+
+# ---------------------------------------------------------------- in a real browser
+
+
+def _high(fd: int) -> int:
+    """``fd`` moved to 10 or above, so that the child's dup2 to 3 and 4 never clobber it."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+class DevToolsPipe:
+    """Chromium's DevTools protocol over --remote-debugging-pipe (fds 3 and 4)."""
+
+    def __init__(self, profile: Path) -> None:
+        assert CHROMIUM is not None
+        to_r, self._to_w = (_high(fd) for fd in os.pipe())
+        self._from_r, from_w = (_high(fd) for fd in os.pipe())
+        args = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
+
+        def wire() -> None:  # in the child, before exec: the pipe ends become fds 3 and 4
+            os.dup2(to_r, 3)
+            os.dup2(from_w, 4)
+
+        self.proc = subprocess.Popen(
+            args,
+            preexec_fn=wire,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_r)
+        os.close(from_w)
+        self._buf = b""
+        self._next_id = 0
+        self.events: list[dict[str, Any]] = []
+        self._deadline = time.monotonic() + DEADLINE_S
+
+    def _read_message(self) -> dict[str, Any]:
+        while b"\0" not in self._buf:
+            left = self._deadline - time.monotonic()
+            ready, _, _ = select.select([self._from_r], [], [], max(left, 0.0))
+            if not ready:
+                raise TimeoutError("chromium did not answer")
+            chunk = os.read(self._from_r, 1 << 20)
+            if not chunk:
+                raise EOFError("chromium closed the pipe")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        message: dict[str, Any] = json.loads(raw)
+        return message
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        self._next_id += 1
+        msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_w, json.dumps(msg).encode() + b"\0")
+        while True:
+            reply = self._read_message()
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                result: dict[str, Any] = reply.get("result", {})
+                return result
+            self.events.append(reply)
+
+    def wait_event(self, method: str) -> dict[str, Any]:
+        for e in self.events:
+            if e.get("method") == method:
+                return e
+        while True:
+            e = self._read_message()
+            self.events.append(e)
+            if e.get("method") == method:
+                return e
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, OSError, EOFError, TimeoutError):
+            self.call("Browser.close")
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_w)
+        os.close(self._from_r)
+
+
+def problems(events: list[dict[str, Any]]) -> list[str]:
+    """Console errors/warnings, uncaught exceptions and failed loads among DevTools events."""
+    out = []
+    for e in events:
+        m, p = e.get("method"), e.get("params", {})
+        if m == "Runtime.exceptionThrown":
+            out.append(f"exception: {p['exceptionDetails'].get('text')}")
+        elif m == "Runtime.consoleAPICalled" and p.get("type") in {"error", "warning", "assert"}:
+            out.append(f"console.{p['type']}: {[a.get('value') for a in p.get('args', [])]}")
+        elif m == "Log.entryAdded" and p["entry"].get("level") in {"error", "warning"}:
+            out.append(f"log {p['entry']['level']}: {p['entry'].get('text')}")
+        elif m == "Network.loadingFailed":
+            out.append(f"load failed: {p.get('errorText')}")
+    return out
+
+
+def open_in_chromium(index: Path, shot: Path, profile: Path) -> list[str]:
+    """Load the page, save a full-page screenshot, return the problems the browser saw."""
+    tools = DevToolsPipe(profile)
+    try:
+        target = tools.call("Target.createTarget", url="about:blank")["targetId"]
+        session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            tools.call(f"{domain}.enable", session)
+        tools.call(
+            "Emulation.setDeviceMetricsOverride",
+            session,
+            width=1400,
+            height=1000,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        tools.call("Page.navigate", session, url=index.resolve().as_uri())
+        tools.wait_event("Page.loadEventFired")
+        metrics = tools.call("Page.getLayoutMetrics", session)
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        png = tools.call(
+            "Page.captureScreenshot",
+            session,
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": 1400, "height": min(size["height"], 30000), "scale": 1},
+        )["data"]
+        shot.write_bytes(base64.b64decode(png))
+        tools.call("Runtime.evaluate", session, expression="1")  # flush pending events
+        return problems([e for e in tools.events if e.get("sessionId") == session])
+    finally:
+        tools.close()
+
+
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not installed (apt-get install chromium; the setup script installs it)",
+)
+
+
+@pytest.fixture
+def chromium_profile(tmp_path: Path) -> Iterator[Path]:
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    yield profile
+
+
+@needs_chromium
+def test_report_opens_in_headless_chromium_without_errors(
+    report: Path, chromium_profile: Path, tmp_path: Path
+) -> None:
+    shot = tmp_path / "report-fixture-base.png"
+    found = open_in_chromium(report, shot, chromium_profile)
+    print(f"\nscreenshot of the fixture report: {shot}", file=sys.stderr)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 50_000  # a page of tables and figures, not a blank one
+    assert not found, found
+
+
+@needs_chromium
+def test_the_browser_check_catches_errors(tmp_path: Path, chromium_profile: Path) -> None:
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<!DOCTYPE html><html><body><p>x</p><script>console.error("boom");'
+        'missing();</script><img src="missing.png"></body></html>'
+    )
+    found = open_in_chromium(bad, tmp_path / "bad.png", chromium_profile)
+    assert any("boom" in f for f in found), found
+    assert any("exception" in f for f in found), found
+    assert any("missing.png" in f or "load" in f for f in found), found
+
+
+# ---------------------------------------------------------------- edges
+
+
+def test_default_output_is_reports_run_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("bench.report.render.PROJECT_ROOT", tmp_path)
+    index = render_report(FIXTURE_RUN)
+    assert index == tmp_path / "reports" / "fixture-base" / "index.html"
+    assert index.exists()
+
+
+def test_bad_input_raises_results_error_and_main_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(ResultsError):
+        render_report(tmp_path, tmp_path / "out")
+    assert main_report([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupt JSON" in err and "\n" not in err
+
+
+def _bench_run_available() -> bool:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "run", "--help"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_report_from_a_real_short_run(tmp_path: Path) -> None:
+    if not _bench_run_available():
+        pytest.skip("`python -m bench run` is not available yet")
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--quick",
+            "--impl",
+            "blocking-c",
+            "--impl",
+            "blocking-py",
+            "--mode",
+            "pingpong",
+            "--trials",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = sorted(out.glob("*/results.json"))
+    assert len(runs) == 1, runs
+    index = render_report(runs[0].parent, tmp_path / "report")
+    page = parse(index.read_text())
+    ids = {a.get("id") for _, a in page.elements}
+    assert set(SECTION_IDS) <= ids
+    for svg in re.findall(r"<svg\b.*?</svg>", index.read_text(), flags=re.S):
+        ET.fromstring(svg)
+    pairs = [a for t, a in page.elements if t == "div" and "pair" in a.get("class", "")]
+    assert any(
+        a["data-candidate"] == "blocking-c" and a["data-baseline"] == "blocking-py" for a in pairs
+    )
