@@ -273,6 +273,18 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
 @pytest.mark.vm
 @pytest.mark.slow
 @vm_ready
+def test_probe_boot_reaches_the_marker_or_says_it_did_not() -> None:
+    ok, detail = qemu.probe_boot("tcg", BOOT_TIMEOUT_S)
+    assert ok, detail
+    assert "reached the guest" in detail
+    ok, detail = qemu.probe_boot("tcg", 0.5)
+    assert not ok and "did not reach the guest within 0.5 s" in detail
+    assert _qemu_ledger_records() == []
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
 def test_guest_runs_python_under_the_guest_kernel(workdir: Path) -> None:
     code = "import bench, platform; print('release=' + platform.release())"
     outcome = _in_guest([sys.executable, "-c", code], workdir)

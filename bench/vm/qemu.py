@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -96,29 +97,34 @@ def detect_accel() -> tuple[str, str]:
 
 
 def _kvm_test_boot() -> tuple[bool, str]:
+    return probe_boot("kvm", KVM_PROBE_TIMEOUT_S)
+
+
+def probe_boot(accel: str, timeout_s: float) -> tuple[bool, str]:
+    """Boot a small guest under ``accel`` whose init only prints a marker line and powers
+    off; (True, how long it took) when the marker came within ``timeout_s``."""
     try:
         kernel = find_guest_kernel()
-        initrd = build_initramfs(kernel)
-        binary = qemu_binary()
-    except RuntimeError as exc:
-        return False, f"could not be prepared ({exc})"
-    cmd = [
-        binary, "-accel", "kvm", "-cpu", "host", "-m", "512", "-smp", "1",
-        *_common_args(), "-kernel", str(boot_image(kernel)), "-initrd", str(initrd),
-        "-append", "console=ttyS0 quiet panic=-1 hb.mode=probe",
-    ]  # fmt: skip
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=KVM_PROBE_TIMEOUT_S
+        spec = GuestSpec(
+            kernel=kernel,
+            image=boot_image(kernel),
+            initrd=build_initramfs(kernel),
+            accel=accel,
+            smp=1,
+            memory_mb=512,
+            cmdline="console=ttyS0 quiet panic=-1 hb.mode=probe",
+            shares=(),
         )
-    except subprocess.TimeoutExpired:
-        return False, f"did not reach the guest within {KVM_PROBE_TIMEOUT_S:.0f} s"
-    took = time.monotonic() - started
-    if f"{MARKER}probe ok".encode() in proc.stdout:
-        return True, f"reached the guest in {took:.1f} s"
-    tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-1:]
-    return False, f"ended without reaching the guest (status {proc.returncode}: {tail})"
+        with tempfile.TemporaryDirectory(prefix="hellobench-probe-") as tmp:
+            run = run_qemu(spec, console_log=Path(tmp) / "console.log", timeout_s=timeout_s)
+    except (RuntimeError, OSError) as exc:
+        return False, f"could not be run ({exc})"
+    if "probe" in run.markers:
+        return True, f"reached the guest in {run.markers['probe'] - run.started:.1f} s"
+    if run.timed_out:
+        return False, f"did not reach the guest within {timeout_s:g} s"
+    tail = "; ".join(line for line in run.console_tail[-3:] if line.strip())
+    return False, f"ended without reaching the guest (status {run.returncode}: {tail})"
 
 
 def _common_args() -> list[str]:
