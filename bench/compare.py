@@ -348,7 +348,6 @@ def render_table(comparison: Comparison, *, all_rows: bool = False) -> Table:
     """The changes beyond the factor (or every compared metric) as a rich Table."""
     table = Table(
         title=f"{comparison.base} -> {comparison.new}",
-        caption=comparison.summary(),
         box=box.SIMPLE,
     )
     for col in (
@@ -440,7 +439,10 @@ def main_compare(argv: Sequence[str] | None = None) -> int:
         if not console.is_terminal:
             console = Console(width=200, no_color=True)
             table.box = box.ASCII
-        console.print(table)
+        if table.row_count:
+            console.print(table)
+        else:
+            console.print(f"No metric moved beyond the factor {comparison.factor:g}.")
         for note in comparison.notes:
             console.print(f"note: {note}", soft_wrap=True)
         for c in comparison.regressions:
