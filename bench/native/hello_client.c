@@ -560,18 +560,20 @@ static int run_pingpong(struct client *cl, uint64_t end, uint64_t max)
 	}
 }
 
-static unsigned int prepare_batch(struct client *cl, unsigned int count, uint64_t first_stamp,
-				  double period_ns, uint64_t index)
+/* Send time of request @index of a batch: scheduled (rate) or the batch's own (flood). */
+static uint64_t batch_stamp(uint64_t t0, double period_ns, uint64_t index)
+{
+	return period_ns > 0 ? t0 + (uint64_t)((double)index * period_ns) : t0;
+}
+
+static void prepare_batch(struct client *cl, unsigned int count, uint64_t t0, double period_ns,
+			  uint64_t index)
 {
 	unsigned int i;
-	uint64_t stamp;
 
-	for (i = 0; i < count; i++) {
-		stamp = period_ns > 0 ? first_stamp + (uint64_t)((double)(index + i) * period_ns) :
-					first_stamp;
-		stamp_request(cl->tx + (size_t)i * cl->o->size, cl->flags, cl->next_seq + i, stamp);
-	}
-	return count;
+	for (i = 0; i < count; i++)
+		stamp_request(cl->tx + (size_t)i * cl->o->size, cl->flags, cl->next_seq + i,
+			      batch_stamp(t0, period_ns, index + i));
 }
 
 static void commit_batch(struct client *cl, unsigned int sent, uint64_t t0, double period_ns,
@@ -580,8 +582,7 @@ static void commit_batch(struct client *cl, unsigned int sent, uint64_t t0, doub
 	unsigned int i;
 
 	for (i = 0; i < sent; i++)
-		commit_sent(cl, period_ns > 0 ?
-				t0 + (uint64_t)((double)(index + i) * period_ns) : t0);
+		commit_sent(cl, batch_stamp(t0, period_ns, index + i));
 }
 
 static int drain_nonblocking(struct client *cl, uint64_t *now)
@@ -609,9 +610,9 @@ static uint64_t rate_next(const struct client *cl, uint64_t t0, double period_ns
 	uint64_t next;
 
 	if (index < due)
-		next = sent ? now : now + 20000;	/* behind; 20 us when the send was refused */
+		next = sent ? now : now + 20000;	/* behind; 20 us after a refusal */
 	else
-		next = t0 + (uint64_t)((double)index * period_ns);
+		next = batch_stamp(t0, period_ns, index);
 	if (next_expiry(cl) < next)
 		next = next_expiry(cl);
 	return next < end ? next : end;
@@ -1244,7 +1245,9 @@ static int parse_option(struct options *o, int c, const char *arg)
 	case 'r':
 		return parse_real(arg, MAX_RATE, &o->rate_rps) ? bad("rate", arg) : 0;
 	case 'n':
-		return parse_u64(arg, 1, UINT64_MAX, &o->max_requests) ? bad("max-requests", arg) : 0;
+		if (parse_u64(arg, 1, UINT64_MAX, &o->max_requests))
+			return bad("max-requests", arg);
+		return 0;
 	case 'k':
 		if (parse_u64(arg, 1, MAX_OUTSTANDING, &v))
 			return bad("outstanding (1..65536)", arg);
@@ -1263,7 +1266,9 @@ static int parse_option(struct options *o, int c, const char *arg)
 	case 'S':
 		return parse_u64(arg, 0, UINT64_MAX, &o->seed) ? bad("seed", arg) : 0;
 	case 'C':
-		return parse_u64(arg, 0, MAX_SAMPLE_CAP, &o->sample_cap) ? bad("sample-cap", arg) : 0;
+		if (parse_u64(arg, 0, MAX_SAMPLE_CAP, &o->sample_cap))
+			return bad("sample-cap", arg);
+		return 0;
 	case 'B':
 		o->busy_poll = true;
 		return 0;
