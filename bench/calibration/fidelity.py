@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import shutil
 import socket
@@ -187,6 +188,10 @@ def _why_not(size: int, cpus: Sequence[int | None]) -> str | None:
         return "sockperf not found on PATH (apt-get install sockperf)"
     if any(cpu is not None for cpu in cpus) and shutil.which("taskset") is None:
         return "taskset not found (util-linux), needed to pin sockperf"
+    usable = os.sched_getaffinity(0)
+    missing = [cpu for cpu in cpus if cpu is not None and cpu not in usable]
+    if missing:
+        return f"CPU(s) {missing} not available here (usable: {sorted(usable)})"
     if not max(HEADER_SIZE, SOCKPERF_MIN_SIZE) <= size <= MAX_REQUEST:
         return f"size {size} outside {max(HEADER_SIZE, SOCKPERF_MIN_SIZE)}..{MAX_REQUEST}"
     return None
