@@ -482,3 +482,48 @@ def test_guest_serves_in_a_netns(impl_name: str) -> None:
             server.stop()
     finally:
         subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+_VETH_CLIENT = """
+import socket, sys
+for size in (6, 24, 64, 1472):
+    request = (b"HELLO " + bytes(i % 251 for i in range(size)))[:size]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(request, (sys.argv[1], 3000))
+        assert sock.recv(70000) == b"GOT IT" + request[6:], size
+print("exact")
+"""
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_answers_over_veth(impl_name: str, clean_kernel_log: None) -> None:
+    """Server and client in two namespaces joined by veth (checksum offload on the way)."""
+    server_ns, client_ns = "hb-kmod-srv", "hb-kmod-cli"
+    for ns in (server_ns, client_ns):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        veth = ["ip", "link", "add", "hbk0", "netns", server_ns, "type", "veth"]
+        subprocess.run([*veth, "peer", "name", "hbk1", "netns", client_ns], check=True)
+        for ns, dev, address in (
+            (server_ns, "hbk0", "10.77.0.1"),
+            (client_ns, "hbk1", "10.77.0.2"),
+        ):
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+        server = _kmod_impl(impl_name).start(ServerConfig(netns=server_ns, addr="10.77.0.1"))
+        try:
+            client = subprocess.run(
+                ["ip", "netns", "exec", client_ns, sys.executable, "-c", _VETH_CLIENT, "10.77.0.1"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert client.stdout.strip() == "exact", client.stderr
+            assert server.counters()["answered"] == 4
+        finally:
+            server.stop()
+    finally:
+        for ns in (server_ns, client_ns):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
