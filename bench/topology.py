@@ -1,10 +1,10 @@
 """Where client and server sit: ``lo`` (both on this host's loopback) or ``veth`` (a server
 namespace and a client namespace joined by a veth pair, addressed from 198.18.0.0/15).
 
-The veth topology is built with pyroute2 and always torn down: namespaces are named
-``hb-<pid>-<n>-srv`` / ``hb-<pid>-<n>-cli`` and recorded in the ownership ledger before they
-are created, so that ``bench.ownership.sweep()`` removes them after a crash.  IPv6 is off in
-both namespaces so that nothing but the measured traffic crosses the pair.
+The veth topology is built with ``ip netns add`` and pyroute2 and always torn down:
+namespaces are named ``hb-<pid>-<n>-srv`` / ``hb-<pid>-<n>-cli`` and recorded in the
+ownership ledger before they are created, so that ``bench.ownership.sweep()`` removes them
+after a crash.  IPv6 is off in both namespaces so that only the measured traffic crosses.
 
 A native XDP program on one veth end sends (XDP_TX) into the other end's NAPI ring.  GRO on
 the peer gives it NAPI, and that is enough for XDP_REDIRECT, but the XDP_TX flush
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 from bench import ownership
 from bench.protocol import DEFAULT_ADDR, MAX_REQUEST
@@ -38,6 +40,7 @@ VETH_SERVER_IF = "hb-srv"
 VETH_CLIENT_IF = "hb-cli"
 VETH_MTU = 1500  # max_size = 1500 - 20 (IPv4) - 8 (UDP) = MAX_REQUEST
 LINK_UP_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
 
 _CLONE_NEWNET = 0x40000000
 _sequence = count()
@@ -112,55 +115,78 @@ def _remove_netns(name: str) -> None:
 
 
 def _create_netns(name: str) -> None:
-    from pyroute2 import netns as pr_netns
-
     ownership.record("netns", name, prefix=NETNS_PREFIX)
     try:
-        pr_netns.create(name)
-    except Exception as exc:
+        proc = subprocess.run(
+            ["ip", "netns", "add", name], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        )
+        if proc.returncode != 0:
+            raise TopologyError(f"cannot create netns {name}: {proc.stderr.strip()}")
+    except BaseException:
         with suppress(Exception):
             _remove_netns(name)
         ownership.release("netns", name)
-        raise TopologyError(f"cannot create netns {name}: {exc}") from exc
+        raise
+
+
+@contextmanager
+def _iproute(netns: str) -> Iterator[Any]:
+    """A pyroute2 IPRoute whose netlink socket lives in ``netns``.
+
+    The socket is opened by this thread after entering the namespace, instead of through
+    pyroute2's netns support, which forks a helper with a short reply timeout: a large,
+    busy process (numpy, pandas and the metric probes loaded) missed it now and then.
+    """
+    from pyroute2 import IPRoute
+
+    with entered(netns):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
 
 
 def _wait_up(netns: str, ifname: str) -> None:
-    from pyroute2 import IPRoute
-
     deadline = time.monotonic() + LINK_UP_TIMEOUT_S
-    with IPRoute(netns=netns) as ipr:
+    with _iproute(netns) as ipr:
         while time.monotonic() < deadline:
-            link = ipr.get_links(ifname=ifname)[0]
-            if link.get("IFLA_OPERSTATE") == "UP":
+            links = ipr.get_links(ifname=ifname)
+            if links and links[0].get("IFLA_OPERSTATE") == "UP":
                 return
             time.sleep(0.02)
     raise TopologyError(f"{ifname} in {netns} did not come up within {LINK_UP_TIMEOUT_S} s")
 
 
-def _configure_end(netns: str, ifname: str, addr: str) -> None:
-    from pyroute2 import IPRoute
+def _one(found: list[int], what: str) -> int:
+    if len(found) != 1:
+        raise TopologyError(f"expected one {what}, found {len(found)}")
+    return found[0]
 
-    with IPRoute(netns=netns) as ipr:
-        (lo,) = ipr.link_lookup(ifname="lo")
-        ipr.link("set", index=lo, state="up")
-        (index,) = ipr.link_lookup(ifname=ifname)
+
+def _configure_end(netns: str, ifname: str, addr: str) -> None:
+    with _iproute(netns) as ipr:
+        ipr.link("set", index=_one(ipr.link_lookup(ifname="lo"), "lo"), state="up")
+        index = _one(ipr.link_lookup(ifname=ifname), ifname)
         ipr.link("set", index=index, mtu=VETH_MTU)
         ipr.addr("add", index=index, address=addr, prefixlen=VETH_PREFIXLEN)
         ipr.link("set", index=index, state="up")
 
 
 def _build_veth(server_ns: str, client_ns: str) -> None:
-    from pyroute2 import IPRoute
-
     for ns in (server_ns, client_ns):
         _disable_ipv6(ns)
-    with IPRoute(netns=server_ns) as ipr:
-        ipr.link(
-            "add",
-            ifname=VETH_SERVER_IF,
-            kind="veth",
-            peer={"ifname": VETH_CLIENT_IF, "net_ns_fd": client_ns},
-        )
+    client_fd = os.open(f"/run/netns/{client_ns}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _iproute(server_ns) as ipr:
+            ipr.link(
+                "add",
+                ifname=VETH_SERVER_IF,
+                kind="veth",
+                peer={"ifname": VETH_CLIENT_IF, "net_ns_fd": client_fd},
+            )
+    finally:
+        os.close(client_fd)
     _configure_end(server_ns, VETH_SERVER_IF, VETH_SERVER_ADDR)
     _configure_end(client_ns, VETH_CLIENT_IF, VETH_CLIENT_ADDR)
     _wait_up(server_ns, VETH_SERVER_IF)
