@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hdrh.histogram import HdrHistogram
 
 from bench.report import main_report, render_report
+from bench.report.figures import cdf_points, merge_histograms
 from bench.results_io import ResultsError
 
 FIXTURE_RUN = Path(__file__).resolve().parent / "fixtures" / "runs" / "fixture-base"
@@ -606,6 +608,22 @@ def test_the_browser_check_catches_errors(tmp_path: Path, chromium_profile: Path
 
 
 # ---------------------------------------------------------------- edges
+
+
+def test_cdf_points_follow_the_merged_histograms(data: dict[str, Any]) -> None:
+    rows = _trials(data, "host", "blocking-c")
+    merged = merge_histograms([r["histogram"] for r in rows])
+    assert merged is not None
+    assert merged.get_total_count() == sum(
+        HdrHistogram.decode(r["histogram"]).get_total_count() for r in rows
+    )
+    xs, ys = cdf_points(merged)
+    assert len(xs) > 50
+    assert xs == sorted(xs) and ys == sorted(ys)
+    assert ys[0] < 0.01 and ys[-1] == 1.0
+    median_us = xs[next(i for i, y in enumerate(ys) if y >= 0.5)]
+    p50s = [r["latency_ns"]["p50"] / 1000 for r in rows]
+    assert min(p50s) * 0.95 <= median_us <= max(p50s) * 1.05
 
 
 def test_default_output_is_reports_run_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

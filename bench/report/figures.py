@@ -106,12 +106,16 @@ def cdf_points(hist: HdrHistogram) -> tuple[list[float], list[float]]:
     ys: list[float] = []
     if not total:
         return xs, ys
+    # the iterator hands out one mutable item object: copy its fields at once
+    steps = [
+        (item.value_iterated_to, item.total_count_to_this_value)
+        for item in hist.get_recorded_iterator()
+    ]
     last = -1.0
-    items = list(hist.get_recorded_iterator())
-    for i, item in enumerate(items):
-        y = item.total_count_to_this_value / total
-        if y - last >= CDF_RESOLUTION or y >= 0.99 or i == len(items) - 1:
-            xs.append(item.value_iterated_to / 1000.0)
+    for i, (value, count) in enumerate(steps):
+        y = count / total
+        if y - last >= CDF_RESOLUTION or y >= 0.99 or i == len(steps) - 1:
+            xs.append(value / 1000.0)
             ys.append(y)
             last = y
     return xs, ys

@@ -37,6 +37,16 @@ SECTIONS = (
 )
 
 
+FIDELITY_KEYS = (
+    "our_rtt_p50_ns",
+    "sockperf_rtt_p50_ns",
+    "rtt_ratio",
+    "our_send_rps",
+    "sockperf_send_rps",
+    "send_ratio",
+)
+
+
 @dataclass(frozen=True)
 class Figure:
     title: str
@@ -197,7 +207,15 @@ def _env_info(name: str, env: Mapping[str, Any]) -> EnvInfo:
             ("wakeup_ns", "wake-up"),
         )
     ]
-    fidelity = [(k, _show(v)) for k, v in (cal.get("driver_fidelity") or {}).items()]
+    fid: Mapping[str, Any] = cal.get("driver_fidelity") or {}
+    first = [k for k in FIDELITY_KEYS if k in fid]
+    fidelity = [
+        (k, _show(fid[k]))
+        for k in first + [k for k in fid if k not in first]
+        if not isinstance(fid[k], Mapping | list)
+    ]
+    if any(isinstance(v, Mapping | list) for v in fid.values()):
+        fidelity.append(("per-repetition values", "in results.json"))
     return EnvInfo(
         name,
         bool(env.get("emulated")),
@@ -225,6 +243,14 @@ def _raw_links(run: Run, out_dir: Path) -> tuple[Link, list[Link]]:
     return results, samples
 
 
+def _durations(durations: Sequence[float]) -> str:
+    if not durations:
+        return "—"
+    if len(durations) <= 3:
+        return ", ".join(f"{d:.3g} s" for d in durations)
+    return f"{durations[0]:.3g} to {durations[-1]:.3g} s ({len(durations)} distinct)"
+
+
 def _run_facts(run: Run) -> list[tuple[str, str]]:
     ok = [r for r in run.rows if r["status"] == "ok"]
     durations = sorted({float(r["duration_s"]) for r in ok})
@@ -236,7 +262,7 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
         ("complete", "yes" if run.complete else "NO — interrupted or still running"),
         ("rows", f"{len(run.rows)} ({len(ok)} ok, {len(run.rows) - len(ok)} failed)"),
         ("trials per configuration", ", ".join(map(str, trials)) or "—"),
-        ("measured phase durations", ", ".join(f"{d:g} s" for d in durations) or "—"),
+        ("measured phase durations", _durations(durations)),
     ]
     for key in (
         "warmup_s",
