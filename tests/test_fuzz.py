@@ -103,6 +103,33 @@ def test_userspace_server_listens_on_loopback_only(name: str) -> None:
         server.stop()
 
 
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_impl_answers_only_on_its_own_address(name: str) -> None:
+    """A server told to use 127.0.0.1 ignores a HELLO sent to another loopback address on
+    its port (an XDP or tc program sees every packet on lo, so it must check)."""
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    impl = ENTRIES[name].impl
+    assert impl is not None
+    impl.prepare()
+    port = free_udp_port()
+    server = impl.start(ServerConfig(port=port))
+    try:
+        request = Corpus(SEED).valid(64).data
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(0.3)
+            sock.sendto(request, ("127.0.0.2", port))
+            with pytest.raises((TimeoutError, ConnectionRefusedError)):
+                sock.recvfrom(1 << 16)
+            sock.settimeout(2.0)  # and it does answer on its own address
+            sock.sendto(request, ("127.0.0.1", port))
+            assert sock.recvfrom(1 << 16)[0] == make_reply(request)
+    finally:
+        server.stop()
+
+
 # -- the fuzzer notices misbehaviour --------------------------------------------------
 
 Responder = Callable[[bytes], list[bytes]]
