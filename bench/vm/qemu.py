@@ -246,35 +246,40 @@ def run_qemu(
     token = uuid.uuid4().hex[:12]
     name = NAME_PREFIX + token
     cmd = qemu_command(spec, name)
-    ownership.record(LEDGER_KIND, token, pid=None, start=None, name=name)
     run = QemuRun(pid=None, returncode=None, timed_out=False, started=time.monotonic(), ended=0.0)
     proc: subprocess.Popen[bytes] | None = None
-    reader: threading.Thread | None = None
     try:
+        ownership.record(LEDGER_KIND, token, pid=None, start=None, name=name)
         with console_log.open("wb") as log:
             log.write(("# " + " ".join(cmd) + "\n").encode())
             log.flush()
-            run.started = run.last_output = time.monotonic()
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_set_pdeathsig,
-            )
-            run.pid = proc.pid
-            _record_start(token, proc)
-            if on_start is not None:
-                on_start(proc.pid)
-            assert proc.stdout is not None
-            reader = threading.Thread(
-                target=_read_console, args=(proc.stdout, log, stream, run), daemon=True
-            )
-            reader.start()
-            run.returncode = _watch(proc, run, timeout_s, silence_s)
-            run.ended = time.monotonic()
-            reader.join(timeout=5.0)
+            reader: threading.Thread | None = None
+            try:
+                run.started = run.last_output = time.monotonic()
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_set_pdeathsig,
+                )
+                run.pid = proc.pid
+                _record_start(token, proc)
+                if on_start is not None:
+                    on_start(proc.pid)
+                assert proc.stdout is not None
+                reader = threading.Thread(
+                    target=_read_console, args=(proc.stdout, log, stream, run), daemon=True
+                )
+                reader.start()
+                run.returncode = _watch(proc, run, timeout_s, silence_s)
+                run.ended = time.monotonic()
+            finally:
+                if proc is not None:
+                    stop_process(proc)  # before the log closes: the reader drains the pipe
+                if reader is not None:
+                    reader.join(timeout=5.0)
     finally:
         if proc is not None:
             stop_process(proc)
@@ -314,8 +319,9 @@ def _read_console(pipe: IO[bytes], log: IO[bytes], stream: TextIO | None, run: Q
     for raw in iter(pipe.readline, b""):
         now = time.monotonic()
         run.last_output = now
-        log.write(raw)
-        log.flush()
+        with contextlib.suppress(ValueError, OSError):  # the log closed on an abrupt exit
+            log.write(raw)
+            log.flush()
         line = raw.decode(errors="replace").rstrip("\r\n")
         if stream is not None:
             with contextlib.suppress(Exception):
