@@ -267,6 +267,30 @@ def test_dead_server_stops_the_exchange() -> None:
     assert tally.malformed_sent < 100_000
 
 
+def test_fuzz_of_a_crashed_server_fails() -> None:
+    entry = ENTRIES["blocking-c"]
+    if not entry.available or entry.impl is None:
+        pytest.skip(f"blocking-c: {entry.unavailable}")
+    entry.impl.prepare()
+    port = free_udp_port()
+    server = entry.impl.start(ServerConfig(port=port))
+    try:
+        (pid,) = server.accounting().pids
+        psutil.Process(pid).kill()
+        psutil.Process(pid).wait(10)
+        result = fuzz.fuzz_server(
+            server, impl="blocking-c", kind="userspace", topology="lo", addr="127.0.0.1",
+            port=port, client_netns=None, server_netns=None, interface="lo", count=50_000,
+            seed=SEED,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert result.status == "fail"
+    assert result.alive is False and result.final_hello is False
+    assert result.malformed_sent < 50_000
+    assert any("server stopped" in f for f in result.failures), result.failures
+
+
 # -- the corpus -----------------------------------------------------------------------
 
 
