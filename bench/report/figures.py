@@ -22,23 +22,29 @@ from bench.report.claim import PairResult
 IMPL_ORDER = (
     "blocking-py",
     "asyncio-py",
+    "asyncio-uvloop-py",
     "blocking-c",
     "kmod-kthread",
     "kmod-softirq",
     "ebpf-xdp",
     "ebpf-tc",
+    "recvmmsg-c",
+    "epoll-c",
+    "iouring-c",
 )
 PALETTE = (
     "#4e79a7",
     "#f28e2b",
+    "#9c755f",
     "#e15759",
     "#76b7b2",
     "#59a14f",
     "#edc948",
     "#b07aa1",
     "#ff9da7",
-    "#9c755f",
-    "#bab0ac",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
 )
 CPU_KINDS = ("user", "system", "softirq", "irq")
 CPU_COLORS = {"user": "#4e79a7", "system": "#e15759", "softirq": "#f28e2b", "irq": "#76b7b2"}
