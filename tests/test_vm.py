@@ -11,6 +11,7 @@ import gzip
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -358,6 +359,54 @@ def test_watchdog_kills_a_hung_guest(workdir: Path) -> None:
     assert outcome.qemu_pid not in _qemu_pids()
     assert process_start_time(outcome.qemu_pid or 0) is None
     assert "fault injected: hang" in outcome.console_log.read_text()
+
+
+INTERRUPTED_RUN = """
+import signal, sys
+from pathlib import Path
+from bench.vm.guest import run_in_guest
+signal.signal(signal.SIGINT, signal.default_int_handler)
+try:
+    run_in_guest(["sleep", "100"], workdir=Path(sys.argv[1]), timeout_s=200)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_an_interrupted_run_leaves_no_guest(workdir: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_RUN, str(workdir)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        console = workdir / "guest" / "console.log"
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if console.exists() and "HELLOBENCH-GUEST: ready" in console.read_text():
+                break
+            time.sleep(0.2)
+        records = [
+            rec
+            for rec in ownership.records()
+            if rec.kind == qemu.LEDGER_KIND and rec.owner_pid == child.pid
+        ]
+        assert len(records) == 1 and records[0].details.get("pid")
+        qemu_pid = int(records[0].details["pid"])
+        assert qemu_pid in _qemu_pids()
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert "interrupted" in out
+    assert qemu_pid not in _qemu_pids()
+    assert not records[0].path.exists()
 
 
 @pytest.mark.vm
