@@ -301,6 +301,13 @@ def compare_loaded(
             f"Mann-Whitney p is {min_two_sided_p(n1, n2):.4f} >= alpha {alpha:g}; "
             "changes beyond the factor are listed as 'too few trials', not counted"
         )
+    only_base = tuple(k for k in bg if k not in ng)
+    only_new = tuple(k for k in ng if k not in bg)
+    if only_base or only_new:
+        notes.append(
+            f"not compared: {len(only_base)} configurations only in {base.run_id}, "
+            f"{len(only_new)} only in {new.run_id}"
+        )
     if unnormalised:
         notes.append(
             f"{len(unnormalised)} configurations have no usable {reference} rows in both runs: "
@@ -313,8 +320,8 @@ def compare_loaded(
         alpha=alpha,
         reference=reference,
         changes=tuple(changes),
-        only_in_base=tuple(k for k in bg if k not in ng),
-        only_in_new=tuple(k for k in ng if k not in bg),
+        only_in_base=only_base,
+        only_in_new=only_new,
         notes=tuple(notes),
     )
 

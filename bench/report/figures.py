@@ -16,6 +16,7 @@ from typing import Any
 import matplotlib
 from hdrh.histogram import HdrHistogram
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bench.report.claim import PairResult
 
@@ -167,6 +168,10 @@ class LoadPoint:
     p99_us: float | None
 
 
+def _kilo(x: float, _pos: int | None = None) -> str:
+    return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"
+
+
 def load_curves(curves: Mapping[str, Sequence[LoadPoint]], title: str, name: str) -> str:
     """Throughput and latency vs offered load (rate mode), one line per impl."""
     if not curves:
@@ -180,11 +185,13 @@ def load_curves(curves: Mapping[str, Sequence[LoadPoint]], title: str, name: str
         p50 = [(p.offered_rps, p.p50_us) for p in pts if p.p50_us is not None]
         p99 = [(p.offered_rps, p.p99_us) for p in pts if p.p99_us is not None]
         if p50:
-            ax_l.plot(*zip(*p50, strict=True), "o-", color=color, label=f"{impl} p50")
+            ax_l.plot(*zip(*p50, strict=True), "o-", color=color)
         if p99:
-            ax_l.plot(*zip(*p99, strict=True), "s--", color=color, alpha=0.6, label=f"{impl} p99")
+            ax_l.plot(*zip(*p99, strict=True), "s--", color=color, alpha=0.6)
     lim = max((p.offered_rps for pts in curves.values() for p in pts), default=1.0)
     ax_t.plot([0, lim], [0, lim], ":", color="grey", linewidth=0.8, label="replies = offered")
+    for axis in (ax_t.xaxis, ax_t.yaxis, ax_l.xaxis):
+        axis.set_major_formatter(FuncFormatter(_kilo))
     ax_t.set_xlabel("offered load (requests/s)")
     ax_t.set_ylabel("replies/s")
     ax_t.set_title(f"{title}: throughput")
@@ -195,7 +202,9 @@ def load_curves(curves: Mapping[str, Sequence[LoadPoint]], title: str, name: str
     ax_l.set_ylabel("RTT (µs, log scale)")
     ax_l.set_title(f"{title}: latency (p50 solid, p99 dashed)")
     ax_l.grid(True, which="both", alpha=0.3)
-    ax_l.legend(fontsize="xx-small", ncol=2)
+    ax_l.plot([], [], "o-", color="black", label="p50")
+    ax_l.plot([], [], "s--", color="black", alpha=0.6, label="p99")
+    ax_l.legend(fontsize="x-small", title="colour: impl (left)", title_fontsize="x-small")
     return to_svg(fig, name)
 
 
