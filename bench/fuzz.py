@@ -323,7 +323,7 @@ class Exchange:
                 nxt = next(items, None)
                 sent_since_check += 1
                 if self._inflight_cost * 2 > self.budget and not self._valid_in_flight():
-                    self._send_valid(self.corpus.valid().data, sync=True)
+                    self._send_valid(self.corpus.sync().data, sync=True)
                 if sent_since_check < SEND_BATCH:
                     continue
             sent_since_check = 0
@@ -336,7 +336,7 @@ class Exchange:
                 stalled = now - self._last_progress > RETRY_AFTER_S
                 if not self._valid_in_flight() or (stalled and now - self._last_sync > 0.5):
                     self._last_sync = now
-                    self._send_valid(self.corpus.valid().data, sync=True)
+                    self._send_valid(self.corpus.sync().data, sync=True)
                 self._wait(0.05)
         else:
             self._finish()
@@ -361,7 +361,7 @@ class Exchange:
 def final_hello(sock: socket.socket, corpus: Corpus, timeout_s: float = 1.0) -> bool:
     """True when the server answers one more valid HELLO byte for byte."""
     sock.setblocking(False)
-    request = corpus.valid(64).data
+    request = corpus.sync(64).data
     expected = make_reply(request)
     for _ in range(FINAL_HELLO_TRIES):
         try:
@@ -707,7 +707,8 @@ def run_fuzz(
         try:
             with open_topology(topo_name) as topo:
                 for entry in selected:
-                    progress(f"fuzz {entry.name} on {topo_name}: {count:,} malformed datagrams")
+                    if entry.available:
+                        progress(f"fuzz {entry.name} on {topo_name}: {count:,} malformed datagrams")
                     results.append(fuzz_impl(entry, topo, count, seed))
         except TopologyError as exc:
             for entry in selected:

@@ -37,7 +37,7 @@ CATEGORIES: dict[str, float] = {
 
 _NOT_O = bytes(b for b in range(256) if b != ord("O"))
 _CASE_VARIANTS = (b"hello", b"Hello", b"hELLO", b"HeLLO", b"HELLo", b"hELLo")
-_TAG = struct.Struct("!cQ")  # b"V" (valid) or b"M" (malformed template) | serial
+_TAG = struct.Struct("!cQ")  # b"V" (valid), b"S" (sync) or b"M" (malformed) | serial
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,9 @@ class Corpus:
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self._rng = random.Random(seed)
+        # Syncs are drawn from their own generator: however many the pacing needs, the
+        # stream itself stays the same for a seed.
+        self._sync_rng = random.Random(f"sync-{seed}")
         self._serial = 0
         self._categories = list(CATEGORIES)
         self._weights = list(CATEGORIES.values())
@@ -64,11 +67,11 @@ class Corpus:
         self._serial += 1
         return _TAG.pack(kind, self._serial)
 
-    def _request_like(self, size: int, kind: bytes) -> bytes:
+    def _request_like(self, size: int, kind: bytes, rng: random.Random | None = None) -> bytes:
         """``HELLO `` + a unique tag + random bytes, cut or padded to ``size``."""
         body = REQUEST_PREFIX + self._tag(kind)
         if size > len(body):
-            body += self._rng.randbytes(size - len(body))
+            body += (rng or self._rng).randbytes(size - len(body))
         return body[:size]
 
     def valid(self, size: int | None = None) -> Datagram:
@@ -76,6 +79,13 @@ class Corpus:
         if size is None:
             size = self._rng.randint(MIN_REQUEST, MAX_REQUEST)
         return Datagram(VALID, self._request_like(size, b"V"))
+
+    def sync(self, size: int | None = None) -> Datagram:
+        """A valid HELLO outside the stream (for pacing and the final check): unique tag,
+        drawn without disturbing the stream's own generator."""
+        if size is None:
+            size = self._sync_rng.randint(MIN_REQUEST, MAX_REQUEST)
+        return Datagram(VALID, self._request_like(size, b"S", self._sync_rng))
 
     def _random_bytes(self, low: int, high: int) -> bytes:
         data = self._rng.randbytes(self._rng.randint(low, high))
