@@ -25,6 +25,7 @@ from bench.kernel_log import KernelLogWatch, read_kernel_log, scan_kernel_log
 from bench.ownership import Record, process_start_time
 from bench.vm import qemu
 from bench.vm.cleanup import kill_guest
+from bench.vm.environment import find_results, guest_bench_argv, run_bench_in_vm
 from bench.vm.guest import GuestOutcome, run_in_guest
 from bench.vm.initramfs import InitramfsError, cpio_newc, find_busybox, module_files
 from bench.vm.kernel import (
@@ -260,6 +261,21 @@ def test_ledger_cleaner_kills_a_recorded_guest_process() -> None:
         proc.wait()
 
 
+def test_guest_bench_command_and_results_lookup(tmp_path: Path) -> None:
+    argv = guest_bench_argv(["--impl", "blocking-c"], tmp_path, "tcg")
+    assert argv[:4] == [sys.executable, "-m", "bench", "run"]
+    assert argv[4:] == [
+        "--impl", "blocking-c", "--out", str(tmp_path), "--env-name", "vm", "--accel", "tcg",
+    ]  # fmt: skip
+    assert find_results(tmp_path) is None
+    (tmp_path / "guest").mkdir()
+    (tmp_path / "guest" / "results.json").write_text("{}")  # the control folder does not count
+    assert find_results(tmp_path) is None
+    (tmp_path / "run-1").mkdir()
+    (tmp_path / "run-1" / "results.json").write_text("{}")
+    assert find_results(tmp_path) == tmp_path / "run-1" / "results.json"
+
+
 # --- real guests ---------------------------------------------------------------------------
 
 
@@ -435,6 +451,19 @@ def test_without_overlay_the_root_is_read_only_and_tmp_writable(workdir: Path) -
     assert "ready root=readonly" in console
     assert "tmp-writable" in console and "root-read-only" in console
     assert (workdir / "ro.txt").read_text() == "shared\n"
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_bench_run_in_a_guest_writes_its_results(tmp_path: Path) -> None:
+    args = ["--impl", "blocking-c", "--mode", "pingpong", "--quick", "--no-calibrate"]
+    args += ["--trials", "1", "--duration", "0.2", "--warmup", "0.05"]
+    vm = run_bench_in_vm(args, tmp_path, timeout_s=300)
+    console = vm.outcome.console_log.read_text()
+    assert vm.error is None, f"{vm.error}\n{console[-3000:]}"
+    assert vm.results_path is not None and vm.results_path.is_relative_to(tmp_path / "vm")
+    assert '"vm"' in vm.results_path.read_text()  # the guest's environment is named vm
 
 
 @pytest.mark.vm

@@ -82,6 +82,10 @@ def run_bench_in_vm(
     )
     results = find_results(out_root)
     error = outcome.failed_reason
-    if error is None and results is None:
+    if outcome.exit_code not in (0, None) and not outcome.timed_out:
+        error = f"the guest's bench run exited with status {outcome.exit_code}" + (
+            f" ({results} says what failed)" if results else " and wrote no results.json"
+        )
+    elif error is None and results is None:
         error = f"the guest's bench run wrote no results.json under {out_root}"
     return VmRun(outcome=outcome, results_path=results, error=error)
