@@ -62,6 +62,17 @@ class Run:
         return skipped
 
     @property
+    def env_names(self) -> tuple[str, ...]:
+        """Every environment: those described, then any that only rows name."""
+        names = list(self.environments)
+        names += sorted({str(r["env"]) for r in self.rows} - set(names))
+        return tuple(names)
+
+    def environment(self, name: str) -> Mapping[str, Any]:
+        """The environment's description ({} when results.json has none)."""
+        return self.environments.get(name) or {}
+
+    @property
     def config(self) -> Mapping[str, Any]:
         config: Mapping[str, Any] = self.data.get("config") or {}
         return config

@@ -626,6 +626,32 @@ def test_cdf_points_follow_the_merged_histograms(data: dict[str, Any]) -> None:
     assert min(p50s) * 0.95 <= median_us <= max(p50s) * 1.05
 
 
+def test_incomplete_run_and_undescribed_environment(data: dict[str, Any], tmp_path: Path) -> None:
+    odd = json.loads(json.dumps(data))
+    odd["complete"] = False
+    for r in odd["results"]:
+        if r["env"] == "host":
+            r["env"] = "bare"
+    del odd["environments"]["host"]
+    odd["skipped"] = []
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(odd))
+    html = render_report(run, tmp_path / "out").read_text()
+    page = parse(html)
+    ids = {a.get("id") for _, a in page.elements}
+    assert "incomplete-warning" in ids and "summary-bare" in ids and "env-bare" in ids
+    assert "does not describe this environment" in html
+    pairs = {
+        (a["data-env"], a["data-candidate"])
+        for t, a in page.elements
+        if t == "div" and "pair" in a.get("class", "")
+    }
+    assert ("bare", "ebpf-xdp") in pairs
+    for svg in re.findall(r"<svg\b.*?</svg>", html, flags=re.S):
+        ET.fromstring(svg)
+
+
 def test_default_output_is_reports_run_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("bench.report.render.PROJECT_ROOT", tmp_path)
     index = render_report(FIXTURE_RUN)

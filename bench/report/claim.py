@@ -58,6 +58,8 @@ def fmt_count(x: float) -> str:
 
 def env_label(env: Mapping[str, object]) -> str:
     accel = env.get("accel")
+    if accel is None:
+        return "environment not described"
     if accel == "tcg" or env.get("emulated"):
         return "emulated, TCG" if accel == "tcg" else "emulated"
     return "KVM guest" if accel == "kvm" else "native"
@@ -289,7 +291,8 @@ def evaluate_claim(run: Run) -> Claim:
     skip_reason = {
         (s["env"], s["impl"]): f"{s['impl']} skipped: {s['reason']}" for s in run.skipped
     }
-    for env_name, env in run.environments.items():
+    for env_name in run.env_names:
+        env = run.environment(env_name)
         size, why = claim_size(run, env_name)
         topo = _topology(groups, env_name)
         if size is None or topo is None:

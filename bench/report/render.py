@@ -164,7 +164,7 @@ def _cost_figure(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -> Fi
 
 def _claim_figures(run: Run, claim: Claim) -> dict[str, Figure]:
     out = {}
-    for env in run.environments:
+    for env in run.env_names:
         pairs = [p for p in claim.pairs if p.env == env]
         if pairs:
             title = f"{env}: savings vs baseline"
@@ -189,6 +189,9 @@ def _show(value: object) -> str:
 
 
 def _env_info(name: str, env: Mapping[str, Any]) -> EnvInfo:
+    if not env:
+        missing = (("description", "— results.json does not describe this environment"),)
+        return EnvInfo(name, False, "unknown", missing, (), ())
     facts = [
         ("kernel", _show(env.get("kernel"))),
         ("CPU", f"{env.get('cpu_model')} × {env.get('cpu_count')}"),
@@ -300,7 +303,7 @@ def build_page(run: Run, out_dir: Path) -> str:
     groups = group_rows(run.rows)
     summary: Summary = summarize(run)
     claim = evaluate_claim(run)
-    envs = list(run.environments)
+    envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)
     context = {
         "run": run,
@@ -313,7 +316,7 @@ def build_page(run: Run, out_dir: Path) -> str:
         "cost": {e: _cost_figure(run, e, groups) for e in envs},
         "claim": claim,
         "claim_figures": _claim_figures(run, claim),
-        "envs": [_env_info(n, run.environments[n]) for n in envs],
+        "envs": [_env_info(n, run.environment(n)) for n in envs],
         "run_facts": _run_facts(run),
         "results_link": results_link,
         "sample_links": sample_links,

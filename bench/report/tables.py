@@ -165,7 +165,7 @@ def summarize(run: Run) -> Summary:
     groups = group_rows(run.rows)
     attempted = group_rows(run.rows, ok_only=False)
     tables: list[EnvTable] = []
-    for env in run.environments:
+    for env in run.env_names:
         keys = sorted((k for k in groups if k.env == env), key=_line_order)
         columns = tuple(
             c
