@@ -45,7 +45,7 @@
 /* Large enough for any UDP datagram: bigger ones are cut and flagged MSG_TRUNC. */
 #define HELLO_BUF_SIZE		65535
 /* The longest a blocked receive waits before the thread looks for a stop. */
-#define HELLO_RCVTIMEO		(HZ / 5)
+#define HELLO_RCVTIMEO		HZ
 #define HELLO_STALL_MS		100
 
 enum hello_fault {
@@ -208,6 +208,8 @@ static void hello_serve_one(struct hello_server *srv)
 		return;
 
 	this_cpu_inc(hello_stats.received);
+	if (READ_ONCE(fault_hang))
+		return;		/* set while we were blocked: stall from this one on */
 	if (!hello_is_request(srv->buf, len, msg.msg_flags)) {
 		this_cpu_inc(hello_stats.rejected);
 		return;
