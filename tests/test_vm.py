@@ -8,6 +8,7 @@ static busybox or root is missing.  The rest run anywhere.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shlex
 import shutil
@@ -314,6 +315,8 @@ def test_guest_runs_python_under_the_guest_kernel(workdir: Path) -> None:
     assert outcome.boot_s > 0 and outcome.run_s > 0
     assert outcome.accel in ("kvm", "tcg") and outcome.accel_reason
     assert outcome.kernel_log_problems == []
+    saved = json.loads((workdir / "guest" / "outcome.json").read_text())
+    assert saved["exit_code"] == 0 and saved["kernel"] == outcome.kernel
 
 
 WATCH_CODE = """

@@ -8,7 +8,8 @@ chrooted in that root, so the same Python, project and caches are there.  In ``w
 - ``guest/job.sh``      the command, written by the host;
 - ``guest/console.log`` everything the guest printed on its serial console;
 - ``guest/status``      the command's exit status, written by the guest;
-- ``guest/dmesg.txt``   the guest's kernel log after the command, written by the guest.
+- ``guest/dmesg.txt``   the guest's kernel log after the command, written by the guest;
+- ``guest/outcome.json`` the GuestOutcome (without the dmesg), written by the host.
 
 Times: ``boot_s`` runs from starting QEMU to the init's ``ready`` line (all of it when
 that line never came); ``run_s`` from there to the ``exit=`` line (or to the guest's end).
@@ -16,6 +17,8 @@ that line never came); ``run_s`` from there to the ``exit=`` line (or to the gue
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import shlex
@@ -180,7 +183,7 @@ def run_in_guest(
 
     control = workdir / GUEST_DIR
     control.mkdir(parents=True, exist_ok=True)
-    for stale in ("status", "dmesg.txt"):
+    for stale in ("status", "dmesg.txt", "outcome.json"):
         (control / stale).unlink(missing_ok=True)
     (control / "mountpoint").write_text(str(workdir) + "\n")
     job = _job_script(argv, (cwd or Path.cwd()).resolve(), guest_environment(env))
@@ -216,7 +219,7 @@ def run_in_guest(
     console_kernel = _console_kernel_lines(console_log)
     ready_at = run.markers.get("ready")
     done_at = run.markers.get("exit", run.ended)
-    return GuestOutcome(
+    outcome = GuestOutcome(
         exit_code=exit_code,
         timed_out=run.timed_out,
         accel=chosen,
@@ -230,3 +233,14 @@ def run_in_guest(
         qemu_pid=run.pid,
         accel_reason=why,
     )
+    _save_outcome(outcome, control / "outcome.json")
+    return outcome
+
+
+def _save_outcome(outcome: GuestOutcome, path: Path) -> None:
+    body = dataclasses.asdict(outcome)
+    del body["dmesg"]  # in dmesg.txt beside it
+    body["console_log"] = str(outcome.console_log)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n")
+    tmp.replace(path)
