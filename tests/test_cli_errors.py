@@ -60,6 +60,12 @@ RUN_CASES = {
     "port-70000": (["--port", "70000"], ["--port", "70000"]),
     "unknown-impl": (["--impl", "no-such-impl"], ["unknown impl", "no-such-impl", "blocking-c"]),
     "unknown-mode": (["--mode", "warp"], ["--mode", "warp"]),
+    "unknown-topology": (["--topology", "wan"], ["--topology", "wan"]),
+    "outstanding-0": (["--outstanding", "0"], ["--outstanding"]),
+    "rate-negative": (["--mode", "rate", "--rate", "-5"], ["--rate"]),
+    "rate-fraction-2": (["--mode", "rate", "--rate-fraction", "2"], ["--rate-fraction"]),
+    "sample-cap-negative": (["--sample-cap", "-1"], ["--sample-cap"]),
+    "size-not-a-number": (["--size", "big"], ["--size", "big"]),
 }
 
 
@@ -87,6 +93,18 @@ def test_run_bad_input(case: str, tmp_path: Path, ledger: Path) -> None:
     assert_usage_error(proc, *words)
     assert list(out.iterdir()) == [], "a run folder was created"
     assert list(ledger.iterdir()) == [], "something was started"
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param("unknown-impl", marks=PENDING_CLI_FIX), "size-5", "trials-0"]
+)
+def test_run_bad_input_creates_no_out_folder(case: str, tmp_path: Path, ledger: Path) -> None:
+    args, words = RUN_CASES[case]
+    out = tmp_path / "not-yet" / "results"
+    base = [] if "--impl" in args else ["--impl", "blocking-c"]
+    proc = bench(["run", *base, *args, "--no-calibrate", "--out", str(out)], ledger)
+    assert_usage_error(proc, *words)
+    assert not (tmp_path / "not-yet").exists()
 
 
 @PENDING_CLI_FIX
