@@ -333,6 +333,27 @@ def test_claim_numbers_match_an_independent_recomputation(
                 assert ("faster" in text) == (saving > 0)
 
 
+def test_claim_verdict_per_environment_follows_the_pairs(page: _Page) -> None:
+    verdicts = {
+        a["data-env"]: t
+        for tag, a, t in page.texts
+        if tag == "p" and a.get("class") == "verdict-summary"
+    }
+    assert set(verdicts) == {"host", "vm"}
+    pair_divs = [a for t, a in page.elements if t == "div" and "pair" in a.get("class", "")]
+    ests = [a for tag, a, _t in page.texts if tag == "p" and "estimate" in a.get("class", "")]
+    for env, text in verdicts.items():
+        rel = [
+            float(ests[2 * i]["data-saving"]) / float(ests[2 * i]["data-baseline-mean"]) * 100
+            for i, p in enumerate(pair_divs)
+            if p["data-env"] == env
+            and p["data-baseline"] == "blocking-c"
+            and p["data-candidate"].startswith(("kmod-", "ebpf-"))
+        ]
+        assert f"{len(rel)} of {len(rel)} kernel-side impls" in text
+        assert f"saving {min(rel):.0f}–{max(rel):.0f}% of its p50 RTT" in text
+
+
 def test_claim_decomposition_uses_the_calibration(page: _Page, data: dict[str, Any]) -> None:
     decs = [
         (a, t)

@@ -131,6 +131,53 @@ class Claim:
     missing: tuple[str, ...]
     size_note: str
     method: str
+    verdicts: Mapping[str, str]
+
+
+KERNEL_SIDE = ("kmod-kthread", "kmod-softirq", "ebpf-xdp", "ebpf-tc")
+USER_BASELINE = "blocking-c"
+
+
+def _span(values: Sequence[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.0f}%" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}%"
+
+
+def env_verdict(env: str, label: str, pairs: Sequence[PairResult]) -> str | None:
+    """One generated paragraph: do the kernel-side impls beat blocking-c here, and why."""
+    kernel = [p for p in pairs if p.candidate in KERNEL_SIDE and p.baseline == USER_BASELINE]
+    if not kernel:
+        return None
+    faster = [p for p in kernel if p.rtt.significant and p.rtt.saving > 0]
+    slower = [p for p in kernel if p.rtt.significant and p.rtt.saving < 0]
+    alike = [p for p in kernel if not p.rtt.significant]
+    names = ", ".join(p.candidate for p in faster)
+    text = f"In {env} ({label}), {len(faster)} of {len(kernel)} kernel-side impls"
+    if faster:
+        text += (
+            f" ({names}) answer significantly faster than {USER_BASELINE}, saving "
+            f"{_span([p.rtt.relative * 100 for p in faster])} of its p50 RTT."
+        )
+    else:
+        text += f" answer significantly faster than {USER_BASELINE}."
+    if slower:
+        text += f" {len(slower)} answer slower ({', '.join(p.candidate for p in slower)})."
+    if alike:
+        text += f" For {len(alike)} the difference is not significant."
+    split = [p for p in faster if p.rtt_parts.available]
+    if split:
+
+        def share(part: str) -> list[float]:
+            return [getattr(p.rtt_parts, part) / p.rtt.saving * 100 for p in split]
+
+        text += (
+            " Of those savings, fewer syscalls (user/kernel transitions) at the calibrated "
+            f"cost explain {_span(share('syscall_part'))}, fewer context switches "
+            f"{_span(share('ctx_part'))}; the rest, {_span(share('rest'))}, is neither."
+        )
+    elif faster:
+        text += " Without calibration the savings cannot be attributed."
+    return text
 
 
 def _syscalls(row: Row) -> float | None:
@@ -352,4 +399,10 @@ def evaluate_claim(run: Run) -> Claim:
         "cost + Δ(system-wide context switches per request) × calibrated context-switch "
         "cost + rest; an impl without a server process makes no server syscalls."
     )
-    return Claim(tuple(pairs), tuple(missing), "; ".join(notes), method)
+    verdicts = {}
+    for env_name in run.env_names:
+        in_env = [p for p in pairs if p.env == env_name]
+        text = env_verdict(env_name, env_label(run.environment(env_name)), in_env)
+        if text is not None:
+            verdicts[env_name] = text
+    return Claim(tuple(pairs), tuple(missing), "; ".join(notes), method, verdicts)
