@@ -374,6 +374,7 @@ def test_watchdog_kills_a_hung_guest(workdir: Path) -> None:
     assert outcome.timed_out
     assert outcome.exit_code is None
     assert outcome.failed_reason is not None and "watchdog" in outcome.failed_reason
+    assert "before the command started" in outcome.failed_reason
     assert took < HANG_TIMEOUT_S + KILL_SLACK_S
     assert outcome.qemu_pid not in _qemu_pids()
     assert process_start_time(outcome.qemu_pid or 0) is None
@@ -431,11 +432,22 @@ def test_an_interrupted_run_leaves_no_guest(workdir: Path) -> None:
 @pytest.mark.vm
 @pytest.mark.slow
 @vm_ready
+def test_watchdog_kills_a_command_that_runs_too_long(workdir: Path) -> None:
+    started = time.monotonic()
+    outcome = _in_guest(["sleep", "600"], workdir, timeout_s=30)
+    assert time.monotonic() - started < 30 + KILL_SLACK_S
+    assert outcome.timed_out and outcome.exit_code is None
+    assert outcome.failed_reason == "watchdog: guest killed after 30 s, while running the command"
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
 def test_silence_watchdog_kills_a_quiet_guest_early(workdir: Path) -> None:
     started = time.monotonic()
     outcome = _in_guest(["true"], workdir, timeout_s=BOOT_TIMEOUT_S, fault="hang", silence_s=5)
     assert outcome.timed_out and outcome.exit_code is None
-    assert outcome.failed_reason is not None and "silent for 5 s" in outcome.failed_reason
+    assert outcome.failed_reason is not None and "5 s of console silence" in outcome.failed_reason
     assert time.monotonic() - started < BOOT_TIMEOUT_S
 
 

@@ -119,12 +119,16 @@ def _failure(
     ready = "ready" in run.markers
     if run.timed_out:
         if "exit" in run.markers:
-            phase = f"powering off after the command ended (status {exit_code})"
+            phase = f"while powering off after the command ended (status {exit_code})"
+        elif "start" in run.markers:
+            phase = "while running the command"
+        elif ready:
+            phase = "after boot, before the command started"
         else:
-            phase = "running the command" if ready else "booting"
+            phase = "while booting"
         if run.silent:
-            return f"watchdog: guest silent for {silence_s:g} s while {phase}; QEMU killed"
-        return f"watchdog: guest still {phase} after {timeout_s:g} s; QEMU killed"
+            return f"watchdog: guest killed after {silence_s:g} s of console silence, {phase}"
+        return f"watchdog: guest killed after {timeout_s:g} s, {phase}"
     panic = _PANIC.search(console_text)
     if panic:
         return f"guest kernel panicked: {panic.group(0).strip()}"

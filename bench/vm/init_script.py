@@ -118,6 +118,7 @@ panic)
     ;;
 esac
 
+say "start"
 chroot "$R" /bin/sh "$MOUNTPOINT/guest/job.sh" < /dev/null
 rc=$?
 echo "$rc" > "$CTL/status"
