@@ -26,7 +26,7 @@ from bench.native.build import BuildError
 PROG_PREFIX = "hb_"  # every BPF program of the suite is named hb_*
 TC_PRIORITY = 0x4842  # "HB": the tc filter priority of every filter of the suite
 COUNTER_NAMES = ("answered", "passed", "rejected")  # struct hb_counters, in order
-TOOL_TIMEOUT_S = 30.0
+TOOL_TIMEOUT_S = 10.0
 XdpMode = Literal["skb", "drv"]
 
 _tc_seq = itertools.count()

@@ -30,7 +30,13 @@ class BpfReflector(RunningServer):
         return self.attachment.prog_id
 
     def accounting(self) -> Accounting:
-        return Accounting(bpf_prog_ids=(self.prog_id,), note=NO_PROCESS_NOTE)
+        note = NO_PROCESS_NOTE
+        for helper in self.helpers:
+            note += (
+                f"; pass-through XDP program {helper.prog_id} on {helper.ifname} "
+                "(the veth peer, client side) not counted"
+            )
+        return Accounting(bpf_prog_ids=(self.prog_id,), note=note)
 
     def counters(self) -> dict[str, int]:
         """answered / passed / rejected, summed over CPUs (the last reading once stopped)."""
