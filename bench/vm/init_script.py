@@ -93,7 +93,10 @@ fsmount tracefs /sys/kernel/tracing
 fsmount debugfs /sys/kernel/debug
 fsmount cgroup2 /sys/fs/cgroup
 mkdir -p "$R$MOUNTPOINT"
-mount --bind /results "$R$MOUNTPOINT" || note "cannot mount the results share at $MOUNTPOINT"
+if [ -z "$MOUNTPOINT" ] || ! mount --bind /results "$R$MOUNTPOINT"; then
+    say "failed: cannot mount the results share at '$MOUNTPOINT' in the guest root"
+    finish
+fi
 
 # The kernel's module auto-loading runs its helper in this root: send it into the guest root.
 echo /bin/hb-modprobe > /proc/sys/kernel/modprobe
