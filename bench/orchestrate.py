@@ -76,35 +76,65 @@ def merge_guest(state: RunState, guest_results: Path) -> None:
         )
 
 
+def prebuild_modules(console: Console) -> None:
+    """Build the kernel modules for the guest's kernel here, where compiling is fast."""
+    from bench.kmod.impl import prebuild
+    from bench.vm.kernel import find_guest_kernel
+
+    release = find_guest_kernel().release
+    console.log(f"[vm] building kernel modules for the guest kernel {release}")
+    prebuild(release)
+
+
 def run_vm(cfg: RunConfig, state: RunState, console: Console, fault: str | None) -> None:
     from bench.vm.environment import run_bench_in_vm
 
+    try:
+        prebuild_modules(console)
+    except Exception as exc:  # the guest then builds (slowly) or skips the modules itself
+        console.log(f"[yellow][vm] module prebuild failed: {exc}[/yellow]")
     console.log("[vm] booting a guest with a stock modular kernel (this takes a while under TCG)")
     vm = run_bench_in_vm(guest_args(cfg), state.run_dir, timeout_s=cfg.vm_timeout_s, fault=fault)
     outcome = vm.outcome
-    state.document.setdefault("vm", {}).update(
-        {
-            "accel": outcome.accel,
-            "kernel": outcome.kernel,
-            "boot_s": outcome.boot_s,
-            "run_s": outcome.run_s,
-            "timed_out": outcome.timed_out,
-            "console_log": outcome.console_log.relative_to(state.run_dir).as_posix()
-            if outcome.console_log.is_relative_to(state.run_dir)
-            else str(outcome.console_log),
-            "kernel_log_problems": outcome.kernel_log_problems,
-            "failed_reason": outcome.failed_reason or vm.error,
-        }
+    console_log = outcome.console_log
+    state.document["vm"] = {
+        "accel": outcome.accel,
+        "accel_reason": outcome.accel_reason,
+        "kernel": outcome.kernel,
+        "boot_s": outcome.boot_s,
+        "run_s": outcome.run_s,
+        "timed_out": outcome.timed_out,
+        "exit_code": outcome.exit_code,
+        "console_log": console_log.relative_to(state.run_dir).as_posix()
+        if console_log.is_relative_to(state.run_dir)
+        else str(console_log),
+        "kernel_log_problems": outcome.kernel_log_problems,
+        "failed_reason": outcome.failed_reason or vm.error,
+    }
+    console.log(
+        f"[vm] {outcome.kernel} under {outcome.accel}: boot {outcome.boot_s:.1f} s, "
+        f"run {outcome.run_s:.1f} s, console log {console_log}"
     )
-    if vm.results_path is not None and vm.results_path.exists():
+    merged = vm.results_path is not None and vm.results_path.exists()
+    if merged:
+        assert vm.results_path is not None
         merge_guest(state, vm.results_path)
-    failure = outcome.failed_reason or vm.error
+    measured_failures = merged and outcome.exit_code == 1 and not outcome.timed_out
+    failure = None if measured_failures else (outcome.failed_reason or vm.error)
+    if outcome.kernel_log_problems:
+        failure = "guest kernel log: " + " | ".join(outcome.kernel_log_problems)[:1000]
     if failure:
         console.log(f"[red][vm] guest failed: {failure}[/red]")
         state.failures.append(f"vm: {failure}")
-        names = cfg.impls or ("*",)
-        for name in names:
-            state.document["skipped"].append({"impl": name, "env": "vm", "reason": failure})
+        measured = {r["impl"] for r in state.document["results"] if r["env"] == "vm"}
+        for name in cfg.impls or ("*",):
+            if name not in measured:
+                state.document["skipped"].append({"impl": name, "env": "vm", "reason": failure})
+    for row in state.document["results"]:
+        if row["env"] == "vm" and row["status"] != "ok":
+            state.failures.append(
+                f"vm {row['impl']} {row['mode']} trial {row['trial']}: {row['error']}"
+            )
     state.save()
 
 
