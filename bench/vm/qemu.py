@@ -164,6 +164,8 @@ def qemu_command(spec: GuestSpec, name: str) -> list[str]:
     """The QEMU command line that boots ``spec``."""
     if spec.accel not in ACCELS:
         raise QemuError(f"unknown accel {spec.accel!r}: expected one of {', '.join(ACCELS)}")
+    # Under TCG, "max" emulates what the host's Python wheels assume (numpy dies of SIGILL
+    # on the default qemu64 model); thread=multi gives each vCPU its own host thread.
     accel = ["-accel", "kvm", "-cpu", "host"] if spec.accel == "kvm" else [
         "-accel", "tcg,thread=multi", "-cpu", "max",
     ]  # fmt: skip
