@@ -100,6 +100,28 @@ static void enter_netns(const char *name)
 	close(fd);
 }
 
+/* Store the low size bytes of value in host byte order. */
+static void store_host(__u8 *dst, unsigned long long value, size_t size)
+{
+	__u8 v1 = value;
+	__u16 v2 = value;
+	__u32 v4 = value;
+
+	switch (size) {
+	case 1:
+		memcpy(dst, &v1, 1);
+		break;
+	case 2:
+		memcpy(dst, &v2, 2);
+		break;
+	case 4:
+		memcpy(dst, &v4, 4);
+		break;
+	default:
+		memcpy(dst, &value, 8);
+	}
+}
+
 /* Write value into the .rodata variable called name (before load). */
 static void set_rodata(struct bpf_object *obj, const char *assignment)
 {
@@ -146,14 +168,9 @@ static void set_rodata(struct bpf_object *obj, const char *assignment)
 			continue;
 		if (vs->offset + vs->size > size)
 			fail("variable %s lies outside .rodata", name);
-		switch (vs->size) {
-		case 1: { __u8 v = value; memcpy(data + vs->offset, &v, 1); break; }
-		case 2: { __u16 v = value; memcpy(data + vs->offset, &v, 2); break; }
-		case 4: { __u32 v = value; memcpy(data + vs->offset, &v, 4); break; }
-		case 8: memcpy(data + vs->offset, &value, 8); break;
-		default:
+		if (vs->size > sizeof(value) || vs->size & (vs->size - 1))
 			fail("variable %s is not an integer", name);
-		}
+		store_host(data + vs->offset, value, vs->size);
 		return;
 	}
 	fail("no variable %s in .rodata", name);
@@ -378,7 +395,7 @@ static int query_tc(const struct options *o)
 static int counters(const struct options *o)
 {
 	struct bpf_map_info info = {};
-	__u32 len = sizeof(info), key = 0, i, field, nfields, stride;
+	__u32 len = sizeof(info), key = 0, i, field, stride;
 	unsigned long long total;
 	int fd, ncpus;
 	__u64 *values;
@@ -399,9 +416,8 @@ static int counters(const struct options *o)
 		fail("out of memory");
 	if (bpf_map_lookup_elem(fd, &key, values))
 		fail("map %u lookup: %s", o->map_id, strerror(errno));
-	nfields = stride;
 	printf("{\"values\": [");
-	for (field = 0; field < nfields; field++) {
+	for (field = 0; field < stride; field++) {
 		total = 0;
 		for (i = 0; i < (__u32)ncpus; i++)
 			total += values[i * stride + field];
