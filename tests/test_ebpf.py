@@ -418,10 +418,16 @@ def test_stop_is_idempotent_and_detaches(topology: Topology) -> None:
         )
         server = impl.start(config)
         prog_id = server.accounting().bpf_prog_ids[0]
+        peer = (topology.client_netns, topology.client_interface or "lo")
+        if name == "ebpf-xdp" and topology.name == "veth":
+            # native XDP_TX needs a program on the peer: the pass-through one
+            assert _attached_ids(*peer), "no program on the veth peer"
         server.stop()
         server.stop()
         assert server.health() == "detached"
         assert prog_id not in _attached_ids(topology.server_netns, topology.server_interface)
+        if topology.name == "veth":
+            assert not _attached_ids(*peer), "left a program on the veth peer"
 
 
 def _attached_ids(netns: str | None, ifname: str) -> set[int]:
