@@ -127,6 +127,9 @@ class SockperfServer:
             self.stop()
             raise
 
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
     def output(self) -> str:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
@@ -161,6 +164,11 @@ def _run_sockperf(argv: Sequence[str], duration_s: int) -> str:
     if proc.returncode != 0:
         raise FidelityError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr[-800:]}")
     return proc.stdout + proc.stderr
+
+
+def _check_alive(peer: SockperfServer) -> None:
+    if not peer.alive():
+        raise FidelityError(f"sockperf server exited:\n{peer.output()[-800:]}")
 
 
 def _attempt(step: Callable[[], None], failures: list[str]) -> None:
@@ -236,7 +244,9 @@ def measure_fidelity(
     if repetitions < 1:
         raise ValueError("repetitions must be >= 1")
     secs = max(1, math.ceil(duration_s))
-    lifetime = 4 * repetitions * (secs + 5) + 120
+    # A safety net only (the server is stopped as soon as the measurement ends): generous,
+    # because a loaded machine stretches every step well beyond its nominal duration.
+    lifetime = repetitions * (5 * secs + 60) * 3 + 300
     ours_port, theirs_port = _free_port(), _free_port()
     server = _start_blocking_c(ours_port, server_cpu)
     try:
@@ -283,6 +293,7 @@ def _measure(
         runs["our_mean"].append(r.latency_ns["mean"])
 
     def theirs_rtt() -> None:
+        _check_alive(peer)
         figures = parse_ping_pong(_run_sockperf(sp_ping, secs))
         runs["sp_p50"].append(figures["p50_ns"])
         runs["sp_mean"].append(figures["mean_ns"])
@@ -292,6 +303,7 @@ def _measure(
         runs["our_send_bc"].append(run_driver(replace(flood, port=ours_port)).send_rps)
 
     def theirs_send() -> None:
+        _check_alive(peer)
         runs["sp_send"].append(parse_throughput(_run_sockperf(sp_tput, secs)))
 
     pairs: list[tuple[Callable[[], None], Callable[[], None]]] = [
