@@ -305,6 +305,18 @@ def test_every_reply_checksum_from_socket_requests(served: Served, capture: Capt
     assert states == ({"full"} if served.native_xdp() else {"partial"})
 
 
+def test_request_with_ip_options_is_answered(served: Served, capture: Capture) -> None:
+    """A longer IP header (options: three NOPs and an end marker) moves the UDP header."""
+    served.client.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"\x01\x01\x01\x00")
+    for seq, size in enumerate((6, 64, MAX_REQUEST - 4)):
+        request = make_request(size, seq=seq)
+        assert exchange(served, request) == make_reply(request)
+    replies = replies_from(capture.datagrams(), served, served.client.getsockname()[1])
+    assert replies and all(d.ip[0] & 0x0F == 6 for d in replies)
+    for reply in replies:
+        reply.check_checksums()
+
+
 def _raw_request(served: Served, payload: bytes, sport: int, zero_checksum: bool) -> bytes:
     header = struct.pack("!HHHH", sport, served.port, 8 + len(payload), 0)
     if zero_checksum:
