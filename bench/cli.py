@@ -137,7 +137,14 @@ def build_parser() -> Parser:
     p.add_argument("--factor", type=float, default=1.25)
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--reference", default="blocking-c")
+    p.add_argument("--metric", action="append", default=[], help="repeatable; default all")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("regress", help="the CI guard: short benchmark vs the committed baseline")
+    p.add_argument("--baseline", type=Path, default=PROJECT_ROOT / "results" / "baseline")
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "regress")
+    p.add_argument("--record", action="store_true", help="make this run the new baseline")
+    p.add_argument("--server-option", action="append", default=[], help=argparse.SUPPRESS)
 
     sub.add_parser("cleanup", help="remove what interrupted runs left behind")
 
@@ -329,6 +336,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         "--reference",
         args.reference,
     ]
+    for metric in args.metric:
+        argv += ["--metric", metric]
     if args.json:
         argv.append("--json")
     return main_compare(argv)
@@ -346,6 +355,12 @@ def cmd_cleanup(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILED if any(line.startswith("could not") for line in lines) else EXIT_OK
 
 
+def cmd_regress(args: argparse.Namespace, console: Console) -> int:
+    from bench.regress import main_regress
+
+    return main_regress(args, console)
+
+
 def cmd_fuzz(args: argparse.Namespace, console: Console) -> int:
     from bench.fuzz import main_fuzz
 
@@ -360,6 +375,7 @@ COMMANDS = {
     "report": cmd_report,
     "compare": cmd_compare,
     "cleanup": cmd_cleanup,
+    "regress": cmd_regress,
     "fuzz": cmd_fuzz,
 }
 

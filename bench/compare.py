@@ -74,6 +74,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("server_syscalls_per_req", "server syscalls/req", "", True, _pr("server_syscalls")),
     Metric("system_ctx_per_req", "system ctx/req", "", True, _pr("system_ctx_switches")),
 )
+METRIC_NAMES = tuple(m.name for m in METRICS)
 
 
 @dataclass(frozen=True)
@@ -227,8 +228,14 @@ def compare_loaded(
     factor: float = DEFAULT_FACTOR,
     alpha: float = DEFAULT_ALPHA,
     reference: str = DEFAULT_REFERENCE,
+    metrics: Sequence[str] = (),
 ) -> Comparison:
-    """Compare two loaded runs (see the module docstring for the rule)."""
+    """Compare two loaded runs (see the module docstring for the rule); ``metrics`` names
+    the metrics to compare (default: all of METRICS)."""
+    unknown = [m for m in metrics if m not in METRIC_NAMES]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r} (known: {', '.join(METRIC_NAMES)})")
+    chosen = [m for m in METRICS if not metrics or m.name in metrics]
     if not factor > 1.0:
         raise ValueError(f"factor must be greater than 1 (got {factor:g})")
     if not 0.0 < alpha < 1.0:
@@ -240,7 +247,7 @@ def compare_loaded(
     for key in (k for k in bg if k in ng):
         is_ref = key.impl == reference
         ref_key = replace(key, impl=reference)
-        for metric in METRICS:
+        for metric in chosen:
             b_raw = present(metric.value(r) for r in bg[key])
             n_raw = present(metric.value(r) for r in ng[key])
             if not b_raw or not n_raw:
@@ -333,10 +340,16 @@ def compare_runs(
     factor: float = DEFAULT_FACTOR,
     alpha: float = DEFAULT_ALPHA,
     reference: str = DEFAULT_REFERENCE,
+    metrics: Sequence[str] = (),
 ) -> Comparison:
     """Compare two runs given as run folders or results.json files (ResultsError on bad input)."""
     return compare_loaded(
-        load_results(base), load_results(new), factor=factor, alpha=alpha, reference=reference
+        load_results(base),
+        load_results(new),
+        factor=factor,
+        alpha=alpha,
+        reference=reference,
+        metrics=metrics,
     )
 
 
@@ -422,6 +435,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"impl every metric is normalised to (default {DEFAULT_REFERENCE})",
     )
     p.add_argument("--all", action="store_true", help="list every compared metric")
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        help=f"compare only this metric; repeatable (default all: {', '.join(METRIC_NAMES)})",
+    )
     return p
 
 
@@ -433,7 +452,12 @@ def main_compare(argv: Sequence[str] | None = None) -> int:
         return 0 if exc.code == 0 else 2
     try:
         comparison = compare_runs(
-            args.base, args.new, factor=args.factor, alpha=args.alpha, reference=args.reference
+            args.base,
+            args.new,
+            factor=args.factor,
+            alpha=args.alpha,
+            reference=args.reference,
+            metrics=args.metric,
         )
     except (ResultsError, ValueError) as exc:
         print(f"compare: {exc}", file=sys.stderr)
