@@ -414,3 +414,44 @@ def test_fuzz_command_on_veth(tmp_path: Path) -> None:
         (row,) = json.loads(proc.stdout)["results"]
         assert row["status"] == "pass", f"attempt {attempt}: {row['reason']}"
         assert row["topology"] == "veth"
+
+
+# -- kernel modules, in a guest -------------------------------------------------------
+
+
+def _guest_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "sharing the host root with a guest needs root"
+    try:
+        from bench.vm import qemu
+        from bench.vm.initramfs import find_busybox
+        from bench.vm.kernel import find_guest_kernel
+
+        qemu.qemu_binary()
+        find_guest_kernel()
+        find_busybox()
+    except Exception as exc:  # any missing piece: no guest here
+        return str(exc)
+    return None
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_kernel_modules_survive_fuzz_in_a_guest(tmp_path: Path) -> None:
+    reason = _guest_skip_reason()
+    if reason:
+        pytest.skip(f"no guest: {reason}")
+    from bench.fuzz_vm import fuzz_in_vm
+
+    names = sorted(n for n, e in ENTRIES.items() if e.manifest.kind == "kernel-module")
+    if not names:
+        pytest.skip("no kernel-module impl registered")
+    run = fuzz_in_vm(names, SHORT_COUNT, SEED, timeout_s=900, workdir=tmp_path)
+    assert not run.failures, run.failures
+    assert {r.impl for r in run.results} == set(names)
+    for r in run.results:
+        summary = f"{r.impl}: {r.status} {r.reason} {r.failures}"
+        assert r.status == "pass", summary
+        assert r.malformed_sent == SHORT_COUNT and r.malformed_replied == 0, summary
+        assert r.valid_missing == 0 and r.alive and r.final_hello, summary
+        assert r.kernel_log_readable is True and not r.kernel_log_problems, summary
