@@ -737,11 +737,12 @@ def results_table(results: list[FuzzResult]) -> Table:
         "retries",
     ):
         table.add_column(numeric, justify="right")
+    table.add_column("impl counted rejected", justify="right")
     for column in ("alive", "BPF attached", "kernel log", "result"):
         table.add_column(column)
     for r in results:
         if r.status == "skipped":
-            table.add_row(r.impl, r.topology, *[""] * 9, "[yellow]skipped[/yellow]")
+            table.add_row(r.impl, r.topology, *[""] * 10, "[yellow]skipped[/yellow]")
             continue
         if r.kernel_log_readable is False:
             klog = "not readable"
@@ -761,6 +762,7 @@ def results_table(results: list[FuzzResult]) -> Table:
             f"{r.valid_answered:,}",
             f"{r.valid_missing:,}",
             f"{r.retries:,}",
+            f"{r.counters['rejected']:,}" if r.counters and "rejected" in r.counters else "n/a",
             _yes_no(r.alive),
             _yes_no(r.bpf_attached),
             klog,

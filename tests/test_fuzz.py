@@ -23,7 +23,7 @@ import pytest
 from bench import PROJECT_ROOT, fuzz
 from bench.fuzz import Exchange, FuzzResult, fuzz_impl
 from bench.fuzz_corpus import CATEGORIES, MAX_UDP_PAYLOAD, Corpus, Datagram
-from bench.impl.api import ServerConfig
+from bench.impl.api import ImplError, ServerConfig
 from bench.impl.registry import discover
 from bench.protocol import DEFAULT_ADDR, MAX_REQUEST, is_request, make_reply
 from bench.topology import LOOPBACK, TopologyError, open_topology
@@ -65,6 +65,8 @@ def test_impl_survives_fuzz(name: str, topology: str) -> None:
     if reason:
         pytest.skip(f"{name}: {reason}")
     result = _fuzz_in(name, topology)
+    if result.reason and "already has an XDP program" in result.reason:
+        pytest.skip(f"{name}: the machine is shared and {result.reason}")
     summary = f"{name}: {result.failures} {result.unexpected_examples}"
     assert result.malformed_sent == SHORT_COUNT, summary
     assert result.malformed_replied == 0, summary
@@ -75,6 +77,9 @@ def test_impl_survives_fuzz(name: str, topology: str) -> None:
     assert result.final_hello is True, summary
     if ENTRIES[name].manifest.kind == "ebpf":
         assert result.bpf_attached is True, summary
+    # The impl's own count agrees (on lo: on veth, oversized datagrams arrive as fragments)
+    if topology == "lo" and result.counters and "rejected" in result.counters:
+        assert result.counters["rejected"] == SHORT_COUNT, (result.counters, summary)
     assert result.status == "pass", summary
 
 
@@ -114,7 +119,12 @@ def test_impl_answers_only_on_its_own_address(name: str) -> None:
     assert impl is not None
     impl.prepare()
     port = free_udp_port()
-    server = impl.start(ServerConfig(port=port))
+    try:
+        server = impl.start(ServerConfig(port=port))
+    except ImplError as exc:
+        if "already has an XDP program" in str(exc):
+            pytest.skip(f"{name}: the machine is shared and {exc}")
+        raise
     try:
         request = Corpus(SEED).valid(64).data
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -455,3 +465,4 @@ def test_kernel_modules_survive_fuzz_in_a_guest(tmp_path: Path) -> None:
         assert r.malformed_sent == SHORT_COUNT and r.malformed_replied == 0, summary
         assert r.valid_missing == 0 and r.alive and r.final_hello, summary
         assert r.kernel_log_readable is True and not r.kernel_log_problems, summary
+        assert r.counters is not None and r.counters.get("rejected") == SHORT_COUNT, summary
