@@ -10,10 +10,11 @@ Two comparisons, like with like, in one run:
   figures are doubled here.
 - **send capacity**: our ``flood`` mode (sendmmsg batches, nonblocking recvmmsg drains in
   between) in requests sent per second versus ``sockperf throughput`` (one sendto per
-  message) in messages per second, both sending to the *same* ``sockperf server``, which
-  answers neither (it replies only to sockperf's ping-pong messages): same sink, same
-  pinning, only the client differs.  For information, our flood against blocking-c (which
-  does answer, so our client also receives the replies) is reported beside it.
+  message) in messages per second, each sending to a fresh ``sockperf server`` that reads
+  everything and answers neither: same sink, same pinning, only the client differs.
+  (A fresh sink per run, because after HELLO datagrams sockperf server keeps reading but
+  stops answering ping-pong.)  For information, our flood against blocking-c (which does
+  answer, so our client also receives the replies) is reported beside it.
 
 Client and server are pinned to the same CPUs for both tools (``taskset -c`` for sockperf,
 ``sched_setaffinity`` for ours, which is what taskset does).  Repetitions alternate which
@@ -39,7 +40,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ SOCKPERF_MIN_SIZE = 14  # sockperf's own message header
 ADDR = "127.0.0.1"
 SERVER_READY_S = 10.0
 RTT_TOLERANCE = 0.05
+SINK_PORT = 1  # stands for the port of the fresh sink in the commands recorded
 ATTEMPTS = 3  # a step that fails (e.g. sockperf sees no reply under heavy load) is retried
 WARMUP_S = 0.4  # sockperf's default warm-up time, so both start equally warm
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -259,6 +261,24 @@ def measure_fidelity(
         server.stop()
 
 
+@contextlib.contextmanager
+def _sink(cpu: int | None, secs: int) -> Iterator[SockperfServer]:
+    """A fresh ``sockperf server`` for one send-capacity run.  Fresh each time because
+    HELLO datagrams (not sockperf messages) leave sockperf server still reading but no
+    longer answering ping-pong: a shared instance would be spoiled for the RTT runs."""
+    server = SockperfServer(_free_port(), cpu, 3 * secs + 120)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _sockperf_client(kind: str, cpu: int | None, port: int, size: int, secs: int) -> list[str]:
+    return [
+        *_pin(cpu), SOCKPERF, kind, "-i", ADDR, "-p", str(port), "-m", str(size), "-t", str(secs),
+    ]  # fmt: skip
+
+
 def _measure(
     size: int,
     secs: int,
@@ -268,22 +288,20 @@ def _measure(
     ours_port: int,
     peer: SockperfServer,
 ) -> dict[str, Any]:
-    theirs_port = peer.port
     ping = DriverConfig(
         "pingpong", port=ours_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
         cpu=client_cpu,
     )  # fmt: skip
     flood = DriverConfig(
-        "flood", port=theirs_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
+        "flood", port=ours_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
         cpu=client_cpu,
     )  # fmt: skip
-    common = ["-i", ADDR, "-p", str(theirs_port), "-m", str(size), "-t", str(secs)]
-    sp_ping = [*_pin(client_cpu), SOCKPERF, "ping-pong", *common]
-    sp_tput = [*_pin(client_cpu), SOCKPERF, "throughput", *common]
+    sp_ping = _sockperf_client("ping-pong", client_cpu, peer.port, size, secs)
     runs: dict[str, list[float]] = {
         k: []
         for k in ("our_p50", "our_mean", "sp_p50", "sp_mean", "our_send", "sp_send", "our_send_bc")
     }
+    seen: dict[str, list[str]] = {}
 
     def ours_rtt() -> None:
         r = run_driver(ping)
@@ -299,12 +317,15 @@ def _measure(
         runs["sp_mean"].append(figures["mean_ns"])
 
     def ours_send() -> None:
-        runs["our_send"].append(run_driver(flood).send_rps)
-        runs["our_send_bc"].append(run_driver(replace(flood, port=ours_port)).send_rps)
+        with _sink(server_cpu, secs) as sink:
+            seen["sink"] = sink.argv
+            runs["our_send"].append(run_driver(replace(flood, port=sink.port)).send_rps)
+        runs["our_send_bc"].append(run_driver(flood).send_rps)
 
     def theirs_send() -> None:
-        _check_alive(peer)
-        runs["sp_send"].append(parse_throughput(_run_sockperf(sp_tput, secs)))
+        with _sink(server_cpu, secs) as sink:
+            seen["sp_tput"] = _sockperf_client("throughput", client_cpu, sink.port, size, secs)
+            runs["sp_send"].append(parse_throughput(_run_sockperf(seen["sp_tput"], secs)))
 
     pairs: list[tuple[Callable[[], None], Callable[[], None]]] = [
         (ours_rtt, theirs_rtt),
@@ -353,10 +374,12 @@ def _measure(
             "rtt": "our pingpong (1 outstanding, blocking recv) vs blocking-c server; "
             "sockperf ping-pong (blocking recvfrom) vs sockperf server; sockperf half-RTT x2",
             "send": "our flood sent/s (sendmmsg batch 32, nonblocking recvmmsg between) vs "
-            "sockperf throughput msg/s (sendto per message); both to the same sockperf server, "
+            "sockperf throughput msg/s (sendto per message); each to a fresh sockperf server, "
             "which answers neither",
         },
-        "commands": _commands(ping, flood, sp_ping, sp_tput, peer.argv, server_cpu),
+        "commands": _commands(
+            ping, flood, sp_ping, seen["sp_tput"], peer.argv, seen["sink"], server_cpu
+        ),
     }
 
 
@@ -366,6 +389,7 @@ def _commands(
     sp_ping: Sequence[str],
     sp_tput: Sequence[str],
     sp_server: Sequence[str],
+    sp_sink: Sequence[str],
     server_cpu: int | None,
 ) -> dict[str, str]:
     binary = driver_binary()
@@ -373,14 +397,16 @@ def _commands(
     pin = f" (pinned to CPU {server_cpu})" if server_cpu is not None else ""
     return {
         "our_pingpong": " ".join(command(ping, binary, out, samples)),
-        "our_flood": " ".join(command(flood, binary, out, samples)),
-        "our_flood_vs_blocking_c": " ".join(
-            command(replace(flood, port=ping.port), binary, out, samples)
-        ),
+        "our_flood": " ".join(
+            command(replace(flood, port=SINK_PORT), binary, out, samples)
+        ).replace(f"--port={SINK_PORT} ", "--port=SINK_PORT ")
+        + " (SINK_PORT: a fresh sockperf_sink per run)",
+        "our_flood_vs_blocking_c": " ".join(command(flood, binary, out, samples)),
         "blocking_c_server": f"blocking-c impl on {ADDR}:{ping.port}{pin}",
         "sockperf_server": " ".join(sp_server),
         "sockperf_ping_pong": " ".join(sp_ping),
-        "sockperf_throughput": " ".join(sp_tput),
+        "sockperf_sink": " ".join(sp_sink),
+        "sockperf_throughput": " ".join(sp_tput) + " (port: a fresh sockperf_sink per run)",
     }
 
 
