@@ -132,6 +132,49 @@ def test_server_killed_mid_phase_fails_its_row_and_the_run_goes_on(
     assert not list(ledger.glob("*.json")), "the run left ledger records"
 
 
+def test_driver_killed_mid_phase_fails_its_row_and_the_run_goes_on(
+    tmp_path: Path, ledger: Path
+) -> None:
+    """The measuring end dies instead (the C client, killed from outside): the row fails
+    naming the driver, the server is stopped as usual, the next impl is measured."""
+    _needs(FIRST, SECOND)
+    out = tmp_path / "out"
+    argv = [
+        sys.executable, "-m", "bench", "run",
+        "--impl", FIRST, "--impl", SECOND,
+        "--mode", "pingpong", "--duration", "3", "--warmup", "0.2", "--trials", "1",
+        "--no-calibrate", "--port", str(free_udp_port()), "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "HELLOBENCH_LEDGER": str(ledger), "COLUMNS": "200"}
+    with (tmp_path / "run.log").open("wb") as sink:
+        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=sink)
+    done = threading.Event()
+    try:
+        assert wait_for_phase_of(ledger, f"impls/{FIRST}/", done) is not None
+        drivers = [
+            r for r in _records(ledger) if r.get("kind") == "process" and "hello-client" in _argv(r)
+        ]
+        assert drivers, "no driver in the ledger"
+        kill(int(drivers[0]["details"]["pid"]))
+        code = proc.wait(WAIT_S)
+    finally:
+        done.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT_S)
+    log = (tmp_path / "run.log").read_text(errors="replace")
+    assert code == 1, log[-3000:]
+    (results,) = out.glob(f"*/{RESULTS_NAME}")
+    document = json.loads(results.read_text())
+    validate(document)
+    first = [r for r in document["results"] if r["impl"] == FIRST]
+    second = [r for r in document["results"] if r["impl"] == SECOND]
+    assert first[0]["status"] == "failed"
+    assert "driver" in first[0]["error"], first[0]["error"]
+    assert second and all(r["status"] == "ok" for r in second), second
+    assert not list(ledger.glob("*.json")), "the run left ledger records"
+
+
 def test_measure_phase_with_a_server_killed_by_another_thread(tmp_path: Path, ledger: Path) -> None:
     """The runner's building block alone: bench.phase.measure_phase against a server whose
     process is killed while the driver runs."""
