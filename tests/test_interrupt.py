@@ -107,8 +107,11 @@ def start_run(tmp_path: Path) -> Iterator[Callable[[list[str]], Run]]:
         port = free_udp_port()
         env = {**os.environ, "HELLOBENCH_LEDGER": str(ledger), "COLUMNS": "200"}
         log = (tmp_path / "run.log").open("wb")
-        argv = [sys.executable, "-m", "bench", "run", *args]
-        argv += ["--no-calibrate", "--port", str(port), "--out", str(out)]
+        if args[:1] == ["fuzz"]:  # picks its own port: see server_port()
+            argv = [sys.executable, "-m", "bench", *args]
+        else:
+            argv = [sys.executable, "-m", "bench", "run", *args]
+            argv += ["--no-calibrate", "--port", str(port), "--out", str(out)]
         proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
         log.close()
         run = Run(proc, out, ledger, port, env)
@@ -393,3 +396,37 @@ def test_interrupt_inside_an_impls_start_leaves_nothing(tmp_path: Path, sig_name
         assert_results_incomplete(run)
     finally:
         cleanup(run)
+
+
+# -- an interrupted fuzz --------------------------------------------------------------
+
+
+def server_port(run: Run) -> int:
+    """The port in the argv of a server the run recorded."""
+    for path in run.ledger.glob("process--*.json"):
+        argv = [str(a) for a in json.loads(path.read_text())["details"].get("argv", [])]
+        for flag, value in itertools.pairwise(argv):
+            if flag == "--port" and value.isdigit():
+                return int(value)
+    raise AssertionError("no server with --port in the ledger")
+
+
+@pytest.mark.parametrize("sig_name", sorted(SIGNALS))
+def test_interrupted_fuzz_leaves_nothing(
+    start_run: Callable[[list[str]], Run], sig_name: str
+) -> None:
+    if not ENTRIES["blocking-py"].available:
+        pytest.skip(f"blocking-py: {ENTRIES['blocking-py'].unavailable}")
+    run = start_run(["fuzz", "--impl", "blocking-py", "--count", "5000000"])
+    assert wait_for_phase(run, "server-up"), run.log()
+    run.port = server_port(run)
+    time.sleep(0.5)  # let the datagrams flow: the signal lands mid-stream, not mid-start
+    code = interrupt(run, SIGNALS[sig_name])
+    if sig_name == "SIGKILL":
+        assert code == -signal.SIGKILL
+        assert any(_alive(p, run.seen.processes[p]) for p in run.seen.server_pids)
+        swept = cleanup(run)
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+    else:
+        assert code == 130, run.log()
+    assert_nothing_left(run)
