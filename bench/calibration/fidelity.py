@@ -299,22 +299,28 @@ def _measure(
     sp_ping = _sockperf_client("ping-pong", client_cpu, peer.port, size, secs)
     runs: dict[str, list[float]] = {
         k: []
-        for k in ("our_p50", "our_mean", "sp_p50", "sp_mean", "our_send", "sp_send", "our_send_bc")
-    }
+        for k in (
+            "our_p50", "our_mean", "our_min", "sp_p50", "sp_mean", "sp_min",
+            "our_send", "sp_send", "our_send_bc",
+        )
+    }  # fmt: skip
     seen: dict[str, list[str]] = {}
 
     def ours_rtt() -> None:
         r = run_driver(ping)
-        if not r.replies or r.latency_ns["p50"] is None or r.latency_ns["mean"] is None:
+        lat = r.latency_ns
+        if not r.replies or lat["p50"] is None or lat["mean"] is None or lat["min"] is None:
             raise FidelityError(f"our pingpong got no replies ({r.counts})")
-        runs["our_p50"].append(r.latency_ns["p50"])
-        runs["our_mean"].append(r.latency_ns["mean"])
+        runs["our_p50"].append(lat["p50"])
+        runs["our_mean"].append(lat["mean"])
+        runs["our_min"].append(lat["min"])
 
     def theirs_rtt() -> None:
         _check_alive(peer)
         figures = parse_ping_pong(_run_sockperf(sp_ping, secs))
         runs["sp_p50"].append(figures["p50_ns"])
         runs["sp_mean"].append(figures["mean_ns"])
+        runs["sp_min"].append(figures["min_ns"])
 
     def ours_send() -> None:
         with _sink(server_cpu, secs) as sink:
@@ -349,6 +355,8 @@ def _measure(
         "our_rtt_mean_ns": med["our_mean"],
         "sockperf_rtt_mean_ns": med["sp_mean"],
         "rtt_mean_ratio": med["our_mean"] / med["sp_mean"],
+        "our_rtt_min_ns": med["our_min"],
+        "sockperf_rtt_min_ns": med["sp_min"],
         "our_send_rps": med["our_send"],
         "sockperf_send_rps": med["sp_send"],
         "send_ratio": send_ratio,
