@@ -21,6 +21,14 @@
  * digits) plus a reservoir sample (Algorithm R) of raw values; in-flight requests live
  * in a ring indexed by sequence number.
  *
+ * Counts: a request unanswered after --timeout is a timeout (pingpong replaces it); a
+ * reply that still comes later counts as a (late) reply, so lost = requests - replies is
+ * what never came back.  Every reply is checked byte for byte (else corrupt); its seq
+ * finds duplicates and reordering.  Sizes below 24 bytes have no room for the header:
+ * pingpong with one request in flight only, matched by order; after a timeout the replies
+ * already queued are flushed, yet below 16 bytes (no seq bytes) a reply arriving later
+ * still could be taken for the next one.
+ *
  * Exit status: 0 success, 1 runtime failure, 2 bad arguments.
  */
 #define _GNU_SOURCE
