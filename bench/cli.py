@@ -274,7 +274,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from bench.orchestrate import run_all
 
     cfg = run_config(args)
-    return run_all(cfg, console, vm_fault=args.vm_fault, render=args.report)
+    try:
+        return run_all(cfg, console, vm_fault=args.vm_fault, render=args.report)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
@@ -394,5 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        from bench import ownership
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the cleanup undisturbed
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for line in ownership.sweep(own=True):
+            print(f"cleanup: {line}", file=sys.stderr)
         print("interrupted: servers stopped, attachments removed", file=sys.stderr)
         return 130

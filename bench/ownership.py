@@ -110,16 +110,20 @@ def owner_alive(rec: Record) -> bool:
     return start is not None and start == rec.owner_start
 
 
-def sweep(include_live: bool = False) -> list[str]:
-    """Remove the leftovers of dead runs (and of live ones with ``include_live``).
-
-    Returns one line per object removed or that could not be removed.
+def sweep(include_live: bool = False, own: bool = False) -> list[str]:
+    """Remove the leftovers of dead runs (and of live ones with ``include_live``); with
+    ``own``, remove instead what this very process created and has not released (the
+    path an interrupt takes).  Returns one line per object removed or not removable.
     """
     import bench.cleaners  # noqa: F401  (registers every kind's cleaner)
 
     lines: list[str] = []
+    me = os.getpid()
     for rec in records():
-        if rec.owner_pid == os.getpid() or (owner_alive(rec) and not include_live):
+        if own:
+            if rec.owner_pid != me:
+                continue
+        elif rec.owner_pid == me or (owner_alive(rec) and not include_live):
             continue
         cleaner = _CLEANERS.get(rec.kind)
         if cleaner is None:

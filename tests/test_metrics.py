@@ -361,7 +361,8 @@ def test_probe_releases_fds(spawn: type[Child]) -> None:
     with PhaseProbe(Accounting(pids=(child.pid,)), client_pid=child.pid) as probe:
         child.run()
         probe.stop()
-    assert _open_fds() == before
+    leaked = _open_fds() - before  # others may close fds meanwhile (GC); none may stay open
+    assert not leaked
 
 
 def test_probe_releases_fds_on_error(spawn: type[Child]) -> None:
@@ -370,7 +371,8 @@ def test_probe_releases_fds_on_error(spawn: type[Child]) -> None:
     before = _open_fds()
     with pytest.raises(KeyError), PhaseProbe(Accounting(pids=(child.pid,))):
         raise KeyError("phase failed")
-    assert _open_fds() == before
+    leaked = _open_fds() - before  # others may close fds meanwhile (GC); none may stay open
+    assert not leaked
 
 
 def test_server_exit_is_noted(spawn: type[Child]) -> None:
