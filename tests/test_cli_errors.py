@@ -69,21 +69,7 @@ RUN_CASES = {
 }
 
 
-# ``bench run`` raises ConfigError for these only after parsing (in start_run), and
-# cmd_run does not turn it into a usage error: a traceback, exit status 1.
-PENDING_CLI_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="bench/cli.py cmd_run must report the runner's ConfigError as a usage error",
-)
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=PENDING_CLI_FIX) if c == "unknown-impl" else c
-        for c in sorted(RUN_CASES)
-    ],
-)
+@pytest.mark.parametrize("case", sorted(RUN_CASES))
 def test_run_bad_input(case: str, tmp_path: Path, ledger: Path) -> None:
     args, words = RUN_CASES[case]
     out = tmp_path / "out"
@@ -95,9 +81,7 @@ def test_run_bad_input(case: str, tmp_path: Path, ledger: Path) -> None:
     assert list(ledger.iterdir()) == [], "something was started"
 
 
-@pytest.mark.parametrize(
-    "case", [pytest.param("unknown-impl", marks=PENDING_CLI_FIX), "size-5", "trials-0"]
-)
+@pytest.mark.parametrize("case", ["unknown-impl", "size-5", "trials-0"])
 def test_run_bad_input_creates_no_out_folder(case: str, tmp_path: Path, ledger: Path) -> None:
     args, words = RUN_CASES[case]
     out = tmp_path / "not-yet" / "results"
@@ -107,7 +91,6 @@ def test_run_bad_input_creates_no_out_folder(case: str, tmp_path: Path, ledger: 
     assert not (tmp_path / "not-yet").exists()
 
 
-@PENDING_CLI_FIX
 @pytest.mark.parametrize("where", ["under-a-file", "proc"])
 def test_run_unwritable_out(where: str, tmp_path: Path, ledger: Path) -> None:
     if where == "under-a-file":

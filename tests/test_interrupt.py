@@ -378,11 +378,6 @@ def create(manifest):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an interrupt inside Impl.start leaves what it had created: bench/cli.py must "
-    "sweep this process's own ledger records on KeyboardInterrupt (ownership.sweep(own=True))",
-)
 @pytest.mark.parametrize("sig_name", ["SIGINT", "SIGTERM"])
 def test_interrupt_inside_an_impls_start_leaves_nothing(tmp_path: Path, sig_name: str) -> None:
     impls = tmp_path / "impls" / "interrupted-start"
