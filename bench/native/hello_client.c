@@ -34,6 +34,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -1061,6 +1062,9 @@ static int open_socket(const struct options *o)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		goto fail_close;
+	/* rate and flood never block in a socket call: they sleep in ppoll() only. */
+	if (o->mode != MODE_PINGPONG && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
 		goto fail_close;
 	return fd;
 
