@@ -413,11 +413,6 @@ def test_interrupt_inside_an_impls_start_leaves_nothing(tmp_path: Path, sig_name
         cleanup(run)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the driver's scratch folder (/tmp/hellobench-driver-*) is not in the ledger: "
-    "after SIGKILL of the run, bench cleanup kills the client but leaves its folder",
-)
 def test_killed_run_leaves_no_driver_files(start_run: Callable[[list[str]], Run]) -> None:
     if not ENTRIES["blocking-c"].available:
         pytest.skip(f"blocking-c: {ENTRIES['blocking-c'].unavailable}")

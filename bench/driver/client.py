@@ -366,7 +366,7 @@ def run_driver(
             )
             ident = f"driver-{proc.pid}"
             start = ownership.process_start_time(proc.pid)
-            ownership.record("process", ident, pid=proc.pid, start=start, argv=argv)
+            ownership.record("process", ident, pid=proc.pid, start=start, argv=argv, scratch=tmp)
             try:
                 lines = _Lines(proc, err)
                 lines.expect("READY", step_s)
