@@ -23,6 +23,7 @@ from bench.environment import collect_environment
 from bench.host import capabilities
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.registry import Entry, discover
+from bench.metrics.anchors import measurement_hooks_held
 from bench.phase import PhaseSpec, failed_row, measure_phase
 from bench.results import SCHEMA_VERSION, write_results
 from bench.topology import Topology, TopologyError, open_topology
@@ -203,6 +204,13 @@ class Runner:
         return impls
 
     def measure(self, impls: list[Impl]) -> None:
+        bpf = any(impl.manifest.kind == "ebpf" for impl in impls)
+        with measurement_hooks_held(bpf_stats=bpf) as notes:
+            for note in notes:
+                self.progress(f"[{self.env}] measurement hook not held: {note}")
+            self._measure_topologies(impls)
+
+    def _measure_topologies(self, impls: list[Impl]) -> None:
         for topo_name in self.cfg.topologies:
             try:
                 with open_topology(topo_name) as topo:

@@ -126,6 +126,8 @@ def _failure(
             phase = "after boot, before the command started"
         else:
             phase = "while booting"
+        if run.stall_line:
+            return f"watchdog: guest kernel stalled {phase} ({run.stall_line}); guest killed"
         if run.silent:
             return f"watchdog: guest killed after {silence_s:g} s of console silence, {phase}"
         return f"watchdog: guest killed after {timeout_s:g} s, {phase}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -198,6 +199,8 @@ class QemuRun:
     markers: dict[str, float] = field(default_factory=dict)  # first word -> monotonic time
     marker_lines: list[str] = field(default_factory=list)
     console_tail: list[str] = field(default_factory=list)
+    stall_line: str = ""  # the guest kernel's first lockup or stall report
+    stall_seen: float = 0.0  # monotonic time it was seen
 
 
 def _set_pdeathsig() -> None:
@@ -228,6 +231,14 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait()
+
+
+# A guest kernel that reports a lockup or an RCU stall is not measuring anything any more:
+# it is killed once the report is STALL_GRACE_S old, not when the whole run's bound passes.
+_STALL = re.compile(
+    r"soft lockup - CPU#|hard LOCKUP|rcu_\w+ self-detected stall|rcu: INFO: .*stall"
+)
+STALL_GRACE_S = 30.0
 
 
 def run_qemu(
@@ -307,6 +318,9 @@ def _watch(
             run.timed_out = True
             run.silent = True
             break
+        if run.stall_line and now - run.stall_seen >= STALL_GRACE_S:
+            run.timed_out = True
+            break
         try:
             return proc.wait(timeout=min(deadline - now, WATCH_TICK_S))
         except subprocess.TimeoutExpired:
@@ -334,6 +348,8 @@ def _read_console(pipe: IO[bytes], log: IO[bytes], stream: TextIO | None, run: Q
             run.marker_lines.append(body)
             word = body.split(" ", 1)[0].split("=", 1)[0].rstrip(":")
             run.markers.setdefault(word, now)
+        if not run.stall_line and _STALL.search(line):
+            run.stall_line, run.stall_seen = line.strip(), now
         tail.append(line)
         if len(tail) > 400:
             del tail[:200]
