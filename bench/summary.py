@@ -18,6 +18,15 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
     return "—" if value is None else f"{value / scale:,.{digits}f}"
 
 
+def _server_ctx(per_request: list[dict[str, Any]]) -> str:
+    """Server context switches per request; a kernel thread's, marked (kt), when it serves."""
+    own = _median([p["server_ctx_switches"] for p in per_request])
+    if own is not None:
+        return _fmt(own, 1, 2)
+    kthread = _median([p.get("kernel_thread_ctx_switches") for p in per_request])
+    return "—" if kthread is None else f"{_fmt(kthread, 1, 2)} (kt)"
+
+
 def summary_table(document: dict[str, Any]) -> Table:
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in document["results"]:
@@ -73,7 +82,7 @@ def summary_table(document: dict[str, Any]) -> Table:
             _fmt(_median(loss), 1, 2),
             _fmt(_median([p["server_syscalls"] for p in pr]), 1, 2),
             _fmt(_median([p["client_syscalls"] for p in pr]), 1, 2),
-            _fmt(_median([p["server_ctx_switches"] for p in pr]), 1, 2),
+            _server_ctx(pr),
             _fmt(_median([p["system_ctx_switches"] for p in pr]), 1, 2),
             _fmt(_median([p["cpu_ns"]["total"] for p in pr]), 1e3, 2),
         )
