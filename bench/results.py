@@ -34,6 +34,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; results are for everyone to read
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
