@@ -385,7 +385,15 @@ def test_claim_decomposition_uses_the_calibration(page: _Page, data: dict[str, A
         assert float(attrs["data-d-syscalls"]) == pytest.approx(d_sys)
         assert float(attrs["data-d-ctx"]) == pytest.approx(d_ctx)
         sys_part = d_sys * cal["null_syscall_ns"]
-        ctx_part = d_ctx * cal["context_switch_ns"]
+        placement = data["environments"][env].get("placement") or {}
+        split = placement.get("server_cpu") not in (None, placement.get("client_cpu"))
+        is_rtt = i % 2 == 0  # each pair: the RTT decomposition, then the CPU one
+        switch_ns = (
+            cal["wakeup_ns"] / 2
+            if is_rtt and split and cal.get("wakeup_ns") is not None
+            else cal["context_switch_ns"]
+        )
+        ctx_part = d_ctx * switch_ns
         assert float(attrs["data-syscall-part"]) == pytest.approx(sys_part)
         assert float(attrs["data-ctx-part"]) == pytest.approx(ctx_part)
         saving = float(ests[i]["data-saving"])

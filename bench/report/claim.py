@@ -108,6 +108,7 @@ class Decomposition:
     syscall_part: float = 0.0
     ctx_part: float = 0.0
     rest: float = 0.0
+    ctx_basis: str = "calibrated switch"
 
 
 @dataclass(frozen=True)
@@ -202,11 +203,41 @@ def _mean_of(rows: Sequence[Row], get: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def split_placement(env: Mapping[str, object]) -> bool:
+    """True when the environment pinned server and client to different CPUs."""
+    placement = env.get("placement")
+    if not isinstance(placement, Mapping):
+        return False
+    server, client = placement.get("server_cpu"), placement.get("client_cpu")
+    return server is not None and client is not None and server != client
+
+
+def switch_cost(
+    calibration: Mapping[str, object], *, latency: bool, split: bool
+) -> tuple[object, str]:
+    """The cost of one context switch for a decomposition, and what it is.
+
+    CPU time: the calibrated same-CPU switch.  Latency with server and client on different
+    CPUs: every blocking wait is two switches (out, and back in when woken) and costs one
+    cross-CPU wake-up, so each switch stands for half the calibrated wake-up latency.
+    """
+    wakeup = calibration.get("wakeup_ns")
+    if latency and split and isinstance(wakeup, int | float):
+        return wakeup / 2, "half a calibrated cross-CPU wake-up: a blocking wait is two switches"
+    return calibration.get("context_switch_ns"), "calibrated switch"
+
+
 def decompose(
-    saving: float, base: Sequence[Row], cand: Sequence[Row], calibration: Mapping[str, object]
+    saving: float,
+    base: Sequence[Row],
+    cand: Sequence[Row],
+    calibration: Mapping[str, object],
+    *,
+    latency: bool = False,
+    split: bool = False,
 ) -> Decomposition:
     syscall_ns = calibration.get("null_syscall_ns")
-    ctx_ns = calibration.get("context_switch_ns")
+    ctx_ns, basis = switch_cost(calibration, latency=latency, split=split)
     if not isinstance(syscall_ns, int | float) or not isinstance(ctx_ns, int | float):
         return Decomposition(False, "calibration (null syscall and context-switch cost) missing")
     b_sys, c_sys = _mean_of(base, "syscalls"), _mean_of(cand, "syscalls")
@@ -227,6 +258,7 @@ def decompose(
         sys_part,
         ctx_part,
         saving - sys_part - ctx_part,
+        basis,
     )
 
 
@@ -258,7 +290,7 @@ def _parts_sentence(p: Decomposition, what: str) -> str:
         f"{_more_fewer(p.d_syscalls, 'syscalls')} × {fmt_us(p.syscall_ns)} µs "
         f"(calibrated null syscall), {fmt_us(p.ctx_part)} µs is "
         f"{_more_fewer(p.d_ctx, 'context switches')} × {fmt_us(p.ctx_ns)} µs "
-        f"(calibrated switch), and {fmt_us(p.rest)} µs is the rest."
+        f"({p.ctx_basis}), and {fmt_us(p.rest)} µs is the rest."
     )
 
 
@@ -365,7 +397,8 @@ def evaluate_claim(run: Run) -> Claim:
                 continue
             cpu = _estimate(CPU, rb, rc)
             label = env_label(env)
-            rtt_parts = decompose(rtt.saving, rb, rc, calibration)
+            split = split_placement(env)
+            rtt_parts = decompose(rtt.saving, rb, rc, calibration, latency=True, split=split)
             cpu_parts = None if cpu is None else decompose(cpu.saving, rb, rc, calibration)
             sentences = [rtt_sentence(env_name, label, cand, base, rtt)]
             sentences.append(_parts_sentence(rtt_parts, "RTT difference"))
@@ -396,8 +429,11 @@ def evaluate_claim(run: Run) -> Claim:
         "softirq + irq, system-wide). 95% confidence intervals: percentile bootstrap, "
         f"{BOOTSTRAP_RESAMPLES} resamples of each impl's trials, numpy seed {BOOTSTRAP_SEED}. "
         "Decomposition: Δ(server + client syscalls per request) × calibrated null-syscall "
-        "cost + Δ(system-wide context switches per request) × calibrated context-switch "
-        "cost + rest; an impl without a server process makes no server syscalls."
+        "cost + Δ(system-wide context switches per request) × the cost of a switch + rest. "
+        "For CPU time a switch costs the calibrated same-CPU context switch; for RTT with "
+        "server and client on different CPUs it costs half the calibrated cross-CPU wake-up "
+        "latency (a blocking wait is two switches and one wake-up), otherwise the calibrated "
+        "switch. An impl without a server process makes no server syscalls."
     )
     verdicts = {}
     for env_name in run.env_names:
