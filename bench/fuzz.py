@@ -40,6 +40,7 @@ from rich.table import Table
 
 from bench.fuzz_corpus import Corpus, Datagram, reply_keys
 from bench.impl.api import Accounting, ImplError, RunningServer, ServerConfig
+from bench.kernel_log import marked_watch
 from bench.protocol import make_reply
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -610,20 +611,6 @@ def fuzz_server(
     return result
 
 
-def kernel_log_watch() -> Any | None:
-    """A mark in the kernel log (``bench.kernel_log.KernelLogWatch``), None if unusable."""
-    try:
-        from bench.kernel_log import KernelLogWatch
-    except ImportError:
-        return None
-    watch = KernelLogWatch()
-    try:
-        watch.mark()
-    except OSError:
-        return None
-    return watch
-
-
 def fuzz_impl(entry: Any, topo: Any, count: int, seed: int) -> FuzzResult:
     """Start ``entry``'s impl in ``topo``, fuzz it, stop it."""
     name: str = entry.name
@@ -643,7 +630,7 @@ def fuzz_impl(entry: Any, topo: Any, count: int, seed: int) -> FuzzResult:
         netns=topo.server_netns,
         interface=topo.server_interface,
     )
-    watch = kernel_log_watch()
+    watch = marked_watch()
     try:
         server = impl.start(config)
     except ImplError as exc:

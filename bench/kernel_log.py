@@ -158,3 +158,13 @@ class KernelLogWatch:
     def new_problems(self) -> list[str]:
         """Problem reports (see ``scan_kernel_log``) logged since the last ``mark()``."""
         return scan_kernel_log(self.new_text())
+
+
+def marked_watch() -> KernelLogWatch | None:
+    """A watch marked now, or None where the kernel log cannot be read."""
+    watch = KernelLogWatch()
+    try:
+        watch.mark()
+    except OSError:
+        return None
+    return watch

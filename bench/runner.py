@@ -23,6 +23,7 @@ from bench.environment import collect_environment
 from bench.host import capabilities
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.registry import Entry, discover
+from bench.kernel_log import marked_watch
 from bench.metrics.anchors import measurement_hooks_held
 from bench.phase import PhaseSpec, failed_row, measure_phase
 from bench.results import SCHEMA_VERSION, write_results
@@ -277,7 +278,7 @@ class Runner:
         self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[tuple[str, int], Any]
     ) -> None:
         specs = list(self._phase_specs(impl, topo, trial, rate_plans))
-        watch = kernel_log_watch()
+        watch = marked_watch()
         rows: list[dict[str, Any]] = []
         try:
             with running_server(impl, self.cfg, topo) as server:
@@ -305,18 +306,6 @@ class Runner:
                 row["status"] = "failed"
                 row["error"] = "kernel log: " + " | ".join(problems)[:2000]
             self.state.add_row(row)
-
-
-def kernel_log_watch() -> Any:
-    """A mark in the kernel log, or None where the log cannot be read."""
-    from bench.kernel_log import KernelLogWatch
-
-    watch = KernelLogWatch()
-    try:
-        watch.mark()
-    except OSError:
-        return None
-    return watch
 
 
 def start_run(cfg: RunConfig) -> RunState:
