@@ -87,12 +87,13 @@ def _in_guest(
     timeout_s: float = BOOT_TIMEOUT_S,
     fault: str | None = None,
     silence_s: float | None = None,
+    cwd: Path = PROJECT_ROOT,
 ) -> GuestOutcome:
     outcome = run_in_guest(
         argv,
         workdir=workdir,
         timeout_s=timeout_s,
-        cwd=PROJECT_ROOT,
+        cwd=cwd,
         env={"PYTHONPATH": str(PROJECT_ROOT)},
         fault=fault,
         silence_s=silence_s,
@@ -460,7 +461,9 @@ def test_without_overlay_the_root_is_read_only_and_tmp_writable(workdir: Path) -
         "touch /usr/hellobench-ro-probe 2>/dev/null || echo root-read-only\n"
         f"echo shared > {workdir / 'ro.txt'}\n"
     )
-    outcome = _in_guest(["/bin/sh", "-c", script], workdir, fault="no-overlay")
+    # Without the overlay the guest's /tmp is its own tmpfs: a project checked out under
+    # /tmp is not there, so the command runs from /.
+    outcome = _in_guest(["/bin/sh", "-c", script], workdir, fault="no-overlay", cwd=Path("/"))
     assert outcome.ok, outcome.failed_reason
     console = outcome.console_log.read_text()
     assert "ready root=readonly" in console

@@ -65,7 +65,8 @@ def _job_script(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     lines = [
         "#!/bin/sh",
         "# The command of one hellobench guest run (written by bench/vm/guest.py).",
-        f"cd {shlex.quote(str(cwd))} || exit 125",
+        f"cd {shlex.quote(str(cwd))} || {{ printf 'guest: cannot enter %s\\n' "
+        f"{shlex.quote(str(cwd))} >&2; exit 125; }}",
     ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
     lines.append("exec " + " ".join(shlex.quote(arg) for arg in argv))
