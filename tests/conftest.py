@@ -33,5 +33,14 @@ def udp_client() -> Iterator[socket.socket]:
         sock.close()
 
 
+def unrunnable_reason(entry: Entry) -> str | None:
+    """Why an impl cannot be tested here (unavailable, or it needs root), or None."""
+    if not entry.available:
+        return entry.unavailable
+    if entry.manifest.requires.root and os.geteuid() != 0:
+        return "needs root"
+    return None
+
+
 def requires_root() -> pytest.MarkDecorator:
     return pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

@@ -6,7 +6,6 @@ Impls that cannot run on this machine are skipped with the registry's reason.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 
@@ -15,7 +14,7 @@ import pytest
 from bench.impl.api import RunningServer, ServerConfig
 from bench.impl.registry import discover
 from bench.protocol import make_reply, make_request
-from tests.conftest import free_udp_port
+from tests.conftest import free_udp_port, unrunnable_reason
 
 ENTRIES = discover()
 REPLY_WAIT_S = 2.0
@@ -33,12 +32,7 @@ MALFORMED = {
 
 
 def _skip_reason(name: str) -> str | None:
-    entry = ENTRIES[name]
-    if not entry.available:
-        return entry.unavailable
-    if entry.manifest.requires.root and os.geteuid() != 0:
-        return "needs root"
-    return None
+    return unrunnable_reason(ENTRIES[name])
 
 
 @pytest.fixture(scope="module", params=sorted(ENTRIES))

@@ -27,7 +27,7 @@ from bench.impl.api import ImplError, ServerConfig
 from bench.impl.registry import discover
 from bench.protocol import DEFAULT_ADDR, MAX_REQUEST, is_request, make_reply
 from bench.topology import LOOPBACK, TopologyError, open_topology
-from tests.conftest import free_udp_port
+from tests.conftest import free_udp_port, unrunnable_reason
 
 ENTRIES = discover()
 SHORT_COUNT = 5_000
@@ -35,12 +35,7 @@ SEED = 20_240_601
 
 
 def _skip_reason(name: str) -> str | None:
-    entry = ENTRIES[name]
-    if not entry.available:
-        return entry.unavailable
-    if entry.manifest.requires.root and os.geteuid() != 0:
-        return "needs root"
-    return None
+    return unrunnable_reason(ENTRIES[name])
 
 
 # -- every impl -----------------------------------------------------------------------
