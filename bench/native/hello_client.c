@@ -451,6 +451,22 @@ static int send_batch(struct client *cl, unsigned int count)
 	}
 }
 
+/*
+ * A failed receive: nothing there yet (0), an ICMP error of a vanished server counted
+ * as a send error (0), or a real failure (-1).
+ */
+static int receive_error(struct client *cl, const char *what)
+{
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return 0;
+	if (errno == ECONNREFUSED) {
+		cl->c.send_errors++;
+		return 0;
+	}
+	perror(what);
+	return -1;
+}
+
 /* Receives whatever is queued (or waits for one datagram when @wait); -1 on error. */
 static int receive(struct client *cl, bool wait, uint64_t *now)
 {
@@ -459,16 +475,8 @@ static int receive(struct client *cl, bool wait, uint64_t *now)
 
 	n = recvmmsg(cl->fd, cl->rxm, cl->o->batch, wait ? MSG_WAITFORONE : MSG_DONTWAIT, NULL);
 	*now = now_ns();
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return 0;
-		if (errno == ECONNREFUSED) {
-			cl->c.send_errors++;
-			return 0;
-		}
-		perror("recvmmsg");
-		return -1;
-	}
+	if (n < 0)
+		return receive_error(cl, "recvmmsg");
 	for (i = 0; i < (unsigned int)n; i++)
 		on_reply(cl, cl->rx + (size_t)i * RECV_BUF_SIZE, cl->rxm[i].msg_len, *now);
 	return n;
@@ -480,16 +488,8 @@ static int receive_one(struct client *cl, int flags, uint64_t *now)
 	ssize_t n = recv(cl->fd, cl->rx, RECV_BUF_SIZE, flags);
 
 	*now = now_ns();
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return 0;
-		if (errno == ECONNREFUSED) {
-			cl->c.send_errors++;
-			return 0;
-		}
-		perror("recv");
-		return -1;
-	}
+	if (n < 0)
+		return receive_error(cl, "recv");
 	on_reply(cl, cl->rx, (size_t)n, *now);
 	return 1;
 }
