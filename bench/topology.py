@@ -3,36 +3,39 @@ namespace and a client namespace joined by a veth pair, addressed from 198.18.0.
 
 The veth topology is built with ``ip netns add`` and pyroute2 and always torn down:
 namespaces are named ``hb-<pid>-<n>-srv`` / ``hb-<pid>-<n>-cli`` and recorded in the
-ownership ledger before they are created, so that ``bench.ownership.sweep()`` removes them
+ledger before they are created, so that ``bench.system.ledger.sweep()`` removes them
 after a crash.  IPv6 is off in both namespaces so that only the measured traffic crosses.
 
 A native XDP program on one veth end sends (XDP_TX) into the other end's NAPI ring.  GRO on
 the peer gives it NAPI, and that is enough for XDP_REDIRECT, but the XDP_TX flush
 (veth_xdp_flush) schedules the peer's NAPI only when the peer has an XDP program: with GRO
 alone the replies sit in the ring until unrelated traffic arrives (seen on 6.18).  The
-ebpf-xdp impl therefore attaches a pass-through program to the peer; ``peer_of`` tells it
-where the peer is.  Other impls see the pair untouched (no GRO, no program).
+ebpf-xdp impl therefore attaches a pass-through program to the peer; ``Topology.peer``
+(handed to the impl in its ServerConfig) says where the peer is.  Other impls see the pair
+untouched (no GRO, no program).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 from typing import Any
 
-from bench import ownership
+from bench.errors import HellobenchError
+from bench.impl.api import Peer, ServerConfig
 from bench.protocol import DEFAULT_ADDR, MAX_REQUEST
+from bench.system import ledger
+from bench.system.netns import SUITE_PREFIX, entered, remove
 
 TOPOLOGIES = ("lo", "veth")
 
-NETNS_PREFIX = "hb-"
+NETNS_CLEANER = "bench.system.netns:remove_recorded"
 VETH_SERVER_ADDR = "198.18.0.1"  # RFC 2544 benchmarking range
 VETH_CLIENT_ADDR = "198.18.0.2"
 VETH_PREFIXLEN = 30
@@ -41,13 +44,10 @@ VETH_CLIENT_IF = "hb-cli"
 VETH_MTU = 1500  # max_size = 1500 - 20 (IPv4) - 8 (UDP) = MAX_REQUEST
 LINK_UP_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
-
-_CLONE_NEWNET = 0x40000000
 _sequence = count()
-_peers: dict[tuple[str | None, str], tuple[str | None, str]] = {}
 
 
-class TopologyError(RuntimeError):
+class TopologyError(HellobenchError):
     """A topology could not be set up here; the message says why."""
 
 
@@ -62,42 +62,31 @@ class Topology:
     client_addr: str | None = None
     client_interface: str | None = None  # the peer end, inside client_netns
 
+    @property
+    def peer(self) -> Peer | None:
+        """The client's end of the server's link, when there is a link."""
+        if self.client_interface is None:
+            return None
+        return Peer(self.client_netns, self.client_interface)
+
+    def server_config(
+        self, port: int, cpu: int | None = None, options: Mapping[str, str] | None = None
+    ) -> ServerConfig:
+        """Where a server sits in this topology: its address, namespace, interface, peer."""
+        return ServerConfig(
+            addr=self.server_addr,
+            port=port,
+            cpu=cpu,
+            netns=self.server_netns,
+            interface=self.server_interface,
+            peer=self.peer,
+            options=dict(options or {}),
+        )
+
 
 LOOPBACK = Topology(
     name="lo", server_addr=DEFAULT_ADDR, server_netns=None, client_netns=None, server_interface="lo"
 )
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextmanager
-def entered(netns: str | None) -> Iterator[None]:
-    """Run the body with this thread inside ``netns`` (None: stay where it is).
-
-    Sockets created in the body stay in that namespace after it ends, which is how tests and
-    drivers get a client socket in the client namespace without a subprocess.
-    """
-    if netns is None:
-        yield
-        return
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
 
 
 def _disable_ipv6(netns: str) -> None:
@@ -108,14 +97,8 @@ def _disable_ipv6(netns: str) -> None:
                 path.write_text("1")
 
 
-def _remove_netns(name: str) -> None:
-    from bench.bpf.cleanup import remove_netns
-
-    remove_netns(name)
-
-
 def _create_netns(name: str) -> None:
-    ownership.record("netns", name, prefix=NETNS_PREFIX)
+    ledger.record("netns", name, NETNS_CLEANER, prefix=SUITE_PREFIX)
     try:
         proc = subprocess.run(
             ["ip", "netns", "add", name], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
@@ -124,8 +107,8 @@ def _create_netns(name: str) -> None:
             raise TopologyError(f"cannot create netns {name}: {proc.stderr.strip()}")
     except BaseException:
         with suppress(Exception):
-            _remove_netns(name)
-        ownership.release("netns", name)
+            remove(name)
+        ledger.release("netns", name)
         raise
 
 
@@ -193,17 +176,12 @@ def _build_veth(server_ns: str, client_ns: str) -> None:
     _wait_up(client_ns, VETH_CLIENT_IF)
 
 
-def peer_of(netns: str | None, ifname: str) -> tuple[str | None, str] | None:
-    """(netns, interface) of the other end of a veth pair this process set up, else None."""
-    return _peers.get((netns, ifname))
-
-
 @contextmanager
 def veth_topology() -> Iterator[Topology]:
     """Two fresh namespaces joined by a veth pair; removed on the way out, whatever happens."""
     if os.geteuid() != 0:
         raise TopologyError("the veth topology needs root (network namespaces)")
-    base = f"{NETNS_PREFIX}{os.getpid()}-{next(_sequence)}"
+    base = f"{SUITE_PREFIX}{os.getpid()}-{next(_sequence)}"
     server_ns, client_ns = f"{base}-srv", f"{base}-cli"
     created: list[str] = []
     try:
@@ -216,8 +194,6 @@ def veth_topology() -> Iterator[Topology]:
             raise
         except Exception as exc:
             raise TopologyError(f"cannot build the veth pair: {exc}") from exc
-        _peers[(server_ns, VETH_SERVER_IF)] = (client_ns, VETH_CLIENT_IF)
-        _peers[(client_ns, VETH_CLIENT_IF)] = (server_ns, VETH_SERVER_IF)
         yield Topology(
             name="veth",
             server_addr=VETH_SERVER_ADDR,
@@ -229,11 +205,9 @@ def veth_topology() -> Iterator[Topology]:
             client_interface=VETH_CLIENT_IF,
         )
     finally:
-        _peers.pop((server_ns, VETH_SERVER_IF), None)
-        _peers.pop((client_ns, VETH_CLIENT_IF), None)
         for name in reversed(created):
-            _remove_netns(name)  # the veth pair goes with its namespaces
-            ownership.release("netns", name)
+            remove(name)  # the veth pair goes with its namespaces
+            ledger.release("netns", name)
 
 
 @contextmanager

@@ -3,7 +3,7 @@
  * hb-bpfctl: loads, attaches, queries and detaches hellobench's BPF programs
  * and reads their counters.  Each call does one thing and prints one JSON line;
  * attachments are made through netlink, so they outlive this process and are
- * removed with an explicit detach (or by ownership.sweep()).
+ * removed with an explicit detach (or by the ledger sweep: python -m bench cleanup).
  *
  *   attach-xdp --obj O --prog P --ifname I --mode skb|drv [--set VAR=N]...
  *   attach-tc  --obj O --prog P --ifname I --handle H --priority N [--set ..]

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from bench.native.build import NATIVE_DIR, BuildError, build_executable, cache_dir
+from bench.system.files import atomic_path
 
 BPF_DIR = Path(__file__).resolve().parent
 BPF_CFLAGS = ("-O2", "-g", "-Wall", "-Werror", "-target", "bpf")
@@ -72,14 +73,13 @@ def build_bpf_object(source: Path, extra_flags: Sequence[str] = ()) -> Path:
     target = cache_dir() / "bpf" / _digest(source, flags, cc) / name
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{name}.{os.getpid()}")
-    cmd = [cc, *flags, "-c", str(source), "-o", str(tmp)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise BuildError(f"compiling {source.name} failed:\n{' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        cmd = [cc, *flags, "-c", str(source), "-o", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(
+                f"compiling {source.name} failed:\n{' '.join(cmd)}\n{proc.stderr[-2000:]}"
+            )
     return target
 
 

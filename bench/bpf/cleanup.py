@@ -1,19 +1,11 @@
-"""Cleaners for the kinds of objects bench/bpf and bench/topology record in the ownership
-ledger: XDP attachments, tc filters, network namespaces and BPF pins.  Each removes only
-what its record names (and only objects carrying the suite's tags), and tolerates absence."""
+"""Ledger cleaners for what bench/bpf records: XDP attachments and tc filters.
+Each removes only what its record names (and only objects carrying the suite's tags), and
+tolerates absence."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
-from bench import ownership
 from bench.bpf.control import detach_tc, detach_xdp
-from bench.ownership import Record
-
-NETNS_PREFIX = "hb-"
-PIN_ROOT = Path("/sys/fs/bpf")
-PIN_PREFIX = "hellobench-"
+from bench.system.ledger import Record
 
 
 def _netns(rec: Record) -> str | None:
@@ -40,38 +32,3 @@ def clean_tc(rec: Record) -> None:
         _prog_id(rec),
         bool(created) if created is not None else None,
     )
-
-
-def remove_netns(name: str) -> None:
-    """Delete the named namespace if it exists and is one of the suite's (``hb-``)."""
-    if not name.startswith(NETNS_PREFIX):
-        raise ValueError(f"refusing to delete netns {name!r}: not one of the suite's")
-    if not Path("/run/netns", name).exists():
-        return
-    proc = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0 and Path("/run/netns", name).exists():
-        raise RuntimeError(f"ip netns del {name}: {proc.stderr.strip()}")
-
-
-def clean_netns(rec: Record) -> None:
-    remove_netns(rec.ident)
-
-
-def clean_pin(rec: Record) -> None:
-    path = Path(str(rec.details.get("path", "")))
-    if not path.is_relative_to(PIN_ROOT) or not path.relative_to(PIN_ROOT).parts:
-        raise ValueError(f"refusing to unpin {path}: not under {PIN_ROOT}")
-    if not path.relative_to(PIN_ROOT).parts[0].startswith(PIN_PREFIX):
-        raise ValueError(f"refusing to unpin {path}: not one of the suite's ({PIN_PREFIX}*)")
-    if path.is_dir():
-        for child in sorted(path.rglob("*"), reverse=True):
-            child.rmdir() if child.is_dir() else child.unlink(missing_ok=True)
-        path.rmdir()
-    else:
-        path.unlink(missing_ok=True)
-
-
-ownership.register_cleaner("xdp", clean_xdp)
-ownership.register_cleaner("tc", clean_tc)
-ownership.register_cleaner("netns", clean_netns)
-ownership.register_cleaner("bpf-pin", clean_pin)

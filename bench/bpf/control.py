@@ -1,5 +1,5 @@
 """Attaches hellobench's BPF programs to interfaces (XDP, tc clsact ingress), detaches them,
-and reads their counters.  Every attachment is written to the ownership ledger before it is
+and reads their counters.  Every attachment is written to the ledger before it is
 made and released after it is gone; detaching touches only the program the suite attached.
 
 All work goes through hb-bpfctl (bench/bpf/bpfctl.c, libbpf), which enters the network
@@ -19,21 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bench import ownership
+from bench.bpf import BpfError
 from bench.bpf.build import bpfctl
 from bench.native.build import BuildError
+from bench.system import ledger
+from bench.system.netns import exists as netns_exists
 
 PROG_PREFIX = "hb_"  # every BPF program of the suite is named hb_*
 TC_PRIORITY = 0x4842  # "HB": the tc filter priority of every filter of the suite
 COUNTER_NAMES = ("answered", "passed", "rejected")  # struct hb_counters, in order
 TOOL_TIMEOUT_S = 10.0
 XdpMode = Literal["skb", "drv"]
+XDP_CLEANER = "bench.bpf.cleanup:clean_xdp"
+TC_CLEANER = "bench.bpf.cleanup:clean_tc"
 
 _tc_seq = itertools.count()
-
-
-class BpfError(RuntimeError):
-    """Loading, attaching or detaching failed; the message carries the loader's reason."""
 
 
 def run_tool(args: Sequence[str], netns: str | None = None) -> dict[str, Any]:
@@ -101,14 +101,14 @@ class XdpAttachment:
     ) -> XdpAttachment:
         ident = f"{os.getpid()}-{_ns_label(netns)}-{ifname}"
         details = {"ifname": ifname, "mode": mode, "netns": netns, "prefix": PROG_PREFIX}
-        ownership.record("xdp", ident, prog_id=None, **details)
+        ledger.record("xdp", ident, XDP_CLEANER, prog_id=None, **details)
         args = ["attach-xdp", "--obj", str(obj), "--prog", prog, "--ifname", ifname]
         try:
             answer = run_tool([*args, "--mode", mode, *rodata_args(rodata)], netns)
         except BpfError:
-            ownership.release("xdp", ident)  # the loader attaches all or nothing
+            ledger.release("xdp", ident)  # the loader attaches all or nothing
             raise
-        ownership.record("xdp", ident, prog_id=answer["prog_id"], **details)
+        ledger.record("xdp", ident, XDP_CLEANER, prog_id=answer["prog_id"], **details)
         return cls(ifname, mode, netns, int(answer["prog_id"]), int(answer["map_id"]), ident)
 
     def attached_id(self) -> int:
@@ -120,7 +120,7 @@ class XdpAttachment:
             return
         detach_xdp(self.ifname, self.mode, self.netns, self.prog_id)
         self.detached = True
-        ownership.release("xdp", self.ident)
+        ledger.release("xdp", self.ident)
 
 
 def detach_xdp(ifname: str, mode: str, netns: str | None, prog_id: int | None) -> bool:
@@ -164,16 +164,18 @@ class TcAttachment:
             "priority": TC_PRIORITY,
             "prefix": PROG_PREFIX,
         }
-        ownership.record("tc", ident, prog_id=None, created_qdisc=None, **details)
+        ledger.record("tc", ident, TC_CLEANER, prog_id=None, created_qdisc=None, **details)
         args = ["attach-tc", "--obj", str(obj), "--prog", prog, "--ifname", ifname]
         args += ["--handle", str(handle), "--priority", str(TC_PRIORITY), *rodata_args(rodata)]
         try:
             answer = run_tool(args, netns)
         except BpfError:
-            ownership.release("tc", ident)
+            ledger.release("tc", ident)
             raise
         created = bool(answer["created_qdisc"])
-        ownership.record("tc", ident, prog_id=answer["prog_id"], created_qdisc=created, **details)
+        ledger.record(
+            "tc", ident, TC_CLEANER, prog_id=answer["prog_id"], created_qdisc=created, **details
+        )
         return cls(
             ifname,
             netns,
@@ -197,7 +199,7 @@ class TcAttachment:
             self.ifname, self.netns, self.handle, self.priority, self.prog_id, self.created_qdisc
         )
         self.detached = True
-        ownership.release("tc", self.ident)
+        ledger.release("tc", self.ident)
 
 
 def detach_tc(
@@ -238,7 +240,3 @@ def remove_clsact_if_empty(ifname: str, netns: str | None) -> bool:
         if json.loads(proc.stdout or "[]"):
             return False
     return _tc(["qdisc", "del", "dev", ifname, "clsact"], netns).returncode == 0
-
-
-def netns_exists(name: str) -> bool:
-    return Path("/run/netns", name).exists()

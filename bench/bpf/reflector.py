@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from bench.bpf import BpfError
 from bench.bpf.build import build_bpf_object, clang, loader_unavailable_reason
-from bench.bpf.control import BpfError, TcAttachment, XdpAttachment, read_counters
-from bench.host import HostCapabilities
+from bench.bpf.control import TcAttachment, XdpAttachment, read_counters
+from bench.host.capabilities import HostCapabilities
 from bench.impl.api import Accounting, Impl, ImplError, RunningServer
 from bench.native.build import BuildError
 

@@ -3,7 +3,8 @@
 Two comparisons, like with like, in one run:
 
 - **RTT**: our ``pingpong`` mode (one request in flight, blocking ``recv``) against the
-  blocking-c impl (blocking ``recvfrom``/``sendto``) versus ``sockperf ping-pong`` against
+  fidelity server (the impl whose manifest has the ``fidelity-server`` role: the blocking
+  C ``recvfrom``/``sendto`` loop) versus ``sockperf ping-pong`` against
   ``sockperf server``.  With a single ``-i`` target both sockperf ends block in
   ``recvfrom()`` (sockperf prints "using recvfrom() to block on socket(s)"), so both pairs
   are blocking-socket client and server.  sockperf reports *half* the round trip: its
@@ -13,8 +14,8 @@ Two comparisons, like with like, in one run:
   message) in messages per second, each sending to a fresh ``sockperf server`` that reads
   everything and answers neither: same sink, same pinning, only the client differs.
   (A fresh sink per run, because after HELLO datagrams sockperf server keeps reading but
-  stops answering ping-pong.)  For information, our flood against blocking-c (which does
-  answer, so our client also receives the replies) is reported beside it.
+  stops answering ping-pong.)  For information, our flood against the fidelity server
+  (which does answer, so our client also receives the replies) is reported beside it.
 
 Client and server are pinned to the same CPUs for both tools (``taskset -c`` for sockperf,
 ``sched_setaffinity`` for ours, which is what taskset does).  Repetitions alternate which
@@ -25,21 +26,15 @@ both tools moves together between, e.g., 30 and 45 µs, and a ratio of two separ
 can land on opposite sides of such a jump); the ratios of the separate medians are
 reported beside them (``*_of_medians``).  The acceptance criterion: ``rtt_ratio``
 (ours / sockperf, p50) within 5 % and ``send_ratio`` (ours / sockperf) >= 1.
-
-``python -m bench.calibration.fidelity [--duration S] [--size B] [--repetitions N]``
-prints the result as JSON.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -49,10 +44,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import ownership
 from bench.driver.client import DriverConfig, DriverError, command, driver_binary, run_driver
+from bench.errors import HellobenchError
 from bench.impl.api import RunningServer, ServerConfig
+from bench.impl.registry import discover, role_holder
 from bench.protocol import HEADER_SIZE, MAX_REQUEST
+from bench.system.owned import OwnedProcess
+from bench.system.ports import free_udp_port
 
 SOCKPERF = "sockperf"
 SOCKPERF_MIN_SIZE = 14  # sockperf's own message header
@@ -65,15 +63,8 @@ WARMUP_S = 0.4  # sockperf's default warm-up time, so both start equally warm
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class FidelityError(RuntimeError):
+class FidelityError(HellobenchError):
     """sockperf or our client failed, or sockperf's output could not be read."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((ADDR, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _pin(cpu: int | None) -> list[str]:
@@ -121,12 +112,14 @@ class SockperfServer:
             SOCKPERF, "server", "-i", ADDR, "-p", str(port),
         ]  # fmt: skip
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
-        self._proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        self._owned = OwnedProcess(
+            self.argv,
+            name="sockperf",
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
-        self._ident = f"sockperf-{self._proc.pid}"
-        start = ownership.process_start_time(self._proc.pid)
-        ownership.record("process", self._ident, pid=self._proc.pid, start=start, argv=self.argv)
+        self._proc = self._owned.proc
         try:
             self._wait_ready()
         except BaseException:
@@ -151,15 +144,8 @@ class SockperfServer:
         raise FidelityError(f"sockperf server did not start:\n{self.output()[-1000:]}")
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5.0)
+        self._owned.stop(grace_s=5.0)
         self._log.close()
-        ownership.release("process", self._ident)
 
 
 def _run_sockperf(argv: Sequence[str], duration_s: int) -> str:
@@ -211,12 +197,10 @@ def _why_not(size: int, cpus: Sequence[int | None]) -> str | None:
     return None
 
 
-def _start_blocking_c(port: int, cpu: int | None) -> RunningServer:
-    from bench.impl.registry import discover
-
-    entry = discover()["blocking-c"]
+def _start_server(name: str, port: int, cpu: int | None) -> RunningServer:
+    entry = discover()[name]
     if entry.impl is None or not entry.available:
-        raise FidelityError(f"blocking-c unavailable: {entry.unavailable}")
+        raise FidelityError(f"{name} unavailable: {entry.unavailable}")
     return entry.impl.start(ServerConfig(addr=ADDR, port=port, cpu=cpu))
 
 
@@ -258,12 +242,15 @@ def measure_fidelity(
     # A safety net only (the server is stopped as soon as the measurement ends): generous,
     # because a loaded machine stretches every step well beyond its nominal duration.
     lifetime = repetitions * (5 * secs + 60) * 3 + 300
-    ours_port, theirs_port = _free_port(), _free_port()
-    server = _start_blocking_c(ours_port, server_cpu)
+    ours_port, theirs_port = free_udp_port(), free_udp_port()
+    name = role_holder("fidelity-server")
+    server = _start_server(name, ours_port, server_cpu)
     try:
         peer = SockperfServer(theirs_port, server_cpu, lifetime)
         try:
-            return _measure(size, secs, client_cpu, server_cpu, repetitions, ours_port, peer)
+            result = _measure(size, secs, client_cpu, server_cpu, repetitions, ours_port, peer)
+            result["server_impl"] = name
+            return result
         finally:
             peer.stop()
     finally:
@@ -275,7 +262,7 @@ def _sink(cpu: int | None, secs: int) -> Iterator[SockperfServer]:
     """A fresh ``sockperf server`` for one send-capacity run.  Fresh each time because
     HELLO datagrams (not sockperf messages) leave sockperf server still reading but no
     longer answering ping-pong: a shared instance would be spoiled for the RTT runs."""
-    server = SockperfServer(_free_port(), cpu, 3 * secs + 120)
+    server = SockperfServer(free_udp_port(), cpu, 3 * secs + 120)
     try:
         yield server
     finally:
@@ -310,7 +297,7 @@ def _measure(
         k: []
         for k in (
             "our_p50", "our_mean", "our_min", "sp_p50", "sp_mean", "sp_min",
-            "our_send", "sp_send", "our_send_bc",
+            "our_send", "sp_send", "our_send_srv",
         )
     }  # fmt: skip
     seen: dict[str, list[str]] = {}
@@ -335,7 +322,7 @@ def _measure(
         with _sink(server_cpu, secs) as sink:
             seen["sink"] = sink.argv
             runs["our_send"].append(run_driver(replace(flood, port=sink.port)).send_rps)
-        runs["our_send_bc"].append(run_driver(flood).send_rps)
+        runs["our_send_srv"].append(run_driver(flood).send_rps)
 
     def theirs_send() -> None:
         with _sink(server_cpu, secs) as sink:
@@ -372,7 +359,7 @@ def _measure(
         "rtt_ratio_of_medians": med["our_p50"] / med["sp_p50"],
         "send_ratio_of_medians": med["our_send"] / med["sp_send"],
         "rtt_mean_ratio_paired": _paired(runs["our_mean"], runs["sp_mean"]),
-        "our_send_rps_vs_blocking_c": med["our_send_bc"],
+        "our_send_rps_vs_server": med["our_send_srv"],
         "rtt_within_5pct": abs(rtt_ratio - 1.0) <= RTT_TOLERANCE,
         "send_at_least_sockperf": send_ratio >= 1.0,
         "sockperf_version": sockperf_version(),
@@ -385,7 +372,7 @@ def _measure(
         "failures": failures,
         "machine_load": {"before": load_before, "after": machine_load()},
         "modes_compared": {
-            "rtt": "our pingpong (1 outstanding, blocking recv) vs blocking-c server; "
+            "rtt": "our pingpong (1 outstanding, blocking recv) vs the fidelity server; "
             "sockperf ping-pong (blocking recvfrom) vs sockperf server; sockperf half-RTT x2",
             "send": "our flood sent/s (sendmmsg batch 32, nonblocking recvmmsg between) vs "
             "sockperf throughput msg/s (sendto per message); each to a fresh sockperf server, "
@@ -415,29 +402,10 @@ def _commands(
             command(replace(flood, port=SINK_PORT), binary, out, samples)
         ).replace(f"--port={SINK_PORT} ", "--port=SINK_PORT ")
         + " (SINK_PORT: a fresh sockperf_sink per run)",
-        "our_flood_vs_blocking_c": " ".join(command(flood, binary, out, samples)),
-        "blocking_c_server": f"blocking-c impl on {ADDR}:{ping.port}{pin}",
+        "our_flood_vs_server": " ".join(command(flood, binary, out, samples)),
+        "fidelity_server": f"the fidelity-server impl on {ADDR}:{ping.port}{pin}",
         "sockperf_server": " ".join(sp_server),
         "sockperf_ping_pong": " ".join(sp_ping),
         "sockperf_sink": " ".join(sp_sink),
         "sockperf_throughput": " ".join(sp_tput) + " (port: a fresh sockperf_sink per run)",
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Driver fidelity against sockperf.")
-    parser.add_argument("--duration", type=float, default=2.0)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--client-cpu", type=int, default=0)
-    parser.add_argument("--server-cpu", type=int, default=1)
-    args = parser.parse_args(argv)
-    result = measure_fidelity(
-        args.duration, args.size, args.client_cpu, args.server_cpu, args.repetitions
-    )
-    print(json.dumps(result, indent=2))
-    return 0 if result["available"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

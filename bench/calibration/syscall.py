@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.errors import HellobenchError
 from bench.native.build import NATIVE_DIR, build_executable
 
 CALIB_TIMEOUT_S = 120.0
@@ -14,7 +15,7 @@ SYSCALL_ITERS = 200_000
 SYSCALL_REPS = 7
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(HellobenchError):
     """The calibration helper failed; the message carries its output."""
 
 

@@ -1,14 +1,6 @@
-"""The measuring client: a native hot loop (bench/native/hello_client.c) run from Python."""
+"""The measuring client: a native hot loop (bench/native/hello_client.c) run from Python.
 
-from __future__ import annotations
-
-from bench.driver.client import (
-    DriverConfig,
-    DriverError,
-    DriverResult,
-    Mode,
-    driver_binary,
-    run_driver,
-)
-
-__all__ = ["DriverConfig", "DriverError", "DriverResult", "Mode", "driver_binary", "run_driver"]
+- ``modes``      pingpong | rate | flood;
+- ``client``     DriverConfig → the client process → DriverResult;
+- ``histogram``  HdrHistogram helpers (the client's buckets, percentiles, encoding).
+"""

@@ -20,19 +20,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, get_args
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
-from bench import ownership
 from bench.driver import histogram as hdr
+from bench.driver.modes import MODES, Mode
+from bench.errors import HellobenchError
 from bench.native.build import NATIVE_DIR, BuildError, build_executable
 from bench.protocol import DEFAULT_ADDR, DEFAULT_PORT, HEADER_SIZE, MAX_REQUEST, MIN_REQUEST
-
-Mode = Literal["pingpong", "rate", "flood"]
-MODES: tuple[str, ...] = get_args(Mode)
+from bench.system.netns import exec_prefix
+from bench.system.owned import OwnedProcess
 
 SOURCE = NATIVE_DIR / "hello_client.c"
 BINARY_NAME = "hello-client"
@@ -47,7 +47,7 @@ MAX_SAMPLE_CAP = 16 << 20
 COUNT_KEYS = ("requests", "replies", "lost", "duplicates", "reordered", "corrupt")
 
 
-class DriverError(RuntimeError):
+class DriverError(HellobenchError):
     """The client could not be built, failed, hung, or wrote unreadable results."""
 
     def __init__(self, message: str, stderr: str = "") -> None:
@@ -228,9 +228,8 @@ def driver_binary() -> Path:
 
 def command(config: DriverConfig, binary: Path, out: Path, samples_out: Path) -> list[str]:
     """The full argv that runs the client for ``config``."""
-    prefix = ["ip", "netns", "exec", config.netns] if config.netns else []
     return [
-        *prefix,
+        *exec_prefix(config.netns),
         str(binary),
         *config.arguments(),
         f"--out={out}",
@@ -287,11 +286,9 @@ def _tell(proc: subprocess.Popen[bytes], word: str) -> None:
         raise DriverError(f"client went away before {word}") from exc
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5.0)
+def _reap(owned: OwnedProcess) -> None:
+    owned.stop(grace_s=1.0)
+    proc = owned.proc
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):
@@ -357,16 +354,16 @@ def run_driver(
         out, samples_out = Path(tmp) / "results.json", Path(tmp) / "samples.i64"
         argv = command(config, binary, out, samples_out)
         with open(Path(tmp) / "stderr", "w+b") as err:
-            proc = subprocess.Popen(
+            owned = OwnedProcess(
                 argv,
+                name="driver",
+                scratch=Path(tmp),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 start_new_session=True,
             )
-            ident = f"driver-{proc.pid}"
-            start = ownership.process_start_time(proc.pid)
-            ownership.record("process", ident, pid=proc.pid, start=start, argv=argv, scratch=tmp)
+            proc = owned.proc
             try:
                 lines = _Lines(proc, err)
                 lines.expect("READY", step_s)
@@ -387,5 +384,4 @@ def run_driver(
                     raise DriverError(f"client exited with status {code}", lines.stderr_text())
                 return _read_results(out, samples_out, proc.pid, config)
             finally:
-                _reap(proc)
-                ownership.release("process", ident)
+                _reap(owned)

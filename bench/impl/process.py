@@ -1,17 +1,18 @@
 """A user-space server run as its own process: pinned, optionally inside a netns, recorded in
-the ownership ledger, ready when it prints ``READY``, stopped with SIGTERM then SIGKILL."""
+the ledger, ready when it prints ``READY``, stopped with SIGTERM then SIGKILL."""
 
 from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
 
-from bench import ownership
+from bench import PROJECT_ROOT
 from bench.impl.api import Accounting, ImplError, RunningServer, ServerConfig
+from bench.system.netns import exec_prefix
+from bench.system.owned import OwnedProcess
 
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 3.0
@@ -19,14 +20,8 @@ STOP_TIMEOUT_S = 3.0
 
 def python_env() -> dict[str, str]:
     """Environment for a Python server script: the suite's package importable."""
-    from bench import PROJECT_ROOT
-
     path = os.environ.get("PYTHONPATH")
     return {"PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{path}" if path else str(PROJECT_ROOT)}
-
-
-def netns_prefix(netns: str | None) -> list[str]:
-    return ["ip", "netns", "exec", netns] if netns else []
 
 
 class ServerProcess(RunningServer):
@@ -36,15 +31,15 @@ class ServerProcess(RunningServer):
         self, argv: Sequence[str], config: ServerConfig, env: dict[str, str] | None = None
     ):
         self._config = config
-        full = [*netns_prefix(config.netns), *argv]
         cpu = config.cpu
 
         def pin() -> None:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
 
-        self._proc = subprocess.Popen(
-            full,
+        self._owned = OwnedProcess(
+            [*exec_prefix(config.netns), *argv],
+            name="server",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -52,20 +47,14 @@ class ServerProcess(RunningServer):
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-        self._ident = f"{self._proc.pid}"
-        ownership.record(
-            "process",
-            self._ident,
-            pid=self._proc.pid,
-            start=ownership.process_start_time(self._proc.pid),
-            argv=list(full),
-        )
+        self._proc = self._owned.proc
         self._stopped = False
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
+        self._owned.note(ready=True)
 
     @property
     def pid(self) -> int:
@@ -91,7 +80,8 @@ class ServerProcess(RunningServer):
     def _stderr_tail(self) -> str:
         if self._proc.poll() is None or self._proc.stderr is None:
             return ""
-        return self._proc.stderr.read().decode(errors="replace")[-500:].strip()
+        data: bytes = self._proc.stderr.read()
+        return data.decode(errors="replace")[-500:].strip()
 
     def accounting(self) -> Accounting:
         return Accounting(pids=(self._proc.pid,))
@@ -106,14 +96,7 @@ class ServerProcess(RunningServer):
         if self._stopped:
             return
         self._stopped = True
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(STOP_TIMEOUT_S)
+        self._owned.stop(STOP_TIMEOUT_S)
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:
                 stream.close()
-        ownership.release("process", self._ident)

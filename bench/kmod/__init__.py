@@ -5,5 +5,5 @@ reading its sysfs counters, and the runner-facing Impl/RunningServer both kmod i
 - ``module``                  insmod/rmmod with timeouts, /proc/modules, sysfs;
 - ``server.ModuleServer``     a loaded module as a RunningServer;
 - ``impl.KernelModuleImpl``   the Impl base class of impls/kmod-*/controller.py;
-- ``cleanup``                 the ownership-ledger cleaner for kind ``module``.
+- ``cleanup``                 the ledger cleaner for kind ``module``.
 """

@@ -11,7 +11,6 @@ the host root and sets $HELLOBENCH_CACHE) finds a module the host built before b
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +18,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from bench.errors import HellobenchError
 from bench.native.build import NATIVE_DIR, cache_dir
+from bench.system.files import atomic_path, write_atomic
 
 MODULES_ROOT = Path("/lib/modules")
 PROTO_HEADER = NATIVE_DIR / "hello_proto.h"
@@ -28,7 +29,7 @@ BUILD_FILES = ("Kbuild", "Makefile")
 BUILD_TIMEOUT_S = 600.0
 
 
-class KmodBuildError(RuntimeError):
+class KmodBuildError(HellobenchError):
     """Headers are missing or the kernel build failed; the message carries its output."""
 
 
@@ -122,11 +123,9 @@ def build_module(
                 f"building {name}.ko for {kernel_release} failed (make exited "
                 f"{proc.returncode}):\n{log[-3000:]}"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{name}.ko.{os.getpid()}")
-        shutil.copy2(built, partial)
-        (target.parent / "build.log").write_text(log)
-        partial.replace(target)
+        write_atomic(target.parent / "build.log", log)
+        with atomic_path(target) as partial:
+            shutil.copyfile(built, partial)
     return BuiltModule(target, log, cached=False)
 
 

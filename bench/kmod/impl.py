@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
+from bench.impl.registry import Entry
 from bench.kmod.build import KmodBuildError, build_module
 from bench.kmod.server import ModuleServer
 
@@ -48,13 +50,11 @@ class KernelModuleImpl(Impl):
         )
 
 
-def prebuild(kernel_release: str) -> dict[str, Path]:
-    """Build every registered kernel-module impl for ``kernel_release`` (e.g. a guest's
+def prebuild(kernel_release: str, entries: Mapping[str, Entry]) -> dict[str, Path]:
+    """Build every kernel-module impl of ``entries`` for ``kernel_release`` (e.g. a guest's
     kernel before it boots); returns impl name -> .ko path.  Raises ImplError on failure."""
-    from bench.impl.registry import discover
-
     built: dict[str, Path] = {}
-    for name, entry in discover().items():
+    for name, entry in entries.items():
         if isinstance(entry.impl, KernelModuleImpl):
             built[name] = entry.impl.build_for(kernel_release)
     return built

@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench.errors import HellobenchError
+
 PROC_MODULES = Path("/proc/modules")
 SYS_MODULE = Path("/sys/module")
 SYS_KERNEL = Path("/sys/kernel")
@@ -16,7 +18,7 @@ INSMOD_TIMEOUT_S = 30.0
 RMMOD_TIMEOUT_S = 10.0
 
 
-class ModuleError(RuntimeError):
+class ModuleError(HellobenchError):
     """A module could not be loaded or unloaded; the message says why."""
 
 

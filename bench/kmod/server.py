@@ -2,7 +2,7 @@
 
 The module opens its socket in the network namespace of the process that loads it, so a
 ServerConfig with ``netns`` runs insmod through ``ip netns exec``.  Only one instance of a
-module can be loaded at a time.  The module is recorded in the ownership ledger (kind
+module can be loaded at a time.  The module is recorded in the ledger (kind
 ``module``) before insmod, so a killed run's module is unloaded by the next sweep.
 """
 
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import ownership
 from bench.impl.api import Accounting, ImplError, RunningServer, ServerConfig
-from bench.impl.process import netns_prefix
-from bench.kmod.cleanup import LEDGER_KIND
+from bench.kmod.cleanup import CLEANER, LEDGER_KIND
 from bench.kmod.module import (
     ModuleError,
     insmod,
@@ -23,6 +21,8 @@ from bench.kmod.module import (
     rmmod,
     write_param,
 )
+from bench.system import ledger
+from bench.system.netns import exec_prefix
 
 # sysfs attributes that describe the server rather than count requests
 STATE_ATTRS = ("thread_pid", "running")
@@ -60,15 +60,15 @@ class ModuleServer(RunningServer):
         if is_loaded(name):
             raise ImplError(
                 f"module {name} is already loaded (by another run, or left over: "
-                "unload it with rmmod or sweep the ownership ledger)"
+                "unload it with rmmod or `python -m bench cleanup`)"
             )
-        ownership.record(LEDGER_KIND, name, ko=str(ko), params=params, netns=config.netns)
+        ledger.record(LEDGER_KIND, name, CLEANER, ko=str(ko), params=params, netns=config.netns)
         try:
             load_dependencies(ko)
-            insmod(ko, params, prefix=netns_prefix(config.netns))
+            insmod(ko, params, prefix=exec_prefix(config.netns))
         except ModuleError as exc:
             if not is_loaded(name):
-                ownership.release(LEDGER_KIND, name)
+                ledger.release(LEDGER_KIND, name)
             raise ImplError(str(exc)) from exc
         self.tid = read_attrs(name).get("thread_pid", 0) if threaded else 0
         if threaded and self.tid <= 0:
@@ -113,4 +113,4 @@ class ModuleServer(RunningServer):
             self.unload_s = rmmod(self.name)
         except ModuleError as exc:
             raise ImplError(str(exc)) from exc
-        ownership.release(LEDGER_KIND, self.name)
+        ledger.release(LEDGER_KIND, self.name)

@@ -1,7 +1,6 @@
-"""Per-phase metric probes: syscalls, context switches, CPU time, BPF run time."""
+"""Per-phase metric probes: syscalls, context switches, CPU time, BPF run time.
 
-from __future__ import annotations
-
-from bench.metrics.phase import PerRequest, PhaseMetrics, PhaseProbe, per_request
-
-__all__ = ["PerRequest", "PhaseMetrics", "PhaseProbe", "per_request"]
+``probe.PhaseProbe`` brackets one measured phase and returns ``probe.PhaseMetrics``; the
+other modules are its parts (perf events, /proc readers, tracepoints, the BPF stats
+switch, the hooks held for a whole run).
+"""

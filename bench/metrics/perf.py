@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from bench.errors import HellobenchError
 from bench.metrics import tasks
 
 # Syscall numbers of perf_event_open by machine; other machines report "unsupported".
@@ -29,7 +30,7 @@ PERF_EVENT_IOC_DISABLE = 0x2401
 PERF_EVENT_IOC_RESET = 0x2403
 
 
-class PerfError(OSError):
+class PerfError(HellobenchError, OSError):
     """perf_event_open is unavailable or refused a counter; the message says why."""
 
 

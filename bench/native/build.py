@@ -9,11 +9,15 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.errors import HellobenchError
+from bench.system.files import atomic_path
+
 NATIVE_DIR = Path(__file__).resolve().parent
 DEFAULT_CFLAGS = ("-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11")
+EXECUTABLE = 0o755
 
 
-class BuildError(RuntimeError):
+class BuildError(HellobenchError):
     """The compiler is missing or rejected the sources; the message carries its output."""
 
 
@@ -51,12 +55,9 @@ def build_executable(
     target = cache_dir() / "bin" / _digest(sources, flags, cc) / name
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{name}.{os.getpid()}")
-    cmd = [cc, *flags, "-o", str(tmp), *map(str, sources), *libs]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise BuildError(f"building {name} failed:\n{' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    tmp.replace(target)
+    with atomic_path(target, EXECUTABLE) as tmp:
+        cmd = [cc, *flags, "-o", str(tmp), *map(str, sources), *libs]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"building {name} failed:\n{' '.join(cmd)}\n{proc.stderr[-2000:]}")
     return target

@@ -6,7 +6,7 @@
   (``init_script``), cached by content under the build cache's ``vm/`` folder;
 - ``qemu.detect_accel``           kvm only when vmx/svm, /dev/kvm and a test boot all work;
 - ``guest.run_in_guest``          boot, run one command, collect status, console and dmesg;
-- ``environment.run_bench_in_vm`` ``python -m bench run`` inside a guest;
+- ``bench_run.run_bench_in_vm``  ``python -m bench run`` inside a guest;
 - ``cleanup``                     the ledger cleaner for guests left by dead runs.
 
 Inside the guest the host's / is the root, read-only underneath a tmpfs overlay (writes,

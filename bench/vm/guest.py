@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from bench.kernel_log import scan_kernel_log
+from bench.host.kernel_log import scan_kernel_log
 from bench.native.build import cache_dir
+from bench.system.files import write_atomic
 from bench.vm.initramfs import build_initramfs
 from bench.vm.kernel import boot_image, find_guest_kernel
 from bench.vm.qemu import ACCELS, GuestSpec, QemuRun, Share, detect_accel, run_qemu
@@ -248,6 +249,4 @@ def _save_outcome(outcome: GuestOutcome, path: Path) -> None:
     body = dataclasses.asdict(outcome)
     del body["dmesg"]  # in dmesg.txt beside it
     body["console_log"] = str(outcome.console_log)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(body, indent=1) + "\n")

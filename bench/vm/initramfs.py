@@ -17,7 +17,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.errors import HellobenchError
 from bench.native.build import cache_dir
+from bench.system.files import write_atomic
 from bench.vm.init_script import INIT_SCRIPT, MODPROBE_HELPER
 from bench.vm.kernel import GuestKernel
 
@@ -28,7 +30,7 @@ PRELOAD_MODULES = ("veth", "sch_ingress", "cls_bpf")
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 
-class InitramfsError(RuntimeError):
+class InitramfsError(HellobenchError):
     """A part of the initramfs is missing; the message says what to install."""
 
 
@@ -154,8 +156,5 @@ def build_initramfs(kernel: GuestKernel) -> Path:
     target = cache_dir() / "vm" / f"initramfs-{kernel.release}-{digest}.cpio.gz"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
-    tmp.replace(target)
+    write_atomic(target, gzip.compress(archive, compresslevel=6, mtime=0))
     return target

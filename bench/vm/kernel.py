@@ -11,7 +11,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.errors import HellobenchError
 from bench.native.build import cache_dir
+from bench.system.files import write_atomic
 
 BOOT_DIR = Path("/boot")
 MODULES_ROOT = Path("/lib/modules")
@@ -21,7 +23,7 @@ _STOCK = re.compile(r"^\d+\.\d+\.\d+-\d+-(amd64|cloud-amd64|rt-amd64)$")
 _FLAVOUR_RANK = {"amd64": 0, "cloud-amd64": 1, "rt-amd64": 2}
 
 
-class GuestKernelError(RuntimeError):
+class GuestKernelError(HellobenchError):
     """No bootable guest kernel with modules is installed; the message says what to install."""
 
 
@@ -164,7 +166,5 @@ def boot_image(kernel: GuestKernel) -> Path:
     if elf is None:
         failed.write_text("no PVH-bootable vmlinux inside this vmlinuz\n")
         return kernel.vmlinuz
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_bytes(elf)
-    tmp.replace(target)
+    write_atomic(target, elf)
     return target

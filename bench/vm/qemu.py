@@ -4,8 +4,8 @@ The watchdog bounds a guest's whole life (boot and command) by one wall-clock ti
 guest whose console stays silent is killed early only when the caller asks for it (a
 silence bound), because a benchmark phase may legitimately print nothing for minutes.
 
-Every QEMU process is recorded in the ownership ledger (kind ``qemu``) before it starts, so
-a run killed outright leaves a record that ``bench.ownership.sweep`` hands to the cleaner
+Every QEMU process is recorded in the ledger (kind ``qemu``) before it starts, so
+a run killed outright leaves a record that ``bench.system.ledger.sweep`` hands to the cleaner
 in bench/vm/cleanup.py.  QEMU also gets PR_SET_PDEATHSIG where the kernel honours it.
 """
 
@@ -28,7 +28,9 @@ from functools import cache
 from pathlib import Path
 from typing import IO, TextIO
 
-from bench import ownership
+from bench.errors import HellobenchError
+from bench.system import ledger
+from bench.system.processes import ProcessIdentity, stop_child
 from bench.vm.init_script import MARKER
 from bench.vm.initramfs import build_initramfs
 from bench.vm.kernel import GuestKernel, boot_image, find_guest_kernel
@@ -39,6 +41,7 @@ KVM_PROBE_TIMEOUT_S = 25.0
 KILL_GRACE_S = 3.0
 WATCH_TICK_S = 0.5
 LEDGER_KIND = "qemu"
+CLEANER = "bench.vm.cleanup:kill_guest"
 NAME_PREFIX = "hellobench-"
 
 _PR_SET_PDEATHSIG = 1
@@ -48,7 +51,7 @@ except OSError:
     _LIBC = None
 
 
-class QemuError(RuntimeError):
+class QemuError(HellobenchError):
     """QEMU is missing or cannot be started; the message says what to install."""
 
 
@@ -210,27 +213,15 @@ def _set_pdeathsig() -> None:
 
 
 def _record_start(token: str, proc: subprocess.Popen[bytes]) -> None:
-    ownership.record(
+    identity = ProcessIdentity.of(proc.pid)
+    ledger.record(
         LEDGER_KIND,
         token,
+        CLEANER,
         pid=proc.pid,
-        start=ownership.process_start_time(proc.pid),
+        started=identity.started if identity else None,
         name=NAME_PREFIX + token,
     )
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -> None:
-    """SIGTERM, then SIGKILL after ``grace_s``; returns once the process is reaped."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
 
 
 # A guest kernel that reports a lockup or an RCU stall is not measuring anything any more:
@@ -262,7 +253,7 @@ def run_qemu(
     run = QemuRun(pid=None, returncode=None, timed_out=False, started=time.monotonic(), ended=0.0)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        ownership.record(LEDGER_KIND, token, pid=None, start=None, name=name)
+        ledger.record(LEDGER_KIND, token, CLEANER, pid=None, started=None, name=name)
         with console_log.open("wb") as log:
             log.write(("# " + " ".join(cmd) + "\n").encode())
             log.flush()
@@ -290,17 +281,19 @@ def run_qemu(
                 run.ended = time.monotonic()
             finally:
                 if proc is not None:
-                    stop_process(proc)  # before the log closes: the reader drains the pipe
+                    stop_child(
+                        proc, KILL_GRACE_S
+                    )  # before the log closes: the reader drains the pipe
                 if reader is not None:
                     reader.join(timeout=5.0)
     finally:
         if proc is not None:
-            stop_process(proc)
+            stop_child(proc, KILL_GRACE_S)
             if proc.stdout is not None:
                 proc.stdout.close()
         if run.ended == 0.0:
             run.ended = time.monotonic()
-        ownership.release(LEDGER_KIND, token)
+        ledger.release(LEDGER_KIND, token)
     return run
 
 
@@ -325,7 +318,7 @@ def _watch(
             return proc.wait(timeout=min(deadline - now, WATCH_TICK_S))
         except subprocess.TimeoutExpired:
             continue
-    stop_process(proc)
+    stop_child(proc, KILL_GRACE_S)
     return proc.returncode
 
 
