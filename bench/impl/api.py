@@ -10,24 +10,37 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bench.host import HostCapabilities
+from bench.errors import HellobenchError
+from bench.host.capabilities import HostCapabilities
 from bench.impl.manifest import Manifest
 from bench.protocol import DEFAULT_ADDR, DEFAULT_PORT
 
 
-class ImplError(RuntimeError):
+class ImplError(HellobenchError):
     """An impl failed to build, start or stop; the message says why."""
 
 
 @dataclass(frozen=True)
+class Peer:
+    """The other end of the server's link (a veth peer): its namespace and interface."""
+
+    netns: str | None
+    interface: str
+
+
+@dataclass(frozen=True)
 class ServerConfig:
-    """Where and how the runner wants a server to run."""
+    """Where and how the runner wants a server to run.
+
+    ``interface`` is where eBPF impls attach (inside ``netns``); ``peer``, when the
+    topology has one, is the client's end of the link."""
 
     addr: str = DEFAULT_ADDR
     port: int = DEFAULT_PORT
     cpu: int | None = None
     netns: str | None = None
     interface: str = "lo"
+    peer: Peer | None = None
     options: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -1,5 +1,10 @@
 """Finds impls by convention: every folder under impls/ with a manifest.toml, plus folders
-that installed packages register through the ``hellobench.impls`` entry point group."""
+that installed packages register through the ``hellobench.impls`` entry point group.
+
+``manifests()`` reads the manifests only; ``discover()`` also loads each controller and says
+whether the impl can run here.  Both check the manifests against each other: names are
+unique, ``compare_with`` names registered impls, a single-holder role has one holder.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 from bench import PROJECT_ROOT
-from bench.host import HostCapabilities, capabilities
+from bench.host.capabilities import HostCapabilities, capabilities
 from bench.impl.api import Impl
-from bench.impl.manifest import Manifest, ManifestError, load_manifests
+from bench.impl.manifest import ROLES, Manifest, ManifestError, load_manifests
 
 ENTRY_POINT_GROUP = "hellobench.impls"
 
@@ -77,13 +82,49 @@ def _entry(manifest: Manifest, host: HostCapabilities) -> Entry:
     return Entry(manifest, impl, impl.unavailable_reason(host))
 
 
+def _check(found: dict[str, Manifest]) -> None:
+    for manifest in found.values():
+        where = manifest.folder / "manifest.toml"
+        for other in manifest.compare_with:
+            if other not in found:
+                raise ManifestError(f"{where}: compare_with names {other!r}, no registered impl")
+            if other == manifest.name:
+                raise ManifestError(f"{where}: compare_with names the impl itself")
+    for role, (single, _) in ROLES.items():
+        holders = sorted(m.name for m in found.values() if role in m.roles)
+        if single and len(holders) > 1:
+            raise ManifestError(f"role {role!r} is held by {', '.join(holders)}: one at most")
+
+
+def manifests() -> dict[str, Manifest]:
+    """Every registered impl's manifest by name (no controller is loaded)."""
+    found: dict[str, Manifest] = {}
+    for folder in _impl_folders(impl_roots()):
+        for manifest in load_manifests(folder):
+            if manifest.name in found:
+                raise ManifestError(f"{folder}: impl name {manifest.name!r} registered twice")
+            found[manifest.name] = manifest
+    _check(found)
+    return found
+
+
 def discover(host: HostCapabilities | None = None) -> dict[str, Entry]:
     """Every registered impl by name, each with its availability on ``host``."""
     host = host or capabilities()
-    entries: dict[str, Entry] = {}
-    for folder in _impl_folders(impl_roots()):
-        for manifest in load_manifests(folder):
-            if manifest.name in entries:
-                raise ManifestError(f"{folder}: impl name {manifest.name!r} registered twice")
-            entries[manifest.name] = _entry(manifest, host)
-    return entries
+    return {name: _entry(manifest, host) for name, manifest in manifests().items()}
+
+
+def role_holders(role: str, found: dict[str, Manifest] | None = None) -> list[str]:
+    """The impls whose manifests give them ``role`` (a known role), by name."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    found = manifests() if found is None else found
+    return sorted(name for name, m in found.items() if role in m.roles)
+
+
+def role_holder(role: str, found: dict[str, Manifest] | None = None) -> str:
+    """The one impl holding a single-holder ``role``; ManifestError when none does."""
+    holders = role_holders(role, found)
+    if not holders:
+        raise ManifestError(f"no registered impl has the role {role!r} ({ROLES[role][1]})")
+    return holders[0]

@@ -4,7 +4,8 @@ clsact qdisc too when the suite created it and nothing else is left on it."""
 
 from __future__ import annotations
 
-from bench.bpf.control import BpfError, TcAttachment, addr_value
+from bench.bpf import BpfError
+from bench.bpf.control import TcAttachment, addr_value
 from bench.bpf.reflector import BpfReflector, ReflectorImpl
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest

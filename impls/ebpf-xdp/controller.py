@@ -5,19 +5,19 @@ detaches it.  Generic (skb) mode on lo, native (drv) mode elsewhere, unless the
 In native mode on a veth end the replies (XDP_TX) go into the peer's NAPI ring, which the
 driver kicks only when the peer has an XDP program of its own (GRO on the peer is not
 enough for XDP_TX), so a pass-through program (bench/bpf/hb_pass.bpf.c) is attached to the
-peer when the topology knows it (bench.topology.peer_of), and removed with the reflector."""
+peer when the topology has one (``ServerConfig.peer``), and removed with the reflector."""
 
 from __future__ import annotations
 
 from typing import cast
 
+from bench.bpf import BpfError
 from bench.bpf.build import BPF_DIR, build_bpf_object
-from bench.bpf.control import BpfError, XdpAttachment, XdpMode, addr_value
+from bench.bpf.control import XdpAttachment, XdpMode, addr_value
 from bench.bpf.reflector import BpfReflector, ReflectorImpl
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest
 from bench.native.build import BuildError
-from bench.topology import peer_of
 
 HB_F_FULL_CSUM = 0x1  # hb_reflect.h: the reply leaves without skb checksum state
 
@@ -55,13 +55,14 @@ class EbpfXdp(ReflectorImpl):
         return BpfReflector(attachment, helpers)
 
     def _attach_peer(self, config: ServerConfig) -> tuple[XdpAttachment, ...]:
-        peer = peer_of(config.netns, config.interface)
+        peer = config.peer
         if peer is None:
             return ()
         try:
             obj = build_bpf_object(BPF_DIR / "hb_pass.bpf.c")
-            netns, ifname = peer
-            return (XdpAttachment.attach(obj, "hb_xdp_pass", ifname, "drv", {}, netns),)
+            return (
+                XdpAttachment.attach(obj, "hb_xdp_pass", peer.interface, "drv", {}, peer.netns),
+            )
         except (BuildError, BpfError) as exc:
             raise ImplError(f"ebpf-xdp: pass-through program on the veth peer: {exc}") from exc
 
