@@ -1,0 +1,114 @@
+"""What a results file says about its subjects: the impls it measured (from their manifests,
+so that nothing downstream needs an impl's name) and the environments it measured in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.impl.manifest import Manifest, family_rank
+
+
+@dataclass(frozen=True)
+class ImplInfo:
+    """An impl as its manifest described it when the run measured it."""
+
+    name: str
+    kind: str
+    family: str
+    language: str = ""
+    summary: str = ""
+    compare_with: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+    @property
+    def kernel_side(self) -> bool:
+        return self.kind != "userspace"
+
+    def sort_key(self) -> tuple[int, str]:
+        """Family by family (FAMILIES order), then by name."""
+        return (family_rank(self.family), self.name)
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ImplInfo:
+        return cls(
+            name=manifest.name,
+            kind=manifest.kind,
+            family=manifest.family,
+            language=manifest.language,
+            summary=manifest.summary,
+            compare_with=manifest.compare_with,
+            roles=manifest.roles,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "family": self.family,
+            "language": self.language,
+            "summary": self.summary,
+            "compare_with": list(self.compare_with),
+            "roles": list(self.roles),
+        }
+
+    @classmethod
+    def from_json(cls, name: str, raw: Mapping[str, Any]) -> ImplInfo:
+        return cls(
+            name=name,
+            kind=str(raw["kind"]),
+            family=str(raw["family"]),
+            language=str(raw.get("language") or ""),
+            summary=str(raw.get("summary") or ""),
+            compare_with=tuple(str(x) for x in raw.get("compare_with") or ()),
+            roles=tuple(str(x) for x in raw.get("roles") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment a run measured in.  ``described`` is False when results.json names
+    the environment only in rows; ``record`` is the whole record as written."""
+
+    name: str
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def described(self) -> bool:
+        return bool(self.record)
+
+    @property
+    def accel(self) -> str | None:
+        value = self.record.get("accel")
+        return None if value is None else str(value)
+
+    @property
+    def emulated(self) -> bool:
+        return bool(self.record.get("emulated"))
+
+    @property
+    def calibration(self) -> Mapping[str, Any]:
+        cal: Mapping[str, Any] = self.record.get("calibration") or {}
+        return cal
+
+    @property
+    def placement(self) -> Mapping[str, Any]:
+        placement: Mapping[str, Any] = self.record.get("placement") or {}
+        return placement
+
+    @property
+    def split_placement(self) -> bool:
+        """True when server and client were pinned to different CPUs."""
+        server, client = self.placement.get("server_cpu"), self.placement.get("client_cpu")
+        return server is not None and client is not None and server != client
+
+    def label(self) -> str:
+        """How the report names the kind of machine: native, KVM guest, emulated."""
+        if self.accel is None:
+            return "environment not described"
+        if self.accel == "tcg" or self.emulated:
+            return "emulated, TCG" if self.accel == "tcg" else "emulated"
+        return "KVM guest" if self.accel == "kvm" else "native"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.record.get(key, default)

@@ -1,0 +1,125 @@
+"""The metric registry: every figure a row yields, named once, with its unit, which way is
+better, whether it is a time, a count or a rate, and how to read it from a row.
+
+The summary, the report's tables, the claim, ``compare`` and the regression guard all take
+their metrics from here; ``Run.frame()`` has one column per metric, under its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.results.rows import PhaseRow
+
+Better = Literal["lower", "higher"]
+# time: durations (ns); count: events per request; rate: per second; share: a percentage
+MetricKind = Literal["time", "count", "rate", "share"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    unit: str
+    better: Better
+    kind: MetricKind
+    read: Callable[[PhaseRow], float | None]
+    description: str
+
+    @property
+    def higher_is_worse(self) -> bool:
+        return self.better == "lower"
+
+
+def _latency(key: str) -> Callable[[PhaseRow], float | None]:
+    return lambda row: row.latency_ns.get(key)
+
+
+def _per_request(name: str) -> Callable[[PhaseRow], float | None]:
+    def read(row: PhaseRow) -> float | None:
+        value: float | None = getattr(row.per_request, name)
+        return value
+
+    return read
+
+
+def _cpu(kind: str) -> Callable[[PhaseRow], float | None]:
+    return lambda row: row.per_request.cpu_ns.get(kind)
+
+
+def _loss_pct(row: PhaseRow) -> float | None:
+    return 100.0 * row.lost / row.requests if row.requests else None
+
+
+def _syscalls_both(row: PhaseRow) -> float | None:
+    """Server + client syscalls per request; an impl without a server process makes none."""
+    pr = row.per_request
+    server = pr.server_syscalls
+    if server is None and not row.has_server_process:
+        server = 0.0
+    if server is None or pr.client_syscalls is None:
+        return None
+    return server + pr.client_syscalls
+
+
+_LATENCY = (
+    ("min", "min RTT"), ("p50", "p50 RTT"), ("p90", "p90 RTT"), ("p99", "p99 RTT"),
+    ("p999", "p99.9 RTT"), ("max", "max RTT"), ("mean", "mean RTT"),
+)  # fmt: skip
+
+METRICS: tuple[Metric, ...] = (
+    *(
+        Metric(f"rtt_{key}", label, "ns", "lower", "time", _latency(key), f"{label}, ns")
+        for key, label in _LATENCY
+    ),
+    Metric("throughput_rps", "throughput", "req/s", "higher", "rate",
+           lambda r: r.throughput_rps, "replies per second in the measured window"),
+    Metric("send_rps", "sent", "req/s", "higher", "rate", lambda r: r.send_rps,
+           "requests sent per second"),
+    Metric("loss_pct", "loss", "%", "lower", "share", _loss_pct,
+           "requests without a reply, percent of requests sent"),
+    Metric("server_syscalls_per_req", "server syscalls/req", "per request", "lower", "count",
+           _per_request("server_syscalls"), "syscalls of the server's threads per reply"),
+    Metric("client_syscalls_per_req", "client syscalls/req", "per request", "lower", "count",
+           _per_request("client_syscalls"), "syscalls of the driver per reply"),
+    Metric("syscalls_per_req", "syscalls/req", "per request", "lower", "count", _syscalls_both,
+           "server + client syscalls per reply (no server process: none counted)"),
+    Metric("server_ctx_per_req", "server ctx/req", "per request", "lower", "count",
+           _per_request("server_ctx_switches"), "context switches of the server's threads"),
+    Metric("client_ctx_per_req", "client ctx/req", "per request", "lower", "count",
+           _per_request("client_ctx_switches"), "context switches of the driver"),
+    Metric("kthread_ctx_per_req", "kthread ctx/req", "per request", "lower", "count",
+           _per_request("kernel_thread_ctx_switches"),
+           "context switches of the server's kernel threads"),
+    Metric("system_ctx_per_req", "system ctx/req", "per request", "lower", "count",
+           _per_request("system_ctx_switches"), "context switches of the whole machine"),
+    Metric("cpu_user_ns_per_req", "user CPU/req", "ns", "lower", "time", _cpu("user"),
+           "system-wide user CPU time per reply"),
+    Metric("cpu_system_ns_per_req", "system CPU/req", "ns", "lower", "time", _cpu("system"),
+           "system-wide kernel CPU time per reply (outside interrupts)"),
+    Metric("cpu_softirq_ns_per_req", "softirq CPU/req", "ns", "lower", "time",
+           _cpu("softirq"), "system-wide softirq CPU time per reply"),
+    Metric("cpu_irq_ns_per_req", "irq CPU/req", "ns", "lower", "time", _cpu("irq"),
+           "system-wide hard-irq CPU time per reply"),
+    Metric("cpu_ns_per_req", "CPU/req", "ns", "lower", "time", _cpu("total"),
+           "system-wide busy CPU time per reply: user + system + softirq + irq + steal"),
+    Metric("server_cpu_ns_per_req", "server CPU/req", "ns", "lower", "time",
+           _per_request("server_cpu_ns"), "CPU time of the server's threads and kernel threads"),
+    Metric("client_cpu_ns_per_req", "client CPU/req", "ns", "lower", "time",
+           _per_request("client_cpu_ns"), "CPU time of the driver"),
+    Metric("bpf_run_ns", "BPF run ns", "ns", "lower", "time", _per_request("bpf_run_ns"),
+           "BPF program run time per program run (kernel.bpf_stats_enabled)"),
+)  # fmt: skip
+
+BY_NAME: Mapping[str, Metric] = {m.name: m for m in METRICS}
+METRIC_NAMES = tuple(BY_NAME)
+
+
+def metric(name: str) -> Metric:
+    """The metric called ``name``; ValueError naming the known ones otherwise."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r} (known: {', '.join(METRIC_NAMES)})") from None

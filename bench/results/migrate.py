@@ -1,0 +1,83 @@
+"""Reading older results files: each migration turns a document of one schema into the
+next, so that everything downstream reads only the current one.
+
+hellobench/1 → hellobench/2:
+- every row gets its placement (``server_cpu``, ``client_cpu``) from its environment's
+  ``placement`` (where the environment is not described: none);
+- a failed pingpong row gets the run's ``outstanding`` (version 1 left it empty, which
+  kept it apart from the configuration's other trials);
+- the document gets ``impls``: version 1 did not describe its impls, so they are taken
+  from the manifests registered now (bench/impl/registry.py, manifests only); an impl no
+  manifest describes gets its kind from its rows and the family "unknown".  The document
+  records under ``migrated`` what was filled in.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from bench.impl.manifest import ManifestError
+from bench.impl.registry import manifests
+from bench.results.descriptions import ImplInfo
+from bench.results.schema import SCHEMA_ID, ResultsError
+
+Document = dict[str, Any]
+
+
+def _impls_from_manifests(document: Document) -> tuple[dict[str, Any], list[str]]:
+    names = {str(r["impl"]) for r in document["results"]}
+    names |= {str(s["impl"]) for s in document["skipped"] if s["impl"] != "*"}
+    try:
+        found = manifests()
+    except ManifestError:
+        found = {}
+    kinds = {str(r["impl"]): str(r["kind"]) for r in document["results"]}
+    impls: dict[str, Any] = {}
+    undescribed: list[str] = []
+    for name in sorted(names):
+        if name in found:
+            impls[name] = ImplInfo.of(found[name]).to_json()
+        else:
+            undescribed.append(name)
+            impls[name] = {"kind": kinds.get(name, "userspace"), "family": "unknown"}
+    return impls, undescribed
+
+
+def v1_to_v2(document: Document) -> Document:
+    out = copy.deepcopy(document)
+    environments = out.get("environments") or {}
+    outstanding = (out.get("config") or {}).get("outstanding")
+    for row in out["results"]:
+        placement = (environments.get(row["env"]) or {}).get("placement") or {}
+        row.setdefault("server_cpu", placement.get("server_cpu"))
+        row.setdefault("client_cpu", placement.get("client_cpu"))
+        if row["mode"] == "pingpong" and row.get("outstanding") is None:
+            row["outstanding"] = outstanding
+    impls, undescribed = _impls_from_manifests(out)
+    out["impls"] = impls
+    out["schema"] = "hellobench/2"
+    note = (
+        "impl descriptions (kind, family, compare_with, roles) taken from the manifests "
+        "registered when the file was read"
+    )
+    if undescribed:
+        note += f"; no manifest for {', '.join(undescribed)} (family 'unknown')"
+    out["migrated"] = {"from": "hellobench/1", "note": note}
+    return out
+
+
+MIGRATIONS: dict[str, tuple[str, Callable[[Document], Document]]] = {
+    "hellobench/1": ("hellobench/2", v1_to_v2),
+}
+
+
+def migrate(document: Document, version: str, where: str) -> Document:
+    """``document`` (of schema ``version``) as a document of the current schema."""
+    while version != SCHEMA_ID:
+        if version not in MIGRATIONS:
+            raise ResultsError(f"{where}: no migration from {version!r} to {SCHEMA_ID!r}")
+        version, step = MIGRATIONS[version]
+        document = step(document)
+    return document

@@ -1,0 +1,313 @@
+"""The typed records of a results file: one :class:`PhaseRow` per measured phase, with its
+latency, per-request costs and accounting, and the :class:`Configuration` that names what
+its trials are trials of.
+
+Every record converts to and from the JSON of schema hellobench/2 (``to_json`` /
+``from_json``); nothing else in the suite reads a row's JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, cast
+
+from bench.driver.modes import Mode
+from bench.impl.manifest import Kind
+
+Status = Literal["ok", "failed"]
+LATENCY_KEYS = ("min", "p50", "p90", "p99", "p999", "max", "mean")
+
+
+def _num(value: object) -> float | None:
+    return None if value is None else float(cast(float, value))
+
+
+def _int(value: object) -> int | None:
+    return None if value is None else int(cast(int, value))
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Round-trip times of one phase in ns (None: no reply was timed)."""
+
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+    mean: float | None = None
+
+    def get(self, key: str) -> float | None:
+        value: float | None = getattr(self, key)
+        return value
+
+    def to_json(self) -> dict[str, float | None]:
+        return {k: self.get(k) for k in LATENCY_KEYS}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Latency:
+        return cls(**{k: _num(raw.get(k)) for k in LATENCY_KEYS})
+
+
+@dataclass(frozen=True)
+class CpuNs:
+    """System-wide CPU time per answered request by kind, in ns."""
+
+    user: float | None = None
+    system: float | None = None
+    softirq: float | None = None
+    irq: float | None = None
+    total: float | None = None
+
+    KINDS = ("user", "system", "softirq", "irq", "total")
+
+    def get(self, kind: str) -> float | None:
+        value: float | None = getattr(self, kind)
+        return value
+
+    def to_json(self) -> dict[str, float | None]:
+        return {k: self.get(k) for k in self.KINDS}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CpuNs:
+        return cls(**{k: _num(raw.get(k)) for k in cls.KINDS})
+
+
+@dataclass(frozen=True)
+class PerRequest:
+    """A phase's costs divided by its answered requests (``bpf_run_ns``: per program run).
+
+    None means not measured here, or no subject (no server process for an eBPF impl);
+    never 0 for "unknown"."""
+
+    server_syscalls: float | None = None
+    client_syscalls: float | None = None
+    server_ctx_switches: float | None = None
+    client_ctx_switches: float | None = None
+    kernel_thread_ctx_switches: float | None = None
+    system_ctx_switches: float | None = None
+    server_cpu_ns: float | None = None
+    client_cpu_ns: float | None = None
+    bpf_run_ns: float | None = None
+    cpu_ns: CpuNs = field(default_factory=CpuNs)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "cpu_ns"
+        }
+        out["cpu_ns"] = self.cpu_ns.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PerRequest:
+        names = [f.name for f in fields(cls) if f.name != "cpu_ns"]
+        return cls(
+            **{n: _num(raw.get(n)) for n in names}, cpu_ns=CpuNs.from_json(raw.get("cpu_ns") or {})
+        )
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Whether a server process was accounted, and where the cost shows when not."""
+
+    server_process: bool
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"server_process": self.server_process, "note": self.note}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Accounting:
+        return cls(bool(raw.get("server_process", True)), str(raw.get("note") or ""))
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Where a phase's raw RTT samples are (relative to the run folder) and how drawn."""
+
+    file: str
+    count: int
+    cap: int
+    method: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "count": self.count, "cap": self.cap, "method": self.method}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Samples:
+        return cls(str(raw["file"]), int(raw["count"]), int(raw["cap"]), str(raw["method"]))
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What the trials of one configuration share: every field that is not an outcome.
+
+    The offered rate is part of it only when it was given absolutely; a rate given as a
+    fraction of the impl's measured maximum is named by the fraction (the maximum is
+    measured anew by every run)."""
+
+    env: str
+    topology: str
+    impl: str
+    mode: str
+    size: int
+    outstanding: int | None = None
+    load_fraction: float | None = None
+    offered_rps: float | None = None
+    server_cpu: int | None = None
+    client_cpu: int | None = None
+
+    def label(self) -> str:
+        load = ""
+        if self.load_fraction is not None:
+            load = f" @{self.load_fraction:g}"
+        elif self.offered_rps is not None:
+            load = f" @{self.offered_rps:.0f}/s"
+        return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}"
+
+    def sort_key(self) -> tuple[Any, ...]:
+        def n(x: float | None) -> float:
+            return -1.0 if x is None else float(x)
+
+        return (
+            self.env, self.impl, self.mode, self.size, self.topology, n(self.outstanding),
+            n(self.load_fraction), n(self.offered_rps), n(self.server_cpu), n(self.client_cpu),
+        )  # fmt: skip
+
+
+CONFIG_FIELDS = tuple(f.name for f in fields(Configuration))
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    """One measured phase (one trial of one configuration): what was sent, what came back,
+    and what it cost."""
+
+    env: str
+    impl: str
+    kind: Kind
+    mode: Mode
+    size: int
+    topology: str
+    trial: int
+    status: Status
+    offered_rps: float | None = None
+    load_fraction: float | None = None
+    server_cpu: int | None = None
+    client_cpu: int | None = None
+    error: str | None = None
+    outstanding: int | None = None
+    requests: int = 0
+    replies: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    corrupt: int = 0
+    duration_s: float = 0.0
+    throughput_rps: float = 0.0
+    send_rps: float | None = None
+    latency_ns: Latency = field(default_factory=Latency)
+    per_request: PerRequest = field(default_factory=PerRequest)
+    accounting: Accounting | None = None
+    metric_notes: tuple[str, ...] = ()
+    impl_counters: Mapping[str, int] = field(default_factory=dict)
+    histogram: str | None = None
+    samples: Samples | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def configuration(self) -> Configuration:
+        return Configuration(
+            env=self.env,
+            topology=self.topology,
+            impl=self.impl,
+            mode=self.mode,
+            size=self.size,
+            outstanding=self.outstanding,
+            load_fraction=self.load_fraction,
+            offered_rps=self.offered_rps if self.load_fraction is None else None,
+            server_cpu=self.server_cpu,
+            client_cpu=self.client_cpu,
+        )
+
+    @property
+    def has_server_process(self) -> bool:
+        """False only when the row says no server process was accounted (eBPF, softirq)."""
+        return self.accounting is None or self.accounting.server_process
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("latency_ns", "per_request"):
+                value = value.to_json()
+            elif f.name in ("accounting", "samples"):
+                if value is None:
+                    if f.name == "accounting":
+                        continue
+                else:
+                    value = value.to_json()
+            elif f.name == "metric_notes":
+                value = list(value)
+            elif f.name == "impl_counters":
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PhaseRow:
+        accounting = raw.get("accounting")
+        samples = raw.get("samples")
+        return cls(
+            env=str(raw["env"]),
+            impl=str(raw["impl"]),
+            kind=raw["kind"],
+            mode=raw["mode"],
+            size=int(raw["size"]),
+            topology=str(raw["topology"]),
+            trial=int(raw["trial"]),
+            status=raw["status"],
+            offered_rps=_num(raw.get("offered_rps")),
+            load_fraction=_num(raw.get("load_fraction")),
+            server_cpu=_int(raw.get("server_cpu")),
+            client_cpu=_int(raw.get("client_cpu")),
+            error=raw.get("error"),
+            outstanding=_int(raw.get("outstanding")),
+            requests=int(raw["requests"]),
+            replies=int(raw["replies"]),
+            lost=int(raw["lost"]),
+            duplicates=int(raw.get("duplicates", 0)),
+            reordered=int(raw.get("reordered", 0)),
+            corrupt=int(raw.get("corrupt", 0)),
+            duration_s=float(raw["duration_s"]),
+            throughput_rps=float(raw["throughput_rps"]),
+            send_rps=_num(raw.get("send_rps")),
+            latency_ns=Latency.from_json(raw["latency_ns"]),
+            per_request=PerRequest.from_json(raw["per_request"]),
+            accounting=Accounting.from_json(accounting) if accounting else None,
+            metric_notes=tuple(str(n) for n in raw.get("metric_notes") or ()),
+            impl_counters={str(k): int(v) for k, v in (raw.get("impl_counters") or {}).items()},
+            histogram=raw.get("histogram"),
+            samples=Samples.from_json(samples) if samples else None,
+        )
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An impl not measured in an environment, and why."""
+
+    impl: str
+    env: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"impl": self.impl, "env": self.env, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Skip:
+        return cls(str(raw["impl"]), str(raw["env"]), str(raw["reason"]))
