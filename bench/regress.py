@@ -3,75 +3,81 @@
 The run is short but has five interleaved trials per impl, enough for the Mann-Whitney test
 to reach alpha 0.01; metrics are normalised to a reference impl of the same run, and only
 the metrics that are stable on a shared machine are compared (tail latency and system-wide
-CPU per request move with the neighbours' load, not with the code).
+CPU per request move with the neighbours' load, not with the code).  Which impls the guard
+measures, and which one is the reference, the manifests say (roles ``guard`` and
+``guard-reference``).
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-
 from bench import PROJECT_ROOT
+from bench.analysis.compare import Comparison, compare_loaded
+from bench.errors import EXIT_FAILED, EXIT_OK
+from bench.impl.registry import manifests, role_holder, role_holders
+from bench.results.run import RESULTS_NAME, Run
+from bench.runner.config import RunConfig
+from bench.runner.orchestrate import run_all
+from bench.system.ports import free_udp_port
 
 BASELINE = PROJECT_ROOT / "results" / "baseline"
-REFERENCE = "blocking-py"
-IMPLS = ("blocking-c", "blocking-py", "asyncio-py")
 METRICS = ("rtt_p50", "throughput_rps", "server_syscalls_per_req", "system_ctx_per_req")
-RUN_ARGS = (
-    "--env", "host", "--mode", "pingpong", "--trials", "5", "--duration", "0.5",
-    "--warmup", "0.1", "--no-calibrate", "--sample-cap", "0",
-)  # fmt: skip
+TRIALS = 5
+DURATION_S = 0.5
+WARMUP_S = 0.1
 
 
-def free_port() -> int:
-    """A UDP port nothing on loopback is bound to now (the guard must not meet a stray 3000)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+@dataclass(frozen=True)
+class GuardOutcome:
+    """The guard's run, and its comparison with the baseline (None when there was none:
+    the baseline was recorded, or the run had failed phases)."""
+
+    run: Run
+    status: int
+    comparison: Comparison | None
+    recorded: Path | None = None
 
 
-def run_args(out: Path, server_options: tuple[str, ...] = ()) -> list[str]:
-    """``bench run`` arguments of the guard's benchmark, writing under ``out``."""
-    args = [*RUN_ARGS, "--out", str(out), "--port", str(free_port())]
-    for impl in IMPLS:
-        args += ["--impl", impl]
-    for option in server_options:
-        args += ["--server-option", option]
-    return args
+def guard_config(out: Path, server_options: Mapping[str, str] | None = None) -> RunConfig:
+    """The guard's benchmark: its impls in pingpong mode on a free port, under ``out``."""
+    found = manifests()
+    return RunConfig(
+        out_root=out,
+        impls=tuple(role_holders("guard", found)),
+        modes=("pingpong",),
+        trials=TRIALS,
+        duration_s=DURATION_S,
+        warmup_s=WARMUP_S,
+        env="host",
+        calibrate=False,
+        sample_cap=0,
+        port=free_udp_port(),  # the guard must not meet a stray server on the default port
+        server_options=dict(server_options or {}),
+    )
 
 
-def compare_args(base: Path, new: Path) -> list[str]:
-    args = [str(base), str(new), "--reference", REFERENCE]
-    for metric in METRICS:
-        args += ["--metric", metric]
-    return args
-
-
-def newest_run(out: Path) -> Path:
-    return max(out.glob("*/results.json"), key=lambda p: p.stat().st_mtime).parent
-
-
-def main_regress(args: argparse.Namespace, console: Console) -> int:
-    """Measure, then compare with the baseline (or, with --record, make this run the baseline)."""
-    from bench.cli import main as bench_main
-    from bench.compare import main_compare
-
-    out: Path = args.out
-    status = bench_main(["run", *run_args(out, tuple(args.server_option))])
-    if status == 2:
-        return status
-    new = newest_run(out)
-    if args.record:
-        args.baseline.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(new / "results.json", args.baseline / "results.json")
-        console.print(f"baseline recorded: {args.baseline / 'results.json'}")
-        return status
-    if status != 0:
-        console.print("[red]the benchmark had failed phases: no comparison[/red]")
-        return status
-    return main_compare(compare_args(args.baseline, new))
+def guard(
+    out: Path,
+    progress: Callable[[str], None],
+    *,
+    baseline: Path = BASELINE,
+    record: bool = False,
+    server_options: Mapping[str, str] | None = None,
+) -> GuardOutcome:
+    """Measure, then compare with the baseline (or, with ``record``, make this run it)."""
+    reference = role_holder("guard-reference")
+    outcome = run_all(guard_config(out, server_options), progress)
+    run = outcome.recording.run
+    if record:
+        baseline.mkdir(parents=True, exist_ok=True)
+        target = baseline / RESULTS_NAME
+        shutil.copy2(outcome.recording.run_dir / RESULTS_NAME, target)
+        return GuardOutcome(run, outcome.status, None, recorded=target)
+    if outcome.status != EXIT_OK:
+        return GuardOutcome(run, outcome.status, None)
+    comparison = compare_loaded(Run.load(baseline), run, reference=reference, metrics=METRICS)
+    return GuardOutcome(run, EXIT_FAILED if comparison.regressions else EXIT_OK, comparison)

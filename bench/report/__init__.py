@@ -1,7 +1,6 @@
-"""The HTML report of one run: summary, latency CDFs, load curves, costs, the claim, environment."""
+"""The HTML report of one run: summary, latency CDFs, load curves, costs, the claim, environment.
 
-from __future__ import annotations
-
-from bench.report.render import build_page, main_report, render_report
-
-__all__ = ["build_page", "main_report", "render_report"]
+- ``render``   the page (jinja2 template, self-contained, inline SVG) from a loaded Run;
+- ``tables``   the summary tables (medians, "—" with a footnote for what was not measured);
+- ``figures``  matplotlib figures as inline SVG, one colour per impl by family.
+"""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,35 +18,21 @@ from hdrh.histogram import HdrHistogram
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench.report.claim import PairResult
+from bench.analysis.claim import PairResult
+from bench.results.descriptions import ImplInfo
 
-IMPL_ORDER = (
-    "blocking-py",
-    "asyncio-py",
-    "asyncio-uvloop-py",
-    "blocking-c",
-    "kmod-kthread",
-    "kmod-softirq",
-    "ebpf-xdp",
-    "ebpf-tc",
-    "recvmmsg-c",
-    "epoll-c",
-    "iouring-c",
-)
-PALETTE = (
-    "#4e79a7",
-    "#f28e2b",
-    "#9c755f",
-    "#e15759",
-    "#76b7b2",
-    "#59a14f",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#17becf",
-    "#7f7f7f",
-    "#bcbd22",
-)
+# One hue per family (Okabe-Ito, safe for the common colour-vision deficiencies); the impls
+# of a family get shades of it.
+FAMILY_COLORS = {
+    "user-space blocking": "#0072B2",
+    "event loop and batching": "#E69F00",
+    "io_uring": "#CC79A7",
+    "kernel bypass": "#555555",
+    "kernel module": "#D55E00",
+    "eBPF": "#009E73",
+}
+UNKNOWN_FAMILY_COLOR = "#999999"
+SHADES = (0.0, -0.35, 0.35, -0.6, 0.55)  # mix toward black (<0) or white (>0)
 CPU_KINDS = ("user", "system", "softirq", "irq")
 CPU_COLORS = {"user": "#4e79a7", "system": "#e15759", "softirq": "#f28e2b", "irq": "#76b7b2"}
 PART_COLORS = {"syscalls": "#4e79a7", "switches": "#f28e2b", "rest": "#bab0ac"}
@@ -54,13 +40,23 @@ PART_COLORS = {"syscalls": "#4e79a7", "switches": "#f28e2b", "rest": "#bab0ac"}
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
 
 
-def impl_color(impl: str) -> str:
-    idx = IMPL_ORDER.index(impl) if impl in IMPL_ORDER else len(IMPL_ORDER) + sum(map(ord, impl))
-    return PALETTE[idx % len(PALETTE)]
+def _shade(color: str, amount: float) -> str:
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    target = 255 if amount > 0 else 0
+    mixed = [round(c + (target - c) * abs(amount)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
 
 
-def impl_sort_key(impl: str) -> tuple[int, str]:
-    return (IMPL_ORDER.index(impl) if impl in IMPL_ORDER else len(IMPL_ORDER), impl)
+def impl_colors(impls: Iterable[ImplInfo]) -> dict[str, str]:
+    """A colour for every impl: its family's hue, a different shade for each member."""
+    colors: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for info in sorted(impls, key=ImplInfo.sort_key):
+        index = seen.get(info.family, 0)
+        seen[info.family] = index + 1
+        base = FAMILY_COLORS.get(info.family, UNKNOWN_FAMILY_COLOR)
+        colors[info.name] = _shade(base, SHADES[index % len(SHADES)])
+    return colors
 
 
 def to_svg(fig: Figure, name: str) -> str:
@@ -141,15 +137,17 @@ def _empty(message: str, name: str) -> str:
     return to_svg(fig, name)
 
 
-def latency_cdf(series: Mapping[str, HdrHistogram | None], title: str, name: str) -> str:
-    """Latency CDFs, one line per impl, log x axis."""
+def latency_cdf(
+    series: Mapping[str, HdrHistogram | None], colors: Mapping[str, str], title: str, name: str
+) -> str:
+    """Latency CDFs, one line per impl (in the order given), log x axis."""
     drawn = {impl: h for impl, h in series.items() if h is not None and h.get_total_count()}
     if not drawn:
         return _empty(f"{title}: no latency histograms recorded", name)
     fig, ax = _subplots(figsize=(7.0, 3.8))
-    for impl in sorted(drawn, key=impl_sort_key):
-        xs, ys = cdf_points(drawn[impl])
-        ax.step(xs, ys, where="post", color=impl_color(impl), label=impl, linewidth=1.4)
+    for impl, hist in drawn.items():
+        xs, ys = cdf_points(hist)
+        ax.step(xs, ys, where="post", color=colors.get(impl), label=impl, linewidth=1.4)
     ax.set_xscale("log")
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("round-trip time (µs, log scale)")
@@ -172,14 +170,16 @@ def _kilo(x: float, _pos: int | None = None) -> str:
     return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"
 
 
-def load_curves(curves: Mapping[str, Sequence[LoadPoint]], title: str, name: str) -> str:
-    """Throughput and latency vs offered load (rate mode), one line per impl."""
+def load_curves(
+    curves: Mapping[str, Sequence[LoadPoint]], colors: Mapping[str, str], title: str, name: str
+) -> str:
+    """Throughput and latency vs offered load (rate mode), one line per impl (in order)."""
     if not curves:
         return _empty(f"{title}: no rate-mode rows", name)
     fig, (ax_t, ax_l) = _subplots(1, 2, figsize=(10.0, 3.8))
-    for impl in sorted(curves, key=impl_sort_key):
-        pts = sorted(curves[impl], key=lambda p: p.offered_rps)
-        color = impl_color(impl)
+    for impl, points in curves.items():
+        pts = sorted(points, key=lambda p: p.offered_rps)
+        color = colors.get(impl)
         offered = [p.offered_rps for p in pts]
         ax_t.plot(offered, [p.throughput_rps for p in pts], "o-", color=color, label=impl)
         p50 = [(p.offered_rps, p.p50_us) for p in pts if p.p50_us is not None]
@@ -209,10 +209,11 @@ def load_curves(curves: Mapping[str, Sequence[LoadPoint]], title: str, name: str
 
 
 def cost_breakdown(costs: Mapping[str, Mapping[str, float | None]], title: str, name: str) -> str:
-    """Stacked CPU µs per request by kind (user, system, softirq, irq), one bar per impl."""
+    """Stacked CPU µs per request by kind (user, system, softirq, irq), one bar per impl
+    (in the order given)."""
     if not costs:
         return _empty(f"{title}: no CPU measurements", name)
-    impls = sorted(costs, key=impl_sort_key)
+    impls = list(costs)
     fig, ax = _subplots(figsize=(7.5, 3.8))
     bottom = [0.0] * len(impls)
     for kind in CPU_KINDS:

@@ -7,9 +7,7 @@ it links to the raw files with relative paths.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +16,18 @@ from typing import Any
 import jinja2
 
 from bench import PROJECT_ROOT
+from bench.analysis.claim import Claim, evaluate_claim, fmt_us
+from bench.analysis.stats import median
+from bench.analysis.summary import summarize
 from bench.report import figures
-from bench.report.claim import Claim, evaluate_claim, fmt_us
-from bench.report.tables import Summary, column_groups, summarize
-from bench.results_io import GroupKey, ResultsError, Row, Run, group_rows, load_results
-from bench.stats import median
+from bench.report.tables import SummaryTables, column_groups, summary_tables
+from bench.results.descriptions import Environment
+from bench.results.metrics import metric
+from bench.results.rows import Configuration, PhaseRow
+from bench.results.run import Run
+from bench.system.files import write_atomic
+
+Groups = Mapping[Configuration, list[PhaseRow]]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MODES = ("pingpong", "rate", "flood")
@@ -71,7 +76,11 @@ class EnvInfo:
     fidelity: tuple[tuple[str, str], ...]
 
 
-def _default_size(run: Run, env: str, mode: str, groups: Mapping[GroupKey, Any]) -> int | None:
+def _colors(run: Run) -> dict[str, str]:
+    return figures.impl_colors(run.impl(n) for n in run.impl_order(r.impl for r in run.rows))
+
+
+def _default_size(run: Run, env: str, mode: str, groups: Groups) -> int | None:
     sizes = sorted({k.size for k in groups if k.env == env and k.mode == mode})
     if not sizes:
         return None
@@ -82,7 +91,8 @@ def _default_size(run: Run, env: str, mode: str, groups: Mapping[GroupKey, Any])
     return sizes[0]
 
 
-def _latency_figures(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -> list[Figure]:
+def _latency_figures(run: Run, env: str, groups: Groups) -> list[Figure]:
+    colors = _colors(run)
     out = []
     for mode in MODES:
         size = _default_size(run, env, mode, groups)
@@ -95,12 +105,12 @@ def _latency_figures(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -
             keys = [k for k in keys if (k.load_fraction or 0.0) == top]
             note = f" at load fraction {top:g} (the highest measured)"
         series: dict[str, Any] = {}
-        for k in keys:
-            hist = figures.merge_histograms([r.get("histogram") for r in groups[k]])
+        for k in sorted(keys, key=lambda k: run.impl(k.impl).sort_key()):
+            hist = figures.merge_histograms([r.histogram for r in groups[k]])
             if k.impl not in series or series[k.impl] is None:
                 series[k.impl] = hist
         title = f"{env}: {mode}, {size} B{note}"
-        svg = figures.latency_cdf(series, title, f"cdf-{env}-{mode}")
+        svg = figures.latency_cdf(series, colors, title, f"cdf-{env}-{mode}")
         caption = (
             f"Latency CDF in {env}, {mode} mode, {size}-byte requests{note}: HDR histograms "
             "of every trial merged per impl."
@@ -109,8 +119,9 @@ def _latency_figures(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -
     return out
 
 
-def _load_figure(env: str, groups: Mapping[GroupKey, list[Row]]) -> Figure | None:
+def _load_figure(run: Run, env: str, groups: Groups) -> Figure | None:
     curves: dict[str, list[figures.LoadPoint]] = {}
+    p50_of, p99_of = metric("rtt_p50").read, metric("rtt_p99").read
     sizes = sorted({k.size for k in groups if k.env == env and k.mode == "rate"})
     if not sizes:
         return None
@@ -118,12 +129,12 @@ def _load_figure(env: str, groups: Mapping[GroupKey, list[Row]]) -> Figure | Non
     for k, rows in groups.items():
         if k.env != env or k.mode != "rate" or k.size != size:
             continue
-        offered = median(r.get("offered_rps") or r.get("send_rps") for r in rows)
-        thr = median(float(r["throughput_rps"]) for r in rows)
+        offered = median(r.offered_rps or r.send_rps for r in rows)
+        thr = median(r.throughput_rps for r in rows)
         if offered is None or thr is None:
             continue
-        p50 = median(r["latency_ns"].get("p50") for r in rows)
-        p99 = median(r["latency_ns"].get("p99") for r in rows)
+        p50 = median(p50_of(r) for r in rows)
+        p99 = median(p99_of(r) for r in rows)
         curves.setdefault(k.impl, []).append(
             figures.LoadPoint(
                 offered,
@@ -135,13 +146,18 @@ def _load_figure(env: str, groups: Mapping[GroupKey, list[Row]]) -> Figure | Non
     title = f"{env}: rate mode, {size} B"
     return Figure(
         title,
-        figures.load_curves(curves, title, f"load-{env}"),
+        figures.load_curves(
+            {i: curves[i] for i in run.impl_order(curves)},
+            _colors(run),
+            title,
+            f"load-{env}",
+        ),
         f"Open-loop rate mode in {env}: replies/s and RTT (from the scheduled send time) "
         "against the offered load; medians over trials.",
     )
 
 
-def _cost_figure(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -> Figure | None:
+def _cost_figure(run: Run, env: str, groups: Groups) -> Figure | None:
     mode = next((m for m in MODES if any(k.env == env and k.mode == m for k in groups)), None)
     if mode is None:
         return None
@@ -150,13 +166,13 @@ def _cost_figure(run: Run, env: str, groups: Mapping[GroupKey, list[Row]]) -> Fi
     for k, rows in groups.items():
         if k.env == env and k.mode == mode and k.size == size and k.load_fraction is None:
             costs[k.impl] = {
-                kind: median(r["per_request"]["cpu_ns"].get(kind) for r in rows)
+                kind: median(r.per_request.cpu_ns.get(kind) for r in rows)
                 for kind in figures.CPU_KINDS
             }
     title = f"{env}: CPU per request, {mode}, {size} B"
     return Figure(
         title,
-        figures.cost_breakdown(costs, title, f"cost-{env}"),
+        figures.cost_breakdown({i: costs[i] for i in run.impl_order(costs)}, title, f"cost-{env}"),
         f"System-wide CPU time per answered request in {env} by kind (medians over trials); "
         "kernel-thread and softirq work belong to no process, hence system-wide.",
     )
@@ -188,7 +204,8 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _env_info(name: str, env: Mapping[str, Any]) -> EnvInfo:
+def _env_info(environment: Environment) -> EnvInfo:
+    name, env = environment.name, environment.record
     if not env:
         missing = (("description", "— results.json does not describe this environment"),)
         return EnvInfo(name, False, "unknown", missing, (), ())
@@ -234,14 +251,9 @@ def _rel(target: Path, start: Path) -> str:
 
 
 def _raw_links(run: Run, out_dir: Path) -> tuple[Link, list[Link]]:
-    results = Link("results.json", _rel(run.path, out_dir), run.path.exists())
-    files = sorted(
-        {
-            str(r["samples"]["file"])
-            for r in run.rows
-            if isinstance(r.get("samples"), Mapping) and r["samples"].get("file")
-        }
-    )
+    path = run.run_dir / "results.json"
+    results = Link("results.json", _rel(path, out_dir), path.exists())
+    files = sorted({r.samples.file for r in run.rows if r.samples is not None and r.samples.file})
     samples = [Link(f, _rel(run.run_dir / f, out_dir), (run.run_dir / f).exists()) for f in files]
     return results, samples
 
@@ -255,13 +267,13 @@ def _durations(durations: Sequence[float]) -> str:
 
 
 def _run_facts(run: Run) -> list[tuple[str, str]]:
-    ok = [r for r in run.rows if r["status"] == "ok"]
-    durations = sorted({float(r["duration_s"]) for r in ok})
-    trials = sorted({len(v) for v in group_rows(run.rows).values()})
+    ok = [r for r in run.rows if r.ok]
+    durations = sorted({r.duration_s for r in ok})
+    trials = sorted({len(v) for v in run.groups().values()})
     cfg = run.config
     facts = [
         ("run id", run.run_id),
-        ("created", str(run.data.get("created"))),
+        ("created", run.created),
         ("complete", "yes" if run.complete else "NO — interrupted or still running"),
         ("rows", f"{len(run.rows)} ({len(ok)} ok, {len(run.rows) - len(ok)} failed)"),
         ("trials per configuration", ", ".join(map(str, trials)) or "—"),
@@ -278,9 +290,11 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
     ):
         if key in cfg:
             facts.append((key, _show(cfg[key])))
-    tool = run.data.get("tool")
-    if isinstance(tool, Mapping):
-        facts.append(("tool", _show(tool)))
+    if run.tool:
+        facts.append(("tool", _show(run.tool)))
+    migrated = run.extra.get("migrated")
+    if isinstance(migrated, Mapping):
+        facts.append(("read from", f"{migrated.get('from')}: {migrated.get('note')}"))
     return facts
 
 
@@ -300,8 +314,8 @@ def _environment() -> jinja2.Environment:
 
 def build_page(run: Run, out_dir: Path) -> str:
     """The report's HTML for ``run`` as it will sit in ``out_dir``."""
-    groups = group_rows(run.rows)
-    summary: Summary = summarize(run)
+    groups = run.groups()
+    summary: SummaryTables = summary_tables(summarize(run))
     claim = evaluate_claim(run)
     envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)
@@ -312,11 +326,11 @@ def build_page(run: Run, out_dir: Path) -> str:
         "summary": summary,
         "column_groups": column_groups,
         "latency": {e: _latency_figures(run, e, groups) for e in envs},
-        "load": {e: _load_figure(e, groups) for e in envs},
+        "load": {e: _load_figure(run, e, groups) for e in envs},
         "cost": {e: _cost_figure(run, e, groups) for e in envs},
         "claim": claim,
         "claim_figures": _claim_figures(run, claim),
-        "envs": [_env_info(n, run.environment(n)) for n in envs],
+        "envs": [_env_info(run.environment(n)) for n in envs],
         "run_facts": _run_facts(run),
         "results_link": results_link,
         "sample_links": sample_links,
@@ -324,32 +338,11 @@ def build_page(run: Run, out_dir: Path) -> str:
     return _environment().get_template("index.html.j2").render(**context)
 
 
-def render_report(run_dir: Path, out_dir: Path | None = None) -> Path:
-    """Write the run's report and return the index.html path (ResultsError on bad input)."""
-    run = load_results(Path(run_dir))
+def render_report(run: Run, out_dir: Path | None = None) -> Path:
+    """Write ``run``'s report and return the index.html path (default folder:
+    reports/<run-id> under the project)."""
     out = Path(out_dir) if out_dir is not None else PROJECT_ROOT / "reports" / run.run_id
     out.mkdir(parents=True, exist_ok=True)
-    page = build_page(run, out)
     index = out / "index.html"
-    tmp = index.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(index)
+    write_atomic(index, build_page(run, out))
     return index
-
-
-def main_report(argv: Sequence[str] | None = None) -> int:
-    """CLI edge: 0 written (path printed), 2 bad input (one-line message)."""
-    p = argparse.ArgumentParser(prog="python -m bench report", description="Render a run.")
-    p.add_argument("run_dir", type=Path, help="run folder or its results.json")
-    p.add_argument("--out", type=Path, default=None, help="output folder")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:
-        return 0 if exc.code == 0 else 2
-    try:
-        index = render_report(args.run_dir, args.out)
-    except ResultsError as exc:
-        print(f"report: {exc}", file=sys.stderr)
-        return 2
-    print(index)
-    return 0

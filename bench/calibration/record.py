@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.calibration.ctxswitch import measure_context_switch
+from bench.calibration.fidelity import measure_fidelity
+from bench.calibration.syscall import measure_null_syscall
+
 
 def _attempt(errors: list[str], what: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
@@ -20,10 +24,6 @@ def run_calibration(
     *, client_cpu: int | None, server_cpu: int | None, fidelity: bool = True, quick: bool = False
 ) -> dict[str, Any]:
     """The ``calibration`` record of an environment."""
-    from bench.calibration.ctxswitch import measure_context_switch
-    from bench.calibration.fidelity import measure_fidelity
-    from bench.calibration.syscall import measure_null_syscall
-
     errors: list[str] = []
     syscall = _attempt(errors, "null syscall", measure_null_syscall)
     cpu_a = client_cpu if client_cpu is not None else 0

@@ -11,13 +11,12 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypedDict
 
+from bench.bpf import BpfError
+from bench.bpf.progstats import ProgStats, total_stats
 from bench.impl.api import Accounting
 from bench.metrics import bpf, ctxswitch, perf, procstat, taskcpu, tasks
 from bench.metrics.syscalls import SyscallCounter
-
-CPU_KINDS = ("user", "system", "softirq", "irq", "total")
 
 
 @dataclass(frozen=True)
@@ -45,62 +44,6 @@ class PhaseMetrics:
     bpf_run_ns: int | None
     bpf_run_cnt: int | None
     notes: tuple[str, ...] = field(default=())
-
-
-class CpuNsPerRequest(TypedDict):
-    user: float | None
-    system: float | None
-    softirq: float | None
-    irq: float | None
-    total: float | None
-
-
-class PerRequest(TypedDict):
-    server_syscalls: float | None
-    client_syscalls: float | None
-    server_ctx_switches: float | None
-    client_ctx_switches: float | None
-    kernel_thread_ctx_switches: float | None
-    system_ctx_switches: float | None
-    server_cpu_ns: float | None
-    client_cpu_ns: float | None
-    bpf_run_ns: float | None
-    cpu_ns: CpuNsPerRequest
-
-
-def per_request(metrics: PhaseMetrics, requests: int) -> PerRequest:
-    """Every figure divided by ``requests``; ``bpf_run_ns`` is per program run instead.
-
-    None stays None; with no requests everything is None.
-    """
-
-    def div(value: float | None) -> float | None:
-        if value is None or requests <= 0:
-            return None
-        return value / requests
-
-    bpf_run_ns = None
-    if requests > 0 and metrics.bpf_run_ns is not None and metrics.bpf_run_cnt:
-        bpf_run_ns = metrics.bpf_run_ns / metrics.bpf_run_cnt
-    cpu = metrics.cpu_ns
-    return PerRequest(
-        server_syscalls=div(metrics.server_syscalls),
-        client_syscalls=div(metrics.client_syscalls),
-        server_ctx_switches=div(metrics.server_ctx_switches),
-        client_ctx_switches=div(metrics.client_ctx_switches),
-        kernel_thread_ctx_switches=div(metrics.kernel_thread_ctx_switches),
-        system_ctx_switches=div(metrics.system_ctx_switches),
-        server_cpu_ns=div(metrics.server_cpu_ns),
-        client_cpu_ns=div(metrics.client_cpu_ns),
-        bpf_run_ns=bpf_run_ns,
-        cpu_ns=CpuNsPerRequest(
-            user=div(cpu.get("user")),
-            system=div(cpu.get("system")),
-            softirq=div(cpu.get("softirq")),
-            irq=div(cpu.get("irq")),
-            total=div(cpu.get("total")),
-        ),
-    )
 
 
 class _Figure:
@@ -213,7 +156,7 @@ class PhaseProbe:
         self._kernel_cpu: tasks.ThreadValues = {}
         self._stack = contextlib.ExitStack()
         self._bpf_on = False
-        self._bpf_start: bpf.ProgStats | None = None
+        self._bpf_start: ProgStats | None = None
         self._bpf_note = ""
         self._stat_start: procstat.Snapshot | None = None
         self._t0 = 0.0
@@ -233,8 +176,8 @@ class PhaseProbe:
             self._bpf_note = "BPF run time not measurable: kernel.bpf_stats_enabled is off"
             return
         try:
-            self._bpf_start = bpf.total_stats(ids)
-        except (bpf.BpfError, OSError, ValueError) as e:
+            self._bpf_start = total_stats(ids)
+        except (BpfError, OSError, ValueError) as e:
             self._bpf_note = f"BPF run time not readable: {e}"
 
     def start(self) -> None:
@@ -270,8 +213,8 @@ class PhaseProbe:
             notes.append(self._bpf_note)
             return None, None
         try:
-            end = bpf.total_stats(ids)
-        except (bpf.BpfError, OSError, ValueError) as e:
+            end = total_stats(ids)
+        except (BpfError, OSError, ValueError) as e:
             notes.append(f"BPF run time not readable at the end of the phase: {e}")
             return None, None
         return (

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from bench.driver.modes import MODES, Mode
+from bench.errors import UsageError
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
 from bench.topology import TOPOLOGIES
 
-Mode = Literal["pingpong", "rate", "flood"]
-MODES: tuple[Mode, ...] = ("pingpong", "rate", "flood")
 DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A run configuration that cannot be measured; the message names the problem."""
 
 

@@ -1,13 +1,15 @@
 """The claim under test, measured: what answering in the kernel saves, and where it comes from.
 
-For each pair (candidate vs baseline) that both ran in one environment, in pingpong mode
-at the claim size, two savings are estimated from the per-trial values:
+The pairs come from the impls' manifests as the run recorded them: each impl is the
+candidate against every impl its ``compare_with`` names (kernel-side candidates first).  For
+each pair that both ran in one environment, in pingpong mode at the claim size, two savings
+are estimated from the per-trial values:
 
 * RTT: the trial's p50 round-trip time;
 * CPU: the trial's CPU time per request, all kinds (``cpu_ns.total``, system-wide).
 
 saving = mean(baseline trials) - mean(candidate trials); its 95% interval is the
-percentile bootstrap of :func:`bench.stats.bootstrap_diff_ci` (10000 resamples of each
+percentile bootstrap of :func:`bench.analysis.stats.bootstrap_diff_ci` (10000 resamples of each
 group, seed ``BOOTSTRAP_SEED``).  A saving is then split into
 
     Δsyscalls/req × calibrated null syscall cost
@@ -15,7 +17,9 @@ group, seed ``BOOTSTRAP_SEED``).  A saving is then split into
   + the rest,
 
 where syscalls are server + client syscalls per request (an impl without a server process
-makes no server syscalls: counted 0).  The sentences are generated from these numbers.
+makes no server syscalls: counted 0).  The sentences are generated from these numbers; the
+verdict of an environment is about the kernel-side candidates against the impl with the
+``user-space-twin`` role.
 """
 
 from __future__ import annotations
@@ -23,22 +27,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.results_io import GroupKey, Row, Run, group_rows
-from bench.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_diff_ci
+from bench.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_diff_ci
+from bench.results.metrics import metric
+from bench.results.rows import Configuration, PhaseRow
+from bench.results.run import Run
 
-PAIRS: tuple[tuple[str, str], ...] = (
-    ("kmod-kthread", "blocking-c"),
-    ("kmod-softirq", "blocking-c"),
-    ("ebpf-xdp", "blocking-c"),
-    ("ebpf-tc", "blocking-c"),
-    ("blocking-c", "blocking-py"),
-    ("asyncio-py", "blocking-py"),
-)
 CLAIM_MODE = "pingpong"
 PREFERRED_SIZE = 64
 PREFERRED_TOPOLOGY = "lo"
 RTT = "rtt_p50"
-CPU = "cpu_total"
+CPU = "cpu_ns_per_req"
+SYSCALLS = "syscalls_per_req"
+SWITCHES = "system_ctx_per_req"
+TWIN_ROLE = "user-space-twin"
 
 
 def fmt_us(ns: float) -> str:
@@ -54,15 +55,6 @@ def fmt_us(ns: float) -> str:
 
 def fmt_count(x: float) -> str:
     return f"{x:.2f}"
-
-
-def env_label(env: Mapping[str, object]) -> str:
-    accel = env.get("accel")
-    if accel is None:
-        return "environment not described"
-    if accel == "tcg" or env.get("emulated"):
-        return "emulated, TCG" if accel == "tcg" else "emulated"
-    return "KVM guest" if accel == "kvm" else "native"
 
 
 @dataclass(frozen=True)
@@ -135,8 +127,16 @@ class Claim:
     verdicts: Mapping[str, str]
 
 
-KERNEL_SIDE = ("kmod-kthread", "kmod-softirq", "ebpf-xdp", "ebpf-tc")
-USER_BASELINE = "blocking-c"
+def claim_pairs(run: Run) -> list[tuple[str, str]]:
+    """(candidate, baseline) pairs from the impls' ``compare_with``, kernel side first."""
+    order = run.impl_order(run.impls)
+    order.sort(key=lambda name: not run.impl(name).kernel_side)
+    return [(cand, base) for cand in order for base in run.impl(cand).compare_with]
+
+
+def user_space_twin(run: Run) -> str | None:
+    """The impl the kernel-side ones are judged against (its manifest's role)."""
+    return next((n for n, info in sorted(run.impls.items()) if TWIN_ROLE in info.roles), None)
 
 
 def _span(values: Sequence[float]) -> str:
@@ -144,9 +144,12 @@ def _span(values: Sequence[float]) -> str:
     return f"{lo:.0f}%" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}%"
 
 
-def env_verdict(env: str, label: str, pairs: Sequence[PairResult]) -> str | None:
-    """One generated paragraph: do the kernel-side impls beat blocking-c here, and why."""
-    kernel = [p for p in pairs if p.candidate in KERNEL_SIDE and p.baseline == USER_BASELINE]
+def env_verdict(
+    env: str, label: str, pairs: Sequence[PairResult], run: Run, twin: str | None
+) -> str | None:
+    """One generated paragraph: do the kernel-side impls beat the user-space twin here, and
+    why."""
+    kernel = [p for p in pairs if run.impl(p.candidate).kernel_side and p.baseline == twin]
     if not kernel:
         return None
     faster = [p for p in kernel if p.rtt.significant and p.rtt.saving > 0]
@@ -156,11 +159,11 @@ def env_verdict(env: str, label: str, pairs: Sequence[PairResult]) -> str | None
     text = f"In {env} ({label}), {len(faster)} of {len(kernel)} kernel-side impls"
     if faster:
         text += (
-            f" ({names}) answer significantly faster than {USER_BASELINE}, saving "
+            f" ({names}) answer significantly faster than {twin}, saving "
             f"{_span([p.rtt.relative * 100 for p in faster])} of its p50 RTT."
         )
     else:
-        text += f" answer significantly faster than {USER_BASELINE}."
+        text += f" answer significantly faster than {twin}."
     if slower:
         text += f" {len(slower)} answer slower ({', '.join(p.candidate for p in slower)})."
     if alike:
@@ -181,35 +184,16 @@ def env_verdict(env: str, label: str, pairs: Sequence[PairResult]) -> str | None
     return text
 
 
-def _syscalls(row: Row) -> float | None:
-    pr = row["per_request"]
-    server = pr.get("server_syscalls")
-    if server is None:
-        if (row.get("accounting") or {}).get("server_process") is False:
-            server = 0.0
-        else:
-            return None
-    client = pr.get("client_syscalls")
-    return None if client is None else float(server) + float(client)
-
-
-def _mean_of(rows: Sequence[Row], get: str) -> float | None:
+def _mean_of(rows: Sequence[PhaseRow], name: str) -> float | None:
+    """Mean over ``rows`` of a metric; None unless every row measured it."""
+    read = metric(name).read
     vals: list[float] = []
     for r in rows:
-        v = _syscalls(r) if get == "syscalls" else r["per_request"].get(get)
+        v = read(r)
         if v is None:
             return None
-        vals.append(float(v))
+        vals.append(v)
     return sum(vals) / len(vals) if vals else None
-
-
-def split_placement(env: Mapping[str, object]) -> bool:
-    """True when the environment pinned server and client to different CPUs."""
-    placement = env.get("placement")
-    if not isinstance(placement, Mapping):
-        return False
-    server, client = placement.get("server_cpu"), placement.get("client_cpu")
-    return server is not None and client is not None and server != client
 
 
 def switch_cost(
@@ -229,8 +213,8 @@ def switch_cost(
 
 def decompose(
     saving: float,
-    base: Sequence[Row],
-    cand: Sequence[Row],
+    base: Sequence[PhaseRow],
+    cand: Sequence[PhaseRow],
     calibration: Mapping[str, object],
     *,
     latency: bool = False,
@@ -240,8 +224,8 @@ def decompose(
     ctx_ns, basis = switch_cost(calibration, latency=latency, split=split)
     if not isinstance(syscall_ns, int | float) or not isinstance(ctx_ns, int | float):
         return Decomposition(False, "calibration (null syscall and context-switch cost) missing")
-    b_sys, c_sys = _mean_of(base, "syscalls"), _mean_of(cand, "syscalls")
-    b_ctx, c_ctx = _mean_of(base, "system_ctx_switches"), _mean_of(cand, "system_ctx_switches")
+    b_sys, c_sys = _mean_of(base, SYSCALLS), _mean_of(cand, SYSCALLS)
+    b_ctx, c_ctx = _mean_of(base, SWITCHES), _mean_of(cand, SWITCHES)
     if b_sys is None or c_sys is None:
         return Decomposition(False, "syscalls per request not measured for both impls")
     if b_ctx is None or c_ctx is None:
@@ -262,18 +246,16 @@ def decompose(
     )
 
 
-def _estimate(metric: str, base: Sequence[Row], cand: Sequence[Row]) -> Estimate | None:
-    def values(rows: Sequence[Row]) -> tuple[float, ...]:
-        if metric == RTT:
-            raw = [r["latency_ns"].get("p50") for r in rows]
-        else:
-            raw = [r["per_request"]["cpu_ns"].get("total") for r in rows]
-        return tuple(float(v) for v in raw if v is not None)
+def _estimate(name: str, base: Sequence[PhaseRow], cand: Sequence[PhaseRow]) -> Estimate | None:
+    read = metric(name).read
+
+    def values(rows: Sequence[PhaseRow]) -> tuple[float, ...]:
+        return tuple(v for v in (read(r) for r in rows) if v is not None)
 
     b, c = values(base), values(cand)
     if not b or not c:
         return None
-    return Estimate(metric, b, c, bootstrap_diff_ci(b, c))
+    return Estimate(name, b, c, bootstrap_diff_ci(b, c))
 
 
 def _more_fewer(d: float, what: str) -> str:
@@ -338,13 +320,7 @@ def cpu_sentence(cand: str, base: str, e: Estimate) -> str:
 
 def claim_size(run: Run, env: str) -> tuple[int | None, str]:
     """The request size the claim uses in ``env``, and why."""
-    sizes = sorted(
-        {
-            int(r["size"])
-            for r in run.rows
-            if r["env"] == env and r["mode"] == CLAIM_MODE and r["status"] == "ok"
-        }
-    )
+    sizes = sorted({r.size for r in run.rows if r.env == env and r.mode == CLAIM_MODE and r.ok})
     if not sizes:
         return None, "no pingpong rows"
     configured = run.config.get("default_size")
@@ -355,21 +331,34 @@ def claim_size(run: Run, env: str) -> tuple[int | None, str]:
     return sizes[0], f"{sizes[0]} B (the smallest size measured)"
 
 
-def _topology(groups: Mapping[GroupKey, object], env: str) -> str | None:
+def _topology(groups: Mapping[Configuration, object], env: str) -> str | None:
     topos = sorted({k.topology for k in groups if k.env == env and k.mode == CLAIM_MODE})
     if PREFERRED_TOPOLOGY in topos:
         return PREFERRED_TOPOLOGY
     return topos[0] if topos else None
 
 
+def _claim_rows(
+    groups: Mapping[Configuration, list[PhaseRow]], env: str, size: int, topo: str
+) -> dict[str, list[PhaseRow]]:
+    """Per impl, the trials of its claim configuration (one request outstanding where
+    measured so, else the fewest measured)."""
+    found: dict[str, tuple[int, list[PhaseRow]]] = {}
+    for key, rows in groups.items():
+        if (key.env, key.mode, key.size, key.topology) != (env, CLAIM_MODE, size, topo):
+            continue
+        depth = key.outstanding or 1
+        if key.impl not in found or depth < found[key.impl][0]:
+            found[key.impl] = (depth, rows)
+    return {impl: rows for impl, (_, rows) in found.items()}
+
+
 def evaluate_claim(run: Run) -> Claim:
-    groups = group_rows(run.rows)
+    groups = run.groups()
     pairs: list[PairResult] = []
     missing: list[str] = []
     notes: list[str] = []
-    skip_reason = {
-        (s["env"], s["impl"]): f"{s['impl']} skipped: {s['reason']}" for s in run.skipped
-    }
+    skip_reason = {(s.env, s.impl): f"{s.impl} skipped: {s.reason}" for s in run.skipped}
     for env_name in run.env_names:
         env = run.environment(env_name)
         size, why = claim_size(run, env_name)
@@ -378,26 +367,25 @@ def evaluate_claim(run: Run) -> Claim:
             missing.append(f"{env_name}: no pingpong rows")
             continue
         notes.append(f"{env_name}: {why}, topology {topo}")
-        calibration = env.get("calibration") or {}
-        for cand, base in PAIRS:
-            kc = GroupKey(env_name, cand, CLAIM_MODE, size, topo)
-            kb = GroupKey(env_name, base, CLAIM_MODE, size, topo)
-            if kc not in groups or kb not in groups:
+        calibration = env.calibration
+        measured = _claim_rows(groups, env_name, size, topo)
+        for cand, base in claim_pairs(run):
+            if cand not in measured or base not in measured:
                 absent = [
                     skip_reason.get((env_name, i), f"{i}: no ok rows")
-                    for i, k in ((cand, kc), (base, kb))
-                    if k not in groups
+                    for i in (cand, base)
+                    if i not in measured
                 ]
                 missing.append(f"{env_name}: {cand} vs {base} not compared — {'; '.join(absent)}")
                 continue
-            rc, rb = groups[kc], groups[kb]
+            rc, rb = measured[cand], measured[base]
             rtt = _estimate(RTT, rb, rc)
             if rtt is None:
                 missing.append(f"{env_name}: {cand} vs {base} — no RTT measured")
                 continue
             cpu = _estimate(CPU, rb, rc)
-            label = env_label(env)
-            split = split_placement(env)
+            label = env.label()
+            split = env.split_placement
             rtt_parts = decompose(rtt.saving, rb, rc, calibration, latency=True, split=split)
             cpu_parts = None if cpu is None else decompose(cpu.saving, rb, rc, calibration)
             sentences = [rtt_sentence(env_name, label, cand, base, rtt)]
@@ -436,9 +424,10 @@ def evaluate_claim(run: Run) -> Claim:
         "switch. An impl without a server process makes no server syscalls."
     )
     verdicts = {}
+    twin = user_space_twin(run)
     for env_name in run.env_names:
         in_env = [p for p in pairs if p.env == env_name]
-        text = env_verdict(env_name, env_label(run.environment(env_name)), in_env)
+        text = env_verdict(env_name, run.environment(env_name).label(), in_env, run, twin)
         if text is not None:
             verdicts[env_name] = text
     return Claim(tuple(pairs), tuple(missing), "; ".join(notes), method, verdicts)

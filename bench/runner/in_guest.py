@@ -1,0 +1,128 @@
+"""The vm environment of a run: the same ``bench run`` inside a disposable guest with a stock
+modular kernel, its results merged into the host's run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from bench.errors import HellobenchError
+from bench.impl.registry import discover
+from bench.kmod.impl import prebuild
+from bench.results.run import Run
+from bench.runner.config import RunConfig
+from bench.runner.recording import Recording
+from bench.vm.bench_run import run_bench_in_vm
+from bench.vm.kernel import find_guest_kernel
+
+Progress = Callable[[str], None]
+
+
+def guest_args(cfg: RunConfig) -> list[str]:
+    """The ``bench run`` arguments that make a guest measure what ``cfg`` measures."""
+    args = ["--env", "host"]
+    for impl in cfg.impls:
+        args += ["--impl", impl]
+    for mode in cfg.modes:
+        args += ["--mode", mode]
+    for size in cfg.sizes:
+        args += ["--size", str(size)]
+    for topo in cfg.topologies:
+        args += ["--topology", topo]
+    for rate in cfg.rates:
+        args += ["--rate", repr(rate)]
+    for fraction in cfg.rate_fractions:
+        args += ["--rate-fraction", repr(fraction)]
+    for key, value in cfg.server_options.items():
+        args += ["--server-option", f"{key}={value}"]
+    args += [
+        "--duration", repr(cfg.duration_s),
+        "--warmup", repr(cfg.warmup_s),
+        "--trials", str(cfg.trials),
+        "--outstanding", str(cfg.outstanding),
+        "--server-cpu", "none" if cfg.server_cpu is None else str(cfg.server_cpu),
+        "--client-cpu", "none" if cfg.client_cpu is None else str(cfg.client_cpu),
+        "--port", str(cfg.port),
+        "--sample-cap", str(cfg.sample_cap),
+    ]  # fmt: skip
+    if not cfg.calibrate:
+        args.append("--no-calibrate")
+    return args
+
+
+def merge_guest(recording: Recording, guest_results: Path) -> None:
+    """Append a guest run's environments, impls, rows and skips to the host's run."""
+    guest = Run.load(guest_results)
+    run = recording.run
+    prefix = guest_results.parent.relative_to(recording.run_dir).as_posix()
+    run.environments.update(guest.environments)
+    for name, info in guest.impls.items():
+        run.impls.setdefault(name, info)
+    for row in guest.rows:
+        if row.samples is not None:
+            row = replace(row, samples=replace(row.samples, file=f"{prefix}/{row.samples.file}"))
+        run.add_row(row)
+    run.skipped.extend(guest.skipped)
+    if not guest.complete:
+        run.skip("*", "vm", "the guest run did not complete")
+
+
+def prebuild_modules(progress: Progress) -> None:
+    """Build the kernel modules for the guest's kernel here, where compiling is fast."""
+    release = find_guest_kernel().release
+    progress(f"[vm] building kernel modules for the guest kernel {release}")
+    prebuild(release, discover())
+
+
+def run_vm(cfg: RunConfig, recording: Recording, progress: Progress, fault: str | None) -> None:
+    """Measure ``cfg`` in a guest and merge what it measured; a failed guest fails the
+    impls it did not measure, with the guest's reason."""
+    try:
+        prebuild_modules(progress)
+    except HellobenchError as exc:  # the guest then builds (slowly) or skips the modules itself
+        progress(f"[vm] module prebuild failed: {exc}")
+    progress("[vm] booting a guest with a stock modular kernel (this takes a while under TCG)")
+    vm = run_bench_in_vm(
+        guest_args(cfg), recording.run_dir, timeout_s=cfg.vm_timeout_s, fault=fault
+    )
+    outcome = vm.outcome
+    console_log = outcome.console_log
+    run = recording.run
+    run.extra["vm"] = {
+        "accel": outcome.accel,
+        "accel_reason": outcome.accel_reason,
+        "kernel": outcome.kernel,
+        "boot_s": outcome.boot_s,
+        "run_s": outcome.run_s,
+        "timed_out": outcome.timed_out,
+        "exit_code": outcome.exit_code,
+        "console_log": console_log.relative_to(recording.run_dir).as_posix()
+        if console_log.is_relative_to(recording.run_dir)
+        else str(console_log),
+        "kernel_log_problems": outcome.kernel_log_problems,
+        "failed_reason": outcome.failed_reason or vm.error,
+    }
+    progress(
+        f"[vm] {outcome.kernel} under {outcome.accel}: boot {outcome.boot_s:.1f} s, "
+        f"run {outcome.run_s:.1f} s, console log {console_log}"
+    )
+    merged = vm.results_path is not None and vm.results_path.exists()
+    if merged:
+        assert vm.results_path is not None
+        merge_guest(recording, vm.results_path)
+    measured_failures = merged and outcome.exit_code == 1 and not outcome.timed_out
+    failure = None if measured_failures else (outcome.failed_reason or vm.error)
+    if outcome.kernel_log_problems:
+        failure = "guest kernel log: " + " | ".join(outcome.kernel_log_problems)[:1000]
+    if failure:
+        progress(f"[vm] guest failed: {failure}")
+        recording.failures.append(f"vm: {failure}")
+        measured = {r.impl for r in run.rows if r.env == "vm"}
+        for name in cfg.impls or ("*",):
+            if name not in measured:
+                run.skip(name, "vm", failure)
+    for row in run.rows:
+        if row.env == "vm" and not row.ok:
+            recording.failures.append(f"vm {row.impl} {row.mode} trial {row.trial}: {row.error}")
+    recording.save()

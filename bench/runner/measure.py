@@ -1,0 +1,220 @@
+"""Measuring in one environment (the one this process runs in): impl manifest → server
+started → driver floods it while the probes record → rows saved to results.json after
+every phase.
+
+Trials are interleaved (trial 0 of every impl, then trial 1 of every impl, with the impl
+order rotated each trial) so that drift of a noisy machine hits every impl alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from bench.calibration.record import run_calibration
+from bench.driver.client import DriverConfig, DriverError, run_driver
+from bench.driver.modes import Mode
+from bench.host.description import collect_environment
+from bench.host.kernel_log import marked_watch
+from bench.impl.api import Impl, ImplError, ServerConfig
+from bench.impl.registry import Entry, discover
+from bench.metrics.anchors import measurement_hooks_held
+from bench.results.rows import PhaseRow
+from bench.runner.config import RunConfig
+from bench.runner.lifecycle import prepare, running_server, select
+from bench.runner.phase import PhaseSpec, failed_row, measure_phase
+from bench.runner.recording import Recording
+from bench.system import ledger
+from bench.topology import Topology, TopologyError, open_topology
+
+Progress = Callable[[str], None]
+MAX_PROBE_S = 1.0
+RatePlan = list[tuple[float, float | None]] | str  # (offered rps, fraction) pairs, or why none
+
+
+def driver_config(
+    cfg: RunConfig, topo: Topology, mode: Mode, size: int, rate: float | None, seed: int
+) -> DriverConfig:
+    return DriverConfig(
+        mode=mode,
+        addr=topo.server_addr,
+        port=cfg.port,
+        size=size,
+        duration_s=cfg.duration_s,
+        warmup_s=cfg.warmup_s,
+        outstanding=cfg.outstanding if mode == "pingpong" else 1,
+        rate_rps=rate,
+        timeout_s=cfg.reply_timeout_s,
+        cpu=cfg.client_cpu,
+        netns=topo.client_netns,
+        sample_cap=cfg.sample_cap,
+        seed=seed,
+    )
+
+
+def server_config(cfg: RunConfig, topo: Topology) -> ServerConfig:
+    return topo.server_config(cfg.port, cfg.server_cpu, cfg.server_options)
+
+
+class Runner:
+    """Measures every selected impl in the environment ``cfg.env_name`` names."""
+
+    def __init__(self, cfg: RunConfig, recording: Recording, progress: Progress) -> None:
+        self.cfg = cfg
+        self.recording = recording
+        self.progress = progress
+        self.env = cfg.env_name
+        self.samples_dir = recording.run_dir / "samples"
+
+    def describe(self) -> None:
+        """Record the environment, with its calibration unless the run said not to."""
+        environment = collect_environment(
+            self.env,
+            self.cfg.accel,
+            {
+                "server_cpu": self.cfg.server_cpu,
+                "client_cpu": self.cfg.client_cpu,
+                "policy": "server and client pinned to different CPUs",
+            },
+        )
+        if self.cfg.calibrate:
+            self.progress(f"[{self.env}] calibrating: null syscall, context switch, sockperf")
+            environment["calibration"] = run_calibration(
+                client_cpu=self.cfg.client_cpu,
+                server_cpu=self.cfg.server_cpu,
+                quick=self.cfg.duration_s < 1.0,
+            )
+        else:
+            environment["calibration"] = None
+        self.recording.run.environments[self.env] = environment
+        self.recording.save()
+
+    def usable(self, entries: list[Entry]) -> list[Impl]:
+        """The impls that can run here, built; the others are skipped with their reason."""
+        impls: list[Impl] = []
+        for entry in entries:
+            ready = prepare(entry)
+            if ready.impl is None:
+                shown = "build failed" if ready.build_failed else ready.reason
+                self.progress(f"[{self.env}] skip {entry.name}: {shown}")
+                self.recording.skip(entry.name, self.env, ready.reason or "unavailable")
+                continue
+            impls.append(ready.impl)
+        return impls
+
+    def measure(self, impls: list[Impl]) -> None:
+        bpf = any(impl.manifest.kind == "ebpf" for impl in impls)
+        with measurement_hooks_held(bpf_stats=bpf) as notes:
+            for note in notes:
+                self.progress(f"[{self.env}] measurement hook not held: {note}")
+            for topo_name in self.cfg.topologies:
+                try:
+                    with open_topology(topo_name) as topo:
+                        self._measure_topology(impls, topo)
+                except TopologyError as exc:
+                    for impl in impls:
+                        self.recording.skip(impl.name, self.env, f"topology {topo_name}: {exc}")
+
+    def _offered_rates(self, impl: Impl, topo: Topology, size: int) -> RatePlan:
+        """(offered rps, fraction of the measured maximum) pairs for the rate mode."""
+        if self.cfg.rates:
+            return [(rate, None) for rate in self.cfg.rates]
+        probe = replace(
+            driver_config(self.cfg, topo, "flood", size, None, seed=0),
+            duration_s=min(self.cfg.duration_s, MAX_PROBE_S),
+            sample_cap=0,
+        )
+        with running_server(impl, server_config(self.cfg, topo)):
+            peak = run_driver(probe).throughput_rps
+        if peak <= 0:
+            raise DriverError(f"{impl.name} answered nothing in the max-rate probe")
+        return [(peak * f, f) for f in self.cfg.rate_fractions]
+
+    def _plan_rates(self, impls: list[Impl], topo: Topology) -> dict[tuple[str, int], RatePlan]:
+        plans: dict[tuple[str, int], RatePlan] = {}
+        if "rate" not in self.cfg.modes:
+            return plans
+        for impl in impls:
+            for size in self.cfg.sizes:
+                try:
+                    plans[impl.name, size] = self._offered_rates(impl, topo, size)
+                except (DriverError, ImplError, OSError) as exc:
+                    plans[impl.name, size] = f"max-rate probe failed: {exc}"
+        return plans
+
+    def _measure_topology(self, impls: list[Impl], topo: Topology) -> None:
+        rate_plans = self._plan_rates(impls, topo)
+        for trial in range(self.cfg.trials):
+            shift = trial % len(impls) if impls else 0
+            for impl in impls[shift:] + impls[:shift]:
+                self._measure_impl_trial(impl, topo, trial, rate_plans)
+
+    def _phase_specs(
+        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[tuple[str, int], RatePlan]
+    ) -> Iterator[tuple[PhaseSpec, str | None]]:
+        """Every phase of one impl trial, with the reason when it cannot be measured."""
+        for size in self.cfg.sizes:
+            for mode in self.cfg.modes:
+                base = PhaseSpec(
+                    env=self.env,
+                    topology=topo.name,
+                    impl=impl.name,
+                    kind=impl.manifest.kind,
+                    mode=mode,
+                    size=size,
+                    trial=trial,
+                    outstanding=self.cfg.outstanding if mode == "pingpong" else None,
+                    server_cpu=self.cfg.server_cpu,
+                    client_cpu=self.cfg.client_cpu,
+                )
+                if mode != "rate":
+                    yield base, None
+                    continue
+                plan = rate_plans.get((impl.name, size))
+                if isinstance(plan, str):
+                    yield base, plan
+                    continue
+                for rate, fraction in plan or []:
+                    yield replace(base, offered_rps=rate, load_fraction=fraction), None
+
+    def _measure_impl_trial(
+        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[tuple[str, int], RatePlan]
+    ) -> None:
+        specs = list(self._phase_specs(impl, topo, trial, rate_plans))
+        watch = marked_watch()
+        rows: dict[int, PhaseRow] = {}  # by the spec's position in ``specs``
+        try:
+            with running_server(impl, server_config(self.cfg, topo)) as server:
+                for index, (spec, reason) in enumerate(specs):
+                    self.progress(f"[{self.env}/{topo.name}] trial {trial} {spec.key}")
+                    if reason is not None:
+                        rows[index] = failed_row(spec, reason)
+                        continue
+                    if server.health() is not None:
+                        rows[index] = failed_row(spec, f"server not running: {server.health()}")
+                        continue
+                    seed = 1 + trial * 1009 + len(rows)
+                    dcfg = driver_config(
+                        self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed
+                    )
+                    rows[index] = measure_phase(spec, server, dcfg, self.samples_dir)
+        except ImplError as exc:
+            for index, (spec, _) in enumerate(specs):
+                if index not in rows:
+                    rows[index] = failed_row(spec, f"server failed: {exc}")
+        problems = watch.new_problems() if watch is not None else []
+        for row in rows.values():
+            if problems:
+                error = "kernel log: " + " | ".join(problems)[:2000]
+                row = replace(row, status="failed", error=error)
+            self.recording.add_row(row)
+
+
+def measure_here(cfg: RunConfig, recording: Recording, progress: Progress) -> None:
+    """Measure, in this environment, every selected impl it can run."""
+    for line in ledger.sweep():
+        progress(f"cleanup: {line}")
+    selected = select(cfg.impls, discover())
+    runner = Runner(cfg, recording, progress)
+    runner.describe()
+    runner.measure(runner.usable(selected))

@@ -1,0 +1,107 @@
+"""A whole ``bench run``: the host environment, then (when asked or needed) the vm
+environment, merged into one results.json."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import __version__
+from bench.errors import EXIT_FAILED, EXIT_OK
+from bench.host.capabilities import capabilities
+from bench.impl.registry import discover
+from bench.results.descriptions import ImplInfo
+from bench.results.run import Run
+from bench.runner.config import ConfigError, RunConfig
+from bench.runner.in_guest import run_vm
+from bench.runner.lifecycle import select
+from bench.runner.measure import measure_here
+from bench.runner.recording import Recording
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    recording: Recording
+
+    @property
+    def status(self) -> int:
+        return EXIT_FAILED if self.recording.failures else EXIT_OK
+
+
+def run_document_config(cfg: RunConfig) -> dict[str, object]:
+    return {
+        "impls": list(cfg.impls),
+        "modes": list(cfg.modes),
+        "sizes": list(cfg.sizes),
+        "topologies": list(cfg.topologies),
+        "duration_s": cfg.duration_s,
+        "warmup_s": cfg.warmup_s,
+        "trials": cfg.trials,
+        "rate_fractions": list(cfg.rate_fractions),
+        "rates": list(cfg.rates),
+        "outstanding": cfg.outstanding,
+        "server_cpu": cfg.server_cpu,
+        "client_cpu": cfg.client_cpu,
+        "port": cfg.port,
+        "env": cfg.env,
+        "sample_cap": cfg.sample_cap,
+        "reply_timeout_s": cfg.reply_timeout_s,
+        "per_request_basis": "answered requests (replies)",
+    }
+
+
+def start_run(cfg: RunConfig) -> Recording:
+    """Validate the selection, create the run folder and its first (incomplete) results."""
+    selected = select(cfg.impls, discover())
+    run = Run.new(run_document_config(cfg), {"name": "hellobench", "version": __version__})
+    run.config["impls"] = [e.name for e in selected]
+    run.impls = {e.name: ImplInfo.of(e.manifest) for e in selected}
+    try:
+        cfg.out_root.mkdir(parents=True, exist_ok=True)
+        probe = cfg.out_root / f".hellobench-write-test-{run.run_id}"
+        probe.write_text("")
+        probe.unlink()
+        run_dir = cfg.out_root / run.run_id
+        run_dir.mkdir()
+    except OSError as exc:
+        raise ConfigError(f"--out {cfg.out_root}: not writable ({exc.strerror or exc})") from exc
+    recording = Recording(run, run_dir)
+    recording.save()
+    return recording
+
+
+def needs_vm(cfg: RunConfig) -> list[str]:
+    """Selected impls the host cannot run for lack of loadable modules."""
+    host = capabilities()
+    return [
+        e.name
+        for e in select(cfg.impls, discover(host))
+        if not e.available and e.manifest.requires.loadable_modules and not host.loadable_modules
+    ]
+
+
+def run_all(cfg: RunConfig, progress: Progress, *, vm_fault: str | None = None) -> RunOutcome:
+    """Measure ``cfg`` here and, where needed or asked, in a guest; the run is saved after
+    every phase and marked complete at the end (an interrupt leaves it incomplete)."""
+    started = time.monotonic()
+    recording = start_run(cfg)
+    progress(f"run {recording.run.run_id} → {recording.run_dir}")
+    try:
+        if cfg.env in ("auto", "host"):
+            measure_here(cfg, recording, progress)
+        missing = needs_vm(cfg) if cfg.env == "auto" else []
+        if cfg.env == "vm" or missing:
+            if missing:
+                progress(f"[vm] needed for: {', '.join(missing)}")
+            run_vm(cfg, recording, progress, vm_fault)
+        recording.run.complete = True
+        recording.run.extra["wall_s"] = round(time.monotonic() - started, 1)
+        recording.save()
+    except KeyboardInterrupt:
+        recording.save()
+        progress(f"interrupted: partial results (marked incomplete) in {recording.run_dir}")
+        raise
+    return RunOutcome(recording)
