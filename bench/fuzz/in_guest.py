@@ -1,4 +1,4 @@
-"""``python -m bench.fuzz_vm``: the fuzz of bench/fuzz.py inside a disposable guest.
+"""``bench fuzz --env vm``: the fuzz campaign inside a disposable guest.
 
 The kernel-module impls cannot run on a host whose kernel has no loadable modules; in the
 guest of bench/vm (a stock modular kernel) they can, and a module that crashes on hostile
@@ -9,7 +9,6 @@ unload included) is checked for BUG/WARNING/Oops as well.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from bench import PROJECT_ROOT
-from bench.fuzz import EXIT_FAILED, EXIT_OK, EXIT_USAGE, MAX_COUNT, FuzzResult, results_table
+from bench.fuzz.campaign import check_count
+from bench.fuzz.checks import FuzzResult
+from bench.vm.guest import run_in_guest
 
 DEFAULT_TIMEOUT_S = 1800.0
 DOCUMENT = "fuzz.json"
@@ -71,8 +70,7 @@ def fuzz_in_vm(
     workdir: Path | None = None,
 ) -> GuestFuzz:
     """Boot a guest, fuzz ``impls`` there, and read back what it found."""
-    from bench.vm.guest import run_in_guest
-
+    check_count(count)
     with tempfile.TemporaryDirectory(prefix="hellobench-fuzz-vm-") as scratch:
         folder = (workdir or Path(scratch)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
@@ -102,46 +100,3 @@ def fuzz_in_vm(
             + " | ".join(outcome.kernel_log_problems)[:1000]
         )
     return GuestFuzz(results, failures, outcome.accel, outcome.kernel)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fuzz_vm", description=__doc__)
-    parser.add_argument("--impl", action="append", default=[])
-    parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--topology", action="append", choices=("lo", "veth"), default=[])
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    if not 1 <= args.count <= MAX_COUNT:
-        print(f"error: --count {args.count}: must be 1..{MAX_COUNT:,}", file=sys.stderr)
-        return EXIT_USAGE
-    run = fuzz_in_vm(
-        args.impl, args.count, args.seed, args.topology or ["lo"], timeout_s=args.timeout
-    )
-    if args.json:
-        body = {
-            "env": "vm",
-            "accel": run.accel,
-            "kernel": run.kernel,
-            "seed": args.seed,
-            "count": args.count,
-            "passed": run.passed,
-            "failures": run.failures,
-            "results": [r.to_json() for r in run.results],
-        }
-        print(json.dumps(body, indent=1))
-    else:
-        console = Console()
-        console.print(f"guest: kernel {run.kernel}, accel {run.accel}")
-        console.print(results_table(run.results))
-        for r in run.results:
-            for failure in r.failures:
-                console.print(f"[red]{r.impl} ({r.topology}): {failure}[/red]")
-        for failure in run.failures:
-            console.print(f"[red]guest: {failure}[/red]")
-    return EXIT_OK if run.passed else EXIT_FAILED
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

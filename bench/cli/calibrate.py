@@ -1,0 +1,56 @@
+"""``bench calibrate``: null syscall, context switch and wake-up, the driver against sockperf."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+
+from bench.calibration.record import run_calibration
+from bench.cli.options import cpu
+from bench.errors import EXIT_OK
+
+NAME = "calibrate"
+HELP = "null syscall, context switch, driver vs sockperf"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--server-cpu", type=cpu, default=1)
+    p.add_argument("--client-cpu", type=cpu, default=0)
+
+
+def _ns(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:,.1f} ns"
+
+
+def print_calibration(result: Mapping[str, Any], console: Console) -> None:
+    console.print(f"null syscall:        {_ns(result['null_syscall_ns'])}")
+    console.print(f"context switch:      {_ns(result['context_switch_ns'])}")
+    console.print(f"cross-CPU wake-up:   {_ns(result['wakeup_ns'])}")
+    fid = result.get("driver_fidelity") or {}
+    if fid.get("available"):
+        console.print(
+            f"driver RTT p50 vs sockperf: {fid['our_rtt_p50_ns'] / 1e3:.2f} µs vs "
+            f"{fid['sockperf_rtt_p50_ns'] / 1e3:.2f} µs (ratio {fid['rtt_ratio']:.3f})"
+        )
+        console.print(
+            f"driver send capacity vs sockperf: {fid['our_send_rps']:,.0f} vs "
+            f"{fid['sockperf_send_rps']:,.0f} msg/s (ratio {fid['send_ratio']:.2f})"
+        )
+    else:
+        console.print(f"driver fidelity: not measured ({fid.get('reason')})")
+    for err in result.get("errors", []):
+        console.print(f"[yellow]{err}[/yellow]")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    result = run_calibration(client_cpu=args.client_cpu, server_cpu=args.server_cpu)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print_calibration(result, console)
+    return EXIT_OK

@@ -1,0 +1,56 @@
+"""``bench export RUN``: the run's tidy table — one row per phase, one column per field and
+per metric — as CSV, Parquet or JSON, for analysis in a notebook."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.errors import EXIT_OK, UsageError
+from bench.results.frame import export_frame
+from bench.results.run import Run
+
+NAME = "export"
+HELP = "write a run's tidy table (one row per phase) as csv, parquet or json"
+FORMATS = ("csv", "parquet", "json")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="run folder, its results.json, or a folder of runs")
+    p.add_argument("--format", choices=FORMATS, default="csv")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output file (default: stdout for csv and json)"
+    )
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    loaded = Run.load(args.run_dir)
+    frame = export_frame(loaded.rows)
+    if args.format == "parquet":
+        if args.out is None:
+            raise UsageError("--format parquet writes a binary file: give --out FILE")
+        try:
+            frame.to_parquet(args.out, index=False)
+        except ImportError as exc:
+            raise UsageError(
+                f"parquet needs pyarrow ({exc}): pip install 'hellobench[export]'"
+            ) from None
+    elif args.format == "json":
+        text = frame.to_json(orient="records", indent=1)
+        _write(text, args.out)
+    else:
+        _write(frame.to_csv(index=False), args.out)
+    if args.out is not None:
+        where = f"{loaded.located}; " if loaded.located else ""
+        print(f"{where}{len(frame)} phase(s) of run {loaded.run_id} → {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write(text: str | None, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text or "")
+    else:
+        out.write_text(text or "")

@@ -1,0 +1,175 @@
+"""``bench run``: measure impls and write results/<run-id>/results.json; print the summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import PROJECT_ROOT
+from bench.analysis.summary import Summary, SummaryLine, summarize
+from bench.cli.options import cpu, key_values, port, positive_float
+from bench.driver.modes import MODES
+from bench.protocol import DEFAULT_PORT
+from bench.report.render import render_report
+from bench.results.rows import Configuration
+from bench.results.run import Run
+from bench.runner.config import RunConfig
+from bench.runner.orchestrate import run_all
+from bench.topology import TOPOLOGIES
+
+NAME = "run"
+HELP = "measure impls and write results/<run-id>/results.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--impl", action="append", default=[], help="repeatable; default: all")
+    p.add_argument("--mode", action="append", choices=MODES, default=[])
+    p.add_argument("--size", action="append", type=int, default=[], help="bytes; repeatable")
+    p.add_argument("--topology", action="append", choices=TOPOLOGIES, default=[])
+    p.add_argument("--duration", type=float, default=None, help="seconds per measured phase")
+    p.add_argument("--warmup", type=float, default=None, help="seconds before each phase")
+    p.add_argument("--trials", type=int, default=None)
+    p.add_argument(
+        "--rate",
+        action="append",
+        type=positive_float,
+        default=[],
+        help="absolute offered rate (req/s) for --mode rate; repeatable",
+    )
+    p.add_argument(
+        "--rate-fraction",
+        action="append",
+        type=float,
+        default=[],
+        help="offered rate as a fraction of the impl's measured maximum",
+    )
+    p.add_argument("--outstanding", type=int, default=1, help="pingpong requests in flight")
+    p.add_argument("--server-cpu", type=cpu, default=1)
+    p.add_argument("--client-cpu", type=cpu, default=0)
+    p.add_argument("--port", type=port, default=DEFAULT_PORT)
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
+    p.add_argument(
+        "--env",
+        choices=("auto", "host", "vm"),
+        default=None,
+        help="auto (default): the host, plus a VM guest when an impl needs what the host "
+        "lacks; --quick alone measures the host only",
+    )
+    p.add_argument("--quick", action="store_true", help="short phases and fewer trials")
+    p.add_argument("--no-calibrate", action="store_true")
+    p.add_argument("--sample-cap", type=int, default=None)
+    p.add_argument("--vm-timeout", type=float, default=None, help="guest watchdog, seconds")
+    p.add_argument("--report", action="store_true", help="render the HTML report at the end")
+    p.add_argument("--env-name", default="host", help=argparse.SUPPRESS)
+    p.add_argument("--accel", default="native", help=argparse.SUPPRESS)
+    p.add_argument("--server-option", action="append", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--vm-fault", default=None, help=argparse.SUPPRESS)
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig the arguments ask for (ConfigError, a usage error, when they do not fit)."""
+    quick = bool(args.quick)
+    return RunConfig(
+        out_root=args.out,
+        impls=tuple(args.impl),
+        modes=tuple(args.mode) or MODES,
+        sizes=tuple(args.size) or (64,),
+        topologies=tuple(args.topology) or ("lo",),
+        duration_s=args.duration if args.duration is not None else (0.3 if quick else 1.0),
+        warmup_s=args.warmup if args.warmup is not None else (0.05 if quick else 0.2),
+        trials=args.trials if args.trials is not None else (3 if quick else 5),
+        rate_fractions=tuple(args.rate_fraction) or ((0.5,) if quick else (0.25, 0.5, 0.75)),
+        rates=tuple(args.rate),
+        outstanding=args.outstanding,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+        port=args.port,
+        env=args.env or ("host" if quick else "auto"),
+        env_name=args.env_name,
+        accel=args.accel,
+        calibrate=not args.no_calibrate,
+        sample_cap=args.sample_cap if args.sample_cap is not None else (2000 if quick else 10000),
+        server_options=key_values(args.server_option, "--server-option"),
+        vm_timeout_s=args.vm_timeout if args.vm_timeout is not None else 1800.0,
+    )
+
+
+# -- the end-of-run summary -------------------------------------------------------------
+
+HEADERS = (
+    "env", "topo", "impl", "mode", "size", "trials", "p50 µs", "p99 µs", "replies/s", "loss %",
+    "sys/req srv", "sys/req cli", "ctx/req srv", "ctx/req sys", "CPU µs/req",
+)  # fmt: skip
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "—" if value is None else f"{value / scale:,.{digits}f}"
+
+
+def _mode_label(key: Configuration) -> str:
+    if key.load_fraction is not None:
+        return f"{key.mode}@{key.load_fraction:g}"
+    if key.offered_rps is not None:
+        return f"{key.mode}@{key.offered_rps:.0f}/s"
+    return key.mode
+
+
+def _server_ctx(line: SummaryLine) -> str:
+    """Server context switches per request; a kernel thread's, marked (kt), when it serves."""
+    own = line.value("server_ctx_per_req")
+    if own is not None:
+        return _fmt(own, 1, 2)
+    kthread = line.value("kthread_ctx_per_req")
+    return "—" if kthread is None else f"{_fmt(kthread, 1, 2)} (kt)"
+
+
+def summary_table(run: Run, summary: Summary) -> Table:
+    table = Table(title=f"hellobench run {run.run_id} (medians over trials)")
+    for col in HEADERS:
+        table.add_column(col, justify="left" if col in ("env", "topo", "impl", "mode") else "right")
+    for env, lines in summary.lines.items():
+        for line in lines:
+            k, v = line.key, line.value
+            table.add_row(
+                env, k.topology, k.impl, _mode_label(k), str(k.size),
+                f"{line.trials}/{line.attempted}",
+                _fmt(v("rtt_p50"), 1e3, 2), _fmt(v("rtt_p99"), 1e3, 2),
+                _fmt(v("throughput_rps"), 1, 0), _fmt(v("loss_pct"), 1, 2),
+                _fmt(v("server_syscalls_per_req"), 1, 2), _fmt(v("client_syscalls_per_req"), 1, 2),
+                _server_ctx(line), _fmt(v("system_ctx_per_req"), 1, 2),
+                _fmt(v("cpu_ns_per_req"), 1e3, 2),
+            )  # fmt: skip
+        attempted = run.groups(ok_only=False)
+        for k in summary.failed_configurations.get(env, ()):
+            table.add_row(
+                env, k.topology, k.impl, _mode_label(k), str(k.size),
+                f"0/{len(attempted[k])}", "[red]failed[/red]", *[""] * 8,
+            )  # fmt: skip
+    return table
+
+
+def footnotes(run: Run) -> list[str]:
+    """Why some cells are empty ("—"): where no server process exists, and skipped impls."""
+    notes = {r.impl: r.accounting.note for r in run.rows if r.accounting and r.accounting.note
+             and not r.accounting.server_process}  # fmt: skip
+    lines = [f"— {impl}: {note}" for impl, note in sorted(notes.items())]
+    lines += [f"skipped {s.impl} ({s.env}): {s.reason}" for s in run.skipped]
+    return lines
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    cfg = run_config(args)
+    outcome = run_all(cfg, lambda line: console.log(line), vm_fault=args.vm_fault)
+    recording = outcome.recording
+    console.print(summary_table(recording.run, summarize(recording.run)))
+    for line in footnotes(recording.run):
+        console.print(line)
+    for failure in recording.failures:
+        console.print(f"[red]failed: {failure}[/red]")
+    console.print(f"results: {recording.run.path}")
+    if args.report:
+        console.print(f"report: {render_report(recording.run)}")
+    return outcome.status
