@@ -9,18 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from bench.impl.registry import Entry, discover
+from bench.system.ports import free_udp_port
+
+__all__ = ["free_udp_port", "requires_root", "unrunnable_reason"]
 
 
 @pytest.fixture(scope="session")
 def registry() -> dict[str, Entry]:
     return discover()
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -186,3 +186,54 @@ def test_fuzz_bad_count(count: str, ledger: Path) -> None:
 def test_unknown_command(ledger: Path) -> None:
     proc = bench(["frobnicate"], ledger)
     assert_usage_error(proc, "frobnicate")
+
+
+# -- impl manifests -------------------------------------------------------------------
+
+BAD_MANIFESTS = {
+    "not-toml": ('name = "broken\nkind = ', ["manifest.toml"]),
+    "unknown-key": (
+        'name = "broken"\nkind = "userspace"\nfamily = "user-space blocking"\n'
+        'language = "c"\nsummary = "x"\nflavour = "mint"\n',
+        ["manifest.toml", "flavour"],
+    ),
+    "unknown-kind": (
+        'name = "broken"\nkind = "hypervisor"\nfamily = "user-space blocking"\n'
+        'language = "c"\nsummary = "x"\n',
+        ["manifest.toml", "hypervisor"],
+    ),
+    "unknown-family": (
+        'name = "broken"\nkind = "userspace"\nfamily = "carrier pigeon"\n'
+        'language = "c"\nsummary = "x"\n',
+        ["manifest.toml", "carrier pigeon"],
+    ),
+    "missing-summary": (
+        'name = "broken"\nkind = "userspace"\nfamily = "user-space blocking"\nlanguage = "c"\n',
+        ["manifest.toml", "summary"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+@pytest.mark.parametrize("command", [["list"], ["run", "--impl", "broken", "--out", "OUT"]])
+def test_bad_manifest_is_one_line_and_exit_2(
+    case: str, command: list[str], tmp_path: Path, ledger: Path
+) -> None:
+    text, words = BAD_MANIFESTS[case]
+    impls = tmp_path / "impls"
+    (impls / "broken").mkdir(parents=True)
+    (impls / "broken" / "manifest.toml").write_text(text)
+    out = tmp_path / "out"
+    args = [str(out) if a == "OUT" else a for a in command]
+    env = {**os.environ, "HELLOBENCH_LEDGER": str(ledger), "HELLOBENCH_IMPLS": str(impls)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert "Traceback" not in proc.stderr
+    assert_usage_error(proc, *words)
+    assert not out.exists()

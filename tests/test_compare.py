@@ -16,20 +16,26 @@ from typing import Any
 
 import pytest
 
-from bench.compare import (
+from bench.analysis.compare import (
     IMPROVEMENT,
     REFERENCE,
     REGRESSION,
     TOO_FEW_TRIALS,
     compare_runs,
-    main_compare,
-    render_table,
 )
-from bench.results_io import ResultsError, load_results
-from bench.stats import mann_whitney_p, min_two_sided_p
+from bench.analysis.stats import mann_whitney_p, min_two_sided_p
+from bench.cli import main
+from bench.cli.compare import render_table
+from bench.results.run import Run
+from bench.results.schema import ResultsError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BASE = FIXTURES / "runs" / "fixture-base"
+LEGACY = FIXTURES / "runs" / "legacy-v1"
+
+
+def main_compare(args: list[str]) -> int:
+    return main(["compare", *args])
 
 
 def _generator() -> ModuleType:
@@ -172,9 +178,18 @@ def test_corrupt_file_exits_2_with_one_line(
 
 def test_wrong_schema_version_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads((BASE / "results.json").read_text())
-    data["schema"] = "hellobench/2"
-    path = _write(tmp_path / "v2", data)
-    assert "hellobench/2" in _bad_input(tmp_path, capsys, path)
+    data["schema"] = "hellobench/99"
+    path = _write(tmp_path / "v99", data)
+    assert "hellobench/99" in _bad_input(tmp_path, capsys, path)
+
+
+def test_a_version_1_file_compares_like_its_version_2_twin() -> None:
+    """The committed hellobench/1 fixture, migrated on load, gives the same comparison."""
+    assert main_compare([str(LEGACY), str(BASE)]) == 0
+    comparison = compare_runs(LEGACY, BASE)
+    assert comparison.changes and comparison.reference == "blocking-c"
+    assert all(c.ratio == 1.0 for c in comparison.changes)
+    assert not comparison.only_in_base and not comparison.only_in_new
 
 
 def test_schema_violation_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,7 +213,7 @@ def test_bad_factor_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_load_results_raises_results_error(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text("[]")
     with pytest.raises(ResultsError, match="not a results document"):
-        load_results(tmp_path)
+        Run.load(tmp_path)
 
 
 def test_render_table_lists_only_changes_beyond_the_factor(slow_asyncio: Path) -> None:

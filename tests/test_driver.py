@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from bench import protocol
-from bench.driver import DriverConfig, DriverResult, driver_binary, run_driver
 from bench.driver import histogram as hdr
+from bench.driver.client import DriverConfig, DriverResult, driver_binary, run_driver
 from bench.impl.api import ServerConfig
 from bench.impl.registry import Entry
 from tests.driver_servers import ThreadServer
@@ -382,7 +382,7 @@ def test_hung_client_is_killed_and_reaped() -> None:
     import os
     import signal
 
-    from bench.driver import DriverError
+    from bench.driver.client import DriverError
 
     srv = ThreadServer("correct")
     pids: list[int] = []

@@ -34,14 +34,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench import PROJECT_ROOT, ownership
+from bench import PROJECT_ROOT
 from bench.bpf.build import loader_unavailable_reason
 from bench.bpf.control import run_tool
-from bench.host import capabilities
-from bench.impl.api import RunningServer, ServerConfig
+from bench.host.capabilities import capabilities
+from bench.impl.api import RunningServer
 from bench.impl.registry import discover
 from bench.protocol import MAX_REQUEST, make_reply, make_request
-from bench.topology import Topology, entered, open_topology
+from bench.system import ledger
+from bench.system.netns import entered
+from bench.topology import Topology, open_topology
 from tests.conftest import free_udp_port
 
 ENTRIES = discover()
@@ -125,13 +127,7 @@ def served(request: pytest.FixtureRequest, topology: Topology) -> Iterator[Serve
     if not entry.available or entry.impl is None:
         pytest.skip(f"{name}: {entry.unavailable}")
     port = free_udp_port()
-    config = ServerConfig(
-        addr=topology.server_addr,
-        port=port,
-        netns=topology.server_netns,
-        interface=topology.server_interface,
-    )
-    server = entry.impl.start(config)
+    server = entry.impl.start(topology.server_config(port))
     with entered(topology.client_netns):
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.settimeout(REPLY_WAIT_S)
@@ -422,13 +418,7 @@ def test_stop_is_idempotent_and_detaches(topology: Topology) -> None:
     for name in IMPLS:
         impl = ENTRIES[name].impl
         assert impl is not None
-        config = ServerConfig(
-            addr=topology.server_addr,
-            port=free_udp_port(),
-            netns=topology.server_netns,
-            interface=topology.server_interface,
-        )
-        server = impl.start(config)
+        server = impl.start(topology.server_config(free_udp_port()))
         prog_id = server.accounting().bpf_prog_ids[0]
         peer = (topology.client_netns, topology.client_interface or "lo")
         if name == "ebpf-xdp" and topology.name == "veth":
@@ -462,12 +452,8 @@ entries = discover()
 port = int(sys.argv[1])
 with open_topology("veth") as topo:
     servers = [
-        entries["ebpf-xdp"].impl.start(ServerConfig(
-            addr=topo.server_addr, port=port, netns=topo.server_netns,
-            interface=topo.server_interface)),
-        entries["ebpf-tc"].impl.start(ServerConfig(
-            addr=topo.server_addr, port=port, netns=topo.server_netns,
-            interface=topo.server_interface)),
+        entries["ebpf-xdp"].impl.start(topo.server_config(port)),
+        entries["ebpf-tc"].impl.start(topo.server_config(port)),
         entries["ebpf-xdp"].impl.start(ServerConfig(port=port)),
         entries["ebpf-tc"].impl.start(ServerConfig(port=port)),
     ]
@@ -501,12 +487,12 @@ def test_sweep_removes_everything_after_sigkill() -> None:
     ids = set(state["ids"])
     assert ids & _attached_ids(None, "lo"), "nothing was attached to lo"
     assert all(os.path.exists(f"/run/netns/{name}") for name in state["netns"])
-    assert any(rec.owner_pid == child.pid for rec in ownership.records())
+    assert any(rec.owner_pid == child.pid for rec in ledger.records())
 
-    lines = ownership.sweep()
+    lines = ledger.sweep()
 
     assert any("removed xdp" in line for line in lines)
-    assert not [rec for rec in ownership.records() if rec.owner_pid == child.pid]
+    assert not [rec for rec in ledger.records() if rec.owner_pid == child.pid]
     assert not ids & _attached_ids(None, "lo")
     assert not any(os.path.exists(f"/run/netns/{name}") for name in state["netns"])
     probe = run_tool(["query-xdp", "--ifname", "lo", "--mode", "skb"])

@@ -2,7 +2,7 @@
 that names the cause, and the run goes on with the next impl.
 
 The server is killed from outside, the way a crash would look: its pid is taken from the
-ownership ledger (a per-test HELLOBENCH_LEDGER) once the driver of the phase has started.
+ledger (a per-test HELLOBENCH_LEDGER) once the driver of the phase has started.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import pytest
 from bench import PROJECT_ROOT
 from bench.impl.api import ImplError, RunningServer, ServerConfig
 from bench.impl.registry import discover
-from bench.ownership import process_start_time
-from bench.results import RESULTS_NAME, validate
+from bench.results.run import RESULTS_NAME
+from bench.results.schema import validate
+from bench.system.processes import ProcessIdentity
 from tests.conftest import free_udp_port
 
 ENTRIES = discover()
@@ -63,7 +64,7 @@ def wait_for_phase_of(ledger: Path, server_marker: str, done: threading.Event) -
 
 
 def kill(pid: int) -> None:
-    if process_start_time(pid) is not None:
+    if ProcessIdentity.of(pid) is not None:
         os.kill(pid, signal.SIGKILL)
 
 
@@ -176,11 +177,11 @@ def test_driver_killed_mid_phase_fails_its_row_and_the_run_goes_on(
 
 
 def test_measure_phase_with_a_server_killed_by_another_thread(tmp_path: Path, ledger: Path) -> None:
-    """The runner's building block alone: bench.phase.measure_phase against a server whose
+    """The runner's building block alone: bench.runner.phase.measure_phase against a server whose
     process is killed while the driver runs."""
     _needs(FIRST)
     from bench.driver.client import DriverConfig
-    from bench.phase import PhaseSpec, measure_phase
+    from bench.runner.phase import PhaseSpec, measure_phase
 
     impl = ENTRIES[FIRST].impl
     assert impl is not None
@@ -206,10 +207,10 @@ def test_measure_phase_with_a_server_killed_by_another_thread(tmp_path: Path, le
         done.set()
         thread.join(WAIT_S)
         server.stop()
-    assert row["status"] == "failed"
-    assert "server" in row["error"], row["error"]
-    assert "exited" in row["error"] or "-9" in row["error"], row["error"]
-    assert process_start_time(server_pid) is None
+    assert row.status == "failed" and row.error is not None
+    assert "server" in row.error, row.error
+    assert "exited" in row.error or "-9" in row.error, row.error
+    assert ProcessIdentity.of(server_pid) is None
 
 
 def test_port_taken_fails_the_rows_with_the_cause(tmp_path: Path, ledger: Path) -> None:
@@ -261,7 +262,7 @@ def test_ebpf_program_detached_mid_phase(impl_name: str, tmp_path: Path, ledger:
         pytest.skip(f"{impl_name} not registered")
     _needs(impl_name)
     from bench.driver.client import DriverConfig
-    from bench.phase import PhaseSpec, measure_phase
+    from bench.runner.phase import PhaseSpec, measure_phase
     from bench.topology import TopologyError, open_topology
 
     impl = ENTRIES[impl_name].impl
@@ -273,12 +274,7 @@ def test_ebpf_program_detached_mid_phase(impl_name: str, tmp_path: Path, ledger:
             topo = stack.enter_context(open_topology("veth"))
         except TopologyError as exc:
             pytest.skip(f"veth topology: {exc}")
-        server = impl.start(
-            ServerConfig(
-                addr=topo.server_addr, port=port, netns=topo.server_netns,
-                interface=topo.server_interface,
-            )
-        )  # fmt: skip
+        server = impl.start(topo.server_config(port))
         stack.callback(_stop_quietly, server)
         assert server.health() is None
         ns, dev = topo.server_netns, topo.server_interface
@@ -305,5 +301,5 @@ def test_ebpf_program_detached_mid_phase(impl_name: str, tmp_path: Path, ledger:
         finally:
             done.set()
             thread.join(WAIT_S)
-    assert row["status"] == "failed"
-    assert "no longer attached" in row["error"], row["error"]
+    assert row.status == "failed" and row.error is not None
+    assert "no longer attached" in row.error, row.error

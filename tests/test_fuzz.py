@@ -20,9 +20,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import PROJECT_ROOT, fuzz
-from bench.fuzz import Exchange, FuzzResult, fuzz_impl
-from bench.fuzz_corpus import CATEGORIES, MAX_UDP_PAYLOAD, Corpus, Datagram
+from bench import PROJECT_ROOT
+from bench.fuzz import campaign, checks
+from bench.fuzz import exchange as fuzz_exchange
+from bench.fuzz.campaign import fuzz_impl
+from bench.fuzz.checks import FuzzResult
+from bench.fuzz.corpus import CATEGORIES, MAX_UDP_PAYLOAD, Corpus, Datagram
+from bench.fuzz.exchange import Exchange, Tally, client_socket
 from bench.impl.api import ImplError, ServerConfig
 from bench.impl.registry import discover
 from bench.protocol import DEFAULT_ADDR, MAX_REQUEST, is_request, make_reply
@@ -167,9 +171,9 @@ def fake_server(respond: Responder) -> Iterator[int]:
         sock.close()
 
 
-def _exchange(port: int, count: int, seed: int = SEED) -> fuzz.Tally:
+def _exchange(port: int, count: int, seed: int = SEED) -> Tally:
     corpus = Corpus(seed)
-    with fuzz.client_socket("127.0.0.1", port, None) as sock:
+    with client_socket("127.0.0.1", port, None) as sock:
         exchange = Exchange(sock, corpus, deadline=time.monotonic() + 60)
         return exchange.run(corpus.stream(count))
 
@@ -209,8 +213,8 @@ def test_answering_everything_is_caught() -> None:
 
 
 def test_larger_reply_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fuzz, "RETRY_AFTER_S", 0.1)
-    monkeypatch.setattr(fuzz, "GIVE_UP_AFTER_S", 0.1)
+    monkeypatch.setattr(fuzz_exchange, "RETRY_AFTER_S", 0.1)
+    monkeypatch.setattr(fuzz_exchange, "GIVE_UP_AFTER_S", 0.1)
 
     def amplifier(data: bytes) -> list[bytes]:
         reply = make_reply(data)
@@ -227,8 +231,8 @@ def test_larger_reply_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_lost_reply_is_retried_once_then_counted_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fuzz, "RETRY_AFTER_S", 0.2)
-    monkeypatch.setattr(fuzz, "GIVE_UP_AFTER_S", 0.3)
+    monkeypatch.setattr(fuzz_exchange, "RETRY_AFTER_S", 0.2)
+    monkeypatch.setattr(fuzz_exchange, "GIVE_UP_AFTER_S", 0.3)
     seen: Counter[bytes] = Counter()
     lock = threading.Lock()
 
@@ -264,7 +268,7 @@ def test_duplicate_replies_are_counted() -> None:
     assert tally.duplicates > 0
     assert tally.valid_missing == 0
     result = FuzzResult("fake", "lo", "fail")
-    fuzz.judge(result, tally)
+    checks.judge(result, tally)
     assert result.status == "fail"
     assert any("duplicate" in f for f in result.failures)
 
@@ -272,7 +276,7 @@ def test_duplicate_replies_are_counted() -> None:
 def test_dead_server_stops_the_exchange() -> None:
     with fake_server(_correct) as port:
         corpus = Corpus(SEED)
-        with fuzz.client_socket("127.0.0.1", port, None) as sock:
+        with client_socket("127.0.0.1", port, None) as sock:
             exchange = Exchange(
                 sock, corpus, health=lambda: "exited with status 9", deadline=time.monotonic() + 60
             )
@@ -292,7 +296,7 @@ def test_fuzz_of_a_crashed_server_fails() -> None:
         (pid,) = server.accounting().pids
         psutil.Process(pid).kill()
         psutil.Process(pid).wait(10)
-        result = fuzz.fuzz_server(
+        result = campaign.fuzz_server(
             server, impl="blocking-c", kind="userspace", topology="lo", addr="127.0.0.1",
             port=port, client_netns=None, server_netns=None, interface="lo", count=50_000,
             seed=SEED,
@@ -446,7 +450,7 @@ def test_kernel_modules_survive_fuzz_in_a_guest(tmp_path: Path) -> None:
     reason = _guest_skip_reason()
     if reason:
         pytest.skip(f"no guest: {reason}")
-    from bench.fuzz_vm import fuzz_in_vm
+    from bench.fuzz.in_guest import fuzz_in_vm
 
     names = sorted(n for n, e in ENTRIES.items() if e.manifest.kind == "kernel-module")
     if not names:

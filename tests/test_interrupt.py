@@ -1,6 +1,6 @@
 """An interrupted ``bench run`` leaves nothing behind.
 
-A real run is started as a subprocess with its own ownership ledger (HELLOBENCH_LEDGER, so
+A real run is started as a subprocess with its own ledger (HELLOBENCH_LEDGER, so
 that concurrent runs on the machine are never touched) and a port of its own; at a phase
 of the run it gets SIGINT, SIGTERM or SIGKILL.  After SIGINT/SIGTERM the run must have
 cleaned up by itself; after SIGKILL ``bench cleanup`` (with the same ledger) must.  Then:
@@ -28,8 +28,9 @@ import pytest
 
 from bench import PROJECT_ROOT
 from bench.impl.registry import discover
-from bench.ownership import process_start_time
-from bench.results import INCOMPLETE_MARKER, RESULTS_NAME, validate
+from bench.results.run import INCOMPLETE_MARKER, RESULTS_NAME
+from bench.results.schema import validate
+from bench.system.processes import ProcessIdentity
 from tests.conftest import free_udp_port
 
 ENTRIES = discover()
@@ -47,8 +48,8 @@ INTERRUPTED = (130, -signal.SIGINT)
 class Seen:
     """Every object the run's ledger recorded at some point while we watched it."""
 
-    processes: dict[int, int | None] = field(default_factory=dict)  # pid -> start time
-    server_pids: set[int] = field(default_factory=set)
+    processes: dict[int, float | None] = field(default_factory=dict)  # pid -> start time
+    server_pids: set[int] = field(default_factory=set)  # servers that said READY
     prog_ids: set[int] = field(default_factory=set)
     driver_dirs: set[Path] = field(default_factory=set)  # the driver's scratch folders
     attaching: bool = False  # a BPF attachment recorded, its program id not yet known
@@ -67,7 +68,7 @@ class Seen:
             self.kinds.add(kind)
             if kind == "process" and "pid" in details:
                 pid = int(details["pid"])
-                self.processes[pid] = details.get("start")
+                self.processes[pid] = details.get("started")
                 argv = [str(arg) for arg in details.get("argv", [])]
                 if any("hello-client" in arg for arg in argv):
                     self.driver_running = True
@@ -76,7 +77,7 @@ class Seen:
                         for arg in argv
                         if arg.startswith("--out=")
                     }
-                else:
+                elif details.get("ready"):
                     self.server_pids.add(pid)
             if kind in ("xdp", "tc") and not details.get("prog_id"):
                 self.attaching = True
@@ -182,9 +183,9 @@ def interrupt(run: Run, sig: signal.Signals) -> int:
         raise AssertionError(f"run did not exit within {EXIT_TIMEOUT_S} s of {sig.name}") from None
 
 
-def _alive(pid: int, start: int | None) -> bool:
-    now = process_start_time(pid)
-    return now is not None and (start is None or now == start)
+def _alive(pid: int, start: float | None) -> bool:
+    now = ProcessIdentity.of(pid)
+    return now is not None and (start is None or now.started == start)
 
 
 def _processes_using_port(port: int) -> list[str]:
@@ -339,6 +340,7 @@ def test_interrupted_ebpf_run_leaves_nothing_attached(
 SLOW_START_MANIFEST = """\
 name = "interrupted-start"
 kind = "userspace"
+family = "user-space blocking"
 language = "python"
 summary = "records a helper process, then is interrupted before its start returns"
 """
@@ -351,8 +353,9 @@ import signal
 import subprocess
 import time
 
-from bench import ownership
 from bench.impl.api import Impl, RunningServer, ServerConfig
+from bench.system import ledger
+from bench.system.processes import ProcessIdentity
 
 
 class InterruptedStart(Impl):
@@ -361,9 +364,10 @@ class InterruptedStart(Impl):
             ["sleep", "300"], start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        start = ownership.process_start_time(helper.pid)
-        ownership.record(
-            "process", f"helper-{helper.pid}", pid=helper.pid, start=start, argv=["sleep", "300"],
+        start = ProcessIdentity.of(helper.pid).started
+        ledger.record(
+            "process", f"helper-{helper.pid}", "bench.system.owned:stop_recorded",
+            pid=helper.pid, started=start, argv=["sleep", "300"],
         )
         with open(os.environ["HELPER_PID_FILE"], "w") as note:
             note.write(f"{helper.pid} {start}")
@@ -406,7 +410,7 @@ def test_interrupt_inside_an_impls_start_leaves_nothing(tmp_path: Path, sig_name
     try:
         assert proc.returncode == 130, proc.stderr[-2000:]
         pid, start = (tmp_path / "helper.pid").read_text().split()
-        run.seen.processes[int(pid)] = int(start)
+        run.seen.processes[int(pid)] = float(start)
         assert_nothing_left(run)
         assert_results_incomplete(run)
     finally:

@@ -9,6 +9,7 @@ tests inside it, where they are not skipped.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import socket
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import PROJECT_ROOT, ownership
-from bench.host import HostCapabilities, capabilities
+from bench import PROJECT_ROOT
+from bench.host.capabilities import HostCapabilities, capabilities
+from bench.host.kernel_log import scan_kernel_log
 from bench.impl.api import ImplError, ServerConfig
 from bench.impl.manifest import load_manifests
 from bench.impl.registry import discover
-from bench.kernel_log import scan_kernel_log
 from bench.kmod import module
 from bench.kmod.build import (
     KmodBuildError,
@@ -38,6 +39,7 @@ from bench.kmod.build import (
 from bench.kmod.impl import KernelModuleImpl
 from bench.kmod.server import ModuleServer, module_params
 from bench.protocol import make_reply
+from bench.system import ledger
 
 IMPLS = {"kmod-kthread": "hellobench_kthread", "kmod-softirq": "hellobench_softirq"}
 IN_GUEST = os.environ.get("HELLOBENCH_GUEST") == "1"
@@ -163,10 +165,11 @@ def test_accounting_notes() -> None:
     assert softirq.accounting_note == "no server thread: cost shows in softirq CPU"
 
 
-def test_module_cleaner_registered() -> None:
-    import bench.cleaners  # noqa: F401
+def test_module_cleaner_resolves() -> None:
+    from bench.kmod.cleanup import CLEANER, remove_module
 
-    assert "module" in ownership._CLEANERS
+    module_name, _, function = CLEANER.partition(":")
+    assert getattr(importlib.import_module(module_name), function) is remove_module
 
 
 def test_module_commands_are_bounded() -> None:
@@ -308,7 +311,7 @@ def test_guest_replies_and_counters(impl_name: str, clean_kernel_log: None) -> N
     assert not module.is_loaded(impl.module_name)
     assert server.health() is not None
     server.stop()  # idempotent
-    assert not any(rec.ident == impl.module_name for rec in ownership.records())
+    assert not any(rec.ident == impl.module_name for rec in ledger.records())
 
 
 @guest_only
@@ -447,7 +450,7 @@ def test_guest_already_loaded_refused() -> None:
 def test_guest_sweep_unloads_leftover(impl_name: str) -> None:
     server = _kmod_impl(impl_name).start(ServerConfig())
     assert isinstance(server, ModuleServer)
-    sweep = "from bench import ownership; print(ownership.sweep(include_live=True))"
+    sweep = "from bench.system import ledger; print(ledger.sweep(include_live=True))"
     out = subprocess.run(
         [sys.executable, "-c", sweep], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
     ).stdout

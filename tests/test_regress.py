@@ -51,11 +51,12 @@ def test_slowed_impl_is_flagged(baseline: Path, tmp_path: Path) -> None:
 
 
 def test_committed_baseline_is_a_valid_guard_run() -> None:
-    from bench.regress import IMPLS
-    from bench.results_io import load_results
+    from bench.impl.registry import role_holder, role_holders
+    from bench.results.run import Run
 
-    run = load_results(PROJECT_ROOT / "results" / "baseline")
-    measured = {row["impl"] for row in run.rows if row["status"] == "ok"}
-    assert set(IMPLS) <= measured
-    trials = [row for row in run.rows if row["impl"] == "blocking-c"]
+    run = Run.load(PROJECT_ROOT / "results" / "baseline")
+    measured = {row.impl for row in run.rows if row.ok}
+    assert set(role_holders("guard")) <= measured
+    assert role_holder("guard-reference") in measured
+    trials = [row for row in run.rows if row.impl == "blocking-c"]
     assert len(trials) == 5

@@ -31,9 +31,11 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from bench.report import main_report, render_report
+from bench.cli import main
 from bench.report.figures import cdf_points, merge_histograms
-from bench.results_io import ResultsError
+from bench.report.render import render_report
+from bench.results.run import Run
+from bench.results.schema import ResultsError
 
 FIXTURE_RUN = Path(__file__).resolve().parent / "fixtures" / "runs" / "fixture-base"
 SECTION_IDS = (
@@ -103,7 +105,7 @@ def parse(html: str) -> _Page:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    index = render_report(FIXTURE_RUN, out)
+    index = render_report(Run.load(FIXTURE_RUN), out)
     assert index == out / "index.html"
     return index
 
@@ -410,7 +412,7 @@ def test_missing_calibration_makes_the_decomposition_unavailable(
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.json").write_text(json.dumps(broken))
-    page = parse(render_report(run, tmp_path / "out").read_text())
+    page = parse(render_report(Run.load(run), tmp_path / "out").read_text())
     vm = [
         (a, t) for tag, a, t in page.texts if tag == "p" and "decomposition" in a.get("class", "")
     ]
@@ -429,7 +431,7 @@ def test_not_significant_differences_are_said_so(data: dict[str, Any], tmp_path:
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.json").write_text(json.dumps(same))
-    page = parse(render_report(run, tmp_path / "out").read_text())
+    page = parse(render_report(Run.load(run), tmp_path / "out").read_text())
     pair_divs = [a for t, a in page.elements if t == "div" and "pair" in a.get("class", "")]
     ests = [(a, t) for tag, a, t in page.texts if tag == "p" and "estimate" in a.get("class", "")]
     checked = 0
@@ -666,7 +668,7 @@ def test_incomplete_run_and_undescribed_environment(data: dict[str, Any], tmp_pa
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.json").write_text(json.dumps(odd))
-    html = render_report(run, tmp_path / "out").read_text()
+    html = render_report(Run.load(run), tmp_path / "out").read_text()
     page = parse(html)
     ids = {a.get("id") for _, a in page.elements}
     assert "incomplete-warning" in ids and "summary-bare" in ids and "env-bare" in ids
@@ -683,7 +685,7 @@ def test_incomplete_run_and_undescribed_environment(data: dict[str, Any], tmp_pa
 
 def test_default_output_is_reports_run_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("bench.report.render.PROJECT_ROOT", tmp_path)
-    index = render_report(FIXTURE_RUN)
+    index = render_report(Run.load(FIXTURE_RUN))
     assert index == tmp_path / "reports" / "fixture-base" / "index.html"
     assert index.exists()
 
@@ -693,8 +695,8 @@ def test_bad_input_raises_results_error_and_main_exits_2(
 ) -> None:
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(ResultsError):
-        render_report(tmp_path, tmp_path / "out")
-    assert main_report([str(tmp_path)]) == 2
+        render_report(Run.load(tmp_path), tmp_path / "out")
+    assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "corrupt JSON" in err and "\n" not in err
 
@@ -743,7 +745,7 @@ def test_report_from_a_real_short_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     runs = sorted(out.glob("*/results.json"))
     assert len(runs) == 1, runs
-    index = render_report(runs[0].parent, tmp_path / "report")
+    index = render_report(Run.load(runs[0].parent), tmp_path / "report")
     page = parse(index.read_text())
     ids = {a.get("id") for _, a in page.elements}
     assert set(SECTION_IDS) <= ids

@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import ownership
-from bench.topology import (
-    LOOPBACK,
-    TOPOLOGIES,
-    TopologyError,
-    entered,
-    open_topology,
-    peer_of,
-)
+from bench.impl.api import Peer
+from bench.system import ledger
+from bench.system.netns import entered
+from bench.topology import LOOPBACK, TOPOLOGIES, TopologyError, open_topology
 
 BENCHMARK_NET = ipaddress.ip_network("198.18.0.0/15")
 IP_MTU_DISCOVER = 10
@@ -49,7 +44,7 @@ def test_veth_without_root_says_why() -> None:
 
 
 def _mine(kind: str) -> set[str]:
-    return {r.ident for r in ownership.records() if r.kind == kind and r.owner_pid == os.getpid()}
+    return {r.ident for r in ledger.records() if r.kind == kind and r.owner_pid == os.getpid()}
 
 
 @needs_root
@@ -65,10 +60,10 @@ def test_veth_pair_between_two_namespaces() -> None:
         assert ipaddress.ip_address(topo.server_addr) in BENCHMARK_NET
         assert ipaddress.ip_address(topo.client_addr) in BENCHMARK_NET
         assert topo.max_size == 1472
-        assert peer_of(topo.server_netns, topo.server_interface) == (
-            topo.client_netns,
-            topo.client_interface,
-        )
+        peer = Peer(topo.client_netns, str(topo.client_interface))
+        assert topo.peer == peer
+        assert topo.server_config(3000).peer == peer  # what an impl is handed
+        assert (topo.server_config(3000).netns, LOOPBACK.peer) == (topo.server_netns, None)
         with entered(topo.server_netns):
             server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with entered(topo.client_netns):
@@ -88,7 +83,6 @@ def test_veth_pair_between_two_namespaces() -> None:
                 client.sendto(b"H" * (topo.max_size + 1), server.getsockname())
     assert not any(Path("/run/netns", name).exists() for name in names)
     assert not names & _mine("netns")
-    assert peer_of(topo.server_netns, topo.server_interface) is None
 
 
 @needs_root

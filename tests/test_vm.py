@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import ownership
-from bench.kernel_log import KernelLogWatch, read_kernel_log, scan_kernel_log
-from bench.ownership import Record, process_start_time
+from bench.host.kernel_log import KernelLogWatch, read_kernel_log, scan_kernel_log
+from bench.system import ledger
+from bench.system.ledger import Record
+from bench.system.processes import ProcessIdentity
 from bench.vm import qemu
+from bench.vm.bench_run import find_results, guest_bench_argv, run_bench_in_vm
 from bench.vm.cleanup import kill_guest
-from bench.vm.environment import find_results, guest_bench_argv, run_bench_in_vm
 from bench.vm.guest import GuestOutcome, run_in_guest
 from bench.vm.initramfs import InitramfsError, cpio_newc, find_busybox, module_files
 from bench.vm.kernel import (
@@ -75,7 +76,7 @@ def _qemu_ledger_records() -> list[Record]:
     """This process's qemu records (other runs may boot guests at the same time)."""
     return [
         rec
-        for rec in ownership.records()
+        for rec in ledger.records()
         if rec.kind == qemu.LEDGER_KIND and rec.owner_pid == os.getpid()
     ]
 
@@ -253,8 +254,10 @@ def test_detect_accel_is_honest(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_ledger_cleaner_kills_a_recorded_guest_process() -> None:
     proc = subprocess.Popen(["sleep", "60"])
     try:
-        start = process_start_time(proc.pid)
-        rec = Record(qemu.LEDGER_KIND, "t", 1, 0, {"pid": proc.pid, "start": start}, Path("x"))
+        identity = ProcessIdentity.of(proc.pid)
+        assert identity is not None
+        details = {"pid": proc.pid, "started": identity.started}
+        rec = Record(qemu.LEDGER_KIND, "t", None, qemu.CLEANER, details, Path("x"))
         kill_guest(rec)
         assert proc.wait(timeout=5) != 0
         kill_guest(rec)  # already gone: no error
@@ -321,7 +324,7 @@ def test_guest_runs_python_under_the_guest_kernel(workdir: Path) -> None:
 
 
 WATCH_CODE = """
-from bench.kernel_log import KernelLogWatch
+from bench.host.kernel_log import KernelLogWatch
 watch = KernelLogWatch()
 watch.mark()
 with open("/dev/kmsg", "w") as kmsg:
@@ -378,7 +381,7 @@ def test_watchdog_kills_a_hung_guest(workdir: Path) -> None:
     assert "before the command started" in outcome.failed_reason
     assert took < HANG_TIMEOUT_S + KILL_SLACK_S
     assert outcome.qemu_pid not in _qemu_pids()
-    assert process_start_time(outcome.qemu_pid or 0) is None
+    assert ProcessIdentity.of(outcome.qemu_pid or 0) is None
     assert "fault injected: hang" in outcome.console_log.read_text()
 
 
@@ -414,7 +417,7 @@ def test_an_interrupted_run_leaves_no_guest(workdir: Path) -> None:
             time.sleep(0.2)
         records = [
             rec
-            for rec in ownership.records()
+            for rec in ledger.records()
             if rec.kind == qemu.LEDGER_KIND and rec.owner_pid == child.pid
         ]
         assert len(records) == 1 and records[0].details.get("pid")

@@ -13,7 +13,8 @@ import pytest
 from bench.driver.client import DriverConfig, DriverResult, run_driver
 from bench.impl.api import RunningServer, ServerConfig
 from bench.impl.registry import discover
-from bench.metrics.phase import PhaseMetrics, PhaseProbe, per_request
+from bench.metrics.probe import PhaseMetrics, PhaseProbe
+from bench.runner.phase import per_request
 from tests.conftest import free_udp_port
 
 ENTRIES = discover()
@@ -76,8 +77,8 @@ def test_phase(benchmark: Any, server: tuple[str, RunningServer, int], mode: str
             "p50_ns": result.latency_ns["p50"],
             "p99_ns": result.latency_ns["p99"],
             "loss": result.lost / result.requests if result.requests else None,
-            "system_ctx_switches_per_request": cost["system_ctx_switches"],
-            "server_syscalls_per_request": cost["server_syscalls"],
-            "cpu_ns_per_request": cost["cpu_ns"]["total"],
+            "system_ctx_switches_per_request": cost.system_ctx_switches,
+            "server_syscalls_per_request": cost.server_syscalls,
+            "cpu_ns_per_request": cost.cpu_ns.total,
         }
     )
