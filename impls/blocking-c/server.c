@@ -4,6 +4,11 @@
  *
  * --delay-ns N spins N ns before each reply; it exists so that tests can check that the
  * suite notices a slowed server.
+ *
+ * Stopping: a SIGTERM that lands between the loop's check and recvfrom() would leave the
+ * server blocked for good. The handler therefore also shuts the socket's receive side
+ * down: on Linux that wakes a blocked recvfrom() and makes every later one return 0 at
+ * once, so the stop is never lost and the hot path keeps one syscall per datagram.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -22,11 +27,17 @@
 #include "hello_proto.h"
 
 static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t serving_fd = -1;
 
 static void on_signal(int sig)
 {
+	int saved_errno = errno;
+
 	(void)sig;
 	stopping = 1;
+	if (serving_fd >= 0)
+		shutdown(serving_fd, SHUT_RD);	/* async-signal-safe */
+	errno = saved_errno;
 }
 
 static uint64_t now_ns(void)
@@ -91,6 +102,8 @@ static int serve(int fd, uint64_t delay_ns)
 	while (!stopping) {
 		plen = sizeof(peer);
 		n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &plen);
+		if (n == 0 && stopping)
+			break;	/* receive side shut down by the handler */
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -143,15 +156,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "port must be 1..65535\n");
 		return 2;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
 	fd = open_socket(addr, port);
 	if (fd < 0) {
 		fprintf(stderr, "cannot bind %s:%d: %s\n", addr, port, strerror(-fd));
 		return 1;
 	}
+	/* Handlers only once the socket exists: until then a signal's default action ends us. */
+	serving_fd = fd;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	printf("READY\n");
 	fflush(stdout);
 	return serve(fd, delay_ns);
