@@ -8,7 +8,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-Accel = str  # "native" | "kvm" | "tcg"
+from bench.host.power import collect_clocksource, collect_cpuidle, collect_pm_qos_cpu_latency_us
+from bench.host.virtualization import detect_virtualization
+
+Accel = str  # how the suite itself ran the environment: "native" (no QEMU of ours) | "kvm" | "tcg"
 
 
 def collect_cpu_model() -> str:
@@ -41,7 +44,10 @@ def collect_boot_params() -> str:
 
 
 def collect_environment(name: str, accel: Accel, placement: dict[str, Any]) -> dict[str, Any]:
-    """The ``environments[name]`` record of results.json (calibration is added by the runner)."""
+    """The ``environments[name]`` record of results.json (calibration is added by the runner).
+
+    ``accel`` says how the suite ran the environment; ``virtualization`` says what the
+    kernel itself runs on (a host environment can be a cloud VM)."""
     return {
         "name": name,
         "kernel": platform.release(),
@@ -51,6 +57,10 @@ def collect_environment(name: str, accel: Accel, placement: dict[str, Any]) -> d
         "cpu_model": collect_cpu_model(),
         "cpu_count": os.cpu_count() or 1,
         "cpu_governor": collect_cpu_governor(),
+        "virtualization": detect_virtualization().to_json(),
+        "cpuidle": collect_cpuidle(),
+        "pm_qos_cpu_latency_us": collect_pm_qos_cpu_latency_us(),
+        "clocksource": collect_clocksource(),
         "mitigations": collect_mitigations(),
         "boot_params": collect_boot_params(),
         "hostname": socket.gethostname(),

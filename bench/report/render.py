@@ -204,6 +204,12 @@ def _show(value: object) -> str:
     return str(value)
 
 
+def _pm_qos(value: Any) -> str:
+    if value is None:
+        return "— (not readable)"
+    return "no limit requested" if int(value) >= 2_000_000_000 else f"{int(value)} µs"
+
+
 def _env_info(environment: Environment) -> EnvInfo:
     name, env = environment.name, environment.record
     if not env:
@@ -212,10 +218,33 @@ def _env_info(environment: Environment) -> EnvInfo:
     facts = [
         ("kernel", _show(env.get("kernel"))),
         ("CPU", f"{env.get('cpu_model')} × {env.get('cpu_count')}"),
+        ("machine", environment.label()),
         ("acceleration", f"{env.get('accel')}" + (" (emulated)" if env.get("emulated") else "")),
         ("Python", _show(env.get("python"))),
         ("placement", _show(env.get("placement") or None)),
     ]
+    evidence = (env.get("virtualization") or {}).get("evidence") or []
+    if evidence:
+        facts.append(("virtualization evidence", "; ".join(str(e) for e in evidence)))
+    idle: Mapping[str, Any] = env.get("cpuidle") or {}
+    if idle:
+        states = ", ".join(
+            f"{s.get('name')} ({s.get('latency_us')} µs{', disabled' if s.get('disabled') else ''})"
+            for s in idle.get("states") or []
+        )
+        facts.append(
+            ("cpuidle", f"driver {idle.get('driver')}, governor {idle.get('governor')}; {states}")
+        )
+    if "pm_qos_cpu_latency_us" in env:
+        facts.append(("PM QoS CPU latency", _pm_qos(env.get("pm_qos_cpu_latency_us"))))
+    clock: Mapping[str, Any] = env.get("clocksource") or {}
+    if clock:
+        facts.append(
+            (
+                "clocksource",
+                f"{clock.get('current')} (available: {', '.join(clock.get('available') or [])})",
+            )
+        )
     for vuln, state in sorted((env.get("mitigations") or {}).items()):
         facts.append((f"mitigation: {vuln}", str(state)))
     cal = env.get("calibration") or {}

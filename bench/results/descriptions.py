@@ -102,13 +102,23 @@ class Environment:
         server, client = self.placement.get("server_cpu"), self.placement.get("client_cpu")
         return server is not None and client is not None and server != client
 
+    @property
+    def virtualization(self) -> Mapping[str, Any]:
+        found: Mapping[str, Any] = self.record.get("virtualization") or {}
+        return found
+
     def label(self) -> str:
-        """How the report names the kind of machine: native, KVM guest, emulated."""
+        """How the report names the kind of machine: emulated, a KVM guest of ours, what
+        the kernel found it runs on (e.g. "virtualized (KVM guest)"), or native — the
+        last only for a record that predates virtualization detection."""
         if self.accel is None:
             return "environment not described"
         if self.accel == "tcg" or self.emulated:
             return "emulated, TCG" if self.accel == "tcg" else "emulated"
-        return "KVM guest" if self.accel == "kvm" else "native"
+        if self.accel == "kvm":
+            return "KVM guest"
+        detected = self.virtualization.get("label")
+        return str(detected) if detected else "native (virtualization not recorded)"
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.record.get(key, default)
