@@ -143,15 +143,28 @@ def test_save_refuses_an_invalid_document(tmp_path: Path) -> None:
     assert not (tmp_path / RESULTS_NAME).exists()
 
 
+FACTOR_DEFAULTS = {"rx_cpu": "client", "idle": "default"}
+
+
 def _kept(written: object, again: object) -> bool:
     """True when every value in ``written`` is in ``again`` unchanged; added keys hold empty
-    defaults (None, 0, [], {}) or nested records."""
+    defaults (None, 0, [], {}), nested records, or the documented factor defaults."""
     if isinstance(written, dict) and isinstance(again, dict):
         extra = set(again) - set(written)
         return all(_kept(v, again.get(k)) for k, v in written.items()) and all(
-            not again[k] or isinstance(again[k], dict) for k in extra
+            not again[k] or isinstance(again[k], dict) or FACTOR_DEFAULTS.get(k) == again[k]
+            for k in extra
         )
     return written == again
+
+
+def test_rows_written_before_the_factors_read_as_the_suite_ran_them() -> None:
+    raw = json.loads((BASE / RESULTS_NAME).read_text())["results"][0]
+    assert "rx_cpu" not in raw and "idle" not in raw
+    row = PhaseRow.from_json(raw)
+    assert (row.rx_cpu, row.idle) == ("client", "default")
+    steered = PhaseRow.from_json({**raw, "rx_cpu": "server", "idle": "poll"})
+    assert (steered.configuration.rx_cpu, steered.configuration.idle) == ("server", "poll")
 
 
 def test_rows_are_typed_and_round_trip() -> None:
@@ -207,9 +220,11 @@ def test_configurations_apart_in_any_field_are_never_pooled() -> None:
         dataclasses.replace(rate, offered_rps=2000.0),  # --rate R1 --rate R2
         dataclasses.replace(row, outstanding=4),
         dataclasses.replace(row, server_cpu=row.client_cpu),
+        dataclasses.replace(row, rx_cpu="server"),
+        dataclasses.replace(row, idle="poll"),
     ]
     groups = grouped([row, *variants])
-    assert len(groups) == 5
+    assert len(groups) == 7
     # a rate given as a fraction is named by the fraction, whatever the maximum measured
     a = dataclasses.replace(rate, load_fraction=0.5, offered_rps=1000.0, trial=0)
     b = dataclasses.replace(rate, load_fraction=0.5, offered_rps=1100.0, trial=1)

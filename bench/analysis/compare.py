@@ -80,6 +80,8 @@ class MetricChange:
             "outstanding": self.key.outstanding,
             "server_cpu": self.key.server_cpu,
             "client_cpu": self.key.client_cpu,
+            "rx_cpu": self.key.rx_cpu,
+            "idle": self.key.idle,
             "metric": self.metric,
             "unit": self.unit,
             "base_median": self.base_median,

@@ -16,7 +16,7 @@ from bench.protocol import DEFAULT_PORT
 from bench.report.render import render_report
 from bench.results.rows import Configuration
 from bench.results.run import Run
-from bench.runner.config import RunConfig
+from bench.runner.config import IDLES, RX_CPUS, RunConfig
 from bench.runner.orchestrate import run_all
 from bench.topology import TOPOLOGIES
 
@@ -49,6 +49,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outstanding", type=int, default=1, help="pingpong requests in flight")
     p.add_argument("--server-cpu", type=cpu, default=1)
     p.add_argument("--client-cpu", type=cpu, default=0)
+    p.add_argument(
+        "--rx-cpu",
+        action="append",
+        choices=RX_CPUS,
+        default=[],
+        help="where receive processing runs: client (no RPS, the default) or server (RPS "
+        "steers it to --server-cpu); repeatable, each level measured",
+    )
+    p.add_argument(
+        "--idle",
+        action="append",
+        choices=IDLES,
+        default=[],
+        help="default (the machine's idle states) or poll (PM QoS CPU latency held at 0 "
+        "during phases); repeatable, each level measured",
+    )
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     p.add_argument(
@@ -94,6 +110,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         sample_cap=args.sample_cap if args.sample_cap is not None else (2000 if quick else 10000),
         server_options=key_values(args.server_option, "--server-option"),
         vm_timeout_s=args.vm_timeout if args.vm_timeout is not None else 1800.0,
+        rx_cpus=tuple(args.rx_cpu) or ("client",),
+        idles=tuple(args.idle) or ("default",),
     )
 
 
@@ -110,11 +128,16 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def _mode_label(key: Configuration) -> str:
+    label = key.mode
     if key.load_fraction is not None:
-        return f"{key.mode}@{key.load_fraction:g}"
-    if key.offered_rps is not None:
-        return f"{key.mode}@{key.offered_rps:.0f}/s"
-    return key.mode
+        label = f"{key.mode}@{key.load_fraction:g}"
+    elif key.offered_rps is not None:
+        label = f"{key.mode}@{key.offered_rps:.0f}/s"
+    if key.rx_cpu != "client":
+        label += f" rx@{key.rx_cpu}"
+    if key.idle != "default":
+        label += f" idle={key.idle}"
+    return label
 
 
 def _server_ctx(line: SummaryLine) -> str:

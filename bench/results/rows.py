@@ -27,6 +27,12 @@ def _int(value: object) -> int | None:
     return None if value is None else int(cast(int, value))
 
 
+# A row written before these factors existed ran with the suite touching neither: no RPS
+# set (receive processing where the sender's transmit puts it) and no PM QoS request held.
+DEFAULT_RX_CPU = "client"
+DEFAULT_IDLE = "default"
+
+
 @dataclass(frozen=True)
 class Latency:
     """Round-trip times of one phase in ns (None: no reply was timed)."""
@@ -158,6 +164,8 @@ class Configuration:
     offered_rps: float | None = None
     server_cpu: int | None = None
     client_cpu: int | None = None
+    rx_cpu: str = DEFAULT_RX_CPU
+    idle: str = DEFAULT_IDLE
 
     def label(self) -> str:
         load = ""
@@ -165,7 +173,9 @@ class Configuration:
             load = f" @{self.load_fraction:g}"
         elif self.offered_rps is not None:
             load = f" @{self.offered_rps:.0f}/s"
-        return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}"
+        factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f" rx@{self.rx_cpu}"
+        factors += "" if self.idle == DEFAULT_IDLE else f" idle={self.idle}"
+        return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}{factors}"
 
     def sort_key(self) -> tuple[Any, ...]:
         def n(x: float | None) -> float:
@@ -174,6 +184,7 @@ class Configuration:
         return (
             self.env, self.impl, self.mode, self.size, self.topology, n(self.outstanding),
             n(self.load_fraction), n(self.offered_rps), n(self.server_cpu), n(self.client_cpu),
+            self.rx_cpu, self.idle,
         )  # fmt: skip
 
 
@@ -197,6 +208,8 @@ class PhaseRow:
     load_fraction: float | None = None
     server_cpu: int | None = None
     client_cpu: int | None = None
+    rx_cpu: str = DEFAULT_RX_CPU
+    idle: str = DEFAULT_IDLE
     error: str | None = None
     outstanding: int | None = None
     requests: int = 0
@@ -233,6 +246,8 @@ class PhaseRow:
             offered_rps=self.offered_rps if self.load_fraction is None else None,
             server_cpu=self.server_cpu,
             client_cpu=self.client_cpu,
+            rx_cpu=self.rx_cpu,
+            idle=self.idle,
         )
 
     @property
@@ -276,6 +291,8 @@ class PhaseRow:
             load_fraction=_num(raw.get("load_fraction")),
             server_cpu=_int(raw.get("server_cpu")),
             client_cpu=_int(raw.get("client_cpu")),
+            rx_cpu=str(raw.get("rx_cpu") or DEFAULT_RX_CPU),
+            idle=str(raw.get("idle") or DEFAULT_IDLE),
             error=raw.get("error"),
             outstanding=_int(raw.get("outstanding")),
             requests=int(raw["requests"]),

@@ -11,6 +11,11 @@ from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
 from bench.topology import TOPOLOGIES
 
 DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
+# Where receive processing (and so any kernel-side reply) runs: wherever the sender's
+# transmit puts it (no RPS: the client's CPU on lo and veth), or steered to the server CPU.
+RX_CPUS = ("client", "server")
+# How idle CPUs wait: the machine's own idle states, or PM QoS held at 0 (shallowest only).
+IDLES = ("default", "poll")
 
 
 class ConfigError(UsageError):
@@ -40,6 +45,8 @@ class RunConfig:
     sample_cap: int = 10000
     reply_timeout_s: float = 0.2
     server_options: dict[str, str] = field(default_factory=dict)
+    rx_cpus: tuple[str, ...] = ("client",)
+    idles: tuple[str, ...] = ("default",)
     vm_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
@@ -73,6 +80,18 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("--rate values must be positive requests per second")
     if cfg.sample_cap < 0:
         raise ConfigError("--sample-cap must not be negative")
+    for rx in cfg.rx_cpus:
+        if rx not in RX_CPUS:
+            raise ConfigError(f"--rx-cpu {rx}: must be one of {', '.join(RX_CPUS)}")
+    if "server" in cfg.rx_cpus and cfg.server_cpu is None:
+        raise ConfigError(
+            "--rx-cpu server steers receive processing to the server CPU: give --server-cpu"
+        )
+    for idle in cfg.idles:
+        if idle not in IDLES:
+            raise ConfigError(f"--idle {idle}: must be one of {', '.join(IDLES)}")
+    if len(set(cfg.rx_cpus)) != len(cfg.rx_cpus) or len(set(cfg.idles)) != len(cfg.idles):
+        raise ConfigError("--rx-cpu and --idle levels must not repeat")
     if cfg.env not in ("auto", "host", "vm"):
         raise ConfigError(f"--env {cfg.env}: must be auto, host or vm")
     if "rate" in cfg.modes or "flood" in cfg.modes:

@@ -34,6 +34,10 @@ def guest_args(cfg: RunConfig) -> list[str]:
         args += ["--rate", repr(rate)]
     for fraction in cfg.rate_fractions:
         args += ["--rate-fraction", repr(fraction)]
+    for rx in cfg.rx_cpus:
+        args += ["--rx-cpu", rx]
+    for idle in cfg.idles:
+        args += ["--idle", idle]
     for key, value in cfg.server_options.items():
         args += ["--server-option", f"{key}={value}"]
     args += [

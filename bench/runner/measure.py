@@ -3,23 +3,28 @@ started → driver floods it while the probes record → rows saved to results.j
 every phase.
 
 Trials are interleaved (trial 0 of every impl, then trial 1 of every impl, with the impl
-order rotated each trial) so that drift of a noisy machine hits every impl alike.
+order rotated each trial) so that drift of a noisy machine hits every impl alike.  Each
+phase runs under its factor levels (receive steering, idle policy: runner/conditions.py),
+set just before it and undone just after.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from bench.calibration.record import run_calibration
 from bench.driver.client import DriverConfig, DriverError, run_driver
 from bench.driver.modes import Mode
+from bench.errors import HellobenchError
 from bench.host.description import collect_environment
 from bench.host.kernel_log import marked_watch
 from bench.impl.api import Impl, ImplError, ServerConfig
 from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
 from bench.results.rows import PhaseRow
+from bench.runner.conditions import phase_conditions
 from bench.runner.config import RunConfig
 from bench.runner.lifecycle import prepare, running_server, select
 from bench.runner.phase import PhaseSpec, failed_row, measure_phase
@@ -30,6 +35,7 @@ from bench.topology import Topology, TopologyError, open_topology
 Progress = Callable[[str], None]
 MAX_PROBE_S = 1.0
 RatePlan = list[tuple[float, float | None]] | str  # (offered rps, fraction) pairs, or why none
+PlanKey = tuple[str, int, str, str]  # impl, size, rx_cpu, idle
 
 
 def driver_config(
@@ -115,8 +121,11 @@ class Runner:
                     for impl in impls:
                         self.recording.skip(impl.name, self.env, f"topology {topo_name}: {exc}")
 
-    def _offered_rates(self, impl: Impl, topo: Topology, size: int) -> RatePlan:
-        """(offered rps, fraction of the measured maximum) pairs for the rate mode."""
+    def _offered_rates(
+        self, impl: Impl, topo: Topology, size: int, rx_cpu: str, idle: str
+    ) -> RatePlan:
+        """(offered rps, fraction of the measured maximum) pairs for the rate mode; the
+        maximum is probed under the same conditions as the phases that use it."""
         if self.cfg.rates:
             return [(rate, None) for rate in self.cfg.rates]
         probe = replace(
@@ -124,22 +133,28 @@ class Runner:
             duration_s=min(self.cfg.duration_s, MAX_PROBE_S),
             sample_cap=0,
         )
-        with running_server(impl, server_config(self.cfg, topo)):
+        with (
+            running_server(impl, server_config(self.cfg, topo)),
+            phase_conditions(topo, rx_cpu, idle, self.cfg.server_cpu),
+        ):
             peak = run_driver(probe).throughput_rps
         if peak <= 0:
             raise DriverError(f"{impl.name} answered nothing in the max-rate probe")
         return [(peak * f, f) for f in self.cfg.rate_fractions]
 
-    def _plan_rates(self, impls: list[Impl], topo: Topology) -> dict[tuple[str, int], RatePlan]:
-        plans: dict[tuple[str, int], RatePlan] = {}
+    def _plan_rates(self, impls: list[Impl], topo: Topology) -> dict[PlanKey, RatePlan]:
+        plans: dict[PlanKey, RatePlan] = {}
         if "rate" not in self.cfg.modes:
             return plans
         for impl in impls:
             for size in self.cfg.sizes:
-                try:
-                    plans[impl.name, size] = self._offered_rates(impl, topo, size)
-                except (DriverError, ImplError, OSError) as exc:
-                    plans[impl.name, size] = f"max-rate probe failed: {exc}"
+                for rx_cpu in self.cfg.rx_cpus:
+                    for idle in self.cfg.idles:
+                        key = (impl.name, size, rx_cpu, idle)
+                        try:
+                            plans[key] = self._offered_rates(impl, topo, size, rx_cpu, idle)
+                        except (DriverError, HellobenchError, OSError) as exc:
+                            plans[key] = f"max-rate probe failed: {exc}"
         return plans
 
     def _measure_topology(self, impls: list[Impl], topo: Topology) -> None:
@@ -150,35 +165,39 @@ class Runner:
                 self._measure_impl_trial(impl, topo, trial, rate_plans)
 
     def _phase_specs(
-        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[tuple[str, int], RatePlan]
+        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[PlanKey, RatePlan]
     ) -> Iterator[tuple[PhaseSpec, str | None]]:
         """Every phase of one impl trial, with the reason when it cannot be measured."""
-        for size in self.cfg.sizes:
-            for mode in self.cfg.modes:
-                base = PhaseSpec(
-                    env=self.env,
-                    topology=topo.name,
-                    impl=impl.name,
-                    kind=impl.manifest.kind,
-                    mode=mode,
-                    size=size,
-                    trial=trial,
-                    outstanding=self.cfg.outstanding if mode == "pingpong" else None,
-                    server_cpu=self.cfg.server_cpu,
-                    client_cpu=self.cfg.client_cpu,
-                )
-                if mode != "rate":
-                    yield base, None
-                    continue
-                plan = rate_plans.get((impl.name, size))
-                if isinstance(plan, str):
-                    yield base, plan
-                    continue
-                for rate, fraction in plan or []:
-                    yield replace(base, offered_rps=rate, load_fraction=fraction), None
+        cfg = self.cfg
+        for size, mode, rx_cpu, idle in itertools.product(
+            cfg.sizes, cfg.modes, cfg.rx_cpus, cfg.idles
+        ):
+            base = PhaseSpec(
+                env=self.env,
+                topology=topo.name,
+                impl=impl.name,
+                kind=impl.manifest.kind,
+                mode=mode,
+                size=size,
+                trial=trial,
+                outstanding=cfg.outstanding if mode == "pingpong" else None,
+                server_cpu=cfg.server_cpu,
+                client_cpu=cfg.client_cpu,
+                rx_cpu=rx_cpu,
+                idle=idle,
+            )
+            if mode != "rate":
+                yield base, None
+                continue
+            plan = rate_plans.get((impl.name, size, rx_cpu, idle))
+            if isinstance(plan, str):
+                yield base, plan
+                continue
+            for rate, fraction in plan or []:
+                yield replace(base, offered_rps=rate, load_fraction=fraction), None
 
     def _measure_impl_trial(
-        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[tuple[str, int], RatePlan]
+        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[PlanKey, RatePlan]
     ) -> None:
         specs = list(self._phase_specs(impl, topo, trial, rate_plans))
         watch = marked_watch()
@@ -197,7 +216,13 @@ class Runner:
                     dcfg = driver_config(
                         self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed
                     )
-                    rows[index] = measure_phase(spec, server, dcfg, self.samples_dir)
+                    try:
+                        with phase_conditions(topo, spec.rx_cpu, spec.idle, self.cfg.server_cpu):
+                            rows[index] = measure_phase(spec, server, dcfg, self.samples_dir)
+                    except ImplError:
+                        raise
+                    except HellobenchError as exc:
+                        rows[index] = failed_row(spec, f"phase conditions: {exc}")
         except ImplError as exc:
             for index, (spec, _) in enumerate(specs):
                 if index not in rows:

@@ -13,7 +13,17 @@ from bench.driver.modes import Mode
 from bench.impl.api import Accounting, RunningServer
 from bench.impl.manifest import Kind
 from bench.metrics.probe import PhaseMetrics, PhaseProbe
-from bench.results.rows import LATENCY_KEYS, CpuNs, Latency, PerRequest, PhaseRow, Samples, Status
+from bench.results.rows import (
+    DEFAULT_IDLE,
+    DEFAULT_RX_CPU,
+    LATENCY_KEYS,
+    CpuNs,
+    Latency,
+    PerRequest,
+    PhaseRow,
+    Samples,
+    Status,
+)
 from bench.results.rows import Accounting as RowAccounting
 
 SAMPLING = "reservoir (Algorithm R) over the measured phase"
@@ -35,11 +45,18 @@ class PhaseSpec:
     outstanding: int | None = None
     server_cpu: int | None = None
     client_cpu: int | None = None
+    rx_cpu: str = DEFAULT_RX_CPU
+    idle: str = DEFAULT_IDLE
 
     @property
     def key(self) -> str:
         load = f"-r{self.offered_rps:.0f}" if self.offered_rps else ""
-        return f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}-t{self.trial}"
+        factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f"-rx{self.rx_cpu}"
+        factors += "" if self.idle == DEFAULT_IDLE else f"-idle{self.idle}"
+        return (
+            f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{factors}"
+            f"-t{self.trial}"
+        )
 
     def row(self, status: Status, error: str | None = None) -> PhaseRow:
         """The row of this phase with nothing measured yet (zeros, no figures)."""
@@ -55,6 +72,8 @@ class PhaseSpec:
             load_fraction=self.load_fraction,
             server_cpu=self.server_cpu,
             client_cpu=self.client_cpu,
+            rx_cpu=self.rx_cpu,
+            idle=self.idle,
             outstanding=self.outstanding,
             status=status,
             error=error,

@@ -1,0 +1,105 @@
+"""Receive packet steering (RPS): which CPU processes a device's received packets.
+
+On lo and veth a packet is "received" inside the sender's own transmit call, so without
+RPS a kernel-side reply (XDP, tc, an encap socket) is built on the client's CPU, inline in
+its send.  Steering the server end's receive queues to the server CPU moves that work where
+a NIC's interrupt would put it.  The previous masks are recorded in the ledger before the
+first write, so a run that is killed still has them restored by ``bench cleanup``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.errors import HellobenchError
+from bench.system import ledger
+from bench.system.ledger import Record
+from bench.system.netns import COMMAND_TIMEOUT_S, exec_prefix
+
+KIND = "rps"
+CLEANER = "bench.system.rps:restore_recorded"
+SYS_NET = Path("/sys/class/net")
+
+
+class RpsError(HellobenchError):
+    """Steering could not be read, set or restored."""
+
+
+def cpu_mask(cpu: int | None) -> str:
+    """The rps_cpus value that steers to ``cpu`` (None: RPS off, "0")."""
+    return "0" if cpu is None else format(1 << cpu, "x")
+
+
+def _queue_files(device: str) -> str:
+    return f"{SYS_NET}/{device}/queues/rx-*/rps_cpus"
+
+
+def _shell(netns: str | None, script: str) -> str:
+    """Run ``script`` with sh in ``netns``: sysfs shows a namespace's devices only to a
+    process that mounted it there, which ``ip netns exec`` does."""
+    argv = [*exec_prefix(netns), "sh", "-c", script]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RpsError(f"{' '.join(argv[:-1])}: {exc}") from exc
+    if proc.returncode != 0:
+        raise RpsError(f"rps in {netns or 'this namespace'}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def read_masks(netns: str | None, device: str) -> dict[str, str]:
+    """rps_cpus of every receive queue of ``device``, by queue file path."""
+    out = _shell(netns, f'for f in {_queue_files(device)}; do echo "$f $(cat "$f")"; done')
+    masks: dict[str, str] = {}
+    for line in out.splitlines():
+        path, _, mask = line.partition(" ")
+        if not mask or "*" in path:
+            raise RpsError(f"{device} in {netns or 'this namespace'} has no RPS queues")
+        masks[path] = mask.strip()
+    return masks
+
+
+def write_masks(netns: str | None, masks: dict[str, str]) -> None:
+    script = "; ".join(f"echo {mask} > {path}" for path, mask in masks.items())
+    _shell(netns, script)
+
+
+def _ident(netns: str | None, device: str) -> str:
+    return f"{netns or 'host'}-{device}"
+
+
+@contextmanager
+def steered(netns: str | None, device: str, cpu: int | None) -> Iterator[None]:
+    """For the body, ``device``'s receive processing runs on ``cpu`` (None: RPS off); the
+    previous masks are restored afterwards, whatever happens."""
+    previous = read_masks(netns, device)
+    wanted = {path: cpu_mask(cpu) for path in previous}
+    if _same(previous, wanted):
+        yield
+        return
+    ident = _ident(netns, device)
+    ledger.record(KIND, ident, CLEANER, netns=netns, masks=previous)
+    try:
+        write_masks(netns, wanted)
+        yield
+    finally:
+        write_masks(netns, previous)
+        ledger.release(KIND, ident)
+
+
+def _same(a: dict[str, str], b: dict[str, str]) -> bool:
+    return all(int(a[k].replace(",", ""), 16) == int(b[k], 16) for k in b)
+
+
+def restore_recorded(rec: Record) -> None:
+    """Ledger cleaner for kind ``rps``: put the recorded masks back (a namespace that is
+    gone took its devices with it)."""
+    netns = rec.details.get("netns")
+    if netns and not Path("/run/netns", str(netns)).exists():
+        return
+    write_masks(netns, {str(k): str(v) for k, v in dict(rec.details.get("masks") or {}).items()})
