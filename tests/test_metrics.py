@@ -454,7 +454,7 @@ def test_bpf_stats_enabled_restores(
     fake = tmp_path / "bpf_stats_enabled"
     fake.write_text(f"{old}\n")
     monkeypatch.setattr(bpf, "STATS_SYSCTL", fake)
-    with bpf.bpf_stats_enabled() as on:
+    with bpf.bpf_stats_enabled(use_descriptor=False) as on:
         assert on
         assert fake.read_text().strip() == "1"
     assert fake.read_text().strip() == old
@@ -465,9 +465,44 @@ def test_bpf_stats_enabled_restores_the_real_sysctl() -> None:
     old = bpf.stats_enabled()
     if old is None or not os.access(bpf.STATS_SYSCTL, os.W_OK):
         pytest.skip("kernel.bpf_stats_enabled not writable here")
-    with bpf.bpf_stats_enabled() as on:
+    with bpf.bpf_stats_enabled(use_descriptor=False) as on:
         assert on and bpf.stats_enabled() is True
     assert bpf.stats_enabled() is old
+
+
+@pytest.mark.root
+@pytest.mark.bpf
+def test_bpf_stats_by_descriptor_count_and_leave_the_sysctl_alone() -> None:
+    """Statistics held by a descriptor count a program's runs, never touch the sysctl, and
+    stop with the descriptor: after the block the same program's run time stays put."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if bpf.stats_enabled():
+        pytest.skip("kernel.bpf_stats_enabled is on machine-wide: run time always counts")
+    try:
+        prog = _load_socket_filter()
+    except (OSError, BpfError) as e:
+        pytest.skip(f"cannot load a BPF program: {e}")
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        try:
+            rx.bind(("127.0.0.1", 0))
+            rx.setsockopt(socket.SOL_SOCKET, 50, prog)  # SO_ATTACH_BPF
+            prog_id = progstats.prog_id_of_fd(prog)
+            with bpf.bpf_stats_enabled() as on:
+                assert on and bpf.stats_enabled() is False
+                for _ in range(50):
+                    tx.sendto(b"HELLO", rx.getsockname())
+                inside = progstats.total_stats((prog_id,)).run_time_ns
+            for _ in range(50):
+                tx.sendto(b"HELLO", rx.getsockname())
+            after = progstats.total_stats((prog_id,)).run_time_ns
+        finally:
+            os.close(prog)
+    assert inside > 0  # counted while the descriptor was open
+    assert after == inside  # and not once it closed
 
 
 def _load_socket_filter() -> int:

@@ -70,6 +70,30 @@ def bootstrap_diff_ci(
     return Interval(float(low), float(high))
 
 
+@dataclass(frozen=True)
+class PairedEstimate:
+    """Mean of paired differences with its Student-t interval; ``method`` says how."""
+
+    mean: float
+    interval: Interval
+    n: int
+    method: str
+
+
+def paired_t_interval(
+    differences: Sequence[float], confidence: float = CONFIDENCE
+) -> PairedEstimate | None:
+    """Mean of ``differences`` (one per pair) with the two-sided Student-t interval on
+    n - 1 degrees of freedom; None with fewer than two pairs (no spread to go on)."""
+    d = np.asarray(differences, dtype=float)
+    if d.size < 2:
+        return None
+    mean = float(d.mean())
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+    method = f"paired t, {confidence:.0%}, n={d.size}"
+    return PairedEstimate(mean, Interval(mean - half, mean + half), int(d.size), method)
+
+
 def min_two_sided_p(n1: int, n2: int) -> float:
     """The smallest two-sided p-value an exact Mann-Whitney U test can give for n1, n2."""
     if n1 < 1 or n2 < 1:

@@ -49,6 +49,19 @@ def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
     return rc
 
 
+BPF_ENABLE_STATS = 32
+BPF_STATS_RUN_TIME = 0
+
+
+def enable_run_time_stats() -> int:
+    """A descriptor that keeps BPF run-time statistics on while it is open (BPF_ENABLE_STATS,
+    Linux 5.8): the kernel turns them off when the last such descriptor closes, even when
+    its holder is killed.  BpfError when the kernel refuses."""
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into("=I", attr, 0, BPF_STATS_RUN_TIME)
+    return _bpf(BPF_ENABLE_STATS, attr)
+
+
 def prog_fd(prog_id: int) -> int:
     """A new fd for the loaded program ``prog_id`` (close it)."""
     attr = ctypes.create_string_buffer(_ATTR_SIZE)

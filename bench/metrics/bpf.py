@@ -1,13 +1,18 @@
-"""The kernel.bpf_stats_enabled switch: the kernel counts BPF program run time only while
-it is 1 (it costs two clock reads per program run).  The counts themselves are read by
+"""Switching BPF run-time statistics on: the kernel counts program run time only while they
+are on (it costs two clock reads per program run), through a BPF_ENABLE_STATS descriptor or
+the kernel.bpf_stats_enabled sysctl.  The counts themselves are read by
 bench/bpf/progstats.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from bench.bpf import BpfError
+from bench.bpf.progstats import enable_run_time_stats
 
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 
@@ -21,11 +26,25 @@ def stats_enabled() -> bool | None:
 
 
 @contextlib.contextmanager
-def bpf_stats_enabled() -> Iterator[bool]:
-    """Sets kernel.bpf_stats_enabled=1 for the block and then restores the old value.
+def bpf_stats_enabled(use_descriptor: bool = True) -> Iterator[bool]:
+    """BPF run-time statistics on for the block.
 
-    Yields whether stats are on inside the block (False: no sysctl or not permitted).
+    First choice is a BPF_ENABLE_STATS descriptor, closed at the end of the block: the
+    kernel drops it with the process, so a killed run cannot leave statistics on.  When the
+    kernel refuses one (before 5.8), kernel.bpf_stats_enabled is set to 1 and the old value
+    restored.  Yields whether statistics are on inside the block (False: neither works).
     """
+    if use_descriptor:
+        try:
+            fd = enable_run_time_stats()
+        except BpfError:
+            pass
+        else:
+            try:
+                yield True
+            finally:
+                os.close(fd)
+            return
     try:
         old = STATS_SYSCTL.read_text().strip()
     except OSError:

@@ -8,6 +8,7 @@ it links to the raw files with relative paths.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import jinja2
 
 from bench import PROJECT_ROOT
 from bench.analysis.claim import Claim, evaluate_claim, fmt_us
+from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
 from bench.report import figures
@@ -341,6 +343,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _timing_note(run: Run) -> str:
+    counts = Counter(r.timing for r in run.rows)
+    shown = {
+        "probe-free": "probe-free",
+        "hooks-held": "timed with the hooks held (under TCG switching them wedges vCPUs)",
+        "probed": "timed with the probes on (written before timing and counting were split)",
+    }
+    return "; ".join(f"{n} row(s) {shown.get(t, t)}" for t, n in sorted(counts.items())) or "—"
+
+
 def build_page(run: Run, out_dir: Path) -> str:
     """The report's HTML for ``run`` as it will sit in ``out_dir``."""
     groups = run.groups()
@@ -361,6 +373,8 @@ def build_page(run: Run, out_dir: Path) -> str:
         "claim_figures": _claim_figures(run, claim),
         "envs": [_env_info(run.environment(n)) for n in envs],
         "run_facts": _run_facts(run),
+        "probe_costs": probe_costs(run),
+        "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,
     }

@@ -49,6 +49,18 @@ def _cpu(kind: str) -> Callable[[PhaseRow], float | None]:
     return lambda row: row.per_request.cpu_ns.get(kind)
 
 
+def _counted_p50(row: PhaseRow) -> float | None:
+    return None if row.counted is None else row.counted.latency_ns.p50
+
+
+def _probe_cost_p50(row: PhaseRow) -> float | None:
+    """p50 RTT of the counting run minus that of the timed run of the same phase."""
+    counted, timed = _counted_p50(row), row.latency_ns.p50
+    if row.timing != "probe-free" or counted is None or timed is None:
+        return None
+    return counted - timed
+
+
 def _loss_pct(row: PhaseRow) -> float | None:
     return 100.0 * row.lost / row.requests if row.requests else None
 
@@ -111,6 +123,10 @@ METRICS: tuple[Metric, ...] = (
            _per_request("client_cpu_ns"), "CPU time of the driver"),
     Metric("bpf_run_ns", "BPF run ns", "ns", "lower", "time", _per_request("bpf_run_ns"),
            "BPF program run time per program run (kernel.bpf_stats_enabled)"),
+    Metric("counted_rtt_p50", "p50 RTT, probes on", "ns", "lower", "time", _counted_p50,
+           "p50 RTT of the phase's counting run (tracepoint, perf events, BPF stats on)"),
+    Metric("probe_cost_p50", "probe cost, p50", "ns", "lower", "time", _probe_cost_p50,
+           "p50 RTT with the probes on minus p50 RTT of the probe-free timed run"),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, Metric] = {m.name: m for m in METRICS}

@@ -146,6 +146,42 @@ class Samples:
         return cls(str(raw["file"]), int(raw["count"]), int(raw["cap"]), str(raw["method"]))
 
 
+# How a row's times were taken.  probe-free: the timed run had no tracepoint, perf event or
+# BPF statistics enabled, and the counts come from a separate counting run right after it;
+# hooks-held: the hooks stayed enabled through the timed run (said why in metric_notes);
+# probed: times and counts from one run with the probes on (rows written before the split).
+TIMINGS = ("probe-free", "hooks-held", "probed")
+DEFAULT_TIMING = "probed"
+
+
+@dataclass(frozen=True)
+class Counted:
+    """The counting run of a phase: the same load, with the probes on.  Its times are kept
+    only to measure what the probes cost (paired against the timed run of the same row)."""
+
+    duration_s: float
+    replies: int
+    throughput_rps: float
+    latency_ns: Latency
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "duration_s": self.duration_s,
+            "replies": self.replies,
+            "throughput_rps": self.throughput_rps,
+            "latency_ns": self.latency_ns.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Counted:
+        return cls(
+            duration_s=float(raw["duration_s"]),
+            replies=int(raw["replies"]),
+            throughput_rps=float(raw["throughput_rps"]),
+            latency_ns=Latency.from_json(raw.get("latency_ns") or {}),
+        )
+
+
 @dataclass(frozen=True)
 class Configuration:
     """What the trials of one configuration share: every field that is not an outcome.
@@ -228,6 +264,8 @@ class PhaseRow:
     impl_counters: Mapping[str, int] = field(default_factory=dict)
     histogram: str | None = None
     samples: Samples | None = None
+    timing: str = DEFAULT_TIMING
+    counted: Counted | None = None
 
     @property
     def ok(self) -> bool:
@@ -261,9 +299,9 @@ class PhaseRow:
             value = getattr(self, f.name)
             if f.name in ("latency_ns", "per_request"):
                 value = value.to_json()
-            elif f.name in ("accounting", "samples"):
+            elif f.name in ("accounting", "samples", "counted"):
                 if value is None:
-                    if f.name == "accounting":
+                    if f.name in ("accounting", "counted"):
                         continue
                 else:
                     value = value.to_json()
@@ -278,6 +316,7 @@ class PhaseRow:
     def from_json(cls, raw: Mapping[str, Any]) -> PhaseRow:
         accounting = raw.get("accounting")
         samples = raw.get("samples")
+        counted = raw.get("counted")
         return cls(
             env=str(raw["env"]),
             impl=str(raw["impl"]),
@@ -311,6 +350,8 @@ class PhaseRow:
             impl_counters={str(k): int(v) for k, v in (raw.get("impl_counters") or {}).items()},
             histogram=raw.get("histogram"),
             samples=Samples.from_json(samples) if samples else None,
+            timing=str(raw.get("timing") or DEFAULT_TIMING),
+            counted=Counted.from_json(counted) if counted else None,
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 from bench.calibration.record import run_calibration
@@ -36,6 +37,7 @@ Progress = Callable[[str], None]
 MAX_PROBE_S = 1.0
 RatePlan = list[tuple[float, float | None]] | str  # (offered rps, fraction) pairs, or why none
 PlanKey = tuple[str, int, str, str]  # impl, size, rx_cpu, idle
+HOOKS_HELD_UNDER_TCG = "under TCG the hooks stay on for the whole run (switching them wedges vCPUs)"
 
 
 def driver_config(
@@ -71,6 +73,7 @@ class Runner:
         self.progress = progress
         self.env = cfg.env_name
         self.samples_dir = recording.run_dir / "samples"
+        self.hooks_held: str | None = None
 
     def describe(self) -> None:
         """Record the environment, with its calibration unless the run said not to."""
@@ -109,8 +112,16 @@ class Runner:
         return impls
 
     def measure(self, impls: list[Impl]) -> None:
+        """Every impl, trial and topology.  Timed runs are probe-free: the measurement hooks
+        are switched on for each counting run only — except under TCG, where switching
+        them (a static-key text patch on every vCPU) has wedged a vCPU: there they stay on
+        for the whole run and every row says it was timed with them held."""
         bpf = any(impl.manifest.kind == "ebpf" for impl in impls)
-        with measurement_hooks_held(bpf_stats=bpf) as notes:
+        self.hooks_held = HOOKS_HELD_UNDER_TCG if self.cfg.accel == "tcg" else None
+        held: AbstractContextManager[list[str]] = (
+            measurement_hooks_held(bpf_stats=bpf) if self.hooks_held else nullcontext([])
+        )
+        with held as notes:
             for note in notes:
                 self.progress(f"[{self.env}] measurement hook not held: {note}")
             for topo_name in self.cfg.topologies:
@@ -218,7 +229,9 @@ class Runner:
                     )
                     try:
                         with phase_conditions(topo, spec.rx_cpu, spec.idle, self.cfg.server_cpu):
-                            rows[index] = measure_phase(spec, server, dcfg, self.samples_dir)
+                            rows[index] = measure_phase(
+                                spec, server, dcfg, self.samples_dir, self.hooks_held
+                            )
                     except ImplError:
                         raise
                     except HellobenchError as exc:

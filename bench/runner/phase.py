@@ -3,6 +3,7 @@ outcome is one :class:`~bench.results.rows.PhaseRow`."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,11 +13,14 @@ from bench.driver.client import DriverConfig, DriverError, DriverResult, run_dri
 from bench.driver.modes import Mode
 from bench.impl.api import Accounting, RunningServer
 from bench.impl.manifest import Kind
+from bench.metrics.anchors import measurement_hooks_held
+from bench.metrics.bpf import stats_enabled
 from bench.metrics.probe import PhaseMetrics, PhaseProbe
 from bench.results.rows import (
     DEFAULT_IDLE,
     DEFAULT_RX_CPU,
     LATENCY_KEYS,
+    Counted,
     CpuNs,
     Latency,
     PerRequest,
@@ -128,9 +132,14 @@ def measured_row(
     accounting: Accounting,
     counters: dict[str, int],
     samples: Samples | None,
+    counted: Counted | None = None,
+    timing: str = "probed",
 ) -> PhaseRow:
+    """The row of a measured phase: times and loss from ``result`` (the timed run), counts
+    from ``metrics`` divided by the replies of the run they were counted in."""
     note = accounting.note or "; ".join(metrics.notes)
     failed = bool(result.requests and not result.replies)
+    counted_replies = result.replies if counted is None else counted.replies
     return replace(
         spec.row(
             "failed" if failed else "ok",
@@ -145,26 +154,29 @@ def measured_row(
         duration_s=result.duration_s,
         throughput_rps=result.throughput_rps,
         send_rps=result.send_rps,
-        latency_ns=Latency(**{k: result.latency_ns.get(k) for k in LATENCY_KEYS}),
-        per_request=per_request(metrics, result.replies),
+        latency_ns=_latency(result),
+        per_request=per_request(metrics, counted_replies),
         accounting=RowAccounting(server_process=bool(accounting.pids), note=note),
         metric_notes=tuple(metrics.notes),
         impl_counters=counters,
         histogram=result.histogram_encoded,
         samples=samples,
+        timing=timing,
+        counted=counted,
     )
 
 
-def measure_phase(
-    spec: PhaseSpec,
-    server: RunningServer,
-    driver_config: DriverConfig,
-    samples_dir: Path,
-) -> PhaseRow:
-    """Run one phase against ``server`` and return its row (a failed row on any fault)."""
-    accounting = server.accounting()
-    probe: PhaseProbe | None = None
+def _latency(result: DriverResult) -> Latency:
+    return Latency(**{k: result.latency_ns.get(k) for k in LATENCY_KEYS})
+
+
+def _counting_run(
+    driver_config: DriverConfig, accounting: Accounting, bpf: bool, hooks_held: bool
+) -> tuple[DriverResult, PhaseMetrics]:
+    """The same load again with every probe on: the counts of the phase.  The hooks are
+    switched on for this run only, unless the caller holds them for the whole run."""
     box: dict[str, PhaseMetrics] = {}
+    probe: PhaseProbe | None = None
 
     def on_start(client_pid: int) -> None:
         nonlocal probe
@@ -175,14 +187,65 @@ def measure_phase(
         if probe is not None:
             box["metrics"] = probe.stop()
 
-    try:
+    hooks: AbstractContextManager[list[str]] = (
+        nullcontext([]) if hooks_held else measurement_hooks_held(bpf_stats=bpf)
+    )
+    with hooks as notes:
         result = run_driver(driver_config, on_measure_start=on_start, on_measure_end=on_end)
+    if "metrics" not in box:
+        raise DriverError("metric probes did not complete")
+    metrics = box["metrics"]
+    if notes:
+        metrics = replace(metrics, notes=(*metrics.notes, *(f"hook not held: {n}" for n in notes)))
+    return result, metrics
+
+
+def measure_phase(
+    spec: PhaseSpec,
+    server: RunningServer,
+    driver_config: DriverConfig,
+    samples_dir: Path,
+    hooks_held: str | None = None,
+) -> PhaseRow:
+    """Run one phase against ``server`` and return its row (a failed row on any fault).
+
+    The phase is two runs of the same load: a timed run with nothing enabled that would
+    slow the machine (no tracepoint, perf event or BPF statistics), then a counting run
+    with every probe on.  ``hooks_held`` (the reason, when the caller holds the hooks for
+    the whole run) makes the first run timed with them enabled, and the row says so."""
+    accounting = server.accounting()
+    stats_outside = stats_enabled() is True  # set machine-wide by someone else
+    try:
+        timed = run_driver(driver_config)
     except (DriverError, OSError) as exc:
         return failed_row(spec, f"driver failed: {exc}")
     problem = server.health()
     if problem is not None:
         return failed_row(spec, f"server failed during the phase: {problem}")
-    if "metrics" not in box:
-        return failed_row(spec, "metric probes did not complete")
-    samples = _save_samples(samples_dir, spec, result) if len(result.samples) else None
-    return measured_row(spec, result, box["metrics"], accounting, server.counters(), samples)
+    counting_config = replace(driver_config, seed=driver_config.seed + 1, sample_cap=0)
+    try:
+        result, metrics = _counting_run(
+            counting_config, accounting, spec.kind == "ebpf", hooks_held is not None
+        )
+    except (DriverError, OSError) as exc:
+        return failed_row(spec, f"counting run failed: {exc}")
+    problem = server.health()
+    if problem is not None:
+        return failed_row(spec, f"server failed during the counting run: {problem}")
+    if hooks_held is not None:
+        metrics = replace(metrics, notes=(*metrics.notes, f"timed with hooks held: {hooks_held}"))
+    if stats_outside and spec.kind == "ebpf":
+        outside = "kernel.bpf_stats_enabled was on machine-wide during the timed run"
+        metrics = replace(metrics, notes=(*metrics.notes, outside))
+    counted = Counted(result.duration_s, result.replies, result.throughput_rps, _latency(result))
+    samples = _save_samples(samples_dir, spec, timed) if len(timed.samples) else None
+    return measured_row(
+        spec,
+        timed,
+        metrics,
+        accounting,
+        server.counters(),
+        samples,
+        counted=counted,
+        timing="probe-free" if hooks_held is None else "hooks-held",
+    )

@@ -5,6 +5,10 @@
  * --delay-ns N spins N ns before each reply; it exists so that tests can check that the
  * suite notices a slowed server.
  *
+ * --extra-syscalls K makes K getppid() calls per answered request before the reply: K
+ * more user/kernel transitions on the request path and nothing else, the dose whose
+ * response is the marginal cost of one transition where the server runs.
+ *
  * Stopping: a SIGTERM that lands between the loop's check and recvfrom() would leave the
  * server blocked for good. The handler therefore also shuts the socket's receive side
  * down: on Linux that wakes a blocked recvfrom() and makes every later one return 0 at
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,7 +97,14 @@ static int open_socket(const char *addr, int port)
 	return fd;
 }
 
-static int serve(int fd, uint64_t delay_ns)
+static void transitions(unsigned long count)
+{
+	/* syscall(2), not the libc wrapper: every call must enter the kernel. */
+	while (count--)
+		syscall(SYS_getppid);
+}
+
+static int serve(int fd, uint64_t delay_ns, unsigned long extra_syscalls)
 {
 	static char buf[65536];
 	struct sockaddr_storage peer;
@@ -116,6 +128,8 @@ static int serve(int fd, uint64_t delay_ns)
 		memcpy(buf, HELLO_REPLY, HELLO_REPLY_LEN);
 		if (delay_ns)
 			spin_ns(delay_ns);
+		if (extra_syscalls)
+			transitions(extra_syscalls);
 		/* A vanished client (ICMP unreachable) must not stop the server. */
 		sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, plen);
 	}
@@ -128,15 +142,18 @@ int main(int argc, char **argv)
 		{ "addr", required_argument, NULL, 'a' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "delay-ns", required_argument, NULL, 'd' },
+		{ "extra-syscalls", required_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *addr = "127.0.0.1";
 	int port = HELLO_DEFAULT_PORT;
 	uint64_t delay_ns = 0;
+	unsigned long extra_syscalls = 0;
+	char *end;
 	struct sigaction sa;
 	int fd, c;
 
-	while ((c = getopt_long(argc, argv, "a:p:d:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:p:d:k:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			addr = optarg;
@@ -147,8 +164,18 @@ int main(int argc, char **argv)
 		case 'd':
 			delay_ns = strtoull(optarg, NULL, 10);
 			break;
+		case 'k':
+			errno = 0;
+			extra_syscalls = strtoul(optarg, &end, 10);
+			if (errno || *end || optarg[0] == '-' || extra_syscalls > 1000000) {
+				fprintf(stderr, "--extra-syscalls must be 0..1000000\n");
+				return 2;
+			}
+			break;
 		default:
-			fprintf(stderr, "usage: %s [--addr A] [--port N] [--delay-ns N]\n", argv[0]);
+			fprintf(stderr,
+				"usage: %s [--addr A] [--port N] [--delay-ns N] [--extra-syscalls K]\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -169,5 +196,5 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	printf("READY\n");
 	fflush(stdout);
-	return serve(fd, delay_ns);
+	return serve(fd, delay_ns, extra_syscalls);
 }
