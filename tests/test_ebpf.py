@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -36,8 +37,9 @@ from pathlib import Path
 import pytest
 
 from bench import PROJECT_ROOT
-from bench.bpf.build import loader_unavailable_reason
-from bench.bpf.control import COUNTER_NAMES, run_tool
+from bench.bpf import BpfError
+from bench.bpf.build import LIBBPF_MIN_VERSION, libbpf_version, loader_unavailable_reason
+from bench.bpf.control import COUNTER_NAMES, XdpAttachment, run_tool
 from bench.host.capabilities import capabilities
 from bench.impl.api import RunningServer
 from bench.impl.registry import discover
@@ -653,6 +655,96 @@ def _check_probe(
     if any(moved[k] != v for k, v in expected.items()) or moved.get("passed", 0) < 2:
         problems.append(f"{probe.name}: counters moved {moved}, expected {expected} (passed 2+)")
     return problems
+
+
+def _xdp_object() -> Path:
+    impl = ENTRIES["ebpf-xdp"].impl
+    assert impl is not None
+    impl.prepare()
+    obj: Path = impl.obj  # type: ignore[attr-defined]
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("assignment", "why"),
+    [
+        ("hb_port=65536", "does not fit hb_port (16-bit"),
+        ("hb_port=68536", "does not fit hb_port (16-bit"),  # truncated: port 3000
+        ("hb_port=-1", "does not fit hb_port (16-bit"),
+        ("hb_addr=0x100000000", "does not fit hb_addr (32-bit"),
+        ("hb_flags=-4294967295", "does not fit hb_flags (32-bit"),
+        ("hb_port=", "bad value"),
+        ("hb_port=30x", "bad value"),
+        ("hb_ifmac=1", "hb_ifmac is not an unsigned integer"),
+        ("hb_nothing=1", "no variable hb_nothing"),
+    ],
+)
+def test_set_refuses_what_does_not_fit(assignment: str, why: str) -> None:
+    """The loader refuses the value instead of storing its low bytes, and attaches nothing."""
+    args = ["attach-xdp", "--obj", str(_xdp_object()), "--prog", "hb_xdp_hello"]
+    args += ["--ifname", "lo", "--mode", "skb", "--set", assignment]
+    before = run_tool(["query-xdp", "--ifname", "lo", "--mode", "skb"])["attached_id"]
+    with pytest.raises(BpfError, match=re.escape(why)):
+        answer = run_tool(args)
+        # the old loader attached the program with the truncated value
+        run_tool(
+            ["detach-xdp", "--ifname", "lo", "--mode", "skb", "--prog-id", str(answer["prog_id"])]
+        )
+    assert run_tool(["query-xdp", "--ifname", "lo", "--mode", "skb"])["attached_id"] == before
+
+
+def test_set_takes_the_largest_value_that_fits() -> None:
+    port = 65535
+    attachment = XdpAttachment.attach(
+        _xdp_object(), "hb_xdp_hello", "lo", "skb", {"hb_port": port, "hb_addr": 0xFFFFFFFF}
+    )
+    attachment.detach()
+    assert attachment.prog_id > 0
+
+
+def _libbpf_headers(tmp_path: Path, version: tuple[int, int] | None) -> Path:
+    """A copy of the installed libbpf headers that declares another version (or none)."""
+    folder = tmp_path / "include"
+    shutil.copytree("/usr/include/bpf", folder / "bpf")
+    header = folder / "bpf" / "libbpf_version.h"
+    if version is None:
+        header.unlink()
+    else:
+        text = re.sub(r"(MAJOR_VERSION\s+)\d+", rf"\g<1>{version[0]}", header.read_text())
+        header.write_text(re.sub(r"(MINOR_VERSION\s+)\d+", rf"\g<1>{version[1]}", text))
+    return folder
+
+
+def _compile_loader(include: Path) -> subprocess.CompletedProcess[str]:
+    source = PROJECT_ROOT / "bench" / "bpf" / "bpfctl.c"
+    argv = ["cc", "-std=gnu11", f"-I{include}", f"-I{PROJECT_ROOT / 'bench' / 'native'}"]
+    return subprocess.run([*argv, "-fsyntax-only", str(source)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("version", [(0, 8), (0, 99)])
+def test_loader_refuses_an_old_libbpf(tmp_path: Path, version: tuple[int, int]) -> None:
+    include = _libbpf_headers(tmp_path, version)
+    proc = _compile_loader(include)
+    assert proc.returncode != 0
+    assert "needs libbpf 1.0 or later" in proc.stderr
+    reason = loader_unavailable_reason(include / "bpf")
+    assert reason is not None and f"libbpf {version[0]}.{version[1]} is too old" in reason
+
+
+@pytest.mark.parametrize("version", [LIBBPF_MIN_VERSION, (1, 1), (2, 0)])
+def test_loader_builds_with_libbpf_from_the_minimum(
+    tmp_path: Path, version: tuple[int, int]
+) -> None:
+    include = _libbpf_headers(tmp_path, version)
+    proc = _compile_loader(include)
+    assert proc.returncode == 0, proc.stderr
+    assert loader_unavailable_reason(include / "bpf") is None
+    assert libbpf_version(include / "bpf") == version
+
+
+def test_libbpf_without_version_header_is_reported(tmp_path: Path) -> None:
+    reason = loader_unavailable_reason(_libbpf_headers(tmp_path, None) / "bpf")
+    assert reason is not None and "older than 0.6" in reason
 
 
 def test_counters_count_answers(served: Served) -> None:

@@ -14,11 +14,11 @@
  *   counters   --map-id N
  *
  * --netns NAME runs the command inside /run/netns/NAME.  --set writes an
- * integer into a variable of the object's .rodata before it is loaded; a value
- * that does not fit the variable's type is refused, not truncated.  The attach
- * commands also write the interface's hardware address into the .rodata array
- * hb_ifmac and 1 into hb_ifloopback for a loopback interface, when the object
- * has them.
+ * unsigned integer into a variable of the object's .rodata before it is
+ * loaded; a value that does not fit the variable's type is refused, not
+ * truncated.  The attach commands also write the interface's hardware address
+ * into the .rodata array hb_ifmac and 1 into hb_ifloopback for a loopback
+ * interface, when the object has them.
  *
  * Needs libbpf 1.0 or later (checked below): NULL and -errno returns from
  * bpf_object__open_file() and the attach calls, bpf_xdp_attach/detach/query.
@@ -27,7 +27,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <net/if.h>
@@ -198,8 +197,8 @@ static __u8 *find_rodata_var(struct bpf_object *obj, const char *name,
 }
 
 /*
- * Parse text as a value of the integer (or enum) type type_id of size bytes;
- * refuses what does not fit instead of truncating it.
+ * Parse text as a value of the unsigned integer (or enum) type type_id of size
+ * bytes; refuses what does not fit instead of truncating it.
  */
 static unsigned long long parse_value(const struct btf *btf, __u32 type_id,
 				      __u32 size, const char *name,
@@ -207,43 +206,28 @@ static unsigned long long parse_value(const struct btf *btf, __u32 type_id,
 {
 	const struct btf_type *t = btf__type_by_id(btf, type_id);
 	unsigned int bits = size * 8;
-	int is_signed;
+	unsigned long long v;
+	const char *p = text;
 	char *end;
 
 	/* const, volatile and typedefs around the integer */
 	while (t && (btf_is_mod(t) || btf_is_typedef(t)))
 		t = btf__type_by_id(btf, t->type);
-	if (!t || size > 8 || !size || size & (size - 1) ||
-	    !(btf_is_int(t) || btf_is_enum(t)))
-		fail("variable %s is not an integer", name);
-	is_signed = btf_is_int(t) &&
-		    (btf_int_encoding(t) & BTF_INT_SIGNED);
-	if (btf_is_enum(t))
-		is_signed = 0;
+	if (!t || !size || size > 8 || size & (size - 1) ||
+	    !(btf_is_int(t) || btf_is_enum(t)) ||
+	    (btf_is_int(t) && (btf_int_encoding(t) & BTF_INT_SIGNED)))
+		fail("variable %s is not an unsigned integer", name);
+	while (*p == ' ' || *p == '\t')
+		p++;
 	errno = 0;
-	if (is_signed) {
-		long long v = strtoll(text, &end, 0);
-		long long max = bits == 64 ? LLONG_MAX : (1LL << (bits - 1)) - 1;
-
-		if (errno || end == text || *end || v > max || v < -max - 1)
-			fail("value %s does not fit %s (%u-bit signed)", text,
-			     name, bits);
-		return (unsigned long long)v;
-	} else {
-		unsigned long long v;
-
-		while (*text == ' ' || *text == '\t')
-			text++;
-		if (*text == '-')
-			fail("value %s does not fit %s (%u-bit unsigned)",
-			     text, name, bits);
-		v = strtoull(text, &end, 0);
-		if (errno || end == text || *end ||
-		    (bits < 64 && v >> bits))
-			fail("value %s does not fit %s (%u-bit unsigned)",
-			     text, name, bits);
-		return v;
-	}
+	v = strtoull(p, &end, 0);
+	if (end == p || *end)
+		fail("bad value %s for %s (want an integer)", text, name);
+	/* strtoull() takes "-1" for ULLONG_MAX */
+	if (*p == '-' || errno || (bits < 64 && v >> bits))
+		fail("value %s does not fit %s (%u-bit unsigned)", text, name,
+		     bits);
+	return v;
 }
 
 /* Write VAR=VALUE into the .rodata variable VAR (before load). */

@@ -143,7 +143,7 @@ static __always_inline __u16 hb_fold(__u64 sum)
 	return (__u16)sum;
 }
 
-/* The sum of an option-less IPv4 header is all ones when its checksum is right. */
+/* An option-less IPv4 header sums to all ones when its checksum is right. */
 static __always_inline int hb_ip_csum_ok(const struct iphdr *ip)
 {
 	const __u16 *w = (const __u16 *)ip;
