@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -30,13 +31,15 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
 from bench import PROJECT_ROOT
-from bench.bpf.build import loader_unavailable_reason
-from bench.bpf.control import run_tool
+from bench.bpf import BpfError
+from bench.bpf.build import LIBBPF_MIN_VERSION, libbpf_version, loader_unavailable_reason
+from bench.bpf.control import COUNTER_NAMES, XdpAttachment, run_tool
 from bench.host.capabilities import capabilities
 from bench.impl.api import RunningServer
 from bench.impl.registry import discover
@@ -301,14 +304,45 @@ def test_every_reply_checksum_from_socket_requests(served: Served, capture: Capt
     assert states == ({"full"} if served.native_xdp() else {"partial"})
 
 
-def test_request_with_ip_options_is_answered(served: Served, capture: Capture) -> None:
-    """A longer IP header (options: three NOPs and an end marker) moves the UDP header."""
-    served.client.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"\x01\x01\x01\x00")
-    for seq, size in enumerate((6, 64, MAX_REQUEST - 4)):
-        request = make_request(size, seq=seq)
-        assert exchange(served, request) == make_reply(request)
+def _stack_socket(topology: Topology, port: int) -> socket.socket:
+    """A socket bound to the wildcard address and ``port`` on the server side: it gets
+    whatever the stack delivers to that port (the reflector answers before the stack)."""
+    with entered(topology.server_netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.setblocking(False)
+    return sock
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    found: list[bytes] = []
+    for _ in range(1000):  # bounded
+        try:
+            found.append(sock.recv(65536))
+        except BlockingIOError:
+            break
+    return found
+
+
+def test_request_with_ip_options_goes_to_the_stack(served: Served, capture: Capture) -> None:
+    """A reply would have to carry or drop the options (three NOPs and an end marker);
+    a socket's would carry none.  The request is handed to the stack, which delivers it."""
+    with _stack_socket(served.topology, served.port) as stack:
+        before = served.counters()
+        with_options = make_request(64, seq=1)
+        served.client.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"\x01\x01\x01\x00")
+        served.client.sendto(with_options, served.addr)
+        served.client.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"")
+        valid = make_request(24, seq=2)
+        assert exchange(served, valid) == make_reply(valid), "a request with options was answered"
+        stack.settimeout(REPLY_WAIT_S)
+        assert stack.recv(65536) == with_options
+        after = served.counters()
+    assert after["declined_ip_options"] - before["declined_ip_options"] == 1
+    assert after["answered"] - before["answered"] == 1
     replies = replies_from(capture.datagrams(), served, served.client.getsockname()[1])
-    assert replies and all(d.ip[0] & 0x0F == 6 for d in replies)
+    assert {d.payload for d in replies} == {make_reply(valid)}  # tc on lo: seen out and in
     for reply in replies:
         reply.check_checksums()
 
@@ -395,9 +429,328 @@ def test_other_traffic_passes_untouched(served: Served) -> None:
     assert served.counters()["passed"] > before["passed"]
 
 
+def _link_mac(netns: str | None, ifname: str) -> bytes:
+    argv = ["ip", *(["-n", netns] if netns else []), "-j", "link", "show", "dev", ifname]
+    link = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)[0]
+    return bytes.fromhex(str(link["address"]).replace(":", ""))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A HELLO request for the reflector's port that a socket server would never answer.
+
+    None stands for what a good request has: the client's address as source, the server's
+    as destination, the server interface's MAC."""
+
+    name: str
+    declined: str  # the counter that must say why it was not answered
+    wildcard: bool = False  # needs a reflector bound to 0.0.0.0 (else nothing would match)
+    src: str | None = None
+    dst: str | None = None
+    dst_mac: bytes | None = None
+    options: bytes = b""
+    bad_ip_csum: bool = False
+
+
+BROADCAST_MAC = b"\xff" * 6
+OTHER_HOST_MAC = bytes.fromhex("02005e102030")
+
+
+def _probes(topology: Topology) -> list[Probe]:
+    on_lo = topology.name == "lo"
+    probes = [
+        Probe("ip-options", "declined_ip_options", options=b"\x01\x01\x01\x00"),
+        Probe("bad-ip-checksum", "declined_ip_csum", bad_ip_csum=True),
+        Probe("other-host-mac", "declined_not_host", dst_mac=OTHER_HOST_MAC),
+        Probe("broadcast-mac", "declined_not_host", dst_mac=BROADCAST_MAC),
+        Probe("multicast-source", "declined_src", src="224.0.0.9"),
+        Probe("broadcast-source", "declined_src", src="255.255.255.255"),
+        Probe("zero-source", "declined_src", src="0.0.0.0"),
+        # with the wildcard address, the old program answered these from the group or
+        # broadcast address itself
+        Probe(
+            "multicast-destination",
+            "declined_dst",
+            wildcard=True,
+            dst="239.1.2.3",
+            dst_mac=None if on_lo else bytes.fromhex("01005e010203"),
+        ),
+        Probe(
+            "limited-broadcast",
+            "declined_dst",
+            wildcard=True,
+            dst="255.255.255.255",
+            dst_mac=None if on_lo else BROADCAST_MAC,
+        ),
+        Probe("zero-destination", "declined_dst", wildcard=True, dst="0.0.0.0"),
+    ]
+    if on_lo:
+        probes.append(Probe("lo-broadcast", "declined_dst", wildcard=True, dst="127.255.255.255"))
+    else:
+        probes += [
+            Probe("loopback-source", "declined_src", src="127.0.0.1"),
+            Probe("own-source", "declined_src", src=topology.server_addr),
+            Probe("loopback-destination", "declined_dst", wildcard=True, dst="127.0.0.1"),
+            Probe(
+                "directed-broadcast",
+                "declined_not_host",
+                wildcard=True,
+                dst="198.18.0.3",  # the broadcast address of the veth /30
+                dst_mac=BROADCAST_MAC,
+            ),
+        ]
+    return probes
+
+
+def _frame(probe: Probe, topology: Topology, sport: int, dport: int, payload: bytes) -> bytes:
+    """The probe as an Ethernet frame, with a valid UDP checksum (and IP one, unless not)."""
+    src = socket.inet_aton(probe.src or topology.client_addr or "127.0.0.1")
+    dst = socket.inet_aton(probe.dst or topology.server_addr)
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_UDP, len(udp))
+    check = 0xFFFF - ones_sum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", check) + udp[8:]
+    ihl = 5 + len(probe.options) // 4
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(udp), 0x4842, 0x4000, 64, 17, 0, src, dst
+    )
+    header += probe.options
+    ip_check = 0xFFFF - ones_sum(header)
+    if probe.bad_ip_csum:
+        ip_check ^= 0x0101
+    header = header[:10] + struct.pack("!H", ip_check) + header[12:]
+    server_mac = _link_mac(topology.server_netns, topology.server_interface)
+    client_mac = _link_mac(topology.client_netns, topology.client_interface or "lo")
+    dst_mac = server_mac if probe.dst_mac is None else probe.dst_mac
+    return dst_mac + client_mac + struct.pack("!H", ETH_P_IP) + header + udp
+
+
+def _ip_csum_errors(netns: str | None) -> int:
+    with entered(netns):
+        lines = Path("/proc/thread-self/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("IpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["InCsumErrors"])
+    raise AssertionError("no IpExt line in /proc/net/netstat")
+
+
+@dataclass
+class Outcome:
+    """What the stack did with a probe: the payloads a socket on the port was given."""
+
+    delivered: list[bytes]
+    ip_csum_errors: int
+
+
+class ProbeBench:
+    """Sends probes from the client side and sees what the stack did with them.
+
+    A frame is injected on the client's interface (AF_PACKET), then a marker datagram goes
+    to a socket on another port of the server: once the marker is there, the probe has been
+    through the server's receive path, so what the socket on the probe's port holds is all
+    the stack delivered.  The thread stays on one CPU so that the two cannot overtake each
+    other in different backlogs."""
+
+    def __init__(self, topology: Topology, port: int, client: socket.socket) -> None:
+        self.topology = topology
+        self.port = port
+        self.client = client
+        self.sport = client.getsockname()[1]
+        with entered(topology.client_netns):
+            self.inject = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        self.inject.bind((topology.client_interface or "lo", 0))
+        self.stack = _stack_socket(topology, port)
+        self.marker = _stack_socket(topology, 0)
+        self.marker.settimeout(REPLY_WAIT_S)
+        self.affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(self.affinity)})
+
+    def close(self) -> None:
+        os.sched_setaffinity(0, self.affinity)
+        for sock in (self.inject, self.stack, self.marker):
+            sock.close()
+
+    @staticmethod
+    def payload(probe: Probe) -> bytes:
+        return f"HELLO probe {probe.name}".encode()
+
+    def send(self, probe: Probe) -> None:
+        _drain(self.stack)
+        self.inject.send(_frame(probe, self.topology, self.sport, self.port, self.payload(probe)))
+
+    def settle(self, probe: Probe, csum_errors_before: int) -> Outcome:
+        marker = f"marker {probe.name}".encode()
+        self.client.sendto(marker, (self.topology.server_addr, self.marker.getsockname()[1]))
+        assert self.marker.recv(65536) == marker
+        return Outcome(
+            _drain(self.stack), _ip_csum_errors(self.topology.server_netns) - csum_errors_before
+        )
+
+    def stack_only(self, probe: Probe) -> Outcome:
+        before = _ip_csum_errors(self.topology.server_netns)
+        self.send(probe)
+        return self.settle(probe, before)
+
+
+@pytest.mark.parametrize("name", IMPLS)
+def test_declines_what_a_socket_server_would_not_answer(topology: Topology, name: str) -> None:
+    """Broadcast, multicast and martian addresses, frames for another MAC, a bad IP header
+    checksum and IP options: no reply, the stack does what it does without the reflector,
+    and the declined counter of the reason moves by one."""
+    entry = ENTRIES[name]
+    if not entry.available or entry.impl is None:
+        pytest.skip(f"{name}: {entry.unavailable}")
+    port = free_udp_port()
+    probes = _probes(topology)
+    with entered(topology.client_netns):
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(REPLY_WAIT_S)
+    client.bind((topology.client_addr or "127.0.0.1", 0))
+    bench = ProbeBench(topology, port, client)
+    cap = Capture(topology.client_netns, topology.client_interface or "lo", port)
+    problems: list[str] = []
+    try:
+        baseline = {probe.name: bench.stack_only(probe) for probe in probes}
+        for wildcard in (False, True):
+            config = topology.server_config(port)
+            server = entry.impl.start(replace(config, addr="0.0.0.0") if wildcard else config)
+            served = Served(name, topology, server, port, client)
+            try:
+                for seq, probe in enumerate(p for p in probes if p.wildcard == wildcard):
+                    problems += _check_probe(served, bench, cap, probe, baseline[probe.name], seq)
+            finally:
+                server.stop()
+    finally:
+        cap.close()
+        bench.close()
+        client.close()
+    assert not problems, "\n".join(problems)
+
+
+def _check_probe(
+    served: Served, bench: ProbeBench, cap: Capture, probe: Probe, baseline: Outcome, seq: int
+) -> list[str]:
+    """Send one probe; what went wrong with it (nothing, when the reflector declined it)."""
+    problems: list[str] = []
+    before = served.counters()
+    csum_errors = _ip_csum_errors(served.topology.server_netns)
+    bench.send(probe)
+    valid = make_request(24, seq=seq)
+    served.client.sendto(valid, served.addr)
+    for _ in range(10):  # bounded: what arrives before the valid request's reply was answered
+        reply, source = served.client.recvfrom(65536)
+        if reply == make_reply(valid) and source == served.addr:
+            break
+        problems.append(f"{probe.name}: the client got {reply[:24]!r} from {source}")
+    outcome = bench.settle(probe, csum_errors)
+    after = served.counters()
+    answers = [d for d in cap.datagrams() if d.ports[0] == served.port]
+    if {d.payload for d in answers} != {make_reply(valid)}:
+        problems.append(f"{probe.name}: replies seen {sorted({d.payload[:24] for d in answers})}")
+    if outcome != baseline:
+        problems.append(f"{probe.name}: the stack did {outcome}, without the reflector {baseline}")
+    moved = {k: after.get(k, 0) - before.get(k, 0) for k in (*after, probe.declined)}
+    expected = {k: 0 for k in moved if k.startswith("declined_")}
+    expected.update({probe.declined: 1, "answered": 1, "rejected": 0})  # 1: the valid request
+    if any(moved[k] != v for k, v in expected.items()) or moved.get("passed", 0) < 2:
+        problems.append(f"{probe.name}: counters moved {moved}, expected {expected} (passed 2+)")
+    return problems
+
+
+def _xdp_object() -> Path:
+    impl = ENTRIES["ebpf-xdp"].impl
+    assert impl is not None
+    impl.prepare()
+    obj: Path = impl.obj  # type: ignore[attr-defined]
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("assignment", "why"),
+    [
+        ("hb_port=65536", "does not fit hb_port (16-bit"),
+        ("hb_port=68536", "does not fit hb_port (16-bit"),  # truncated: port 3000
+        ("hb_port=-1", "does not fit hb_port (16-bit"),
+        ("hb_addr=0x100000000", "does not fit hb_addr (32-bit"),
+        ("hb_flags=-4294967295", "does not fit hb_flags (32-bit"),
+        ("hb_port=", "bad value"),
+        ("hb_port=30x", "bad value"),
+        ("hb_ifmac=1", "hb_ifmac is not an unsigned integer"),
+        ("hb_nothing=1", "no variable hb_nothing"),
+    ],
+)
+def test_set_refuses_what_does_not_fit(assignment: str, why: str) -> None:
+    """The loader refuses the value instead of storing its low bytes, and attaches nothing."""
+    args = ["attach-xdp", "--obj", str(_xdp_object()), "--prog", "hb_xdp_hello"]
+    args += ["--ifname", "lo", "--mode", "skb", "--set", assignment]
+    before = run_tool(["query-xdp", "--ifname", "lo", "--mode", "skb"])["attached_id"]
+    with pytest.raises(BpfError, match=re.escape(why)):
+        answer = run_tool(args)
+        # the old loader attached the program with the truncated value
+        run_tool(
+            ["detach-xdp", "--ifname", "lo", "--mode", "skb", "--prog-id", str(answer["prog_id"])]
+        )
+    assert run_tool(["query-xdp", "--ifname", "lo", "--mode", "skb"])["attached_id"] == before
+
+
+def test_set_takes_the_largest_value_that_fits() -> None:
+    port = 65535
+    attachment = XdpAttachment.attach(
+        _xdp_object(), "hb_xdp_hello", "lo", "skb", {"hb_port": port, "hb_addr": 0xFFFFFFFF}
+    )
+    attachment.detach()
+    assert attachment.prog_id > 0
+
+
+def _libbpf_headers(tmp_path: Path, version: tuple[int, int] | None) -> Path:
+    """A copy of the installed libbpf headers that declares another version (or none)."""
+    folder = tmp_path / "include"
+    shutil.copytree("/usr/include/bpf", folder / "bpf")
+    header = folder / "bpf" / "libbpf_version.h"
+    if version is None:
+        header.unlink()
+    else:
+        text = re.sub(r"(MAJOR_VERSION\s+)\d+", rf"\g<1>{version[0]}", header.read_text())
+        header.write_text(re.sub(r"(MINOR_VERSION\s+)\d+", rf"\g<1>{version[1]}", text))
+    return folder
+
+
+def _compile_loader(include: Path) -> subprocess.CompletedProcess[str]:
+    source = PROJECT_ROOT / "bench" / "bpf" / "bpfctl.c"
+    argv = ["cc", "-std=gnu11", f"-I{include}", f"-I{PROJECT_ROOT / 'bench' / 'native'}"]
+    return subprocess.run([*argv, "-fsyntax-only", str(source)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("version", [(0, 8), (0, 99)])
+def test_loader_refuses_an_old_libbpf(tmp_path: Path, version: tuple[int, int]) -> None:
+    include = _libbpf_headers(tmp_path, version)
+    proc = _compile_loader(include)
+    assert proc.returncode != 0
+    assert "needs libbpf 1.0 or later" in proc.stderr
+    reason = loader_unavailable_reason(include / "bpf")
+    assert reason is not None and f"libbpf {version[0]}.{version[1]} is too old" in reason
+
+
+@pytest.mark.parametrize("version", [LIBBPF_MIN_VERSION, (1, 1), (2, 0)])
+def test_loader_builds_with_libbpf_from_the_minimum(
+    tmp_path: Path, version: tuple[int, int]
+) -> None:
+    include = _libbpf_headers(tmp_path, version)
+    proc = _compile_loader(include)
+    assert proc.returncode == 0, proc.stderr
+    assert loader_unavailable_reason(include / "bpf") is None
+    assert libbpf_version(include / "bpf") == version
+
+
+def test_libbpf_without_version_header_is_reported(tmp_path: Path) -> None:
+    reason = loader_unavailable_reason(_libbpf_headers(tmp_path, None) / "bpf")
+    assert reason is not None and "older than 0.6" in reason
+
+
 def test_counters_count_answers(served: Served) -> None:
     before = served.counters()
-    assert set(before) == {"answered", "passed", "rejected"}
+    assert tuple(before) == COUNTER_NAMES
+    assert {"answered", "passed", "rejected", "declined_not_host"} <= set(before)
     for seq in range(10):
         request = make_request(24, seq=seq)
         assert exchange(served, request) == make_reply(request)

@@ -14,7 +14,14 @@
  *   counters   --map-id N
  *
  * --netns NAME runs the command inside /run/netns/NAME.  --set writes an
- * integer into a variable of the object's .rodata before it is loaded.
+ * unsigned integer into a variable of the object's .rodata before it is
+ * loaded; a value that does not fit the variable's type is refused, not
+ * truncated.  The attach commands also write the interface's hardware address
+ * into the .rodata array hb_ifmac and 1 into hb_ifloopback for a loopback
+ * interface, when the object has them.
+ *
+ * Needs libbpf 1.0 or later (checked below): NULL and -errno returns from
+ * bpf_object__open_file() and the attach calls, bpf_xdp_attach/detach/query.
  * Detaching only ever removes the program named by id, or when the id is not
  * known, a program whose name starts with the given prefix.
  */
@@ -33,7 +40,23 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#if __has_include(<bpf/libbpf_version.h>)	/* since libbpf 0.6 */
+#include <bpf/libbpf_version.h>
+#endif
 #include <linux/if_link.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#define HB_LIBBPF_MIN_MAJOR	1
+#define HB_LIBBPF_MIN_MINOR	0
+
+#if !defined(LIBBPF_MAJOR_VERSION) || !defined(LIBBPF_MINOR_VERSION)
+#error "hb-bpfctl needs libbpf 1.0 or later (no libbpf_version.h found)"
+#elif LIBBPF_MAJOR_VERSION < HB_LIBBPF_MIN_MAJOR || \
+	(LIBBPF_MAJOR_VERSION == HB_LIBBPF_MIN_MAJOR && \
+	 LIBBPF_MINOR_VERSION < HB_LIBBPF_MIN_MINOR)
+#error "hb-bpfctl needs libbpf 1.0 or later"
+#endif
 
 #define MAX_SETS	8
 
@@ -100,7 +123,7 @@ static void enter_netns(const char *name)
 	close(fd);
 }
 
-/* Store the low size bytes of value in host byte order. */
+/* Store an integer of size bytes in host byte order (it fits: checked). */
 static void store_host(__u8 *dst, unsigned long long value, size_t size)
 {
 	__u8 v1 = value;
@@ -122,28 +145,9 @@ static void store_host(__u8 *dst, unsigned long long value, size_t size)
 	}
 }
 
-/* Write value into the .rodata variable called name (before load). */
-static void set_rodata(struct bpf_object *obj, const char *assignment)
+static struct bpf_map *rodata_map(struct bpf_object *obj)
 {
-	const struct btf_var_secinfo *vs;
-	const struct btf_type *sec, *var;
-	unsigned long long value;
 	struct bpf_map *map, *rodata = NULL;
-	char name[128], *eq, *end;
-	struct btf *btf;
-	size_t size;
-	__u8 *data;
-	int id, i;
-
-	eq = strchr(assignment, '=');
-	if (!eq || (size_t)(eq - assignment) >= sizeof(name))
-		fail("bad --set %s (want VAR=VALUE)", assignment);
-	memcpy(name, assignment, eq - assignment);
-	name[eq - assignment] = '\0';
-	errno = 0;
-	value = strtoull(eq + 1, &end, 0);
-	if (errno || *end)
-		fail("bad value in --set %s", assignment);
 
 	bpf_object__for_each_map(map, obj) {
 		const char *mname = bpf_map__name(map);
@@ -152,28 +156,134 @@ static void set_rodata(struct bpf_object *obj, const char *assignment)
 		if (n >= 7 && !strcmp(mname + n - 7, ".rodata"))
 			rodata = map;
 	}
-	btf = bpf_object__btf(obj);
+	return rodata;
+}
+
+/*
+ * Where the .rodata variable called name lies in the map's initial value
+ * (writable until load), with its BTF type id; NULL when there is none.
+ */
+static __u8 *find_rodata_var(struct bpf_object *obj, const char *name,
+			     __u32 *size, __u32 *type_id)
+{
+	const struct btf_var_secinfo *vs;
+	const struct btf_type *sec, *var;
+	struct bpf_map *rodata = rodata_map(obj);
+	struct btf *btf = bpf_object__btf(obj);
+	size_t map_size;
+	__u8 *data;
+	int id, i;
+
 	if (!rodata || !btf)
-		fail("object has no .rodata with BTF");
-	/* writable until load; libbpf before 1.2 declares it const */
-	data = (__u8 *)bpf_map__initial_value(rodata, &size);
+		return NULL;
+	/* libbpf before 1.2 declares the initial value const */
+	data = (__u8 *)bpf_map__initial_value(rodata, &map_size);
 	id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
 	if (!data || id < 0)
-		fail("object has no .rodata section in its BTF");
+		return NULL;
 	sec = btf__type_by_id(btf, id);
 	vs = btf_var_secinfos(sec);
 	for (i = 0; i < btf_vlen(sec); i++, vs++) {
 		var = btf__type_by_id(btf, vs->type);
 		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
 			continue;
-		if (vs->offset + vs->size > size)
+		if (vs->offset + vs->size > map_size)
 			fail("variable %s lies outside .rodata", name);
-		if (vs->size > sizeof(value) || vs->size & (vs->size - 1))
-			fail("variable %s is not an integer", name);
-		store_host(data + vs->offset, value, vs->size);
-		return;
+		*size = vs->size;
+		*type_id = var->type;
+		return data + vs->offset;
 	}
-	fail("no variable %s in .rodata", name);
+	return NULL;
+}
+
+/*
+ * Parse text as a value of the unsigned integer (or enum) type type_id of size
+ * bytes; refuses what does not fit instead of truncating it.
+ */
+static unsigned long long parse_value(const struct btf *btf, __u32 type_id,
+				      __u32 size, const char *name,
+				      const char *text)
+{
+	const struct btf_type *t = btf__type_by_id(btf, type_id);
+	unsigned int bits = size * 8;
+	unsigned long long v;
+	const char *p = text;
+	char *end;
+
+	/* const, volatile and typedefs around the integer */
+	while (t && (btf_is_mod(t) || btf_is_typedef(t)))
+		t = btf__type_by_id(btf, t->type);
+	if (!t || !size || size > 8 || size & (size - 1) ||
+	    !(btf_is_int(t) || btf_is_enum(t)) ||
+	    (btf_is_int(t) && (btf_int_encoding(t) & BTF_INT_SIGNED)))
+		fail("variable %s is not an unsigned integer", name);
+	while (*p == ' ' || *p == '\t')
+		p++;
+	errno = 0;
+	v = strtoull(p, &end, 0);
+	if (end == p || *end)
+		fail("bad value %s for %s (want an integer)", text, name);
+	/* strtoull() takes "-1" for ULLONG_MAX */
+	if (*p == '-' || errno || (bits < 64 && v >> bits))
+		fail("value %s does not fit %s (%u-bit unsigned)", text, name,
+		     bits);
+	return v;
+}
+
+/* Write VAR=VALUE into the .rodata variable VAR (before load). */
+static void set_rodata(struct bpf_object *obj, const char *assignment)
+{
+	unsigned long long value;
+	char name[128];
+	const char *eq;
+	__u32 size, type_id;
+	__u8 *dst;
+
+	eq = strchr(assignment, '=');
+	if (!eq || eq == assignment ||
+	    (size_t)(eq - assignment) >= sizeof(name))
+		fail("bad --set %s (want VAR=VALUE)", assignment);
+	memcpy(name, assignment, eq - assignment);
+	name[eq - assignment] = '\0';
+	if (!bpf_object__btf(obj) || !rodata_map(obj))
+		fail("object has no .rodata with BTF");
+	dst = find_rodata_var(obj, name, &size, &type_id);
+	if (!dst)
+		fail("no variable %s in .rodata", name);
+	value = parse_value(bpf_object__btf(obj), type_id, size, name, eq + 1);
+	store_host(dst, value, size);
+}
+
+/* The interface's hardware address and loopback flag, for the reflectors. */
+static void set_interface(struct bpf_object *obj, const struct options *o)
+{
+	struct ifreq ifr = {};
+	__u32 size, type_id;
+	__u8 *mac, *loopback;
+	int fd;
+
+	mac = find_rodata_var(obj, "hb_ifmac", &size, &type_id);
+	if (mac && size != 6)
+		fail("hb_ifmac in %s is not 6 bytes", o->obj);
+	loopback = find_rodata_var(obj, "hb_ifloopback", &size, &type_id);
+	if (loopback && size != 4)
+		fail("hb_ifloopback in %s is not 4 bytes", o->obj);
+	if (!mac && !loopback)
+		return;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fail("socket: %s", strerror(errno));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", o->ifname);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr))
+		fail("flags of %s: %s", o->ifname, strerror(errno));
+	if (loopback)
+		store_host(loopback, !!(ifr.ifr_flags & IFF_LOOPBACK), 4);
+	if (mac) {
+		if (ioctl(fd, SIOCGIFHWADDR, &ifr))
+			fail("address of %s: %s", o->ifname, strerror(errno));
+		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	}
+	close(fd);
 }
 
 static unsigned int map_id_of(struct bpf_object *obj, const char *name)
@@ -207,6 +317,7 @@ static int load(const struct options *o, struct bpf_object **objp)
 	obj = bpf_object__open_file(o->obj, NULL);
 	if (!obj)
 		fail("cannot open %s: %s", o->obj, strerror(errno));
+	set_interface(obj, o);
 	for (i = 0; i < o->nsets; i++)
 		set_rodata(obj, o->sets[i]);
 	prog = bpf_object__find_program_by_name(obj, o->prog);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -17,6 +18,10 @@ from bench.system.files import atomic_path
 BPF_DIR = Path(__file__).resolve().parent
 BPF_CFLAGS = ("-O2", "-g", "-Wall", "-Werror", "-target", "bpf")
 LOADER_LIBS = ("-lbpf", "-lelf", "-lz")
+LIBBPF_INCLUDE = Path("/usr/include/bpf")
+# the oldest libbpf hb-bpfctl builds against (bpfctl.c refuses older ones with #error):
+# 1.0 made bpf_object__open_file() return NULL and the attach calls -errno
+LIBBPF_MIN_VERSION = (1, 0)
 
 
 def clang() -> str:
@@ -83,10 +88,29 @@ def build_bpf_object(source: Path, extra_flags: Sequence[str] = ()) -> Path:
     return target
 
 
-def loader_unavailable_reason() -> str | None:
+def libbpf_version(include: Path = LIBBPF_INCLUDE) -> tuple[int, int] | None:
+    """The libbpf version its headers declare (libbpf_version.h, since 0.6), or None."""
+    try:
+        text = (include / "libbpf_version.h").read_text()
+    except OSError:
+        return None
+    found = dict(re.findall(r"#define\s+LIBBPF_(MAJOR|MINOR)_VERSION\s+(\d+)", text))
+    if set(found) != {"MAJOR", "MINOR"}:
+        return None
+    return int(found["MAJOR"]), int(found["MINOR"])
+
+
+def loader_unavailable_reason(include: Path = LIBBPF_INCLUDE) -> str | None:
     """Why hb-bpfctl cannot be built here, or None."""
-    if not Path("/usr/include/bpf/libbpf.h").exists():
+    if not (include / "libbpf.h").exists():
         return "libbpf headers missing (apt-get install libbpf-dev libelf-dev zlib1g-dev)"
+    version = libbpf_version(include)
+    need = ".".join(map(str, LIBBPF_MIN_VERSION))
+    if version is None:
+        return f"libbpf older than 0.6 (no libbpf_version.h); hb-bpfctl needs {need} or later"
+    if version < LIBBPF_MIN_VERSION:
+        have = ".".join(map(str, version))
+        return f"libbpf {have} is too old; hb-bpfctl needs {need} or later"
     return None
 
 

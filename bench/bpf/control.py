@@ -27,7 +27,19 @@ from bench.system.netns import exists as netns_exists
 
 PROG_PREFIX = "hb_"  # every BPF program of the suite is named hb_*
 TC_PRIORITY = 0x4842  # "HB": the tc filter priority of every filter of the suite
-COUNTER_NAMES = ("answered", "passed", "rejected")  # struct hb_counters, in order
+# struct hb_counters (bench/bpf/hb_reflect.h), in order.  "passed" counts everything handed
+# to the stack; the declined_* counters are the datagrams for the port among them that were
+# not answered because a socket bound there would not be given them (or not answer them).
+COUNTER_NAMES = (
+    "answered",
+    "passed",
+    "rejected",
+    "declined_ip_options",
+    "declined_ip_csum",
+    "declined_dst",
+    "declined_src",
+    "declined_not_host",
+)
 TOOL_TIMEOUT_S = 10.0
 XdpMode = Literal["skb", "drv"]
 XDP_CLEANER = "bench.bpf.cleanup:clean_xdp"

@@ -11,6 +11,16 @@
  * valid.  A datagram to the port that is not a request is rejected (dropped
  * and counted); everything else passes untouched.
  *
+ * Only what a socket bound to the address and port would be given, and would
+ * answer with a unicast datagram from that address, is answered.  A datagram
+ * to the port is declined (passed to the stack, which does with it what it
+ * always does, and counted by reason) when its IPv4 header carries options
+ * (a socket's reply would not echo them), its header checksum is wrong, its
+ * destination is not a unicast address (multicast, broadcast, 0/8, a loopback
+ * address off lo), its source is a martian (the same classes, or the
+ * destination itself arriving from outside), or the frame is not addressed to
+ * the interface's own MAC (promiscuous mode, bridges, broadcast frames).
+ *
  * Every sum below is kept in memory byte order: the one's complement sum is
  * byte-order independent (RFC 1071), so loading 16-bit words as they lie in the
  * packet and storing the folded result back gives the right field.
@@ -40,11 +50,21 @@
 const volatile __u16 hb_port = 0;	/* host byte order; 0 answers nothing */
 const volatile __u32 hb_addr = 0;	/* network byte order; 0 means any */
 const volatile __u32 hb_flags = 0;
+/* Written by hb-bpfctl from the interface the program is attached to. */
+const volatile __u8 hb_ifmac[ETH_ALEN] = {};	/* all zero on lo */
+const volatile __u32 hb_ifloopback = 0;		/* IFF_LOOPBACK was set */
 
+/* Order and names as bench/bpf/control.py COUNTER_NAMES. */
 struct hb_counters {
 	__u64 answered;
-	__u64 passed;
-	__u64 rejected;
+	__u64 passed;		/* everything handed to the stack, declined included */
+	__u64 rejected;		/* for the port, not a request: dropped */
+	/* for the port, declined: passed to the stack, by reason */
+	__u64 declined_ip_options;
+	__u64 declined_ip_csum;
+	__u64 declined_dst;
+	__u64 declined_src;
+	__u64 declined_not_host;
 };
 
 struct {
@@ -58,6 +78,11 @@ enum hb_verdict {
 	HB_PASS,
 	HB_REJECT,
 	HB_ANSWER,
+	HB_DECLINE_IP_OPTIONS,	/* the header carries options */
+	HB_DECLINE_IP_CSUM,	/* the header checksum is wrong */
+	HB_DECLINE_DST,		/* not a unicast destination */
+	HB_DECLINE_SRC,		/* a martian source */
+	HB_DECLINE_NOT_HOST,	/* the frame is not for this interface's MAC */
 };
 
 /* Where the parts of a packet lie, once hb_parse() has checked them. */
@@ -76,15 +101,96 @@ static __always_inline void hb_count(enum hb_verdict verdict)
 
 	if (!c)
 		return;
-	if (verdict == HB_ANSWER)
+	switch (verdict) {
+	case HB_ANSWER:
 		c->answered++;
-	else if (verdict == HB_REJECT)
+		return;
+	case HB_REJECT:
 		c->rejected++;
-	else
-		c->passed++;
+		return;
+	case HB_DECLINE_IP_OPTIONS:
+		c->declined_ip_options++;
+		break;
+	case HB_DECLINE_IP_CSUM:
+		c->declined_ip_csum++;
+		break;
+	case HB_DECLINE_DST:
+		c->declined_dst++;
+		break;
+	case HB_DECLINE_SRC:
+		c->declined_src++;
+		break;
+	case HB_DECLINE_NOT_HOST:
+		c->declined_not_host++;
+		break;
+	default:
+		break;
+	}
+	c->passed++;
 }
 
+static __always_inline int hb_passes(enum hb_verdict verdict)
+{
+	return verdict != HB_ANSWER && verdict != HB_REJECT;
+}
+
+static __always_inline __u16 hb_fold(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
+/* An option-less IPv4 header sums to all ones when its checksum is right. */
+static __always_inline int hb_ip_csum_ok(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u64 sum = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		sum += w[i];
+	return hb_fold(sum) == 0xffff;
+}
+
+/*
+ * Could this address be one end of a unicast exchange on this interface?  Not
+ * 0.0.0.0/8 ("this network"), not 224.0.0.0/4 (multicast), not the limited
+ * broadcast 255.255.255.255, and 127.0.0.0/8 only on a loopback interface and
+ * not its broadcast 127.255.255.255: the classes the kernel's input route
+ * calls martian or broadcast before it consults a table (ip_route_input_slow).
+ * 240.0.0.0/4 is unicast to Linux, and so it is here.
+ */
+static __always_inline int hb_unicast_addr(__be32 be)
+{
+	__u32 addr = bpf_ntohl(be);
+	__u32 net = addr >> 24;
+
+	if (net == 0 || (addr >> 28) == 0xe || addr == 0xffffffff)
+		return 0;
+	if (net == 127)
+		return hb_ifloopback && addr != 0x7fffffff;
+	return 1;
+}
+
+static __always_inline int hb_frame_for_us(const struct ethhdr *eth)
+{
+	const __u8 *mac = eth->h_dest;
+
+	return !((mac[0] ^ hb_ifmac[0]) | (mac[1] ^ hb_ifmac[1]) |
+		 (mac[2] ^ hb_ifmac[2]) | (mac[3] ^ hb_ifmac[3]) |
+		 (mac[4] ^ hb_ifmac[4]) | (mac[5] ^ hb_ifmac[5]));
+}
+
+/*
+ * not_host: the hook knows that the stack would not take the frame as its own
+ * (tc reads skb->pkt_type); the MAC is compared in any case.
+ */
 static __always_inline enum hb_verdict hb_parse(void *data, void *data_end,
+						int not_host,
 						struct hb_pkt *pkt)
 {
 	struct ethhdr *eth = data;
@@ -115,6 +221,19 @@ static __always_inline enum hb_verdict hb_parse(void *data, void *data_end,
 	if (!hb_port || udp->dest != bpf_htons(hb_port))
 		return HB_PASS;
 
+	/* For the port: answered only if a socket bound there would be given it. */
+	if (ihl != sizeof(*ip))
+		return HB_DECLINE_IP_OPTIONS;
+	if (!hb_ip_csum_ok(ip))
+		return HB_DECLINE_IP_CSUM;
+	if (!hb_unicast_addr(ip->daddr))
+		return HB_DECLINE_DST;
+	if (!hb_unicast_addr(ip->saddr) ||
+	    (!hb_ifloopback && ip->saddr == ip->daddr))
+		return HB_DECLINE_SRC;
+	if (not_host || !hb_frame_for_us(eth))
+		return HB_DECLINE_NOT_HOST;
+
 	/* Addressed to us: from here on it is a request or it is rejected. */
 	ulen = bpf_ntohs(udp->len);
 	if (ulen < sizeof(*udp) + HELLO_MIN_REQUEST ||
@@ -137,15 +256,6 @@ static __always_inline enum hb_verdict hb_parse(void *data, void *data_end,
 	pkt->payload = payload;
 	pkt->udp_len = ulen;
 	return HB_ANSWER;
-}
-
-static __always_inline __u16 hb_fold(__u64 sum)
-{
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)sum;
 }
 
 /* The pseudo-header sum (RFC 768), unfolded. */

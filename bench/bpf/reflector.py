@@ -40,7 +40,8 @@ class BpfReflector(RunningServer):
         return Accounting(bpf_prog_ids=(self.prog_id,), note=note)
 
     def counters(self) -> dict[str, int]:
-        """answered / passed / rejected, summed over CPUs (the last reading once stopped)."""
+        """answered / passed / rejected / declined_*, summed over CPUs (the last reading once
+        stopped)."""
         if not self.attachment.detached:
             with contextlib.suppress(BpfError):
                 self._last = read_counters(self.attachment.map_id)

@@ -13,6 +13,7 @@
  * A request without checksum (zero field) gets the full checksum of the reply,
  * written with BPF_F_RECOMPUTE_CSUM so that skb->csum follows.
  */
+#include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
 
 #include "hb_reflect.h"
@@ -98,15 +99,17 @@ int hb_tc_hello(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct hb_pkt pkt;
+	/* the stack's own verdict on the frame's destination MAC */
+	int not_host = skb->pkt_type != PACKET_HOST;
 	enum hb_verdict verdict;
 
-	verdict = hb_parse(data, data_end, &pkt);
+	verdict = hb_parse(data, data_end, not_host, &pkt);
 	if (verdict == HB_REJECT && skb->len > data_end - data &&
 	    !bpf_skb_pull_data(skb, skb->len)) {
 		/* part of the datagram was not in the linear area */
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
-		verdict = hb_parse(data, data_end, &pkt);
+		verdict = hb_parse(data, data_end, not_host, &pkt);
 	}
 	if (verdict == HB_ANSWER && hb_answer(skb, &pkt))
 		verdict = HB_REJECT;

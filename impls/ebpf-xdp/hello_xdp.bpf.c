@@ -56,7 +56,7 @@ int hb_xdp_hello(struct xdp_md *ctx)
 	struct hb_pkt pkt;
 	enum hb_verdict verdict;
 
-	verdict = hb_parse(data, data_end, &pkt);
+	verdict = hb_parse(data, data_end, 0, &pkt);
 	if (verdict == HB_ANSWER && hb_answer(&pkt, data_end) < 0)
 		verdict = HB_REJECT;
 	hb_count(verdict);
