@@ -69,8 +69,10 @@ def _run(port: int, **kw: Any) -> DriverResult:
 
 def _consistent(r: DriverResult) -> None:
     assert r.lost == r.requests - r.replies
-    assert r.histogram.get_total_count() == r.replies
-    assert len(r.samples) == min(r.replies, r.sample_cap)
+    # Every request is in the record once: at its RTT, or at the timeout if it timed out.
+    assert r.histogram.get_total_count() == r.requests
+    assert r.counts["timeouts"] >= r.lost
+    assert len(r.samples) == min(r.requests, r.sample_cap)
 
 
 # ---- servers that misbehave ---------------------------------------------------------
@@ -228,7 +230,7 @@ def test_memory_stays_bounded_for_a_long_run(registry: dict[str, Entry]) -> None
     assert r.requests == 60_000
     assert r.sample_cap == 500 and len(r.samples) == 500
     assert r.samples.dtype == np.int64 and int(r.samples.min()) > 0
-    assert r.histogram.get_total_count() == r.replies
+    assert r.histogram.get_total_count() == r.requests
     # Fixed-size histogram: never more buckets than HdrHistogram(1 ns, 60 s, 3 digits) has.
     assert r.histogram.counts_len == hdr.empty().counts_len
     assert len(r.histogram_encoded) < 64 * 1024
@@ -431,9 +433,11 @@ def test_silent_port_counts_everything_lost() -> None:
     from tests.conftest import free_udp_port
 
     r = _run(free_udp_port(), mode="pingpong", max_requests=20, timeout_s=0.02)
-    assert r.requests == r.lost == 20 and r.replies == 0
+    assert r.requests == r.lost == r.timeouts == 20 and r.replies == 0
     assert r.latency_ns["p50"] is None and r.latency_ns["mean"] is None
-    assert len(r.samples) == 0
+    # Nothing was timed; the record holds the 20 requests at the timeout.
+    assert r.histogram.get_total_count() == 20
+    assert list(r.samples) == [20_000_000] * 20
 
 
 @pytest.mark.root

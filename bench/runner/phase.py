@@ -126,6 +126,7 @@ def measured_row(
         duration_s=result.duration_s,
         throughput_rps=result.throughput_rps,
         send_rps=result.send_rps,
+        drained=result.drained,
         latency_ns=Latency(**{k: result.latency_ns.get(k) for k in LATENCY_KEYS}),
         per_request=per_request(metrics, result.replies),
         accounting=RowAccounting(server_process=bool(accounting.pids), note=note),
