@@ -12,6 +12,9 @@ Kinds:
   reorder    replies swapped in pairs (a held reply leaves after 5 ms at the latest)
   corrupt    every --every-th reply has its last byte (padding) flipped
   truncate   every --every-th reply is one byte short
+
+``Refuser`` (needs root) sends ICMP port-unreachable errors to one client socket as fast
+as it can, so that the client's sends are refused (ECONNREFUSED) whenever it sends.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import argparse
 import heapq
 import select
 import signal
+import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -122,6 +127,73 @@ class ThreadServer:
 
     def _run(self) -> None:
         serve(self.sock, Behaviour(self.kind, seen=self.received), self._stop.is_set)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        self.sock.close()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def port_unreachable(client_port: int, server_port: int, size: int = 64) -> bytes:
+    """ICMP destination unreachable (port) quoting a datagram client_port -> server_port."""
+    lo = socket.inet_aton("127.0.0.1")
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + size, 0, 0, 64, socket.IPPROTO_UDP, 0, lo, lo)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    quoted = ip + struct.pack("!HHHH", client_port, server_port, 8 + size, 0)
+    head = struct.pack("!BBHI", 3, 3, 0, 0)
+    return struct.pack("!BBHI", 3, 3, _checksum(head + quoted), 0) + quoted
+
+
+def udp_ports(pid: int) -> list[int]:
+    """Local ports of the IPv4 UDP sockets process ``pid`` holds."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = []
+    with open(f"/proc/{pid}/net/udp") as table:
+        for line in table.readlines()[1:]:
+            cols = line.split()
+            if cols[9] in inodes:
+                ports.append(int(cols[1].split(":")[1], 16))
+    return ports
+
+
+class Refuser:
+    """Floods one client socket with port-unreachable errors until ``close`` (or 30 s)."""
+
+    MAX_PACKETS = 5_000_000
+    MAX_S = 30.0
+
+    def __init__(self, client_port: int, server_port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.packet = port_unreachable(client_port, server_port)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.MAX_S
+        while not self._stop.is_set() and self.sent < self.MAX_PACKETS:
+            for _ in range(100):
+                self.sock.sendto(self.packet, ("127.0.0.1", 0))
+            self.sent += 100
+            if time.monotonic() >= deadline:
+                break
 
     def close(self) -> None:
         self._stop.set()

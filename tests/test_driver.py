@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ from bench.driver import histogram as hdr
 from bench.driver.client import DriverConfig, DriverResult, driver_binary, run_driver
 from bench.impl.api import ServerConfig
 from bench.impl.registry import Entry
-from tests.driver_servers import ThreadServer
+from bench.system.ports import free_udp_port
+from tests.driver_servers import Refuser, ThreadServer, udp_ports
 
 SERVERS = Path(__file__).resolve().parent / "driver_servers.py"
 
@@ -98,6 +100,89 @@ def test_every_tenth_dropped_is_ten_percent_lost(server: Server) -> None:
     assert r.timeouts >= 100
     assert r.corrupt == r.duplicates == 0
     _consistent(r)
+
+
+def _at_or_above(r: DriverResult, ns: float) -> int:
+    """How many recordings of the histogram are at ``ns`` or above (to its precision)."""
+    return sum(
+        item.count_at_value_iterated_to
+        for item in r.histogram.get_recorded_iterator()
+        if item.value_iterated_to >= ns
+    )
+
+
+@pytest.mark.parametrize("server", [("drop", "--every", "5")], indirect=True)
+def test_timed_out_requests_stay_in_the_histogram(server: Server) -> None:
+    timeout_s = 0.05
+    r = _run(server.port, mode="pingpong", max_requests=500, outstanding=4, timeout_s=timeout_s)
+    assert r.requests == 500 and r.replies == 400 and r.lost == 100
+    assert r.timeouts == 100 and r.counts["late"] == 0
+    # The 100 dropped requests are in the histogram at the timeout, not left out of it...
+    assert r.histogram.get_total_count() == r.requests
+    assert _at_or_above(r, timeout_s * 1e9) == r.timeouts
+    assert int((r.samples >= timeout_s * 1e9).sum()) == r.timeouts
+    # ...so the tail shows them: a fifth of the requests took the timeout at least.
+    assert r.latency_ns["p90"] is not None and r.latency_ns["p90"] >= timeout_s * 1e9 * 0.999
+    assert r.latency_ns["max"] == pytest.approx(timeout_s * 1e9)
+
+
+@pytest.mark.parametrize("server", [("delay", "--delay-ms", "500")], indirect=True)
+def test_replies_of_the_drain_are_not_throughput(server: Server) -> None:
+    # 200 requests leave in a few ms; every reply comes 500 ms later, in the drain.
+    r = _run(server.port, mode="flood", max_requests=200, batch=4, timeout_s=3.0)
+    assert r.requests == r.replies == 200
+    assert r.duration_s < 0.5, "the window outlasted the server's delay"
+    assert r.throughput_rps == 0.0, f"{r.throughput_rps:.0f}/s of replies none came in"
+    assert r.drained == r.counts["drained"] == 200
+    _consistent(r)
+
+
+@pytest.mark.parametrize("server", [("correct",)], indirect=True)
+@pytest.mark.parametrize("mode", ["pingpong", "rate", "flood"])
+def test_throughput_counts_the_window_only(server: Server, mode: str) -> None:
+    extra: dict[str, Any] = {"rate_rps": 2000.0} if mode == "rate" else {}
+    r = _run(server.port, mode=mode, duration_s=0.3, batch=4, timeout_s=0.5, **extra)
+    in_window = r.replies - r.drained
+    assert 0 <= r.drained <= r.replies
+    assert r.throughput_rps == pytest.approx(in_window / r.duration_s, rel=1e-6, abs=1e-3)
+
+
+def _refused_run(mode: str, **kw: Any) -> DriverResult:
+    """A run whose sends the kernel refuses: ICMP port-unreachable errors keep coming."""
+    port = free_udp_port()
+    box: list[Refuser] = []
+    try:
+        return run_driver(
+            DriverConfig(mode, port=port, duration_s=0.5, warmup_s=0.0, timeout_s=0.05,
+                         batch=1, sample_cap=0, **kw),
+            on_measure_start=lambda pid: box.append(Refuser(udp_ports(pid)[0], port)),
+            on_measure_end=lambda: box.pop().close(),
+        )  # fmt: skip
+    finally:
+        for refuser in box:
+            refuser.close()
+
+
+def _cpu_share(r: DriverResult) -> float:
+    ru = r.client_rusage
+    return (ru["utime_ns"] + ru["stime_ns"]) / 1e9 / r.duration_s
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("mode", "backoff_s"), [("flood", 1e-3), ("rate", 20e-6)])
+def test_refused_sends_back_off(mode: str, backoff_s: float) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a raw socket sends the ICMP errors)")
+    extra: dict[str, Any] = {"rate_rps": 200_000.0} if mode == "rate" else {}
+    r = _refused_run(mode, **extra)
+    if mode == "flood":
+        # Polling POLLOUT after a refusal spins at 100% CPU; 1 ms sleeps leave it idle.
+        assert _cpu_share(r) < 0.5, f"client busy {_cpu_share(r):.0%} of the window"
+    refused = r.counts["send_calls"] - r.requests  # batch 1: a call sends one or none
+    assert refused > 0, "no send was refused: the test did not test"
+    # Every refused send was followed by a back-off; back-offs fit in the window.
+    assert r.counts["backoffs"] == refused
+    assert refused <= r.duration_s / backoff_s + 1
 
 
 @pytest.mark.parametrize("server", [("duplicate",)], indirect=True)
@@ -222,7 +307,6 @@ def test_memory_stays_bounded_for_a_long_run(registry: dict[str, Entry]) -> None
     entry = registry["blocking-c"]
     if entry.impl is None or not entry.available:
         pytest.skip(f"blocking-c unavailable: {entry.unavailable}")
-    from tests.conftest import free_udp_port
 
     port = free_udp_port()
     with entry.impl.start(ServerConfig(port=port)):
@@ -430,7 +514,6 @@ def test_probe_failure_still_reaps_the_client() -> None:
 
 
 def test_silent_port_counts_everything_lost() -> None:
-    from tests.conftest import free_udp_port
 
     r = _run(free_udp_port(), mode="pingpong", max_requests=20, timeout_s=0.02)
     assert r.requests == r.lost == r.timeouts == 20 and r.replies == 0
