@@ -185,6 +185,47 @@ def test_refused_sends_back_off(mode: str, backoff_s: float) -> None:
     assert refused <= r.duration_s / backoff_s + 1
 
 
+@pytest.mark.root
+def test_rate_mode_stamps_replies_before_it_sends() -> None:
+    """A server that answers inline on the client's CPU, as an in-kernel one does: each
+    request costs 1 ms inside the client's send; each reply is queued just when the
+    client's next request is due, at 90% of what the CPU can serve.  Read first, the reply
+    shows its delay plus the base latency measured at a low rate with the same server;
+    read after the send, it shows the send's 1 ms as well."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the server runs SCHED_FIFO)")
+    cost_s, lead_s = 1e-3, 0.25e-3
+    capacity_rps = 1 / (cost_s + 2 * lead_s)  # the server's CPU per request
+    rate_rps = 0.9 * capacity_rps
+    hold_s = 1 / rate_rps  # replies come with the next request's due time
+    cpu = max(os.sched_getaffinity(0))
+    ms = [f"{x * 1e3:g}" for x in (cost_s, hold_s, lead_s)]
+    srv = Server("inline", "--cpu", str(cpu), "--cost-ms", ms[0], "--hold-ms", ms[1],
+                 "--lead-ms", ms[2])  # fmt: skip
+    try:
+        runs = {
+            name: _run(srv.port, mode="rate", rate_rps=rate, cpu=cpu, duration_s=1.0,
+                       warmup_s=0.1, timeout_s=0.5)
+            for name, rate in (("low", 0.1 * capacity_rps), ("high", rate_rps))
+        }  # fmt: skip
+    finally:
+        srv.stop()
+    # The reply can be read once the server lets go of the CPU, hold + lead after the
+    # scheduled send; what comes on top is the client's own wake-up and receive.
+    visible_ns = (hold_s + lead_s) * 1e9
+    over: dict[str, float] = {}
+    for name, r in runs.items():
+        assert r.requests == r.replies > 0
+        p50 = r.latency_ns["p50"]
+        assert p50 is not None and p50 >= hold_s * 1e9
+        over[name] = p50 - visible_ns
+    base_ns = max(over["low"], 0.0)
+    assert over["high"] < base_ns + cost_s * 1e9 / 2, (
+        f"p50 at 90% load is {over['high'] / 1e3:.0f} us past the reply's delay, "
+        f"the base is {base_ns / 1e3:.0f} us: the replies waited for a send"
+    )
+
+
 @pytest.mark.parametrize("server", [("duplicate",)], indirect=True)
 def test_duplicated_replies_are_counted_once(server: Server) -> None:
     r = _run(server.port, mode="pingpong", max_requests=300, outstanding=4, timeout_s=0.5)
