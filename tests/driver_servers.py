@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import select
 import signal
-import os
 import socket
 import struct
 import sys
@@ -177,7 +177,7 @@ class ThreadServer:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -208,7 +208,7 @@ def udp_ports(pid: int) -> list[int]:
         for line in table.readlines()[1:]:
             cols = line.split()
             if cols[9] in inodes:
-                ports.append(int(cols[1].split(":")[1], 16))
+                ports.append(int(str(cols[1]).split(":")[1], 16))
     return ports
 
 

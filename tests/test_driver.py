@@ -20,6 +20,7 @@ import pytest
 from bench import protocol
 from bench.driver import histogram as hdr
 from bench.driver.client import DriverConfig, DriverResult, driver_binary, run_driver
+from bench.driver.modes import Mode
 from bench.impl.api import ServerConfig
 from bench.impl.registry import Entry
 from bench.system.ports import free_udp_port
@@ -147,7 +148,7 @@ def test_throughput_counts_the_window_only(server: Server, mode: str) -> None:
     assert r.throughput_rps == pytest.approx(in_window / r.duration_s, rel=1e-6, abs=1e-3)
 
 
-def _refused_run(mode: str, **kw: Any) -> DriverResult:
+def _refused_run(mode: Mode, **kw: Any) -> DriverResult:
     """A run whose sends the kernel refuses: ICMP port-unreachable errors keep coming."""
     port = free_udp_port()
     box: list[Refuser] = []
@@ -170,7 +171,7 @@ def _cpu_share(r: DriverResult) -> float:
 
 @pytest.mark.root
 @pytest.mark.parametrize(("mode", "backoff_s"), [("flood", 1e-3), ("rate", 20e-6)])
-def test_refused_sends_back_off(mode: str, backoff_s: float) -> None:
+def test_refused_sends_back_off(mode: Mode, backoff_s: float) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (a raw socket sends the ICMP errors)")
     extra: dict[str, Any] = {"rate_rps": 200_000.0} if mode == "rate" else {}

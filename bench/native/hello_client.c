@@ -31,8 +31,10 @@
  * what never came back.  Every request of the measured phase is in the latency record
  * once: at its RTT, or at the timeout when it timed out (latency_ns.timeouts of them), so
  * the tail is not cut off.  throughput_rps counts the replies received within the
- * measured window; those collected in the drain after it are counts.drained.  Every reply is checked byte for byte (else corrupt); its seq
- * finds duplicates and reordering.  Sizes below 24 bytes have no room for the header:
+ * measured window; those collected in the drain after it are counts.drained.
+ *
+ * Every reply is checked byte for byte (else corrupt); its seq finds duplicates and
+ * reordering.  Sizes below 24 bytes have no room for the header:
  * pingpong with one request in flight only, matched by order; after a timeout the replies
  * already queued are flushed, yet below 16 bytes (no seq bytes) a reply arriving later
  * still could be taken for the next one.
