@@ -12,15 +12,21 @@ Kinds:
   reorder    replies swapped in pairs (a held reply leaves after 5 ms at the latest)
   corrupt    every --every-th reply has its last byte (padding) flipped
   truncate   every --every-th reply is one byte short
+  inline     an in-kernel server, as the client's CPU sees it (root; see serve_inline)
+
+``Refuser`` (needs root) sends ICMP port-unreachable errors to one client socket as fast
+as it can, so that the client's sends are refused (ECONNREFUSED) whenever it sends.
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -31,9 +37,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.protocol import make_reply
+from bench.protocol import make_reply, parse_header
 
-KINDS = ("correct", "delay", "drop", "duplicate", "reorder", "corrupt", "truncate")
+KINDS = ("correct", "delay", "drop", "duplicate", "reorder", "corrupt", "truncate", "inline")
 HOLD_S = 0.005
 Address = tuple[str, int]
 
@@ -105,6 +111,45 @@ def serve(sock: socket.socket, behaviour: Behaviour, stop: Callable[[], bool]) -
             heapq.heappush(queue, (at, seq, payload, peer))
 
 
+def _spin(until_ns: int, at_most_ns: int) -> None:
+    end = min(until_ns, time.monotonic_ns() + at_most_ns)
+    while time.monotonic_ns() < end:
+        pass
+
+
+def serve_inline(
+    sock: socket.socket, cost_s: float, hold_s: float, lead_s: float, stop: Callable[[], bool]
+) -> None:
+    """Answers like an in-kernel server looks from the client's CPU (run it SCHED_FIFO on
+    the client's CPU): a request costs ``cost_s`` of CPU at once, inside the client's send
+    (the client cannot run until it is done); its reply leaves ``lead_s`` before
+    ``hold_s`` past the request's timestamp (in rate mode its scheduled send time) and the
+    CPU stays taken until ``hold_s`` has passed.  With ``hold_s`` one period of the client's
+    rate, the client wakes to a queued reply just when its next request is due.
+    """
+    held: list[tuple[int, bytes, Address]] = []
+    while not stop():
+        now = time.monotonic_ns()
+        while held and held[0][0] <= now:
+            at, payload, peer = held.pop(0)
+            sock.sendto(payload, peer)
+            _spin(at + int(2 * lead_s * 1e9), int(0.01e9))
+            now = time.monotonic_ns()
+        wait = 0.05 if not held else min(0.05, max(held[0][0] - now, 0) / 1e9)
+        ready, _, _ = select.select([sock], [], [], wait)
+        if not ready:
+            continue
+        datagram, peer = sock.recvfrom(4096)
+        reply, header = make_reply(datagram), parse_header(datagram)
+        if reply is None:
+            continue
+        _spin(time.monotonic_ns() + int(cost_s * 1e9), int(0.01e9))
+        stamp = header.timestamp_ns if header is not None else 0
+        now = time.monotonic_ns()
+        at = stamp + int((hold_s - lead_s) * 1e9)
+        held.append((min(max(at, now), now + int(1e9)), reply, peer))
+
+
 @dataclass
 class ThreadServer:
     """A server of ``kind`` on a thread of this process (for tests that look at traffic)."""
@@ -129,6 +174,73 @@ class ThreadServer:
         self.sock.close()
 
 
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def port_unreachable(client_port: int, server_port: int, size: int = 64) -> bytes:
+    """ICMP destination unreachable (port) quoting a datagram client_port -> server_port."""
+    lo = socket.inet_aton("127.0.0.1")
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + size, 0, 0, 64, socket.IPPROTO_UDP, 0, lo, lo)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    quoted = ip + struct.pack("!HHHH", client_port, server_port, 8 + size, 0)
+    head = struct.pack("!BBHI", 3, 3, 0, 0)
+    return struct.pack("!BBHI", 3, 3, _checksum(head + quoted), 0) + quoted
+
+
+def udp_ports(pid: int) -> list[int]:
+    """Local ports of the IPv4 UDP sockets process ``pid`` holds."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = []
+    with open(f"/proc/{pid}/net/udp") as table:
+        for line in table.readlines()[1:]:
+            cols = line.split()
+            if cols[9] in inodes:
+                ports.append(int(str(cols[1]).split(":")[1], 16))
+    return ports
+
+
+class Refuser:
+    """Floods one client socket with port-unreachable errors until ``close`` (or 30 s)."""
+
+    MAX_PACKETS = 5_000_000
+    MAX_S = 30.0
+
+    def __init__(self, client_port: int, server_port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.packet = port_unreachable(client_port, server_port)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.MAX_S
+        while not self._stop.is_set() and self.sent < self.MAX_PACKETS:
+            for _ in range(100):
+                self.sock.sendto(self.packet, ("127.0.0.1", 0))
+            self.sent += 100
+            if time.monotonic() >= deadline:
+                break
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        self.sock.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("kind", choices=KINDS)
@@ -136,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--lifetime", type=float, default=120.0)
+    parser.add_argument("--cost-ms", type=float, default=1.0, help="inline: CPU per request")
+    parser.add_argument("--hold-ms", type=float, default=2.0, help="inline: reply's delay")
+    parser.add_argument("--lead-ms", type=float, default=0.3, help="inline: sent this early")
+    parser.add_argument("--cpu", type=int, default=None, help="inline: the client's CPU")
     args = parser.parse_args(argv)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -143,9 +259,18 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.lifetime
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", args.port))
+        stop = lambda: stopping.is_set() or time.monotonic() >= deadline  # noqa: E731
+        if args.kind == "inline":
+            if args.cpu is not None:
+                os.sched_setaffinity(0, {args.cpu})
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            print(f"READY {sock.getsockname()[1]}", flush=True)
+            ms = 1e-3
+            serve_inline(sock, args.cost_ms * ms, args.hold_ms * ms, args.lead_ms * ms, stop)
+            return 0
         print(f"READY {sock.getsockname()[1]}", flush=True)
         behaviour = Behaviour(args.kind, delay_s=args.delay_ms / 1000.0, every=args.every)
-        serve(sock, behaviour, lambda: stopping.is_set() or time.monotonic() >= deadline)
+        serve(sock, behaviour, stop)
     return 0
 
 

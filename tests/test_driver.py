@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ import pytest
 from bench import protocol
 from bench.driver import histogram as hdr
 from bench.driver.client import DriverConfig, DriverResult, driver_binary, run_driver
+from bench.driver.modes import Mode
 from bench.impl.api import ServerConfig
 from bench.impl.registry import Entry
-from tests.driver_servers import ThreadServer
+from bench.system.ports import free_udp_port
+from tests.driver_servers import Refuser, ThreadServer, udp_ports
 
 SERVERS = Path(__file__).resolve().parent / "driver_servers.py"
 
@@ -69,8 +72,10 @@ def _run(port: int, **kw: Any) -> DriverResult:
 
 def _consistent(r: DriverResult) -> None:
     assert r.lost == r.requests - r.replies
-    assert r.histogram.get_total_count() == r.replies
-    assert len(r.samples) == min(r.replies, r.sample_cap)
+    # Every request is in the record once: at its RTT, or at the timeout if it timed out.
+    assert r.histogram.get_total_count() == r.requests
+    assert r.counts["timeouts"] >= r.lost
+    assert len(r.samples) == min(r.requests, r.sample_cap)
 
 
 # ---- servers that misbehave ---------------------------------------------------------
@@ -96,6 +101,130 @@ def test_every_tenth_dropped_is_ten_percent_lost(server: Server) -> None:
     assert r.timeouts >= 100
     assert r.corrupt == r.duplicates == 0
     _consistent(r)
+
+
+def _at_or_above(r: DriverResult, ns: float) -> int:
+    """How many recordings of the histogram are at ``ns`` or above (to its precision)."""
+    return sum(
+        item.count_at_value_iterated_to
+        for item in r.histogram.get_recorded_iterator()
+        if item.value_iterated_to >= ns
+    )
+
+
+@pytest.mark.parametrize("server", [("drop", "--every", "5")], indirect=True)
+def test_timed_out_requests_stay_in_the_histogram(server: Server) -> None:
+    timeout_s = 0.05
+    r = _run(server.port, mode="pingpong", max_requests=500, outstanding=4, timeout_s=timeout_s)
+    assert r.requests == 500 and r.replies == 400 and r.lost == 100
+    assert r.timeouts == 100 and r.counts["late"] == 0
+    # The 100 dropped requests are in the histogram at the timeout, not left out of it...
+    assert r.histogram.get_total_count() == r.requests
+    assert _at_or_above(r, timeout_s * 1e9) == r.timeouts
+    assert int((r.samples >= timeout_s * 1e9).sum()) == r.timeouts
+    # ...so the tail shows them: a fifth of the requests took the timeout at least.
+    assert r.latency_ns["p90"] is not None and r.latency_ns["p90"] >= timeout_s * 1e9 * 0.999
+    assert r.latency_ns["max"] == pytest.approx(timeout_s * 1e9)
+
+
+@pytest.mark.parametrize("server", [("delay", "--delay-ms", "500")], indirect=True)
+def test_replies_of_the_drain_are_not_throughput(server: Server) -> None:
+    # 200 requests leave in a few ms; every reply comes 500 ms later, in the drain.
+    r = _run(server.port, mode="flood", max_requests=200, batch=4, timeout_s=3.0)
+    assert r.requests == r.replies == 200
+    assert r.duration_s < 0.5, "the window outlasted the server's delay"
+    assert r.throughput_rps == 0.0, f"{r.throughput_rps:.0f}/s of replies none came in"
+    assert r.drained == r.counts["drained"] == 200
+    _consistent(r)
+
+
+@pytest.mark.parametrize("server", [("correct",)], indirect=True)
+@pytest.mark.parametrize("mode", ["pingpong", "rate", "flood"])
+def test_throughput_counts_the_window_only(server: Server, mode: str) -> None:
+    extra: dict[str, Any] = {"rate_rps": 2000.0} if mode == "rate" else {}
+    r = _run(server.port, mode=mode, duration_s=0.3, batch=4, timeout_s=0.5, **extra)
+    in_window = r.replies - r.drained
+    assert 0 <= r.drained <= r.replies
+    assert r.throughput_rps == pytest.approx(in_window / r.duration_s, rel=1e-6, abs=1e-3)
+
+
+def _refused_run(mode: Mode, **kw: Any) -> DriverResult:
+    """A run whose sends the kernel refuses: ICMP port-unreachable errors keep coming."""
+    port = free_udp_port()
+    box: list[Refuser] = []
+    try:
+        return run_driver(
+            DriverConfig(mode, port=port, duration_s=0.5, warmup_s=0.0, timeout_s=0.05,
+                         batch=1, sample_cap=0, **kw),
+            on_measure_start=lambda pid: box.append(Refuser(udp_ports(pid)[0], port)),
+            on_measure_end=lambda: box.pop().close(),
+        )  # fmt: skip
+    finally:
+        for refuser in box:
+            refuser.close()
+
+
+def _cpu_share(r: DriverResult) -> float:
+    ru = r.client_rusage
+    return (ru["utime_ns"] + ru["stime_ns"]) / 1e9 / r.duration_s
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("mode", "backoff_s"), [("flood", 1e-3), ("rate", 20e-6)])
+def test_refused_sends_back_off(mode: Mode, backoff_s: float) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a raw socket sends the ICMP errors)")
+    extra: dict[str, Any] = {"rate_rps": 200_000.0} if mode == "rate" else {}
+    r = _refused_run(mode, **extra)
+    if mode == "flood":
+        # Polling POLLOUT after a refusal spins at 100% CPU; 1 ms sleeps leave it idle.
+        assert _cpu_share(r) < 0.5, f"client busy {_cpu_share(r):.0%} of the window"
+    refused = r.counts["send_calls"] - r.requests  # batch 1: a call sends one or none
+    assert refused > 0, "no send was refused: the test did not test"
+    # Every refused send was followed by a back-off; back-offs fit in the window.
+    assert r.counts["backoffs"] == refused
+    assert refused <= r.duration_s / backoff_s + 1
+
+
+@pytest.mark.root
+def test_rate_mode_stamps_replies_before_it_sends() -> None:
+    """A server that answers inline on the client's CPU, as an in-kernel one does: each
+    request costs 1 ms inside the client's send; each reply is queued just when the
+    client's next request is due, at 90% of what the CPU can serve.  Read first, the reply
+    shows its delay plus the base latency measured at a low rate with the same server;
+    read after the send, it shows the send's 1 ms as well."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the server runs SCHED_FIFO)")
+    cost_s, lead_s = 1e-3, 0.25e-3
+    capacity_rps = 1 / (cost_s + 2 * lead_s)  # the server's CPU per request
+    rate_rps = 0.9 * capacity_rps
+    hold_s = 1 / rate_rps  # replies come with the next request's due time
+    cpu = max(os.sched_getaffinity(0))
+    ms = [f"{x * 1e3:g}" for x in (cost_s, hold_s, lead_s)]
+    srv = Server("inline", "--cpu", str(cpu), "--cost-ms", ms[0], "--hold-ms", ms[1],
+                 "--lead-ms", ms[2])  # fmt: skip
+    try:
+        runs = {
+            name: _run(srv.port, mode="rate", rate_rps=rate, cpu=cpu, duration_s=1.0,
+                       warmup_s=0.1, timeout_s=0.5)
+            for name, rate in (("low", 0.1 * capacity_rps), ("high", rate_rps))
+        }  # fmt: skip
+    finally:
+        srv.stop()
+    # The reply can be read once the server lets go of the CPU, hold + lead after the
+    # scheduled send; what comes on top is the client's own wake-up and receive.
+    visible_ns = (hold_s + lead_s) * 1e9
+    over: dict[str, float] = {}
+    for name, r in runs.items():
+        assert r.requests == r.replies > 0
+        p50 = r.latency_ns["p50"]
+        assert p50 is not None and p50 >= hold_s * 1e9
+        over[name] = p50 - visible_ns
+    base_ns = max(over["low"], 0.0)
+    assert over["high"] < base_ns + cost_s * 1e9 / 2, (
+        f"p50 at 90% load is {over['high'] / 1e3:.0f} us past the reply's delay, "
+        f"the base is {base_ns / 1e3:.0f} us: the replies waited for a send"
+    )
 
 
 @pytest.mark.parametrize("server", [("duplicate",)], indirect=True)
@@ -220,7 +349,6 @@ def test_memory_stays_bounded_for_a_long_run(registry: dict[str, Entry]) -> None
     entry = registry["blocking-c"]
     if entry.impl is None or not entry.available:
         pytest.skip(f"blocking-c unavailable: {entry.unavailable}")
-    from tests.conftest import free_udp_port
 
     port = free_udp_port()
     with entry.impl.start(ServerConfig(port=port)):
@@ -228,7 +356,7 @@ def test_memory_stays_bounded_for_a_long_run(registry: dict[str, Entry]) -> None
     assert r.requests == 60_000
     assert r.sample_cap == 500 and len(r.samples) == 500
     assert r.samples.dtype == np.int64 and int(r.samples.min()) > 0
-    assert r.histogram.get_total_count() == r.replies
+    assert r.histogram.get_total_count() == r.requests
     # Fixed-size histogram: never more buckets than HdrHistogram(1 ns, 60 s, 3 digits) has.
     assert r.histogram.counts_len == hdr.empty().counts_len
     assert len(r.histogram_encoded) < 64 * 1024
@@ -428,12 +556,13 @@ def test_probe_failure_still_reaps_the_client() -> None:
 
 
 def test_silent_port_counts_everything_lost() -> None:
-    from tests.conftest import free_udp_port
 
     r = _run(free_udp_port(), mode="pingpong", max_requests=20, timeout_s=0.02)
-    assert r.requests == r.lost == 20 and r.replies == 0
+    assert r.requests == r.lost == r.timeouts == 20 and r.replies == 0
     assert r.latency_ns["p50"] is None and r.latency_ns["mean"] is None
-    assert len(r.samples) == 0
+    # Nothing was timed; the record holds the 20 requests at the timeout.
+    assert r.histogram.get_total_count() == 20
+    assert list(r.samples) == [20_000_000] * 20
 
 
 @pytest.mark.root

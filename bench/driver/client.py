@@ -189,8 +189,15 @@ class DriverResult:
     ``timeout_s`` (pingpong replaced them); ``duplicates`` extra copies of an answered
     request; ``reordered`` first replies whose seq is below the highest answered so far;
     ``corrupt`` replies of the wrong length or content.  ``counts`` also holds ``stale``
-    (replies to requests no longer tracked, e.g. of the warmup) and ``send_errors``.
-    ``latency_ns``: exact min/max/mean from the client, p50..p999 from ``histogram``.
+    (replies to requests no longer tracked, e.g. of the warmup), ``send_errors``,
+    ``send_calls`` (send/sendmmsg calls) and ``backoffs`` (sleeps after a refused send).
+
+    ``throughput_rps`` is the replies received within the measured window per second of
+    it; ``drained`` replies came in the drain after the window and are not in it.
+
+    ``latency_ns``: exact min/max/mean from the client, p50..p999 from ``histogram``; a
+    request that timed out is in both at ``timeout_s`` (its RTT is at least that), so the
+    histogram holds every request once; all None when nothing was answered.
     """
 
     requests: int
@@ -210,6 +217,7 @@ class DriverResult:
     client_pid: int
     client_rusage: dict[str, int]
     timeouts: int = 0
+    drained: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
     config: DriverConfig | None = None
 
@@ -309,7 +317,9 @@ def parse_results(
     latency: dict[str, float | None] = {"min": None, "max": None, "mean": None}
     if counts["replies"] and lat.get("count"):
         latency = {"min": float(lat["min"]), "max": float(lat["max"]), "mean": float(lat["mean"])}
-    latency.update(hdr.percentiles(hist))
+        latency.update(hdr.percentiles(hist))
+    else:
+        latency.update({name: None for name, _ in hdr.PERCENTILES})
     declared = int(raw["samples"]["count"])
     if declared != len(samples):
         raise DriverError(f"samples file holds {len(samples)} values, results say {declared}")
@@ -326,6 +336,7 @@ def parse_results(
         client_pid=pid,
         client_rusage=_int_map(raw["rusage"]),
         timeouts=counts["timeouts"],
+        drained=counts.get("drained", 0),
         counts=counts,
         config=config,
     )

@@ -8,8 +8,13 @@
  *             blocking recv (as sockperf's default), or --busy-poll (nonblocking spin)
  *   rate      open loop at --rate requests/s; latency counts from the *scheduled* send
  *             time, so falling behind shows as latency (no coordinated omission);
- *             sleeps in ppoll() between sends, never spins
+ *             sleeps in ppoll() between sends, never spins; reads what ppoll woke it
+ *             for before it sends what is due
  *   flood     as fast as possible, sendmmsg/recvmmsg batches of --batch
+ *
+ * A send refused by the kernel (ECONNREFUSED, ENOBUFS) is followed by a sleep (20 us;
+ * 1 ms in flood): a UDP socket reports POLLOUT all the same, so polling would spin.
+ * A full socket buffer (EAGAIN) waits for POLLOUT.
  *
  * Phases, driven over stdin/stdout unless --no-handshake:
  *   warmup (requests flagged HELLO_FLAG_WARMUP, not recorded) -> "READY" -> wait for
@@ -23,8 +28,13 @@
  *
  * Counts: a request unanswered after --timeout is a timeout (pingpong replaces it); a
  * reply that still comes later counts as a (late) reply, so lost = requests - replies is
- * what never came back.  Every reply is checked byte for byte (else corrupt); its seq
- * finds duplicates and reordering.  Sizes below 24 bytes have no room for the header:
+ * what never came back.  Every request of the measured phase is in the latency record
+ * once: at its RTT, or at the timeout when it timed out (latency_ns.timeouts of them), so
+ * the tail is not cut off.  throughput_rps counts the replies received within the
+ * measured window; those collected in the drain after it are counts.drained.
+ *
+ * Every reply is checked byte for byte (else corrupt); its seq finds duplicates and
+ * reordering.  Sizes below 24 bytes have no room for the header:
  * pingpong with one request in flight only, matched by order; after a timeout the replies
  * already queued are flushed, yet below 16 bytes (no seq bytes) a reply arriving later
  * still could be taken for the next one.
@@ -64,6 +74,10 @@
 #define RING_MIN		1024ull
 #define RING_MAX		(1ull << 20)
 #define SOCKET_BUF_BYTES	(4 << 20)
+/* Sleeps after a send the kernel refused (ECONNREFUSED, ENOBUFS): polling would spin. */
+#define RATE_BACKOFF_NS		20000ull
+#define FLOOD_BACKOFF_NS	1000000ull
+#define PINGPONG_BACKOFF_NS	20000ull
 
 /* HdrHistogram layout for lowest 1, highest 60e9, 3 significant digits. */
 #define HIST_SUB_BITS		11
@@ -119,6 +133,8 @@ struct counts {
 	uint64_t late;			/* replies that came after their timeout */
 	uint64_t stale;			/* replies to requests no longer tracked */
 	uint64_t send_errors;		/* sends refused (ICMP errors, full buffers) */
+	uint64_t send_calls;		/* send() and sendmmsg() calls */
+	uint64_t backoffs;		/* sleeps after a refused send */
 };
 
 struct latency {
@@ -127,6 +143,7 @@ struct latency {
 	uint64_t max;
 	unsigned __int128 sum;
 	uint64_t count;
+	uint64_t timeouts;		/* of count: requests recorded at the timeout */
 	int64_t *samples;
 	uint64_t cap;
 	uint64_t seen;
@@ -146,6 +163,7 @@ struct client {
 	uint64_t timeout_ns;
 	uint16_t flags;
 	bool recording;
+	bool refused;			/* the last failed send was refused, not EAGAIN */
 	struct counts c;
 	struct latency lat;
 	uint8_t *tx;			/* batch request buffers */
@@ -157,6 +175,7 @@ struct client {
 	struct rusage ru0;
 	struct rusage ru1;
 	uint64_t measure_ns;
+	uint64_t window_replies;	/* replies received before the window closed */
 };
 
 static uint64_t now_ns(void)
@@ -277,11 +296,25 @@ static void reset_latency(struct latency *l, uint64_t seed)
 	l->max = 0;
 	l->sum = 0;
 	l->count = 0;
+	l->timeouts = 0;
 	l->seen = 0;
 	l->rng = seed;
 }
 
 /* ---- requests and replies --------------------------------------------------- */
+
+/*
+ * A request given up on stays in the latency record, at the timeout (its RTT is at
+ * least that, or unknown): leaving it out would cut the tail off the histogram.
+ */
+static void record_timeout(struct client *cl)
+{
+	cl->c.timeouts++;
+	if (!cl->recording)
+		return;
+	record_latency(&cl->lat, cl->timeout_ns);
+	cl->lat.timeouts++;
+}
 
 /* A whole request with its header zeroed; the pattern fills every byte from 24 on. */
 static void fill_template(uint8_t *buf, unsigned int size)
@@ -309,7 +342,7 @@ static void commit_sent(struct client *cl, uint64_t stamp)
 	if (s->state == SLOT_PENDING) {
 		/* The ring wrapped over a request still unanswered: give it up. */
 		cl->pending--;
-		cl->c.timeouts++;
+		record_timeout(cl);
 	}
 	s->seq = seq;
 	s->stamp = stamp;
@@ -332,17 +365,20 @@ static bool reply_looks_valid(const struct client *cl, const uint8_t *buf, size_
 
 static void answer_slot(struct client *cl, struct slot *s, uint64_t now)
 {
+	bool late = s->state == SLOT_EXPIRED;
+
 	if (s->seq < cl->highest)
 		cl->c.reordered++;
 	else
 		cl->highest = s->seq;
-	if (s->state == SLOT_EXPIRED)
+	if (late)
 		cl->c.late++;
 	else
 		cl->pending--;
 	s->state = SLOT_ANSWERED;
 	cl->c.replies++;
-	if (cl->recording)
+	/* A late reply is in the record already, at the timeout. */
+	if (cl->recording && !late)
 		record_latency(&cl->lat, now - s->stamp);
 }
 
@@ -391,7 +427,7 @@ static void expire(struct client *cl, uint64_t now)
 				return;
 			s->state = SLOT_EXPIRED;
 			cl->pending--;
-			cl->c.timeouts++;
+			record_timeout(cl);
 		}
 		cl->oldest++;
 	}
@@ -409,24 +445,32 @@ static uint64_t next_expiry(const struct client *cl)
 
 /* ---- socket I/O ------------------------------------------------------------- */
 
+/*
+ * A send that failed: a full socket buffer (EAGAIN: wait for POLLOUT) or a refusal
+ * (ECONNREFUSED, ENOBUFS: POLLOUT is no use, the caller backs off) counts 0; else -1.
+ */
+static int send_error(struct client *cl, const char *what)
+{
+	if (errno != ECONNREFUSED && errno != ENOBUFS && errno != EAGAIN) {
+		perror(what);
+		return -1;
+	}
+	cl->refused = errno != EAGAIN;
+	cl->c.send_errors++;
+	return 0;
+}
+
 static int send_one(struct client *cl, uint64_t stamp)
 {
 	ssize_t n;
 
 	stamp_request(cl->tx, cl->flags, cl->next_seq, stamp);
-	for (;;) {
+	do {
+		cl->c.send_calls++;
 		n = send(cl->fd, cl->tx, cl->o->size, 0);
-		if (n >= 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno != ECONNREFUSED && errno != ENOBUFS && errno != EAGAIN) {
-			perror("send");
-			return -1;
-		}
-		cl->c.send_errors++;
-		return 0;
-	}
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return send_error(cl, "send");
 	commit_sent(cl, stamp);
 	return 1;
 }
@@ -436,19 +480,28 @@ static int send_batch(struct client *cl, unsigned int count)
 {
 	int n;
 
-	for (;;) {
+	do {
+		cl->c.send_calls++;
 		n = sendmmsg(cl->fd, cl->txm, count, MSG_DONTWAIT);
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno == ECONNREFUSED || errno == ENOBUFS || errno == EAGAIN) {
-			cl->c.send_errors++;
-			return 0;
-		}
-		perror("sendmmsg");
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? send_error(cl, "sendmmsg") : n;
+}
+
+/* Sleeps @ns after a refused send, replies or not: a socket would wake a poll at once. */
+static int backoff(struct client *cl, uint64_t ns)
+{
+	struct timespec ts = ns_to_ts(now_ns() + ns);
+	int err;
+
+	cl->c.backoffs++;
+	do {
+		err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	} while (err == EINTR);
+	if (err) {
+		fprintf(stderr, "hello-client: clock_nanosleep: %s\n", strerror(err));
 		return -1;
 	}
+	return 0;
 }
 
 /*
@@ -559,6 +612,8 @@ static int run_pingpong(struct client *cl, uint64_t end, uint64_t max)
 			/* Nothing went out (a refused send) or the phase is over. */
 			if (phase_over(cl, now_ns(), end, max))
 				return 0;
+			if (backoff(cl, PINGPONG_BACKOFF_NS) < 0)
+				return -1;
 			continue;
 		}
 		if (pingpong_wait(cl, &now) < 0)
@@ -619,7 +674,7 @@ static uint64_t rate_next(const struct client *cl, uint64_t t0, double period_ns
 	uint64_t next;
 
 	if (index < due)
-		next = sent ? now : now + 20000;	/* behind; 20 us after a refusal */
+		next = sent ? now : now + RATE_BACKOFF_NS;	/* behind; socket buffer full */
 	else
 		next = batch_stamp(t0, period_ns, index);
 	if (next_expiry(cl) < next)
@@ -635,6 +690,15 @@ static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 	unsigned int count;
 
 	while (!phase_over(cl, now, end, max)) {
+		/*
+		 * Replies first, and only when ppoll said so (or when behind), to spare empty
+		 * recvmmsg calls.  They are stamped before any send: a send on loopback runs the
+		 * receiving path inline (an in-kernel server's whole reply), which would count
+		 * as their latency.
+		 */
+		if (readable && drain_nonblocking(cl, &now) < 0)
+			return -1;
+		now = now_ns();
 		due = rate_due(t0, period_ns, now, end);
 		if (max && due > max)
 			due = max;
@@ -648,9 +712,13 @@ static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 			commit_batch(cl, (unsigned int)sent, t0, period_ns, index);
 			index += (uint64_t)sent;
 		}
-		/* Read only when ppoll said so (or when behind), to spare empty recvmmsg calls. */
-		if (readable && drain_nonblocking(cl, &now) < 0)
-			return -1;
+		if (count && !sent && cl->refused) {
+			if (backoff(cl, RATE_BACKOFF_NS) < 0)
+				return -1;
+			readable = 1;
+			now = now_ns();
+			continue;
+		}
 		now = now_ns();
 		expire(cl, now);
 		next = rate_next(cl, t0, period_ns, index, due, sent, now, end);
@@ -676,7 +744,9 @@ static int run_flood(struct client *cl, uint64_t end, uint64_t max)
 		if (sent < 0)
 			return -1;
 		commit_batch(cl, (unsigned int)sent, now, 0, 0);
-		if (!sent && wait_socket(cl, now + 1000000, true) < 0)
+		if (!sent && cl->refused && backoff(cl, FLOOD_BACKOFF_NS) < 0)
+			return -1;
+		if (!sent && !cl->refused && wait_socket(cl, now + 1000000, true) < 0)
 			return -1;
 		if (drain_nonblocking(cl, &now) < 0)
 			return -1;
@@ -754,13 +824,13 @@ static int short_exchange(struct client *cl)
 	sent_at = now_ns();
 	stamp_request(full, cl->flags, cl->next_seq, sent_at);
 	memcpy(cl->tx, full, cl->o->size);
+	cl->c.send_calls++;
 	if (send(cl->fd, cl->tx, cl->o->size, 0) < 0) {
-		if (errno != ECONNREFUSED && errno != ENOBUFS && errno != EINTR) {
-			perror("send");
+		if (errno == EINTR)
+			return 0;
+		if (send_error(cl, "send") < 0)
 			return -1;
-		}
-		cl->c.send_errors++;
-		return 0;
+		return backoff(cl, PINGPONG_BACKOFF_NS);
 	}
 	cl->next_seq++;
 	cl->c.requests++;
@@ -786,7 +856,7 @@ static int short_exchange(struct client *cl)
 		if (now >= deadline)
 			break;
 	}
-	cl->c.timeouts++;
+	record_timeout(cl);
 	return short_flush(cl);
 }
 
@@ -850,6 +920,7 @@ static int measure(struct client *cl)
 	if (run_phase(cl, secs_to_ns(cl->o->duration_s), cl->o->max_requests) < 0)
 		return -1;
 	cl->measure_ns = now_ns() - t0;
+	cl->window_replies = cl->c.replies;
 	if (drain(cl) < 0)
 		return -1;
 	getrusage(RUSAGE_SELF, &cl->ru1);
@@ -922,7 +993,7 @@ fail:
 	return -1;
 }
 
-static void write_counts(FILE *f, const struct counts *c)
+static void write_counts(FILE *f, const struct counts *c, uint64_t window_replies)
 {
 	fprintf(f, "\"counts\": {\"requests\": %llu, \"replies\": %llu, \"lost\": %llu, ",
 		(unsigned long long)c->requests, (unsigned long long)c->replies,
@@ -930,9 +1001,12 @@ static void write_counts(FILE *f, const struct counts *c)
 	fprintf(f, "\"duplicates\": %llu, \"reordered\": %llu, \"corrupt\": %llu, ",
 		(unsigned long long)c->duplicates, (unsigned long long)c->reordered,
 		(unsigned long long)c->corrupt);
-	fprintf(f, "\"timeouts\": %llu, \"late\": %llu, \"stale\": %llu, \"send_errors\": %llu},\n",
+	fprintf(f, "\"timeouts\": %llu, \"late\": %llu, \"stale\": %llu, \"send_errors\": %llu, ",
 		(unsigned long long)c->timeouts, (unsigned long long)c->late,
 		(unsigned long long)c->stale, (unsigned long long)c->send_errors);
+	fprintf(f, "\"drained\": %llu, \"send_calls\": %llu, \"backoffs\": %llu},\n",
+		(unsigned long long)(c->replies - window_replies),
+		(unsigned long long)c->send_calls, (unsigned long long)c->backoffs);
 }
 
 static void write_latency(FILE *f, const struct latency *l)
@@ -940,14 +1014,14 @@ static void write_latency(FILE *f, const struct latency *l)
 	unsigned int i;
 	bool first = true;
 
+	fprintf(f, "\"latency_ns\": {\"count\": %llu, \"timeouts\": %llu, ",
+		(unsigned long long)l->count, (unsigned long long)l->timeouts);
 	if (l->count)
-		fprintf(f, "\"latency_ns\": {\"count\": %llu, \"min\": %llu, \"max\": %llu, "
-			"\"mean\": %.3f},\n", (unsigned long long)l->count,
+		fprintf(f, "\"min\": %llu, \"max\": %llu, \"mean\": %.3f},\n",
 			(unsigned long long)l->min, (unsigned long long)l->max,
 			(double)l->sum / (double)l->count);
 	else
-		fprintf(f, "\"latency_ns\": {\"count\": 0, \"min\": null, \"max\": null, "
-			"\"mean\": null},\n");
+		fprintf(f, "\"min\": null, \"max\": null, \"mean\": null},\n");
 	fprintf(f, "\"histogram\": {\"lowest_ns\": 1, \"highest_ns\": %llu, "
 		"\"significant_digits\": 3, \"buckets\": [", HIST_HIGHEST);
 	for (i = 0; i < HIST_LEN; i++) {
@@ -997,10 +1071,11 @@ static int write_results(const struct client *cl)
 	}
 	fprintf(f, "{\"schema\": \"hellobench-driver/1\",\n");
 	write_config(f, cl->o);
-	write_counts(f, &cl->c);
+	write_counts(f, &cl->c, cl->window_replies);
+	/* Throughput counts the replies of the window only, not those of the drain after it. */
 	fprintf(f, "\"duration_s\": %.9f, \"send_rps\": %.3f, \"throughput_rps\": %.3f,\n", secs,
 		secs > 0 ? (double)cl->c.requests / secs : 0.0,
-		secs > 0 ? (double)cl->c.replies / secs : 0.0);
+		secs > 0 ? (double)cl->window_replies / secs : 0.0);
 	write_latency(f, &cl->lat);
 	write_rusage(f, &cl->ru0, &cl->ru1);
 	fprintf(f, "\"samples\": {\"count\": %llu, \"cap\": %llu, \"seen\": %llu}}\n",

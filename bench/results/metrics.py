@@ -65,6 +65,10 @@ def _loss_pct(row: PhaseRow) -> float | None:
     return 100.0 * row.lost / row.requests if row.requests else None
 
 
+def _drained_pct(row: PhaseRow) -> float | None:
+    return 100.0 * row.drained / row.replies if row.drained is not None and row.replies else None
+
+
 def _syscalls_both(row: PhaseRow) -> float | None:
     """Server + client syscalls per request; an impl without a server process makes none."""
     pr = row.per_request
@@ -92,6 +96,8 @@ METRICS: tuple[Metric, ...] = (
            "requests sent per second"),
     Metric("loss_pct", "loss", "%", "lower", "share", _loss_pct,
            "requests without a reply, percent of requests sent"),
+    Metric("drained_pct", "drained", "%", "lower", "share", _drained_pct,
+           "replies collected after the window (not in throughput), percent of replies"),
     Metric("server_syscalls_per_req", "server syscalls/req", "per request", "lower", "count",
            _per_request("server_syscalls"), "syscalls of the server's threads per reply"),
     Metric("client_syscalls_per_req", "client syscalls/req", "per request", "lower", "count",

@@ -35,7 +35,9 @@ DEFAULT_IDLE = "default"
 
 @dataclass(frozen=True)
 class Latency:
-    """Round-trip times of one phase in ns (None: no reply was timed)."""
+    """Round-trip times of one phase in ns (None: no reply was timed).  A request that
+    timed out counts at the driver's timeout (in rows that have ``drained``; older rows
+    left such requests out)."""
 
     min: float | None = None
     p50: float | None = None
@@ -257,6 +259,7 @@ class PhaseRow:
     duration_s: float = 0.0
     throughput_rps: float = 0.0
     send_rps: float | None = None
+    drained: int | None = None  # replies collected after the window, not in throughput_rps
     latency_ns: Latency = field(default_factory=Latency)
     per_request: PerRequest = field(default_factory=PerRequest)
     accounting: Accounting | None = None
@@ -343,6 +346,7 @@ class PhaseRow:
             duration_s=float(raw["duration_s"]),
             throughput_rps=float(raw["throughput_rps"]),
             send_rps=_num(raw.get("send_rps")),
+            drained=_int(raw.get("drained")),
             latency_ns=Latency.from_json(raw["latency_ns"]),
             per_request=PerRequest.from_json(raw["per_request"]),
             accounting=Accounting.from_json(accounting) if accounting else None,

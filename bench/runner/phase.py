@@ -154,6 +154,7 @@ def measured_row(
         duration_s=result.duration_s,
         throughput_rps=result.throughput_rps,
         send_rps=result.send_rps,
+        drained=result.drained,
         latency_ns=_latency(result),
         per_request=per_request(metrics, counted_replies),
         accounting=RowAccounting(server_process=bool(accounting.pids), note=note),
