@@ -25,6 +25,7 @@ Kind = Literal["userspace", "kernel-module", "ebpf"]
 KINDS: tuple[Kind, ...] = ("userspace", "kernel-module", "ebpf")
 FAMILIES = (
     "user-space blocking",
+    "user-space busy-poll",
     "event loop and batching",
     "io_uring",
     "kernel bypass",

@@ -25,6 +25,7 @@ from bench.results.descriptions import ImplInfo
 # of a family get shades of it.
 FAMILY_COLORS = {
     "user-space blocking": "#0072B2",
+    "user-space busy-poll": "#56B4E9",
     "event loop and batching": "#E69F00",
     "io_uring": "#CC79A7",
     "kernel bypass": "#555555",

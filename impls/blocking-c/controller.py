@@ -20,6 +20,8 @@ class BlockingC(Impl):
         argv = [str(self._binary), "--addr", config.addr, "--port", str(config.port)]
         if "delay_ns" in config.options:
             argv += ["--delay-ns", str(int(config.options["delay_ns"]))]
+        if self.manifest.options.get("wait") == "spin":
+            argv.append("--spin")
         if "extra_syscalls" in config.options:
             argv += ["--extra-syscalls", str(config.options["extra_syscalls"])]
         return ServerProcess(argv, config)

@@ -5,6 +5,9 @@
  * --delay-ns N spins N ns before each reply; it exists so that tests can check that the
  * suite notices a slowed server.
  *
+ * --spin busy-polls instead of blocking: recvfrom(MSG_DONTWAIT) again at once on EAGAIN,
+ * so the server makes syscalls but never sleeps and is never woken (the spin-c impl).
+ *
  * --extra-syscalls K makes K getppid() calls per answered request before the reply: K
  * more user/kernel transitions on the request path and nothing else, the dose whose
  * response is the marginal cost of one transition where the server runs.
@@ -104,8 +107,10 @@ static void transitions(unsigned long count)
 		syscall(SYS_getppid);
 }
 
-static int serve(int fd, uint64_t delay_ns, unsigned long extra_syscalls)
+static int serve(int fd, uint64_t delay_ns, unsigned long extra_syscalls, int spin)
 {
+	int flags = spin ? MSG_DONTWAIT : 0;
+
 	static char buf[65536];
 	struct sockaddr_storage peer;
 	socklen_t plen;
@@ -113,11 +118,11 @@ static int serve(int fd, uint64_t delay_ns, unsigned long extra_syscalls)
 
 	while (!stopping) {
 		plen = sizeof(peer);
-		n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &plen);
+		n = recvfrom(fd, buf, sizeof(buf), flags, (struct sockaddr *)&peer, &plen);
 		if (n == 0 && stopping)
 			break;	/* receive side shut down by the handler */
 		if (n < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || (spin && errno == EAGAIN))
 				continue;
 			perror("recvfrom");
 			return 1;
@@ -143,17 +148,19 @@ int main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "delay-ns", required_argument, NULL, 'd' },
 		{ "extra-syscalls", required_argument, NULL, 'k' },
+		{ "spin", no_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *addr = "127.0.0.1";
 	int port = HELLO_DEFAULT_PORT;
 	uint64_t delay_ns = 0;
 	unsigned long extra_syscalls = 0;
+	int spin = 0;
 	char *end;
 	struct sigaction sa;
 	int fd, c;
 
-	while ((c = getopt_long(argc, argv, "a:p:d:k:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:p:d:k:s", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			addr = optarg;
@@ -163,6 +170,9 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			delay_ns = strtoull(optarg, NULL, 10);
+			break;
+		case 's':
+			spin = 1;
 			break;
 		case 'k':
 			errno = 0;
@@ -174,7 +184,7 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr,
-				"usage: %s [--addr A] [--port N] [--delay-ns N] [--extra-syscalls K]\n",
+				"usage: %s [--addr A] [--port N] [--delay-ns N] [--extra-syscalls K] [--spin]\n",
 				argv[0]);
 			return 2;
 		}
@@ -196,5 +206,5 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	printf("READY\n");
 	fflush(stdout);
-	return serve(fd, delay_ns, extra_syscalls);
+	return serve(fd, delay_ns, extra_syscalls, spin);
 }
