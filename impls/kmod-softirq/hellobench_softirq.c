@@ -108,7 +108,7 @@ static u8 *hello_payload(struct sk_buff *skb, int *len,
 		return NULL;
 	}
 	if (!pskb_may_pull(skb, off + *len)) {
-		*reason = SKB_DROP_REASON_HDR_TRUNC;
+		*reason = SKB_DROP_REASON_NOMEM;
 		return NULL;
 	}
 	if (memcmp(skb->data + off, HELLO_MAGIC, HELLO_MAGIC_LEN)) {
@@ -243,9 +243,10 @@ static int hello_socket_open(struct hello_server *srv)
 		return err;
 	}
 	/*
-	 * The socket is used from softirq context: no allocation on its behalf
-	 * may sleep, and none may take the interrupted task's page fragment
-	 * (what inet_ctl_sock_create() sets up for the kernel's ICMP sockets).
+	 * Replies do not go through the socket's send path, but the socket is
+	 * handed to ip_local_out() from softirq: should anything allocate on its
+	 * behalf, it must not sleep nor take the interrupted task's page
+	 * fragment (what inet_ctl_sock_create() sets up for the ICMP sockets).
 	 */
 	sk = srv->sock->sk;
 	sk->sk_allocation = GFP_ATOMIC;
