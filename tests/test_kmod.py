@@ -9,12 +9,17 @@ tests inside it, where they are not skipped.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import json
 import multiprocessing
 import os
+import platform
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +32,7 @@ from bench.host.kernel_log import scan_kernel_log
 from bench.impl.api import ImplError, ServerConfig
 from bench.impl.manifest import load_manifests
 from bench.impl.registry import discover
+from bench.kmod import build as kmod_build
 from bench.kmod import module
 from bench.kmod.build import (
     KmodBuildError,
@@ -40,6 +46,7 @@ from bench.kmod.impl import KernelModuleImpl
 from bench.kmod.server import ModuleServer, module_params
 from bench.protocol import make_reply
 from bench.system import ledger
+from tests.test_ebpf import Capture
 
 IMPLS = {"kmod-kthread": "hellobench_kthread", "kmod-softirq": "hellobench_softirq"}
 IN_GUEST = os.environ.get("HELLOBENCH_GUEST") == "1"
@@ -111,6 +118,25 @@ def test_build_digest_follows_sources(tmp_path: Path) -> None:
     assert build_digest(folder, release) == first
     source = folder / "hellobench_kthread.c"
     source.write_text(source.read_text() + "\n/* changed */\n")
+    assert build_digest(folder, release) != first
+
+
+@needs_headers
+def test_build_digest_follows_shared_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both modules include hello_kmod.h: a change to it must rebuild them."""
+    assert kmod_build.KMOD_HEADER in kmod_build.SHARED_HEADERS
+    for impl_name in IMPLS:
+        source = (PROJECT_ROOT / "impls" / impl_name / f"{IMPLS[impl_name]}.c").read_text()
+        assert '#include "hello_kmod.h"' in source, impl_name
+    header = tmp_path / kmod_build.KMOD_HEADER.name
+    header.write_bytes(kmod_build.KMOD_HEADER.read_bytes())
+    monkeypatch.setattr(kmod_build, "SHARED_HEADERS", (kmod_build.PROTO_HEADER, header))
+    folder = PROJECT_ROOT / "impls" / "kmod-softirq"
+    release = RELEASES[-1]
+    first = build_digest(folder, release)
+    header.write_text(header.read_text() + "\n/* changed */\n")
     assert build_digest(folder, release) != first
 
 
@@ -314,6 +340,178 @@ def test_guest_replies_and_counters(impl_name: str, clean_kernel_log: None) -> N
     assert not any(rec.ident == impl.module_name for rec in ledger.records())
 
 
+CHECKSUM_SIZES = (6, 7, 24, 64, 333, 1471, 1472)
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_reply_checksums_on_lo(impl_name: str, clean_kernel_log: None) -> None:
+    """Every reply an AF_PACKET capture sees on lo carries a valid UDP checksum: full and
+    non-zero, or partial and consistent with the reply's pseudo-header.  Requests come
+    from a plain socket and from one with IP options (a longer request IP header)."""
+    server = _kmod_impl(impl_name).start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    cap = Capture(None, "lo", GUEST_PORT)
+    sent = 0
+    client_ports = []
+    try:
+        for options in (b"", b"\x01\x01\x01\x00"):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                if options:
+                    client.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, options)
+                client.bind(("127.0.0.1", 0))
+                client.settimeout(2.0)
+                client_ports.append(client.getsockname()[1])
+                for size in CHECKSUM_SIZES:
+                    request = (b"HELLO " + bytes((size + i) % 256 for i in range(size)))[:size]
+                    client.sendto(request, ("127.0.0.1", GUEST_PORT))
+                    assert client.recv(70000) == make_reply(request), size
+                    sent += 1
+        datagrams = cap.datagrams()
+        counters = server.counters()
+    finally:
+        cap.close()
+        server.stop()
+    replies = [d for d in datagrams if d.ports[0] == GUEST_PORT and d.ports[1] in client_ports]
+    fields = [struct.unpack("!H", d.udp[6:8])[0] for d in replies]
+    print(f"\n{impl_name}: {len(replies)} replies captured, UDP checksum fields {fields}")
+    # lo shows each datagram twice (sent and received); every copy is checked
+    assert {len(d.payload) for d in replies} == set(CHECKSUM_SIZES)
+    assert len(replies) >= sent
+    states = {d.check_checksums() for d in replies}
+    assert states <= {"partial", "full"}
+    assert counters["answered"] == sent and counters["send_errors"] == 0
+
+
+# A cgroup/sendmsg4 program that allows every send after a bounded busy loop: with it
+# attached, udp_sendmsg() runs it under lock_sock(), and the loop keeps the socket
+# locked long enough that two CPUs sending on one socket meet there.
+_SYS_BPF = 321  # x86_64
+_BPF_PROG_LOAD, _BPF_PROG_ATTACH, _BPF_PROG_DETACH = 5, 8, 9
+_BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
+_BPF_CGROUP_UDP4_SENDMSG = 14
+_BPF_F_ALLOW_MULTI = 2
+_SENDMSG4_LOOPS = 10_000
+
+
+def _insn(code: int, dst: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, dst, off, imm)
+
+
+_SENDMSG4_PROGRAM = b"".join(
+    [
+        _insn(0xB7, dst=1, imm=0),  # r1 = 0
+        _insn(0x07, dst=1, imm=1),  # r1 += 1
+        _insn(0xA5, dst=1, off=-2, imm=_SENDMSG4_LOOPS),  # if r1 < LOOPS goto -2
+        _insn(0xB7, dst=0, imm=1),  # r0 = 1: allow the send
+        _insn(0x95),  # exit
+    ]
+)
+
+
+def _bpf(cmd: int, attr: bytes) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(attr, 128)
+    ret = int(libc.syscall(_SYS_BPF, cmd, buf, ctypes.c_uint(128)))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bpf({cmd}): {os.strerror(err)}")
+    return ret
+
+
+@pytest.fixture
+def sendmsg4_everywhere() -> Iterator[int]:
+    """The program above attached to the root cgroup (so to every socket); its id."""
+    insns = ctypes.create_string_buffer(_SENDMSG4_PROGRAM, len(_SENDMSG4_PROGRAM))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    load = struct.pack(
+        "<IIQQIIQII16sII",
+        _BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+        len(_SENDMSG4_PROGRAM) // 8,
+        ctypes.addressof(insns),
+        ctypes.addressof(license_),
+        0,
+        0,
+        0,
+        0,
+        0,
+        b"hb_sendmsg4",
+        0,
+        _BPF_CGROUP_UDP4_SENDMSG,
+    )
+    stats = Path("/proc/sys/kernel/bpf_stats_enabled")
+    stats_before = stats.read_text()
+    stats.write_text("1\n")  # run_cnt, to show that the program ran
+    mnt = Path(tempfile.mkdtemp(prefix="hb-cgroup2-"))
+    subprocess.run(["mount", "-t", "cgroup2", "none", str(mnt)], check=True)
+    prog = cgroup = -1
+    attached = False
+    try:
+        prog = _bpf(_BPF_PROG_LOAD, load)
+        cgroup = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+        attach = struct.pack("<IIII", cgroup, prog, _BPF_CGROUP_UDP4_SENDMSG, _BPF_F_ALLOW_MULTI)
+        _bpf(_BPF_PROG_ATTACH, attach)
+        attached = True
+        shown = subprocess.run(
+            ["bpftool", "cgroup", "show", str(mnt)], capture_output=True, text=True, check=True
+        ).stdout
+        (line,) = [ln for ln in shown.splitlines() if "sendmsg4" in ln]
+        yield int(line.split()[0])
+    finally:
+        if attached:
+            _bpf(_BPF_PROG_DETACH, struct.pack("<III", cgroup, prog, _BPF_CGROUP_UDP4_SENDMSG))
+        for fd in (cgroup, prog):
+            if fd >= 0:
+                os.close(fd)
+        subprocess.run(["umount", str(mnt)], check=False)
+        mnt.rmdir()
+        stats.write_text(stats_before)
+
+
+def _pinned_flood(stop_at: float, port: int, cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu})
+    _flood(stop_at, port)
+
+
+@guest_only
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="bpf(2) is called by its x86_64 number")
+def test_guest_softirq_flood_with_cgroup_sendmsg4(
+    sendmsg4_everywhere: int, clean_kernel_log: None
+) -> None:
+    """With a sendmsg4 program in effect, two CPUs flood kmod-softirq at once: its replies
+    must not go through udp_sendmsg's lock_sock() (a sleep in softirq: "BUG: scheduling
+    while atomic" when the two meet), and the kernel log stays clean."""
+    server = _kmod_impl("kmod-softirq").start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    try:
+        assert _ask(b"HELLO cgroup") == b"GOT ITcgroup"
+        stop_at = time.monotonic() + 4.0
+        senders = [
+            multiprocessing.Process(target=_pinned_flood, args=(stop_at, GUEST_PORT, cpu))
+            for cpu in (0, 1)
+        ]
+        for proc in senders:
+            proc.start()
+        for proc in senders:
+            proc.join(timeout=30)
+        assert [proc.exitcode for proc in senders] == [0, 0]
+        counters = server.counters()
+        assert _ask_until(b"HELLO after") == b"GOT ITafter"
+    finally:
+        server.stop()
+    shown = subprocess.run(
+        ["bpftool", "--json", "prog", "show", "id", str(sendmsg4_everywhere)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    runs = json.loads(shown).get("run_cnt", 0)
+    print(f"\nkmod-softirq under a sendmsg4 program: {counters}, the program ran {runs} times")
+    assert runs > 0, shown  # it was in effect: the clients' own sends ran it
+    assert counters["answered"] > 100
+
+
 @guest_only
 @pytest.mark.parametrize("impl_name", sorted(IMPLS))
 @pytest.mark.parametrize(
@@ -384,6 +582,33 @@ def test_guest_fault_hang_stops_answers(impl_name: str, clean_kernel_log: None) 
         started = time.monotonic()
         server.stop()
         assert time.monotonic() - started < RMMOD_BOUND_S
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_fault_hang_checked_on_every_write(impl_name: str) -> None:
+    """fault_hang is read while the module runs: a value it does not know is refused at
+    load and at run time, and the old value stays."""
+    impl = _kmod_impl(impl_name)
+    top = 2 if impl.threaded else 1
+    with pytest.raises(ImplError, match="Invalid parameters"):
+        impl.start(ServerConfig(options={"fault_hang": str(top + 1)}))
+    assert not module.is_loaded(impl.module_name)
+    server = impl.start(ServerConfig())
+    assert isinstance(server, ModuleServer)
+    param = Path(f"/sys/module/{impl.module_name}/parameters/fault_hang")
+    try:
+        for bad in (str(top + 1), "-1", "99", "x"):
+            with pytest.raises(module.ModuleError, match="Invalid argument"):
+                module.write_param(impl.module_name, "fault_hang", bad)
+            assert param.read_text().strip() == "0", bad
+        assert _ask(b"HELLO still") == b"GOT ITstill"
+        server.set_fault(1)
+        assert param.read_text().strip() == "1"
+        server.set_fault(0)
+        assert _ask_until(b"HELLO again") == b"GOT ITagain"
+    finally:
+        server.stop()
 
 
 @guest_only

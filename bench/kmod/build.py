@@ -3,9 +3,10 @@
 The build runs in a temporary copy of the impl folder (never in the repository) with
 ``make -C /lib/modules/REL/build M=COPY modules`` and lands in
 ``cache_dir()/kmod/REL/DIGEST/NAME.ko``.  DIGEST covers the impl's sources, the shared
-protocol header and the kernel's Module.symvers, so the same sources built for the same
-kernel always map to the same path: a guest that sees the host's cache (bench/vm shares
-the host root and sets $HELLOBENCH_CACHE) finds a module the host built before booting it.
+headers (the protocol's and the modules' common code, include/hello_kmod.h) and the
+kernel's Module.symvers, so the same sources built for the same kernel always map to the
+same path: a guest that sees the host's cache (bench/vm shares the host root and sets
+$HELLOBENCH_CACHE) finds a module the host built before booting it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from bench.system.files import atomic_path, write_atomic
 
 MODULES_ROOT = Path("/lib/modules")
 PROTO_HEADER = NATIVE_DIR / "hello_proto.h"
+KMOD_HEADER = Path(__file__).resolve().parent / "include" / "hello_kmod.h"
+# Copied next to the impl's sources for a build; part of every module's digest.
+SHARED_HEADERS = (PROTO_HEADER, KMOD_HEADER)
 SOURCE_SUFFIXES = (".c", ".h")
 BUILD_FILES = ("Kbuild", "Makefile")
 BUILD_TIMEOUT_S = 600.0
@@ -72,7 +76,7 @@ def _symvers_digest(build: Path) -> str:
 def build_digest(folder: Path, kernel_release: str) -> str:
     """The cache key of ``folder``'s module for ``kernel_release``."""
     h = hashlib.sha256()
-    for src in [*module_sources(folder), PROTO_HEADER]:
+    for src in [*module_sources(folder), *SHARED_HEADERS]:
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
     h.update(kernel_release.encode())
     h.update(_symvers_digest(headers_dir(kernel_release)).encode())
@@ -86,7 +90,8 @@ def module_path(folder: Path, name: str, kernel_release: str) -> Path:
 
 
 def _make(build: Path, work: Path, strict: bool) -> subprocess.CompletedProcess[str]:
-    cmd = ["make", "-C", str(build), f"M={work}", f"HELLO_PROTO_DIR={work}", "modules"]
+    cmd = ["make", "-C", str(build), f"M={work}", f"HELLO_PROTO_DIR={work}"]
+    cmd += [f"HELLO_KMOD_DIR={work}", "modules"]
     if strict:
         cmd.insert(-1, "W=1")
     try:
@@ -113,7 +118,7 @@ def build_module(
         return BuiltModule(target, "", cached=True)
     with tempfile.TemporaryDirectory(prefix=f"hellobench-kmod-{name}-") as tmp:
         work = Path(tmp)
-        for src in [*module_sources(folder), PROTO_HEADER]:
+        for src in [*module_sources(folder), *SHARED_HEADERS]:
             shutil.copy2(src, work / src.name)
         proc = _make(build, work, strict)
         log = proc.stdout + proc.stderr

@@ -6,13 +6,14 @@
  * and answers with kernel_sendmsg().  No system calls are made, but every
  * datagram still wakes the thread, as it would wake a user-space server.
  *
- * Parameters (read-only once loaded):
- *   port        UDP port, 1..65535 (default 3000)
- *   addr        IPv4 address to bind (default 127.0.0.1)
- *   cpu         CPU the thread is bound to, -1 for none (default -1)
- *   fault_hang  tests only, writable at run time: 0 serve; 1 stop answering
- *               (the thread sleeps and leaves datagrams queued, rmmod still
- *               returns at once); 2 the thread exits as if it had died
+ * Parameters (hello_kmod.h, shared with hellobench_softirq):
+ *   port        UDP port, 1..65535 (default 3000), read-only
+ *   addr        IPv4 address to bind (default 127.0.0.1), read-only
+ *   cpu         CPU the thread is bound to, -1 for none (default -1), read-only
+ *   fault_hang  tests only, writable at run time, 0..2 (other values are
+ *               refused): 0 serve; 1 stop answering (the thread sleeps and
+ *               leaves datagrams queued, rmmod still returns at once); 2 the
+ *               thread exits as if it had died
  *
  * The socket lives in the network namespace of the process that loads the
  * module.  Counters and the thread id are under /sys/kernel/hellobench_kthread/.
@@ -20,17 +21,14 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/in.h>
-#include <linux/inet.h>
 #include <linux/kobject.h>
 #include <linux/kthread.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/net.h>
 #include <linux/nsproxy.h>
-#include <linux/percpu.h>
 #include <linux/sched.h>
 #include <linux/sched/task.h>
 #include <linux/slab.h>
@@ -40,7 +38,17 @@
 #include <net/net_namespace.h>
 #include <net/sock.h>
 
-#include "hello_proto.h"
+enum hello_fault {
+	HELLO_FAULT_NONE,
+	HELLO_FAULT_STALL,
+	HELLO_FAULT_EXIT,
+};
+
+#define HELLO_FAULT_MAX		HELLO_FAULT_EXIT
+#define HELLO_CPU_DESC		"CPU to bind the server thread to, -1 for none"
+#define HELLO_FAULT_DESC	\
+	"tests only: 1 stop answering, 2 the thread exits (default 0)"
+#include "hello_kmod.h"
 
 /* Large enough for any UDP datagram: bigger ones are cut and flagged MSG_TRUNC. */
 #define HELLO_BUF_SIZE		65535
@@ -48,44 +56,12 @@
 #define HELLO_RCVTIMEO		HZ
 #define HELLO_STALL_MS		100
 
-enum hello_fault {
-	HELLO_FAULT_NONE,
-	HELLO_FAULT_STALL,
-	HELLO_FAULT_EXIT,
-};
-
 /* struct sockaddr_unsized replaced struct sockaddr in kernel_bind() in 6.19. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 19, 0)
 #define HELLO_SOCKADDR(sa)	((struct sockaddr_unsized *)(sa))
 #else
 #define HELLO_SOCKADDR(sa)	((struct sockaddr *)(sa))
 #endif
-
-static int port = HELLO_DEFAULT_PORT;
-module_param(port, int, 0444);
-MODULE_PARM_DESC(port, "UDP port to serve, 1..65535 (default 3000)");
-
-static char *addr = "127.0.0.1";
-module_param(addr, charp, 0444);
-MODULE_PARM_DESC(addr, "IPv4 address to bind (default 127.0.0.1)");
-
-static int cpu = -1;
-module_param(cpu, int, 0444);
-MODULE_PARM_DESC(cpu, "CPU to bind the server thread to, -1 for none");
-
-static int fault_hang;
-module_param(fault_hang, int, 0644);
-MODULE_PARM_DESC(fault_hang,
-		 "tests only: 1 stop answering, 2 the thread exits (default 0)");
-
-struct hello_stats {
-	unsigned long received;
-	unsigned long answered;
-	unsigned long rejected;
-	unsigned long send_errors;
-};
-
-static DEFINE_PER_CPU(struct hello_stats, hello_stats);
 
 struct hello_server {
 	struct net *net;
@@ -98,33 +74,6 @@ struct hello_server {
 };
 
 static struct hello_server server;
-
-static unsigned long hello_stat_sum(size_t offset)
-{
-	unsigned long sum = 0;
-	int c;
-
-	for_each_possible_cpu(c) {
-		const u8 *stats = (const u8 *)per_cpu_ptr(&hello_stats, c);
-
-		sum += *(const unsigned long *)(stats + offset);
-	}
-	return sum;
-}
-
-#define HELLO_STAT_ATTR(field)						\
-static ssize_t field##_show(struct kobject *kobj,			\
-			    struct kobj_attribute *attr, char *buf)	\
-{									\
-	return sysfs_emit(buf, "%lu\n",					\
-			  hello_stat_sum(offsetof(struct hello_stats, field))); \
-}									\
-static struct kobj_attribute field##_attr = __ATTR_RO(field)
-
-HELLO_STAT_ATTR(received);
-HELLO_STAT_ATTR(answered);
-HELLO_STAT_ATTR(rejected);
-HELLO_STAT_ATTR(send_errors);
 
 static ssize_t thread_pid_show(struct kobject *kobj,
 			       struct kobj_attribute *attr, char *buf)
@@ -141,10 +90,7 @@ static ssize_t running_show(struct kobject *kobj,
 static struct kobj_attribute running_attr = __ATTR_RO(running);
 
 static struct attribute *hello_attrs[] = {
-	&received_attr.attr,
-	&answered_attr.attr,
-	&rejected_attr.attr,
-	&send_errors_attr.attr,
+	HELLO_STAT_ATTRS,
 	&thread_pid_attr.attr,
 	&running_attr.attr,
 	NULL,
@@ -238,28 +184,6 @@ out:
 	return 0;
 }
 
-static int hello_check_params(struct hello_server *srv)
-{
-	if (port < 1 || port > 65535) {
-		pr_err("invalid port %d: must be 1..65535\n", port);
-		return -EINVAL;
-	}
-	if (!addr || !in4_pton(addr, -1, (u8 *)&srv->addr, -1, NULL)) {
-		pr_err("invalid addr '%s': not an IPv4 address\n",
-		       addr ? addr : "");
-		return -EINVAL;
-	}
-	if (cpu < -1 || cpu >= (int)nr_cpu_ids || (cpu >= 0 && !cpu_online(cpu))) {
-		pr_err("invalid cpu %d: must be -1 or an online CPU\n", cpu);
-		return -EINVAL;
-	}
-	if (fault_hang < HELLO_FAULT_NONE || fault_hang > HELLO_FAULT_EXIT) {
-		pr_err("invalid fault_hang %d: must be 0, 1 or 2\n", fault_hang);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int hello_socket_open(struct hello_server *srv)
 {
 	struct sockaddr_in sin = {
@@ -319,7 +243,7 @@ static int __init hello_init(void)
 	struct hello_server *srv = &server;
 	int err;
 
-	err = hello_check_params(srv);
+	err = hello_check_params(&srv->addr);
 	if (err)
 		return err;
 

@@ -5,28 +5,27 @@
  * The module binds a kernel UDP socket and turns it into an encapsulation
  * socket (setup_udp_tunnel_sock): every datagram for it is handed to
  * hello_encap_rcv() inside the softirq that delivers it, before it would be
- * queued.  The reply is sent from there with the socket's own sendmsg, so no
- * thread is ever woken and no system call is made.
+ * queued.  No thread is ever woken and no system call is made.
  *
  * The reply is a fresh datagram ("GOT IT" plus the request's bytes after
- * offset 6) rather than the request rewritten in place: udp_sendmsg() builds
- * its headers and checksum (full or partial, as the route wants), so nothing
- * depends on the checksum state the request arrived with.  Checksums of
- * requests were verified by UDP before the handler runs.
+ * offset 6), built here and handed to ip_local_out() as the kernel's own
+ * in-softirq senders do: routed with ip_route_output_key(), UDP and IP
+ * headers written by hand, the UDP checksum left to udp_set_csum() (partial,
+ * completed by the device or by the stack when the device cannot).  Nothing
+ * on the way can sleep: the socket's sendmsg is not used because
+ * udp_sendmsg() takes the socket lock (lock_sock, which may sleep) when a
+ * cgroup BPF sendmsg4 program is attached anywhere.  Checksums of requests
+ * were verified by UDP before the handler runs.
  *
- * The socket allocates with GFP_ATOMIC, as the kernel's own ICMP sockets do,
- * because it sends from softirq context.  A cgroup BPF sendmsg4 program, if
- * one is attached anywhere, would take the socket lock from softirq; the
- * suite's guests attach none.
- *
- * Parameters (read-only once loaded):
- *   port        UDP port, 1..65535 (default 3000)
- *   addr        IPv4 address to bind (default 127.0.0.1)
+ * Parameters (hello_kmod.h, shared with hellobench_kthread):
+ *   port        UDP port, 1..65535 (default 3000), read-only
+ *   addr        IPv4 address to bind (default 127.0.0.1), read-only
  *   cpu         validated like hellobench_kthread's, but has no effect: the
  *               answer runs on whichever CPU receives the datagram (on lo, the
- *               sender's)
- *   fault_hang  tests only, writable at run time: 0 serve; 1 stop answering
- *               (datagrams are dropped unanswered)
+ *               sender's), read-only
+ *   fault_hang  tests only, writable at run time, 0..1 (other values are
+ *               refused): 0 serve; 1 stop answering (datagrams are dropped
+ *               unanswered)
  *
  * The socket lives in the network namespace of the process that loads the
  * module.  Counters are under /sys/kernel/hellobench_softirq/.
@@ -34,61 +33,35 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/cpumask.h>
 #include <linux/in.h>
-#include <linux/inet.h>
 #include <linux/ip.h>
 #include <linux/kobject.h>
 #include <linux/module.h>
 #include <linux/net.h>
+#include <linux/netdevice.h>
 #include <linux/nsproxy.h>
-#include <linux/percpu.h>
 #include <linux/skbuff.h>
-#include <linux/socket.h>
 #include <linux/sysfs.h>
 #include <linux/udp.h>
-#include <linux/uio.h>
+#include <linux/version.h>
+#include <net/dst.h>
+#include <net/ip.h>
 #include <net/net_namespace.h>
+#include <net/route.h>
 #include <net/sock.h>
+#include <net/udp.h>
 #include <net/udp_tunnel.h>
-
-#include "hello_proto.h"
-
-/* ITER_SOURCE replaced WRITE as an iov_iter direction in 6.1. */
-#ifndef ITER_SOURCE
-#define ITER_SOURCE	WRITE
-#endif
 
 enum hello_fault {
 	HELLO_FAULT_NONE,
 	HELLO_FAULT_STALL,
 };
 
-static int port = HELLO_DEFAULT_PORT;
-module_param(port, int, 0444);
-MODULE_PARM_DESC(port, "UDP port to serve, 1..65535 (default 3000)");
-
-static char *addr = "127.0.0.1";
-module_param(addr, charp, 0444);
-MODULE_PARM_DESC(addr, "IPv4 address to bind (default 127.0.0.1)");
-
-static int cpu = -1;
-module_param(cpu, int, 0444);
-MODULE_PARM_DESC(cpu,
-		 "accepted for symmetry, no effect: softirqs run where packets arrive");
-
-static int fault_hang;
-module_param(fault_hang, int, 0644);
-MODULE_PARM_DESC(fault_hang, "tests only: 1 stop answering (default 0)");
-
-struct hello_stats {
-	unsigned long received;
-	unsigned long answered;
-	unsigned long rejected;
-	unsigned long send_errors;
-};
-
-static DEFINE_PER_CPU(struct hello_stats, hello_stats);
+#define HELLO_FAULT_MAX		HELLO_FAULT_STALL
+#define HELLO_CPU_DESC		\
+	"accepted for symmetry, no effect: softirqs run where packets arrive"
+#define HELLO_FAULT_DESC	"tests only: 1 stop answering (default 0)"
+#include "hello_kmod.h"
 
 struct hello_server {
 	struct net *net;
@@ -99,33 +72,6 @@ struct hello_server {
 
 static struct hello_server server;
 
-static unsigned long hello_stat_sum(size_t offset)
-{
-	unsigned long sum = 0;
-	int c;
-
-	for_each_possible_cpu(c) {
-		const u8 *stats = (const u8 *)per_cpu_ptr(&hello_stats, c);
-
-		sum += *(const unsigned long *)(stats + offset);
-	}
-	return sum;
-}
-
-#define HELLO_STAT_ATTR(field)						\
-static ssize_t field##_show(struct kobject *kobj,			\
-			    struct kobj_attribute *attr, char *buf)	\
-{									\
-	return sysfs_emit(buf, "%lu\n",					\
-			  hello_stat_sum(offsetof(struct hello_stats, field))); \
-}									\
-static struct kobj_attribute field##_attr = __ATTR_RO(field)
-
-HELLO_STAT_ATTR(received);
-HELLO_STAT_ATTR(answered);
-HELLO_STAT_ATTR(rejected);
-HELLO_STAT_ATTR(send_errors);
-
 static ssize_t running_show(struct kobject *kobj,
 			    struct kobj_attribute *attr, char *buf)
 {
@@ -134,10 +80,7 @@ static ssize_t running_show(struct kobject *kobj,
 static struct kobj_attribute running_attr = __ATTR_RO(running);
 
 static struct attribute *hello_attrs[] = {
-	&received_attr.attr,
-	&answered_attr.attr,
-	&rejected_attr.attr,
-	&send_errors_attr.attr,
+	HELLO_STAT_ATTRS,
 	&running_attr.attr,
 	NULL,
 };
@@ -146,43 +89,103 @@ static const struct attribute_group hello_group = {
 	.attrs = hello_attrs,
 };
 
-/* The payload of @skb made linear; its length in @len, NULL when unusable. */
-static u8 *hello_payload(struct sk_buff *skb, int *len)
+/*
+ * The payload of @skb made linear, its length in @len; NULL (and why, in
+ * @reason) when it is no request.
+ */
+static u8 *hello_payload(struct sk_buff *skb, int *len,
+			 enum skb_drop_reason *reason)
 {
 	int off = skb_transport_offset(skb) + sizeof(struct udphdr);
 
 	*len = skb->len - off;
-	if (*len < HELLO_MIN_REQUEST || *len > HELLO_MAX_REQUEST)
+	if (*len < HELLO_MIN_REQUEST) {
+		*reason = SKB_DROP_REASON_PKT_TOO_SMALL;
 		return NULL;
-	if (!pskb_may_pull(skb, off + *len))
+	}
+	if (*len > HELLO_MAX_REQUEST) {
+		*reason = SKB_DROP_REASON_PKT_TOO_BIG;
 		return NULL;
+	}
+	if (!pskb_may_pull(skb, off + *len)) {
+		*reason = SKB_DROP_REASON_NOMEM;
+		return NULL;
+	}
+	if (memcmp(skb->data + off, HELLO_MAGIC, HELLO_MAGIC_LEN)) {
+		*reason = SKB_DROP_REASON_NOT_SPECIFIED;
+		return NULL;
+	}
 	return skb->data + off;
 }
 
-static void hello_reply(struct sock *sk, struct sk_buff *skb, u8 *payload,
-			int len)
+/*
+ * Sends the answer to @req (whose payload, @len bytes, is at @payload) from
+ * the address and port it was sent to.  Softirq context: allocates atomically,
+ * takes no lock that may sleep.  Returns 0 or a negative errno.
+ */
+static int hello_reply(struct sock *sk, struct sk_buff *req, const u8 *payload,
+		       int len)
 {
-	struct sockaddr_in to = {
-		.sin_family = AF_INET,
-		.sin_addr.s_addr = ip_hdr(skb)->saddr,
-		.sin_port = udp_hdr(skb)->source,
-	};
-	struct kvec vec[2] = {
-		{ .iov_base = (void *)HELLO_REPLY, .iov_len = HELLO_REPLY_LEN },
-		{ .iov_base = payload + HELLO_REPLY_LEN,
-		  .iov_len = len - HELLO_REPLY_LEN },
-	};
-	struct msghdr msg = {
-		.msg_name = &to,
-		.msg_namelen = sizeof(to),
-		.msg_flags = MSG_DONTWAIT,
-	};
+	const struct iphdr *rih = ip_hdr(req);
+	const struct udphdr *ruh = udp_hdr(req);
+	struct net *net = sock_net(sk);
+	struct flowi4 fl4 = {};
+	struct sk_buff *skb;
+	struct udphdr *uh;
+	struct iphdr *iph;
+	struct rtable *rt;
+	int ulen = sizeof(*uh) + len;
+	int hlen, err;
 
-	iov_iter_kvec(&msg.msg_iter, ITER_SOURCE, vec, ARRAY_SIZE(vec), len);
-	if (sk->sk_prot->sendmsg(sk, &msg, len) == len)
-		this_cpu_inc(hello_stats.answered);
-	else
-		this_cpu_inc(hello_stats.send_errors);
+	fl4.daddr = rih->saddr;
+	fl4.saddr = rih->daddr;
+	fl4.flowi4_proto = IPPROTO_UDP;
+	fl4.fl4_dport = ruh->source;
+	fl4.fl4_sport = ruh->dest;
+	fl4.flowi4_uid = sock_net_uid(net, NULL);
+	rt = ip_route_output_key(net, &fl4);
+	if (IS_ERR(rt))
+		return PTR_ERR(rt);
+
+	hlen = LL_RESERVED_SPACE(rt->dst.dev) + sizeof(*iph) + sizeof(*uh);
+	skb = alloc_skb(hlen + len, GFP_ATOMIC);
+	if (!skb) {
+		ip_rt_put(rt);
+		return -ENOMEM;
+	}
+	skb_reserve(skb, hlen);
+	skb_put_data(skb, HELLO_REPLY, HELLO_REPLY_LEN);
+	skb_put_data(skb, payload + HELLO_REPLY_LEN, len - HELLO_REPLY_LEN);
+
+	uh = skb_push(skb, sizeof(*uh));
+	skb_reset_transport_header(skb);
+	uh->source = fl4.fl4_sport;
+	uh->dest = fl4.fl4_dport;
+	uh->len = htons(ulen);
+	/* CHECKSUM_PARTIAL with the pseudo-header sum, as udp_sendmsg() leaves it. */
+	udp_set_csum(false, skb, fl4.saddr, fl4.daddr, ulen);
+
+	iph = skb_push(skb, sizeof(*iph));
+	skb_reset_network_header(skb);
+	iph->version = 4;
+	iph->ihl = sizeof(*iph) >> 2;
+	iph->tos = 0;
+	iph->tot_len = htons(skb->len);
+	iph->frag_off = skb->len <= dst_mtu(&rt->dst) ? htons(IP_DF) : 0;
+	iph->ttl = ip4_dst_hoplimit(&rt->dst);
+	iph->protocol = IPPROTO_UDP;
+	iph->saddr = fl4.saddr;
+	iph->daddr = fl4.daddr;
+	ip_select_ident(net, skb, NULL);
+
+	skb->protocol = htons(ETH_P_IP);
+	skb_dst_set(skb, &rt->dst);
+	/*
+	 * ip_local_out() computes the header checksum and consumes @skb.  Its
+	 * result is kept apart: net_xmit_eval() evaluates its argument twice.
+	 */
+	err = ip_local_out(net, sk, skb);
+	return net_xmit_eval(err);
 }
 
 /*
@@ -191,6 +194,7 @@ static void hello_reply(struct sock *sk, struct sk_buff *skb, u8 *payload,
  */
 static int hello_encap_rcv(struct sock *sk, struct sk_buff *skb)
 {
+	enum skb_drop_reason reason = SKB_DROP_REASON_NOT_SPECIFIED;
 	u8 *payload;
 	int len;
 
@@ -198,39 +202,20 @@ static int hello_encap_rcv(struct sock *sk, struct sk_buff *skb)
 	if (!rcu_dereference_sk_user_data(sk) || READ_ONCE(fault_hang))
 		goto drop;
 
-	payload = hello_payload(skb, &len);
-	if (!payload || memcmp(payload, HELLO_MAGIC, HELLO_MAGIC_LEN)) {
+	payload = hello_payload(skb, &len, &reason);
+	if (!payload) {
 		this_cpu_inc(hello_stats.rejected);
 		goto drop;
 	}
-	hello_reply(sk, skb, payload, len);
+	if (hello_reply(sk, skb, payload, len))
+		this_cpu_inc(hello_stats.send_errors);
+	else
+		this_cpu_inc(hello_stats.answered);
 	consume_skb(skb);
 	return 0;
 
 drop:
-	kfree_skb(skb);
-	return 0;
-}
-
-static int hello_check_params(struct hello_server *srv)
-{
-	if (port < 1 || port > 65535) {
-		pr_err("invalid port %d: must be 1..65535\n", port);
-		return -EINVAL;
-	}
-	if (!addr || !in4_pton(addr, -1, (u8 *)&srv->addr, -1, NULL)) {
-		pr_err("invalid addr '%s': not an IPv4 address\n",
-		       addr ? addr : "");
-		return -EINVAL;
-	}
-	if (cpu < -1 || cpu >= (int)nr_cpu_ids || (cpu >= 0 && !cpu_online(cpu))) {
-		pr_err("invalid cpu %d: must be -1 or an online CPU\n", cpu);
-		return -EINVAL;
-	}
-	if (fault_hang < HELLO_FAULT_NONE || fault_hang > HELLO_FAULT_STALL) {
-		pr_err("invalid fault_hang %d: must be 0 or 1\n", fault_hang);
-		return -EINVAL;
-	}
+	kfree_skb_reason(skb, reason);
 	return 0;
 }
 
@@ -240,12 +225,15 @@ static int hello_socket_open(struct hello_server *srv)
 		.family = AF_INET,
 		.local_ip.s_addr = srv->addr,
 		.local_udp_port = htons(port),
+		/* Left out, udp_sock_create() would set sk_no_check_tx. */
+		.use_udp_checksums = true,
 	};
 	struct udp_tunnel_sock_cfg tunnel_cfg = {
 		.sk_user_data = srv,
 		.encap_type = 1,
 		.encap_rcv = hello_encap_rcv,
 	};
+	struct sock *sk;
 	int err;
 
 	err = udp_sock_create(srv->net, &port_cfg, &srv->sock);
@@ -254,8 +242,17 @@ static int hello_socket_open(struct hello_server *srv)
 		srv->sock = NULL;
 		return err;
 	}
-	/* Replies are allocated in softirq context. */
-	srv->sock->sk->sk_allocation = GFP_ATOMIC;
+	/*
+	 * Replies do not go through the socket's send path, but the socket is
+	 * handed to ip_local_out() from softirq: should anything allocate on its
+	 * behalf, it must not sleep nor take the interrupted task's page
+	 * fragment (what inet_ctl_sock_create() sets up for the ICMP sockets).
+	 */
+	sk = srv->sock->sk;
+	sk->sk_allocation = GFP_ATOMIC;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	sk->sk_use_task_frag = false;
+#endif
 	setup_udp_tunnel_sock(srv->net, srv->sock, &tunnel_cfg);
 	return 0;
 }
@@ -278,7 +275,7 @@ static int __init hello_init(void)
 	struct hello_server *srv = &server;
 	int err;
 
-	err = hello_check_params(srv);
+	err = hello_check_params(&srv->addr);
 	if (err)
 		return err;
 
