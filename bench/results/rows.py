@@ -99,6 +99,11 @@ class PerRequest:
     server_cpu_ns: float | None = None
     client_cpu_ns: float | None = None
     bpf_run_ns: float | None = None
+    # Busy time (user + system + softirq + irq + steal, /proc/stat ticks) of the CPU the
+    # server, and the one the client, was pinned to: where each side's cost lands, softirq
+    # and kernel threads included, without the other side's own (None: not pinned).
+    server_cpu_busy_ns: float | None = None
+    client_cpu_busy_ns: float | None = None
     cpu_ns: CpuNs = field(default_factory=CpuNs)
 
     def to_json(self) -> dict[str, Any]:
@@ -260,6 +265,7 @@ class PhaseRow:
     throughput_rps: float = 0.0
     send_rps: float | None = None
     drained: int | None = None  # replies collected after the window, not in throughput_rps
+    steal_pct: float | None = None  # steal, % of all CPU time of the phase's counting run
     latency_ns: Latency = field(default_factory=Latency)
     per_request: PerRequest = field(default_factory=PerRequest)
     accounting: Accounting | None = None
@@ -347,6 +353,7 @@ class PhaseRow:
             throughput_rps=float(raw["throughput_rps"]),
             send_rps=_num(raw.get("send_rps")),
             drained=_int(raw.get("drained")),
+            steal_pct=_num(raw.get("steal_pct")),
             latency_ns=Latency.from_json(raw["latency_ns"]),
             per_request=PerRequest.from_json(raw["per_request"]),
             accounting=Accounting.from_json(accounting) if accounting else None,

@@ -89,8 +89,14 @@ def failed_row(spec: PhaseSpec, error: str) -> PhaseRow:
     return spec.row("failed", error)
 
 
-def per_request(metrics: PhaseMetrics, replies: int) -> PerRequest:
-    """Every figure divided by ``replies``; ``bpf_run_ns`` is per program run instead.
+def per_request(
+    metrics: PhaseMetrics,
+    replies: int,
+    server_cpu: int | None = None,
+    client_cpu: int | None = None,
+) -> PerRequest:
+    """Every figure divided by ``replies``; ``bpf_run_ns`` is per program run instead; the
+    busy time of the server's and the client's pinned CPUs when they were pinned.
 
     None stays None; with no replies everything is None.
     """
@@ -104,6 +110,11 @@ def per_request(metrics: PhaseMetrics, replies: int) -> PerRequest:
     if replies > 0 and metrics.bpf_run_ns is not None and metrics.bpf_run_cnt:
         bpf_run_ns = metrics.bpf_run_ns / metrics.bpf_run_cnt
     cpu = metrics.cpu_ns
+
+    def busy(pinned: int | None) -> float | None:
+        by_cpu = metrics.cpu_ns_by_cpu.get(pinned) if pinned is not None else None
+        return None if by_cpu is None else div(by_cpu.get("total"))
+
     return PerRequest(
         server_syscalls=div(metrics.server_syscalls),
         client_syscalls=div(metrics.client_syscalls),
@@ -114,8 +125,20 @@ def per_request(metrics: PhaseMetrics, replies: int) -> PerRequest:
         server_cpu_ns=div(metrics.server_cpu_ns),
         client_cpu_ns=div(metrics.client_cpu_ns),
         bpf_run_ns=bpf_run_ns,
+        server_cpu_busy_ns=busy(server_cpu),
+        client_cpu_busy_ns=busy(client_cpu),
         cpu_ns=CpuNs(**{kind: div(cpu.get(kind)) for kind in CpuNs.KINDS}),
     )
+
+
+STEAL_NOTE_PCT = 1.0
+
+
+def steal_pct(metrics: PhaseMetrics) -> float | None:
+    """Steal time as a share of all CPU time (busy + idle + iowait) of the phase."""
+    cpu = metrics.cpu_ns
+    whole = sum(cpu.get(k, 0.0) for k in ("total", "idle", "iowait"))
+    return None if whole <= 0 else 100.0 * cpu.get("steal", 0.0) / whole
 
 
 def _save_samples(samples_dir: Path, spec: PhaseSpec, result: DriverResult) -> Samples:
@@ -156,7 +179,8 @@ def measured_row(
         send_rps=result.send_rps,
         drained=result.drained,
         latency_ns=_latency(result),
-        per_request=per_request(metrics, counted_replies),
+        per_request=per_request(metrics, counted_replies, spec.server_cpu, spec.client_cpu),
+        steal_pct=steal_pct(metrics),
         accounting=RowAccounting(server_process=bool(accounting.pids), note=note),
         metric_notes=tuple(metrics.notes),
         impl_counters=counters,
@@ -238,6 +262,10 @@ def measure_phase(
     if stats_outside and spec.kind == "ebpf":
         outside = "kernel.bpf_stats_enabled was on machine-wide during the timed run"
         metrics = replace(metrics, notes=(*metrics.notes, outside))
+    steal = steal_pct(metrics)
+    if steal is not None and steal >= STEAL_NOTE_PCT:
+        stolen = f"steal {steal:.1f}% of CPU time: the hypervisor ran other work in the phase"
+        metrics = replace(metrics, notes=(*metrics.notes, stolen))
     counted = Counted(result.duration_s, result.replies, result.throughput_rps, _latency(result))
     samples = _save_samples(samples_dir, spec, timed) if len(timed.samples) else None
     return measured_row(
