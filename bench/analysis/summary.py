@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bench.analysis.merged import merged_percentiles
 from bench.results.frame import medians
 from bench.results.rows import Configuration
 from bench.results.run import Run
@@ -20,8 +21,11 @@ class SummaryLine:
     key: Configuration
     trials: int  # ok trials
     attempted: int
-    medians: Mapping[str, float | None]  # metric name -> median over ok trials
+    # metric name -> median over ok trials; RTT percentiles from the merged histograms
+    # where every ok trial has one (``merged`` True), as bench/analysis/merged.py says
+    medians: Mapping[str, float | None]
     why_missing: str | None  # the rows' accounting note: where an absent figure shows instead
+    merged: bool = False
 
     def value(self, metric: str) -> float | None:
         return self.medians.get(metric)
@@ -58,6 +62,7 @@ def _line_order(run: Run) -> Callable[[Configuration], tuple[Any, ...]]:
 
 def summarize(run: Run) -> Summary:
     table = medians(run.rows)
+    merged = merged_percentiles(run.rows)
     attempted = run.groups(ok_only=False)
     ok = run.groups()
     order = _line_order(run)
@@ -71,7 +76,10 @@ def summarize(run: Run) -> Summary:
             why = next(
                 (r.accounting.note for r in ok[key] if r.accounting and r.accounting.note), None
             )
-            out.append(SummaryLine(key, med.trials, len(attempted[key]), med.values, why))
+            values = {**med.values, **merged.get(key, {})}
+            out.append(
+                SummaryLine(key, med.trials, len(attempted[key]), values, why, key in merged)
+            )
         lines[env] = tuple(out)
         failed[env] = tuple(
             sorted((k for k in attempted if k.env == env and k not in ok), key=order)

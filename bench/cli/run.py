@@ -150,7 +150,7 @@ def _server_ctx(line: SummaryLine) -> str:
 
 
 def summary_table(run: Run, summary: Summary) -> Table:
-    table = Table(title=f"hellobench run {run.run_id} (medians over trials)")
+    table = Table(title=f"hellobench run {run.run_id} (RTT: merged histograms; others: medians over trials)")
     for col in HEADERS:
         table.add_column(col, justify="left" if col in ("env", "topo", "impl", "mode") else "right")
     for env, lines in summary.lines.items():
