@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 from pathlib import Path
 
 from rich.console import Console
@@ -65,6 +66,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="default (the machine's idle states) or poll (PM QoS CPU latency held at 0 "
         "during phases); repeatable, each level measured",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the schedule (impl and phase order in each round); default: drawn "
+        "anew and recorded in results.json",
+    )
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     p.add_argument(
@@ -110,6 +118,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         sample_cap=args.sample_cap if args.sample_cap is not None else (2000 if quick else 10000),
         server_options=key_values(args.server_option, "--server-option"),
         vm_timeout_s=args.vm_timeout if args.vm_timeout is not None else 1800.0,
+        order_seed=args.seed if args.seed is not None else secrets.randbits(32),
         rx_cpus=tuple(args.rx_cpu) or ("client",),
         idles=tuple(args.idle) or ("default",),
     )
@@ -150,7 +159,9 @@ def _server_ctx(line: SummaryLine) -> str:
 
 
 def summary_table(run: Run, summary: Summary) -> Table:
-    table = Table(title=f"hellobench run {run.run_id} (RTT: merged histograms; others: medians over trials)")
+    table = Table(
+        title=f"hellobench run {run.run_id} (RTT: merged histograms; others: medians over trials)"
+    )
     for col in HEADERS:
         table.add_column(col, justify="left" if col in ("env", "topo", "impl", "mode") else "right")
     for env, lines in summary.lines.items():

@@ -318,6 +318,10 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
         "load_fractions",
         "outstanding",
         "per_request_basis",
+        "rx_cpus",
+        "idles",
+        "order",
+        "order_seed",
     ):
         if key in cfg:
             facts.append((key, _show(cfg[key])))

@@ -45,6 +45,7 @@ class RunConfig:
     sample_cap: int = 10000
     reply_timeout_s: float = 0.2
     server_options: dict[str, str] = field(default_factory=dict)
+    order_seed: int = 0  # the schedule's seed: order of impls and phases in each round
     rx_cpus: tuple[str, ...] = ("client",)
     idles: tuple[str, ...] = ("default",)
     vm_timeout_s: float = 1800.0

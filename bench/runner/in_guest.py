@@ -49,6 +49,7 @@ def guest_args(cfg: RunConfig) -> list[str]:
         "--client-cpu", "none" if cfg.client_cpu is None else str(cfg.client_cpu),
         "--port", str(cfg.port),
         "--sample-cap", str(cfg.sample_cap),
+        "--seed", str(cfg.order_seed),
     ]  # fmt: skip
     if not cfg.calibrate:
         args.append("--no-calibrate")

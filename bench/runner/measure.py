@@ -2,8 +2,10 @@
 started → driver floods it while the probes record → rows saved to results.json after
 every phase.
 
-Trials are interleaved (trial 0 of every impl, then trial 1 of every impl, with the impl
-order rotated each trial) so that drift of a noisy machine hits every impl alike.  Each
+Trials are rounds: round 0 measures every impl once, then round 1, and so on, so that drift
+of a noisy machine hits every impl alike.  Within a round the impls come in a random order,
+and within an impl's turn its phases too, drawn from the run's recorded seed (``order``):
+the same seed gives the same schedule.  Each
 phase runs under its factor levels (receive steering, idle policy: runner/conditions.py),
 set just before it and undone just after.
 """
@@ -11,6 +13,7 @@ set just before it and undone just after.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -170,10 +173,12 @@ class Runner:
 
     def _measure_topology(self, impls: list[Impl], topo: Topology) -> None:
         rate_plans = self._plan_rates(impls, topo)
-        for trial in range(self.cfg.trials):
-            shift = trial % len(impls) if impls else 0
-            for impl in impls[shift:] + impls[:shift]:
-                self._measure_impl_trial(impl, topo, trial, rate_plans)
+        salt = f"{self.env}/{topo.name}"
+        rounds = round_orders(len(impls), self.cfg.trials, self.cfg.order_seed, salt)
+        for trial, order in enumerate(rounds):
+            for position in order:
+                impl = impls[position]
+                self._measure_impl_trial(impl, topo, trial, rate_plans, f"{salt}/{impl.name}")
 
     def _phase_specs(
         self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[PlanKey, RatePlan]
@@ -208,9 +213,16 @@ class Runner:
                 yield replace(base, offered_rps=rate, load_fraction=fraction), None
 
     def _measure_impl_trial(
-        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[PlanKey, RatePlan]
+        self,
+        impl: Impl,
+        topo: Topology,
+        trial: int,
+        rate_plans: dict[PlanKey, RatePlan],
+        salt: str,
     ) -> None:
         specs = list(self._phase_specs(impl, topo, trial, rate_plans))
+        (phase_order,) = round_orders(len(specs), 1, self.cfg.order_seed, f"{salt}/{trial}")
+        specs = [specs[i] for i in phase_order]
         watch = marked_watch()
         rows: dict[int, PhaseRow] = {}  # by the spec's position in ``specs``
         try:
@@ -246,6 +258,17 @@ class Runner:
                 error = "kernel log: " + " | ".join(problems)[:2000]
                 row = replace(row, status="failed", error=error)
             self.recording.add_row(row)
+
+
+def round_orders(count: int, rounds: int, seed: int, salt: str) -> list[list[int]]:
+    """For each round, a permutation of range(count) drawn from ``seed`` and ``salt``."""
+    rng = random.Random(f"{seed}:{salt}")
+    orders = []
+    for _ in range(rounds):
+        order = list(range(count))
+        rng.shuffle(order)
+        orders.append(order)
+    return orders
 
 
 def measure_here(cfg: RunConfig, recording: Recording, progress: Progress) -> None:

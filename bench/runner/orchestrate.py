@@ -50,6 +50,10 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
         "sample_cap": cfg.sample_cap,
         "reply_timeout_s": cfg.reply_timeout_s,
         "per_request_basis": "answered requests (replies)",
+        "rx_cpus": list(cfg.rx_cpus),
+        "idles": list(cfg.idles),
+        "order_seed": cfg.order_seed,
+        "order": "rounds = trials; impls and each impl's phases in a seeded random order",
     }
 
 
