@@ -17,7 +17,7 @@ from bench.protocol import DEFAULT_PORT
 from bench.report.render import render_report
 from bench.results.rows import Configuration
 from bench.results.run import Run
-from bench.runner.config import IDLES, RX_CPUS, RunConfig
+from bench.runner.config import IDLES, RX_CPUS, ConfigError, RunConfig
 from bench.runner.orchestrate import run_all
 from bench.topology import TOPOLOGIES
 
@@ -90,7 +90,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-name", default="host", help=argparse.SUPPRESS)
     p.add_argument("--accel", default="native", help=argparse.SUPPRESS)
     p.add_argument("--server-option", action="append", default=[], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--server-levels",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="a server option measured at each value, e.g. extra_syscalls=0,100,200 "
+        "(a dose-response); repeatable, every combination measured",
+    )
     p.add_argument("--vm-fault", default=None, help=argparse.SUPPRESS)
+
+
+def server_levels(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``KEY=V1,V2`` items as (KEY, values) pairs; a usage error for a malformed one."""
+    levels: list[tuple[str, tuple[str, ...]]] = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        parts = tuple(v.strip() for v in values.split(","))
+        if not sep or not key.strip() or not all(parts):
+            raise ConfigError(f"--server-levels {item!r}: expected KEY=V1,V2,...")
+        if key.strip() in dict(levels):
+            raise ConfigError(f"--server-levels {key.strip()}: given twice")
+        levels.append((key.strip(), parts))
+    return tuple(levels)
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -119,6 +141,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         server_options=key_values(args.server_option, "--server-option"),
         vm_timeout_s=args.vm_timeout if args.vm_timeout is not None else 1800.0,
         order_seed=args.seed if args.seed is not None else secrets.randbits(32),
+        server_levels=server_levels(args.server_levels),
         rx_cpus=tuple(args.rx_cpu) or ("client",),
         idles=tuple(args.idle) or ("default",),
     )
@@ -146,6 +169,8 @@ def _mode_label(key: Configuration) -> str:
         label += f" rx@{key.rx_cpu}"
     if key.idle != "default":
         label += f" idle={key.idle}"
+    if key.server_options:
+        label += f" [{key.server_options}]"
     return label
 
 

@@ -18,6 +18,7 @@ import jinja2
 
 from bench import PROJECT_ROOT
 from bench.analysis.claim import Claim, evaluate_claim, fmt_us
+from bench.analysis.dose import dose_responses
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
@@ -378,6 +379,7 @@ def build_page(run: Run, out_dir: Path) -> str:
         "envs": [_env_info(run.environment(n)) for n in envs],
         "run_facts": _run_facts(run),
         "probe_costs": probe_costs(run),
+        "doses": dose_responses(run),
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,

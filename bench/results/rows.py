@@ -209,6 +209,7 @@ class Configuration:
     client_cpu: int | None = None
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
+    server_options: str = ""  # the server levels of the phase, "k=v" pairs (none: "")
 
     def label(self) -> str:
         load = ""
@@ -218,6 +219,7 @@ class Configuration:
             load = f" @{self.offered_rps:.0f}/s"
         factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f" rx@{self.rx_cpu}"
         factors += "" if self.idle == DEFAULT_IDLE else f" idle={self.idle}"
+        factors += f" [{self.server_options}]" if self.server_options else ""
         return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}{factors}"
 
     def sort_key(self) -> tuple[Any, ...]:
@@ -227,7 +229,7 @@ class Configuration:
         return (
             self.env, self.impl, self.mode, self.size, self.topology, n(self.outstanding),
             n(self.load_fraction), n(self.offered_rps), n(self.server_cpu), n(self.client_cpu),
-            self.rx_cpu, self.idle,
+            self.rx_cpu, self.idle, self.server_options,
         )  # fmt: skip
 
 
@@ -253,6 +255,7 @@ class PhaseRow:
     client_cpu: int | None = None
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
+    server_options: str = ""
     error: str | None = None
     outstanding: int | None = None
     requests: int = 0
@@ -295,6 +298,7 @@ class PhaseRow:
             client_cpu=self.client_cpu,
             rx_cpu=self.rx_cpu,
             idle=self.idle,
+            server_options=self.server_options,
         )
 
     @property
@@ -341,6 +345,7 @@ class PhaseRow:
             client_cpu=_int(raw.get("client_cpu")),
             rx_cpu=str(raw.get("rx_cpu") or DEFAULT_RX_CPU),
             idle=str(raw.get("idle") or DEFAULT_IDLE),
+            server_options=str(raw.get("server_options") or ""),
             error=raw.get("error"),
             outstanding=_int(raw.get("outstanding")),
             requests=int(raw["requests"]),

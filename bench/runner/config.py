@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class RunConfig:
     sample_cap: int = 10000
     reply_timeout_s: float = 0.2
     server_options: dict[str, str] = field(default_factory=dict)
+    # server options measured at several values, each combination a level (KEY -> values)
+    server_levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
     order_seed: int = 0  # the schedule's seed: order of impls and phases in each round
     rx_cpus: tuple[str, ...] = ("client",)
     idles: tuple[str, ...] = ("default",)
@@ -52,6 +55,18 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check(self)
+
+
+def server_level_combinations(cfg: RunConfig) -> list[dict[str, str]]:
+    """Every combination of the server levels ([{}] without levels)."""
+    keys = [key for key, _ in cfg.server_levels]
+    combos = itertools.product(*(values for _, values in cfg.server_levels))
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
+
+
+def canonical_options(options: dict[str, str]) -> str:
+    """How a row names its server levels: "k=v" pairs sorted by key, comma-joined."""
+    return ",".join(f"{k}={options[k]}" for k in sorted(options))
 
 
 def check(cfg: RunConfig) -> None:
@@ -93,6 +108,16 @@ def check(cfg: RunConfig) -> None:
             raise ConfigError(f"--idle {idle}: must be one of {', '.join(IDLES)}")
     if len(set(cfg.rx_cpus)) != len(cfg.rx_cpus) or len(set(cfg.idles)) != len(cfg.idles):
         raise ConfigError("--rx-cpu and --idle levels must not repeat")
+    for key, values in cfg.server_levels:
+        if not values or len(set(values)) != len(values):
+            raise ConfigError(f"--server-levels {key}: give distinct values, comma-separated")
+        if key in cfg.server_options:
+            raise ConfigError(f"--server-levels {key}: also given as --server-option")
+    if cfg.server_levels and "rate" in cfg.modes and not cfg.rates:
+        raise ConfigError(
+            "--server-levels with --mode rate needs absolute --rate values (a fraction of "
+            "capacity would name a different rate at every level)"
+        )
     if cfg.env not in ("auto", "host", "vm"):
         raise ConfigError(f"--env {cfg.env}: must be auto, host or vm")
     if "rate" in cfg.modes or "flood" in cfg.modes:

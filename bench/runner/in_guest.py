@@ -38,6 +38,8 @@ def guest_args(cfg: RunConfig) -> list[str]:
         args += ["--rx-cpu", rx]
     for idle in cfg.idles:
         args += ["--idle", idle]
+    for key, values in cfg.server_levels:
+        args += ["--server-levels", f"{key}={','.join(values)}"]
     for key, value in cfg.server_options.items():
         args += ["--server-option", f"{key}={value}"]
     args += [

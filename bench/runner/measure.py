@@ -29,7 +29,7 @@ from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
 from bench.results.rows import PhaseRow
 from bench.runner.conditions import phase_conditions
-from bench.runner.config import RunConfig
+from bench.runner.config import RunConfig, canonical_options, server_level_combinations
 from bench.runner.lifecycle import prepare, running_server, select
 from bench.runner.phase import PhaseSpec, failed_row, measure_phase
 from bench.runner.recording import Recording
@@ -63,8 +63,10 @@ def driver_config(
     )
 
 
-def server_config(cfg: RunConfig, topo: Topology) -> ServerConfig:
-    return topo.server_config(cfg.port, cfg.server_cpu, cfg.server_options)
+def server_config(
+    cfg: RunConfig, topo: Topology, level: dict[str, str] | None = None
+) -> ServerConfig:
+    return topo.server_config(cfg.port, cfg.server_cpu, {**cfg.server_options, **(level or {})})
 
 
 class Runner:
@@ -174,11 +176,14 @@ class Runner:
     def _measure_topology(self, impls: list[Impl], topo: Topology) -> None:
         rate_plans = self._plan_rates(impls, topo)
         salt = f"{self.env}/{topo.name}"
-        rounds = round_orders(len(impls), self.cfg.trials, self.cfg.order_seed, salt)
+        levels = server_level_combinations(self.cfg)
+        turns = [(impl, level) for impl in impls for level in range(len(levels))]
+        rounds = round_orders(len(turns), self.cfg.trials, self.cfg.order_seed, salt)
         for trial, order in enumerate(rounds):
             for position in order:
-                impl = impls[position]
-                self._measure_impl_trial(impl, topo, trial, rate_plans, f"{salt}/{impl.name}")
+                impl, level = turns[position]
+                turn_salt = f"{salt}/{impl.name}/{level}"
+                self._measure_impl_trial(impl, topo, trial, rate_plans, turn_salt, levels[level])
 
     def _phase_specs(
         self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[PlanKey, RatePlan]
@@ -219,14 +224,19 @@ class Runner:
         trial: int,
         rate_plans: dict[PlanKey, RatePlan],
         salt: str,
+        level: dict[str, str],
     ) -> None:
-        specs = list(self._phase_specs(impl, topo, trial, rate_plans))
+        named = canonical_options(level)
+        specs = [
+            (replace(spec, server_options=named), reason)
+            for spec, reason in self._phase_specs(impl, topo, trial, rate_plans)
+        ]
         (phase_order,) = round_orders(len(specs), 1, self.cfg.order_seed, f"{salt}/{trial}")
         specs = [specs[i] for i in phase_order]
         watch = marked_watch()
         rows: dict[int, PhaseRow] = {}  # by the spec's position in ``specs``
         try:
-            with running_server(impl, server_config(self.cfg, topo)) as server:
+            with running_server(impl, server_config(self.cfg, topo, level)) as server:
                 for index, (spec, reason) in enumerate(specs):
                     self.progress(f"[{self.env}/{topo.name}] trial {trial} {spec.key}")
                     if reason is not None:

@@ -51,12 +51,15 @@ class PhaseSpec:
     client_cpu: int | None = None
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
+    server_options: str = ""
 
     @property
     def key(self) -> str:
         load = f"-r{self.offered_rps:.0f}" if self.offered_rps else ""
         factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f"-rx{self.rx_cpu}"
         factors += "" if self.idle == DEFAULT_IDLE else f"-idle{self.idle}"
+        if self.server_options:
+            factors += "-" + self.server_options.replace("=", "").replace(",", "-")
         return (
             f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{factors}"
             f"-t{self.trial}"
@@ -78,6 +81,7 @@ class PhaseSpec:
             client_cpu=self.client_cpu,
             rx_cpu=self.rx_cpu,
             idle=self.idle,
+            server_options=self.server_options,
             outstanding=self.outstanding,
             status=status,
             error=error,
