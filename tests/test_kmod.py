@@ -9,7 +9,9 @@ tests inside it, where they are not skipped.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import importlib
 import json
 import multiprocessing
@@ -49,6 +51,8 @@ from bench.system import ledger
 from tests.test_ebpf import Capture
 
 IMPLS = {"kmod-kthread": "hellobench_kthread", "kmod-softirq": "hellobench_softirq"}
+# every registered kernel-module impl: the two modules and kmod-kthread's wait=poll variant
+VARIANTS = {**IMPLS, "kmod-kthread-poll": "hellobench_kthread"}
 IN_GUEST = os.environ.get("HELLOBENCH_GUEST") == "1"
 GUEST_PORT = 3000
 RMMOD_BOUND_S = 5.0
@@ -98,6 +102,7 @@ def test_module_builds_without_warnings(
     ).stdout
     for param in ("port:", "addr:", "cpu:", "fault_hang:"):
         assert f"parm:           {param}" in info
+    assert ("parm:           wait:" in info) == (impl_name == "kmod-kthread")
     assert "license:        GPL" in info
     assert f"vermagic:       {release} " in info
 
@@ -152,11 +157,29 @@ def test_missing_headers_say_what_to_install() -> None:
 
 
 def test_manifests_declare_kernel_modules() -> None:
+    found = {}
     for impl_name in IMPLS:
-        (manifest,) = load_manifests(PROJECT_ROOT / "impls" / impl_name)
-        assert manifest.kind == "kernel-module"
-        assert manifest.language == "c"
-        assert manifest.requires.root and manifest.requires.loadable_modules
+        for manifest in load_manifests(PROJECT_ROOT / "impls" / impl_name):
+            assert manifest.kind == "kernel-module"
+            assert manifest.family == "kernel module"
+            assert manifest.language == "c"
+            assert manifest.requires.root and manifest.requires.loadable_modules
+            found[manifest.name] = manifest
+    assert sorted(found) == sorted(VARIANTS)
+    poll = found["kmod-kthread-poll"]
+    assert poll.compare_with == ("kmod-kthread",) and poll.roles == ()
+    assert found["kmod-kthread"].options == {"wait": "block"}
+    assert poll.options == {"wait": "poll"}
+
+
+def test_wait_option_becomes_the_module_parameter() -> None:
+    assert _kmod_impl("kmod-kthread").module_options() == {"wait": "block"}
+    assert _kmod_impl("kmod-kthread-poll").module_options() == {"wait": "poll"}
+    assert _kmod_impl("kmod-softirq").module_options() == {}
+    impl = _kmod_impl("kmod-kthread")
+    bad = type(impl)(dataclasses.replace(impl.manifest, options={"wait": "sleep"}))
+    with pytest.raises(ImplError, match="wait='sleep'"):
+        bad.module_options()
 
 
 def test_unavailable_without_loadable_modules() -> None:
@@ -168,11 +191,11 @@ def test_unavailable_without_loadable_modules() -> None:
         bpf=True,
         bpf_reason="",
     )
-    for impl_name in IMPLS:
+    for impl_name in VARIANTS:
         assert _kmod_impl(impl_name).unavailable_reason(host) == host.modules_reason
     if not capabilities().loadable_modules:
         entries = discover()
-        for impl_name in IMPLS:
+        for impl_name in VARIANTS:
             assert entries[impl_name].unavailable == capabilities().modules_reason
 
 
@@ -310,7 +333,7 @@ def clean_kernel_log() -> Iterator[None]:
 
 
 @guest_only
-@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+@pytest.mark.parametrize("impl_name", sorted(VARIANTS))
 def test_guest_replies_and_counters(impl_name: str, clean_kernel_log: None) -> None:
     impl = _kmod_impl(impl_name)
     server = impl.start(ServerConfig())
@@ -330,6 +353,8 @@ def test_guest_replies_and_counters(impl_name: str, clean_kernel_log: None) -> N
         if impl.threaded:
             (tid,) = accounting.kernel_tids
             assert Path(f"/proc/{tid}/comm").read_text().strip() == f"hellokt/{GUEST_PORT}"
+            wait = "poll" if impl_name == "kmod-kthread-poll" else "block"
+            assert module.read_param(impl.module_name, "wait") == wait
         else:
             assert accounting.kernel_tids == () and "softirq" in accounting.note
     finally:
@@ -344,7 +369,7 @@ CHECKSUM_SIZES = (6, 7, 24, 64, 333, 1471, 1472)
 
 
 @guest_only
-@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+@pytest.mark.parametrize("impl_name", sorted(VARIANTS))
 def test_guest_reply_checksums_on_lo(impl_name: str, clean_kernel_log: None) -> None:
     """Every reply an AF_PACKET capture sees on lo carries a valid UDP checksum: full and
     non-zero, or partial and consistent with the reply's pseudo-header.  Requests come
@@ -542,7 +567,7 @@ def test_guest_offline_cpu_refused(impl_name: str) -> None:
 
 
 @guest_only
-@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+@pytest.mark.parametrize("impl_name", sorted(VARIANTS))
 def test_guest_rmmod_during_flood(impl_name: str, clean_kernel_log: None) -> None:
     server = _kmod_impl(impl_name).start(ServerConfig())
     assert isinstance(server, ModuleServer)
@@ -566,7 +591,7 @@ def test_guest_rmmod_during_flood(impl_name: str, clean_kernel_log: None) -> Non
 
 
 @guest_only
-@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+@pytest.mark.parametrize("impl_name", sorted(VARIANTS))
 def test_guest_fault_hang_stops_answers(impl_name: str, clean_kernel_log: None) -> None:
     server = _kmod_impl(impl_name).start(ServerConfig())
     assert isinstance(server, ModuleServer)
@@ -648,6 +673,84 @@ def test_guest_thread_pinned() -> None:
         assert _ask(b"HELLO pinned") == b"GOT ITpinned"
     finally:
         server.stop()
+
+
+@guest_only
+@pytest.mark.parametrize("wait", ["sleep", "1", "POLL", ""])
+def test_guest_bad_wait_refused(wait: str) -> None:
+    """hellobench_kthread takes wait=block or wait=poll; anything else fails insmod."""
+    impl = _kmod_impl("kmod-kthread")
+    impl.prepare()
+    assert impl._ko is not None
+    module.load_dependencies(impl._ko)
+    _dmesg_clear()
+    with pytest.raises(module.ModuleError, match="Invalid parameters"):
+        module.insmod(impl._ko, {"wait": wait})
+    assert not module.is_loaded(impl.module_name)
+    said = [line for line in _dmesg().splitlines() if "hellobench_kthread: " in line]
+    said = [line for line in said if "taint" not in line]
+    assert len(said) == 1 and "invalid for parameter `wait'" in said[0], said
+
+
+PINGPONG_REQUESTS = 1500
+PINGPONG_BOUND_S = 60.0
+
+
+def _ctxt_switches(tid: int) -> tuple[int, int]:
+    """(voluntary, nonvoluntary) context switches of thread ``tid`` so far."""
+    fields = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{tid}/status").read_text().splitlines()
+    )
+    return int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"])
+
+
+def _switches_per_request(impl_name: str) -> tuple[float, float, int]:
+    """A pingpong flood (one request in flight) from CPU 0 to the module's thread pinned on
+    CPU 1: the thread's (voluntary, nonvoluntary) switches per answered request, and the
+    number answered."""
+    server = _kmod_impl(impl_name).start(ServerConfig(cpu=1))
+    assert isinstance(server, ModuleServer)
+    affinity = os.sched_getaffinity(0)
+    try:
+        (tid,) = server.accounting().kernel_tids
+        os.sched_setaffinity(0, {0})
+        assert _ask_until(b"HELLO warm") == b"GOT ITwarm"
+        before_answered = server.counters()["answered"]
+        vol0, invol0 = _ctxt_switches(tid)
+        deadline = time.monotonic() + PINGPONG_BOUND_S
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(1.0)
+            for i in range(PINGPONG_REQUESTS):
+                if time.monotonic() > deadline:
+                    break
+                request = b"HELLO %d" % i
+                sock.sendto(request, ("127.0.0.1", GUEST_PORT))
+                with contextlib.suppress(TimeoutError):
+                    sock.recv(2048)
+        vol1, invol1 = _ctxt_switches(tid)
+        answered = server.counters()["answered"] - before_answered
+    finally:
+        os.sched_setaffinity(0, affinity)
+        server.stop()
+    assert answered > PINGPONG_REQUESTS // 2, answered
+    return (vol1 - vol0) / answered, (invol1 - invol0) / answered, answered
+
+
+@guest_only
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_guest_poll_thread_does_not_sleep(clean_kernel_log: None) -> None:
+    """Under the same pingpong flood, kmod-kthread's thread sleeps in its receive and is
+    woken for (about) every request; kmod-kthread-poll's never sleeps: its context
+    switches of either kind per request are a small fraction of kmod-kthread's."""
+    block_vol, block_invol, block_n = _switches_per_request("kmod-kthread")
+    poll_vol, poll_invol, poll_n = _switches_per_request("kmod-kthread-poll")
+    print(
+        f"\nswitches per request, voluntary/nonvoluntary: kmod-kthread {block_vol:.3f}/"
+        f"{block_invol:.3f} ({block_n} answered), kmod-kthread-poll {poll_vol:.4f}/"
+        f"{poll_invol:.4f} ({poll_n} answered)"
+    )
+    assert block_vol > 0.3  # the blocking thread is seen to sleep: the measure works
+    assert poll_vol + poll_invol < block_vol / 10
 
 
 @guest_only

@@ -37,6 +37,11 @@ class KernelModuleImpl(Impl):
         except KmodBuildError as exc:
             raise ImplError(str(exc)) from exc
 
+    def module_options(self) -> dict[str, str | int]:
+        """Module parameters fixed by the impl itself (e.g. a variant's options), given to
+        insmod after the ServerConfig's; none by default."""
+        return {}
+
     def prepare(self) -> None:
         """Build for the running kernel."""
         self._ko = self.build_for(platform.release())
@@ -46,7 +51,12 @@ class KernelModuleImpl(Impl):
             self.prepare()
         assert self._ko is not None
         return ModuleServer(
-            self.module_name, self._ko, config, threaded=self.threaded, note=self.accounting_note
+            self.module_name,
+            self._ko,
+            config,
+            threaded=self.threaded,
+            note=self.accounting_note,
+            fixed=self.module_options(),
         )
 
 

@@ -8,6 +8,7 @@ module can be loaded at a time.  The module is recorded in the ledger (kind
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.impl.api import Accounting, ImplError, RunningServer, ServerConfig
@@ -46,17 +47,25 @@ def module_params(config: ServerConfig) -> dict[str, str | int]:
 
 
 class ModuleServer(RunningServer):
-    """The module ``name`` loaded from ``ko``; ``threaded`` when it serves from a kthread."""
+    """The module ``name`` loaded from ``ko``; ``threaded`` when it serves from a kthread;
+    ``fixed``: parameters the impl sets whatever the config (they win over it)."""
 
     def __init__(
-        self, name: str, ko: Path, config: ServerConfig, *, threaded: bool, note: str = ""
+        self,
+        name: str,
+        ko: Path,
+        config: ServerConfig,
+        *,
+        threaded: bool,
+        note: str = "",
+        fixed: Mapping[str, str | int] | None = None,
     ) -> None:
         self.name = name
         self.threaded = threaded
         self._note = note
         self._stopped = False
         self.unload_s: float | None = None  # how long rmmod took, once stopped
-        params = module_params(config)
+        params = {**module_params(config), **(fixed or {})}
         if is_loaded(name):
             raise ImplError(
                 f"module {name} is already loaded (by another run, or left over: "

@@ -3,13 +3,18 @@
  * hellobench_kthread: the HELLO server as a kernel thread.
  *
  * One kernel thread owns a kernel UDP socket, receives with kernel_recvmsg()
- * and answers with kernel_sendmsg().  No system calls are made, but every
- * datagram still wakes the thread, as it would wake a user-space server.
+ * and answers with kernel_sendmsg().  No system calls are made.  With
+ * wait=block (the default) every datagram still wakes the thread, as it would
+ * wake a user-space server; with wait=poll the thread never sleeps: it
+ * receives with MSG_DONTWAIT and, finding nothing, calls cond_resched() and
+ * tries again, so it occupies its CPU even when no request comes.
  *
  * Parameters (hello_kmod.h, shared with hellobench_softirq):
  *   port        UDP port, 1..65535 (default 3000), read-only
  *   addr        IPv4 address to bind (default 127.0.0.1), read-only
  *   cpu         CPU the thread is bound to, -1 for none (default -1), read-only
+ *   wait        block or poll (default block), read-only; any other value is
+ *               refused at load with EINVAL
  *   fault_hang  tests only, writable at run time, 0..2 (other values are
  *               refused): 0 serve; 1 stop answering (the thread sleeps and
  *               leaves datagrams queued, rmmod still returns at once); 2 the
@@ -33,6 +38,7 @@
 #include <linux/sched/task.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
+#include <linux/string.h>
 #include <linux/sysfs.h>
 #include <linux/version.h>
 #include <net/net_namespace.h>
@@ -56,6 +62,44 @@ enum hello_fault {
 #define HELLO_RCVTIMEO		HZ
 #define HELLO_STALL_MS		100
 
+enum hello_wait {
+	HELLO_WAIT_BLOCK,
+	HELLO_WAIT_POLL,
+};
+
+static const char * const hello_wait_names[] = {
+	[HELLO_WAIT_BLOCK] = "block",
+	[HELLO_WAIT_POLL] = "poll",
+};
+
+static int wait_mode = HELLO_WAIT_BLOCK;
+
+/* Only "block" and "poll" are taken (a trailing newline allowed); EINVAL else. */
+static int hello_wait_set(const char *val, const struct kernel_param *kp)
+{
+	int mode = sysfs_match_string(hello_wait_names, val);
+
+	if (mode < 0)
+		return -EINVAL;
+	*(int *)kp->arg = mode;
+	return 0;
+}
+
+static int hello_wait_get(char *buf, const struct kernel_param *kp)
+{
+	return scnprintf(buf, PAGE_SIZE, "%s\n",
+			 hello_wait_names[*(const int *)kp->arg]);
+}
+
+static const struct kernel_param_ops hello_wait_ops = {
+	.set = hello_wait_set,
+	.get = hello_wait_get,
+};
+
+module_param_cb(wait, &hello_wait_ops, &wait_mode, 0444);
+MODULE_PARM_DESC(wait,
+		 "block: sleep in the receive (default); poll: never sleep, receive with MSG_DONTWAIT and cond_resched() between tries");
+
 /* struct sockaddr_unsized replaced struct sockaddr in kernel_bind() in 6.19. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 19, 0)
 #define HELLO_SOCKADDR(sa)	((struct sockaddr_unsized *)(sa))
@@ -70,6 +114,8 @@ struct hello_server {
 	struct kobject *kobj;
 	u8 *buf;
 	__be32 addr;
+	unsigned int recv_flags;	/* MSG_DONTWAIT when polling */
+	bool poll;
 	bool running;
 };
 
@@ -147,9 +193,10 @@ static void hello_serve_one(struct hello_server *srv)
 	};
 	int len;
 
-	len = kernel_recvmsg(srv->sock, &msg, &vec, 1, HELLO_BUF_SIZE, 0);
+	len = kernel_recvmsg(srv->sock, &msg, &vec, 1, HELLO_BUF_SIZE,
+			     srv->recv_flags);
 	if (len < 0)
-		return;		/* timeout, signal or shutdown: look for a stop */
+		return;		/* nothing queued, timeout, signal: look for a stop */
 	if (len == 0 && hello_shut_down(srv))
 		return;
 
@@ -171,6 +218,9 @@ static int hello_thread(void *data)
 		switch (READ_ONCE(fault_hang)) {
 		case HELLO_FAULT_NONE:
 			hello_serve_one(srv);
+			/* Polling: the only place that lets others have the CPU. */
+			if (srv->poll)
+				cond_resched();
 			break;
 		case HELLO_FAULT_EXIT:
 			goto out;
@@ -246,6 +296,8 @@ static int __init hello_init(void)
 	err = hello_check_params(&srv->addr);
 	if (err)
 		return err;
+	srv->poll = wait_mode == HELLO_WAIT_POLL;
+	srv->recv_flags = srv->poll ? MSG_DONTWAIT : 0;
 
 	srv->buf = kvmalloc(HELLO_BUF_SIZE, GFP_KERNEL);
 	if (!srv->buf)
@@ -269,7 +321,8 @@ static int __init hello_init(void)
 	if (err)
 		goto err_kobj;
 
-	pr_info("serving %pI4:%d\n", &srv->addr, port);
+	pr_info("serving %pI4:%d (wait=%s)\n", &srv->addr, port,
+		hello_wait_names[wait_mode]);
 	return 0;
 
 err_kobj:
