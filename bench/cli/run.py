@@ -16,7 +16,7 @@ from bench.protocol import DEFAULT_PORT
 from bench.report.render import render_report
 from bench.results.rows import Configuration
 from bench.results.run import Run
-from bench.runner.config import IDLES, RX_CPUS, RunConfig
+from bench.runner.config import CLIENT_WAITS, IDLES, RX_CPUS, RunConfig
 from bench.runner.orchestrate import run_all
 from bench.topology import TOPOLOGIES
 
@@ -65,6 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="default (the machine's idle states) or poll (PM QoS CPU latency held at 0 "
         "during phases); repeatable, each level measured",
     )
+    p.add_argument(
+        "--client-wait",
+        action="append",
+        choices=CLIENT_WAITS,
+        default=[],
+        help="how the driver waits for replies: block (sleeps in recv/ppoll, the default) "
+        "or spin (busy-polls, never sleeps); repeatable, each level measured",
+    )
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     p.add_argument(
@@ -112,6 +120,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         vm_timeout_s=args.vm_timeout if args.vm_timeout is not None else 1800.0,
         rx_cpus=tuple(args.rx_cpu) or ("client",),
         idles=tuple(args.idle) or ("default",),
+        client_waits=tuple(args.client_wait) or ("block",),
     )
 
 
@@ -137,6 +146,8 @@ def _mode_label(key: Configuration) -> str:
         label += f" rx@{key.rx_cpu}"
     if key.idle != "default":
         label += f" idle={key.idle}"
+    if key.client_wait != "block":
+        label += f" {key.client_wait}"
     return label
 
 
@@ -150,7 +161,9 @@ def _server_ctx(line: SummaryLine) -> str:
 
 
 def summary_table(run: Run, summary: Summary) -> Table:
-    table = Table(title=f"hellobench run {run.run_id} (RTT: merged histograms; others: medians over trials)")
+    table = Table(
+        title=f"hellobench run {run.run_id} (RTT: merged histograms; others: medians over trials)"
+    )
     for col in HEADERS:
         table.add_column(col, justify="left" if col in ("env", "topo", "impl", "mode") else "right")
     for env, lines in summary.lines.items():

@@ -31,6 +31,8 @@ def _int(value: object) -> int | None:
 # set (receive processing where the sender's transmit puts it) and no PM QoS request held.
 DEFAULT_RX_CPU = "client"
 DEFAULT_IDLE = "default"
+# Rows written before the client could spin had it block (recv, ppoll) for replies.
+DEFAULT_CLIENT_WAIT = "block"
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ class Configuration:
     client_cpu: int | None = None
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
+    client_wait: str = DEFAULT_CLIENT_WAIT
 
     def label(self) -> str:
         load = ""
@@ -218,6 +221,7 @@ class Configuration:
             load = f" @{self.offered_rps:.0f}/s"
         factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f" rx@{self.rx_cpu}"
         factors += "" if self.idle == DEFAULT_IDLE else f" idle={self.idle}"
+        factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f" {self.client_wait}"
         return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}{factors}"
 
     def sort_key(self) -> tuple[Any, ...]:
@@ -227,7 +231,7 @@ class Configuration:
         return (
             self.env, self.impl, self.mode, self.size, self.topology, n(self.outstanding),
             n(self.load_fraction), n(self.offered_rps), n(self.server_cpu), n(self.client_cpu),
-            self.rx_cpu, self.idle,
+            self.rx_cpu, self.idle, self.client_wait,
         )  # fmt: skip
 
 
@@ -253,6 +257,7 @@ class PhaseRow:
     client_cpu: int | None = None
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
+    client_wait: str = DEFAULT_CLIENT_WAIT
     error: str | None = None
     outstanding: int | None = None
     requests: int = 0
@@ -295,6 +300,7 @@ class PhaseRow:
             client_cpu=self.client_cpu,
             rx_cpu=self.rx_cpu,
             idle=self.idle,
+            client_wait=self.client_wait,
         )
 
     @property
@@ -341,6 +347,7 @@ class PhaseRow:
             client_cpu=_int(raw.get("client_cpu")),
             rx_cpu=str(raw.get("rx_cpu") or DEFAULT_RX_CPU),
             idle=str(raw.get("idle") or DEFAULT_IDLE),
+            client_wait=str(raw.get("client_wait") or DEFAULT_CLIENT_WAIT),
             error=raw.get("error"),
             outstanding=_int(raw.get("outstanding")),
             requests=int(raw["requests"]),

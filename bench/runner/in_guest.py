@@ -38,6 +38,8 @@ def guest_args(cfg: RunConfig) -> list[str]:
         args += ["--rx-cpu", rx]
     for idle in cfg.idles:
         args += ["--idle", idle]
+    for wait in cfg.client_waits:
+        args += ["--client-wait", wait]
     for key, value in cfg.server_options.items():
         args += ["--server-option", f"{key}={value}"]
     args += [

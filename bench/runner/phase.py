@@ -17,6 +17,7 @@ from bench.metrics.anchors import measurement_hooks_held
 from bench.metrics.bpf import stats_enabled
 from bench.metrics.probe import PhaseMetrics, PhaseProbe
 from bench.results.rows import (
+    DEFAULT_CLIENT_WAIT,
     DEFAULT_IDLE,
     DEFAULT_RX_CPU,
     LATENCY_KEYS,
@@ -51,12 +52,14 @@ class PhaseSpec:
     client_cpu: int | None = None
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
+    client_wait: str = DEFAULT_CLIENT_WAIT
 
     @property
     def key(self) -> str:
         load = f"-r{self.offered_rps:.0f}" if self.offered_rps else ""
         factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f"-rx{self.rx_cpu}"
         factors += "" if self.idle == DEFAULT_IDLE else f"-idle{self.idle}"
+        factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f"-{self.client_wait}"
         return (
             f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{factors}"
             f"-t{self.trial}"
@@ -78,6 +81,7 @@ class PhaseSpec:
             client_cpu=self.client_cpu,
             rx_cpu=self.rx_cpu,
             idle=self.idle,
+            client_wait=self.client_wait,
             outstanding=self.outstanding,
             status=status,
             error=error,
