@@ -143,7 +143,12 @@ def test_save_refuses_an_invalid_document(tmp_path: Path) -> None:
     assert not (tmp_path / RESULTS_NAME).exists()
 
 
-DOCUMENTED_DEFAULTS = {"rx_cpu": "client", "idle": "default", "timing": "probed"}
+DOCUMENTED_DEFAULTS = {
+    "rx_cpu": "client",
+    "idle": "default",
+    "client_wait": "block",
+    "timing": "probed",
+}
 
 
 def _kept(written: object, again: object) -> bool:

@@ -17,7 +17,7 @@ from bench.protocol import DEFAULT_PORT
 from bench.report.render import render_report
 from bench.results.rows import Configuration
 from bench.results.run import Run
-from bench.runner.config import IDLES, RX_CPUS, ConfigError, RunConfig
+from bench.runner.config import CLIENT_WAITS, IDLES, RX_CPUS, ConfigError, RunConfig
 from bench.runner.orchestrate import run_all
 from bench.topology import TOPOLOGIES
 
@@ -72,6 +72,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="seed of the schedule (impl and phase order in each round); default: drawn "
         "anew and recorded in results.json",
+    )
+    p.add_argument(
+        "--client-wait",
+        action="append",
+        choices=CLIENT_WAITS,
+        default=[],
+        help="how the driver waits for replies: block (sleeps in recv/ppoll, the default) "
+        "or spin (busy-polls, never sleeps); repeatable, each level measured",
     )
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
@@ -144,6 +152,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         server_levels=server_levels(args.server_levels),
         rx_cpus=tuple(args.rx_cpu) or ("client",),
         idles=tuple(args.idle) or ("default",),
+        client_waits=tuple(args.client_wait) or ("block",),
     )
 
 
@@ -171,6 +180,8 @@ def _mode_label(key: Configuration) -> str:
         label += f" idle={key.idle}"
     if key.server_options:
         label += f" [{key.server_options}]"
+    if key.client_wait != "block":
+        label += f" {key.client_wait}"
     return label
 
 

@@ -44,6 +44,12 @@ MAX_OUTSTANDING = 65536
 MAX_BATCH = 1024
 MAX_SAMPLE_CAP = 16 << 20
 
+# How the client waits for replies (and, in rate mode, for the next send): block sleeps in
+# the kernel (blocking recv, ppoll); spin never sleeps (non-blocking receives and
+# zero-timeout polls, retried until the reply, the timeout or the next send is due).
+WAITS = ("block", "spin")
+DEFAULT_WAIT = "block"
+
 COUNT_KEYS = ("requests", "replies", "lost", "duplicates", "reordered", "corrupt")
 
 
@@ -88,6 +94,7 @@ class DriverConfig:
     sample_cap: int = 10000
     seed: int = 1
     busy_poll: bool = False
+    wait: str = DEFAULT_WAIT
 
     def __post_init__(self) -> None:
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
@@ -134,6 +141,7 @@ class DriverConfig:
             self.netns is None or (isinstance(self.netns, str) and self.netns.strip() != ""),
             f"netns must be None or a namespace name, not {self.netns!r}",
         )
+        _check(self.wait in WAITS, f"wait must be one of {', '.join(WAITS)}, not {self.wait!r}")
         self._check_mode()
 
     def _check_mode(self) -> None:
@@ -176,6 +184,8 @@ class DriverConfig:
             args.append(f"--cpu={self.cpu}")
         if self.busy_poll:
             args.append("--busy-poll")
+        if self.wait != DEFAULT_WAIT:
+            args.append(f"--wait={self.wait}")
         return args
 
 

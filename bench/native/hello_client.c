@@ -5,12 +5,19 @@
  *
  * Modes:
  *   pingpong  closed loop, --outstanding requests in flight, per-request RTT;
- *             blocking recv (as sockperf's default), or --busy-poll (nonblocking spin)
+ *             blocking recv (as sockperf's default)
  *   rate      open loop at --rate requests/s; latency counts from the *scheduled* send
  *             time, so falling behind shows as latency (no coordinated omission);
- *             sleeps in ppoll() between sends, never spins; reads what ppoll woke it
- *             for before it sends what is due
+ *             sleeps in ppoll() between sends; reads what ppoll woke it for before it
+ *             sends what is due
  *   flood     as fast as possible, sendmmsg/recvmmsg batches of --batch
+ *
+ * How the client waits (--wait): block (the default) sleeps in the kernel as above;
+ * spin never sleeps: every receive is non-blocking (MSG_DONTWAIT) and retried until a
+ * reply comes or the clock says the timeout (or the next send) is due, ppoll() is called
+ * with a zero timeout only, and the backoff after a refused send watches the clock.  Same
+ * deadlines, same counts; the client's CPU stays busy and it is never woken.
+ * --busy-poll is --wait=spin, for pingpong only.
  *
  * A send refused by the kernel (ECONNREFUSED, ENOBUFS) is followed by a sleep (20 us;
  * 1 ms in flood): a UDP socket reports POLLOUT all the same, so polling would spin.
@@ -92,6 +99,10 @@ enum mode { MODE_PINGPONG, MODE_RATE, MODE_FLOOD };
 
 static const char *const mode_names[] = { "pingpong", "rate", "flood" };
 
+enum wait { WAIT_BLOCK, WAIT_SPIN };
+
+static const char *const wait_names[] = { "block", "spin" };
+
 struct options {
 	enum mode mode;
 	const char *addr;
@@ -107,7 +118,9 @@ struct options {
 	int cpu;			/* -1: not pinned */
 	uint64_t seed;
 	uint64_t sample_cap;
-	bool busy_poll;
+	enum wait wait;
+	bool busy_poll;			/* --busy-poll given (sets wait to spin) */
+	bool wait_given;
 	bool handshake;
 	const char *out;
 	const char *samples_out;
@@ -487,13 +500,22 @@ static int send_batch(struct client *cl, unsigned int count)
 	return n < 0 ? send_error(cl, "sendmmsg") : n;
 }
 
-/* Sleeps @ns after a refused send, replies or not: a socket would wake a poll at once. */
+/*
+ * Sleeps @ns after a refused send, replies or not: a socket would wake a poll at once.
+ * Spinning, it watches the clock for as long instead.
+ */
 static int backoff(struct client *cl, uint64_t ns)
 {
-	struct timespec ts = ns_to_ts(now_ns() + ns);
+	uint64_t until = now_ns() + ns;
+	struct timespec ts = ns_to_ts(until);
 	int err;
 
 	cl->c.backoffs++;
+	if (cl->o->wait == WAIT_SPIN) {
+		while (now_ns() < until)
+			;
+		return 0;
+	}
 	do {
 		err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 	} while (err == EINTR);
@@ -548,24 +570,33 @@ static int receive_one(struct client *cl, int flags, uint64_t *now)
 }
 
 /*
- * Sleeps until the socket is readable (or writable, with @out) or @until passes.
+ * Sleeps until the socket is readable (or writable, with @out) or @until passes; with
+ * --wait=spin, polls it with a zero timeout until then instead, never sleeping.
  * Returns 1 when there may be something to read, 0 when not, -1 on error.
  */
 static int wait_socket(struct client *cl, uint64_t until, bool out)
 {
 	struct pollfd pfd = { .fd = cl->fd, .events = POLLIN | (out ? POLLOUT : 0) };
+	bool spin = cl->o->wait == WAIT_SPIN;
 	uint64_t now = now_ns();
-	struct timespec ts;
+	struct timespec ts = { 0, 0 };
 	int n;
 
 	if (until <= now)
 		return 1;
-	ts = ns_to_ts(until - now);
-	n = ppoll(&pfd, 1, &ts, NULL);
-	if (n < 0 && errno != EINTR) {
-		perror("ppoll");
-		return -1;
-	}
+	do {
+		if (!spin)
+			ts = ns_to_ts(until - now);
+		pfd.revents = 0;
+		n = ppoll(&pfd, 1, &ts, NULL);
+		if (n < 0 && errno != EINTR) {
+			perror("ppoll");
+			return -1;
+		}
+		if (n > 0)
+			break;
+		now = now_ns();
+	} while (spin && now < until);
 	return n > 0 && (pfd.revents & (POLLIN | POLLERR)) ? 1 : 0;
 }
 
@@ -592,9 +623,13 @@ static int refill(struct client *cl, uint64_t end, uint64_t max)
 	return 0;
 }
 
+/*
+ * Spinning, one non-blocking attempt: the caller's loop retries it, checking the clock
+ * for timeouts and the phase end in between.
+ */
 static int pingpong_wait(struct client *cl, uint64_t *now)
 {
-	if (cl->o->busy_poll)
+	if (cl->o->wait == WAIT_SPIN)
 		return cl->o->outstanding == 1 ? receive_one(cl, MSG_DONTWAIT, now) :
 						 receive(cl, false, now);
 	/* Blocks, bounded by SO_RCVTIMEO so that timeouts and the phase end are seen. */
@@ -836,7 +871,8 @@ static int short_exchange(struct client *cl)
 	cl->c.requests++;
 	deadline = sent_at + cl->timeout_ns;
 	for (;;) {
-		n = recv(cl->fd, cl->rx, RECV_BUF_SIZE, 0);
+		n = recv(cl->fd, cl->rx, RECV_BUF_SIZE,
+			 cl->o->wait == WAIT_SPIN ? MSG_DONTWAIT : 0);
 		now = now_ns();
 		if (n >= 0 && short_matches(cl, (size_t)n)) {
 			cl->c.replies++;
@@ -1049,9 +1085,11 @@ static void write_config(FILE *f, const struct options *o)
 		"\"warmup_s\": %.9g, \"timeout_s\": %.9g, ", mode_names[o->mode], o->size,
 		o->duration_s, o->warmup_s, o->timeout_s);
 	fprintf(f, "\"rate_rps\": %.9g, \"max_requests\": %llu, \"outstanding\": %u, "
-		"\"batch\": %u, \"cpu\": %d, \"busy_poll\": %s, \"seed\": %llu},\n",
+		"\"batch\": %u, \"cpu\": %d, \"busy_poll\": %s, \"wait\": \"%s\", "
+		"\"seed\": %llu},\n",
 		o->rate_rps, (unsigned long long)o->max_requests, o->outstanding, o->batch,
-		o->cpu, o->busy_poll ? "true" : "false", (unsigned long long)o->seed);
+		o->cpu, o->wait == WAIT_SPIN && o->mode == MODE_PINGPONG ? "true" : "false",
+		wait_names[o->wait], (unsigned long long)o->seed);
 }
 
 static int write_results(const struct client *cl)
@@ -1138,7 +1176,7 @@ static int open_socket(const struct options *o)
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
 		goto fail_close;
-	/* rate and flood never block in a socket call: they sleep in ppoll() only. */
+	/* rate and flood never block in a socket call: they wait in ppoll() only. */
 	if (o->mode != MODE_PINGPONG && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
 		goto fail_close;
 	return fd;
@@ -1252,8 +1290,8 @@ static void usage(FILE *f)
 		"usage: hello-client --mode pingpong|rate|flood [--addr A] [--port N] [--size B]\n"
 		"         [--duration S] [--warmup S] [--max-requests N] [--outstanding K]\n"
 		"         [--rate R] [--batch N] [--timeout S] [--cpu C] [--seed N]\n"
-		"         [--sample-cap N] [--busy-poll] [--no-handshake] [--out FILE]\n"
-		"         [--samples-out FILE]\n");
+		"         [--sample-cap N] [--wait block|spin] [--busy-poll] [--no-handshake]\n"
+		"         [--out FILE] [--samples-out FILE]\n");
 }
 
 static int bad(const char *what, const char *value)
@@ -1297,6 +1335,19 @@ static int parse_mode(const char *s, enum mode *m)
 	for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++) {
 		if (strcmp(s, mode_names[i]) == 0) {
 			*m = (enum mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int parse_wait(const char *s, enum wait *w)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(wait_names) / sizeof(wait_names[0]); i++) {
+		if (strcmp(s, wait_names[i]) == 0) {
+			*w = (enum wait)i;
 			return 0;
 		}
 	}
@@ -1356,6 +1407,9 @@ static int parse_option(struct options *o, int c, const char *arg)
 		if (parse_u64(arg, 0, MAX_SAMPLE_CAP, &o->sample_cap))
 			return bad("sample-cap", arg);
 		return 0;
+	case 'W':
+		o->wait_given = true;
+		return parse_wait(arg, &o->wait) ? bad("wait (block|spin)", arg) : 0;
 	case 'B':
 		o->busy_poll = true;
 		return 0;
@@ -1389,6 +1443,10 @@ static int check_options(struct options *o)
 		      "pingpong with --outstanding 1";
 	else if (o->busy_poll && o->mode != MODE_PINGPONG)
 		why = "--busy-poll applies to pingpong only";
+	else if (o->busy_poll && o->wait == WAIT_BLOCK && o->wait_given)
+		why = "--busy-poll spins: it contradicts --wait=block";
+	if (o->busy_poll)
+		o->wait = WAIT_SPIN;
 	if (!why)
 		return 0;
 	fprintf(stderr, "hello-client: %s\n", why);
@@ -1412,6 +1470,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "cpu", required_argument, NULL, 'c' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "sample-cap", required_argument, NULL, 'C' },
+		{ "wait", required_argument, NULL, 'W' },
 		{ "busy-poll", no_argument, NULL, 'B' },
 		{ "no-handshake", no_argument, NULL, 'N' },
 		{ "out", required_argument, NULL, 'o' },

@@ -31,6 +31,8 @@ def _int(value: object) -> int | None:
 # set (receive processing where the sender's transmit puts it) and no PM QoS request held.
 DEFAULT_RX_CPU = "client"
 DEFAULT_IDLE = "default"
+# Rows written before the client could spin had it block (recv, ppoll) for replies.
+DEFAULT_CLIENT_WAIT = "block"
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class Configuration:
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
     server_options: str = ""  # the server levels of the phase, "k=v" pairs (none: "")
+    client_wait: str = DEFAULT_CLIENT_WAIT
 
     def label(self) -> str:
         load = ""
@@ -220,6 +223,7 @@ class Configuration:
         factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f" rx@{self.rx_cpu}"
         factors += "" if self.idle == DEFAULT_IDLE else f" idle={self.idle}"
         factors += f" [{self.server_options}]" if self.server_options else ""
+        factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f" {self.client_wait}"
         return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}{factors}"
 
     def sort_key(self) -> tuple[Any, ...]:
@@ -230,6 +234,7 @@ class Configuration:
             self.env, self.impl, self.mode, self.size, self.topology, n(self.outstanding),
             n(self.load_fraction), n(self.offered_rps), n(self.server_cpu), n(self.client_cpu),
             self.rx_cpu, self.idle, self.server_options,
+            self.rx_cpu, self.idle, self.client_wait,
         )  # fmt: skip
 
 
@@ -256,6 +261,7 @@ class PhaseRow:
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
     server_options: str = ""
+    client_wait: str = DEFAULT_CLIENT_WAIT
     error: str | None = None
     outstanding: int | None = None
     requests: int = 0
@@ -299,6 +305,7 @@ class PhaseRow:
             rx_cpu=self.rx_cpu,
             idle=self.idle,
             server_options=self.server_options,
+            client_wait=self.client_wait,
         )
 
     @property
@@ -346,6 +353,7 @@ class PhaseRow:
             rx_cpu=str(raw.get("rx_cpu") or DEFAULT_RX_CPU),
             idle=str(raw.get("idle") or DEFAULT_IDLE),
             server_options=str(raw.get("server_options") or ""),
+            client_wait=str(raw.get("client_wait") or DEFAULT_CLIENT_WAIT),
             error=raw.get("error"),
             outstanding=_int(raw.get("outstanding")),
             requests=int(raw["requests"]),

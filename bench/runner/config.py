@@ -6,6 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.driver.client import WAITS
 from bench.driver.modes import MODES, Mode
 from bench.errors import UsageError
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
@@ -17,6 +18,8 @@ DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
 RX_CPUS = ("client", "server")
 # How idle CPUs wait: the machine's own idle states, or PM QoS held at 0 (shallowest only).
 IDLES = ("default", "poll")
+# How the client waits for replies: sleeping in the kernel, or busy-polling (never woken).
+CLIENT_WAITS = WAITS
 
 
 class ConfigError(UsageError):
@@ -51,6 +54,7 @@ class RunConfig:
     order_seed: int = 0  # the schedule's seed: order of impls and phases in each round
     rx_cpus: tuple[str, ...] = ("client",)
     idles: tuple[str, ...] = ("default",)
+    client_waits: tuple[str, ...] = ("block",)
     vm_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
@@ -106,8 +110,14 @@ def check(cfg: RunConfig) -> None:
     for idle in cfg.idles:
         if idle not in IDLES:
             raise ConfigError(f"--idle {idle}: must be one of {', '.join(IDLES)}")
-    if len(set(cfg.rx_cpus)) != len(cfg.rx_cpus) or len(set(cfg.idles)) != len(cfg.idles):
-        raise ConfigError("--rx-cpu and --idle levels must not repeat")
+    for wait in cfg.client_waits:
+        if wait not in CLIENT_WAITS:
+            raise ConfigError(f"--client-wait {wait}: must be one of {', '.join(CLIENT_WAITS)}")
+    if not cfg.client_waits:
+        raise ConfigError("--client-wait: give at least one level")
+    for levels in (cfg.rx_cpus, cfg.idles, cfg.client_waits):
+        if len(set(levels)) != len(levels):
+            raise ConfigError("--rx-cpu, --idle and --client-wait levels must not repeat")
     for key, values in cfg.server_levels:
         if not values or len(set(values)) != len(values):
             raise ConfigError(f"--server-levels {key}: give distinct values, comma-separated")

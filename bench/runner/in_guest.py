@@ -40,6 +40,8 @@ def guest_args(cfg: RunConfig) -> list[str]:
         args += ["--idle", idle]
     for key, values in cfg.server_levels:
         args += ["--server-levels", f"{key}={','.join(values)}"]
+    for wait in cfg.client_waits:
+        args += ["--client-wait", wait]
     for key, value in cfg.server_options.items():
         args += ["--server-option", f"{key}={value}"]
     args += [

@@ -6,8 +6,8 @@ Trials are rounds: round 0 measures every impl once, then round 1, and so on, so
 of a noisy machine hits every impl alike.  Within a round the impls come in a random order,
 and within an impl's turn its phases too, drawn from the run's recorded seed (``order``):
 the same seed gives the same schedule.  Each
-phase runs under its factor levels (receive steering, idle policy: runner/conditions.py),
-set just before it and undone just after.
+phase runs under its factor levels (receive steering, idle policy: runner/conditions.py,
+set just before it and undone just after; how the client waits: a driver option).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bench.host.kernel_log import marked_watch
 from bench.impl.api import Impl, ImplError, ServerConfig
 from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
-from bench.results.rows import PhaseRow
+from bench.results.rows import DEFAULT_CLIENT_WAIT, PhaseRow
 from bench.runner.conditions import phase_conditions
 from bench.runner.config import RunConfig, canonical_options, server_level_combinations
 from bench.runner.lifecycle import prepare, running_server, select
@@ -39,12 +39,18 @@ from bench.topology import Topology, TopologyError, open_topology
 Progress = Callable[[str], None]
 MAX_PROBE_S = 1.0
 RatePlan = list[tuple[float, float | None]] | str  # (offered rps, fraction) pairs, or why none
-PlanKey = tuple[str, int, str, str]  # impl, size, rx_cpu, idle
+PlanKey = tuple[str, int, str, str, str]  # impl, size, rx_cpu, idle, client_wait
 HOOKS_HELD_UNDER_TCG = "under TCG the hooks stay on for the whole run (switching them wedges vCPUs)"
 
 
 def driver_config(
-    cfg: RunConfig, topo: Topology, mode: Mode, size: int, rate: float | None, seed: int
+    cfg: RunConfig,
+    topo: Topology,
+    mode: Mode,
+    size: int,
+    rate: float | None,
+    seed: int,
+    client_wait: str = DEFAULT_CLIENT_WAIT,
 ) -> DriverConfig:
     return DriverConfig(
         mode=mode,
@@ -60,6 +66,7 @@ def driver_config(
         netns=topo.client_netns,
         sample_cap=cfg.sample_cap,
         seed=seed,
+        wait=client_wait,
     )
 
 
@@ -138,14 +145,14 @@ class Runner:
                         self.recording.skip(impl.name, self.env, f"topology {topo_name}: {exc}")
 
     def _offered_rates(
-        self, impl: Impl, topo: Topology, size: int, rx_cpu: str, idle: str
+        self, impl: Impl, topo: Topology, size: int, rx_cpu: str, idle: str, client_wait: str
     ) -> RatePlan:
         """(offered rps, fraction of the measured maximum) pairs for the rate mode; the
         maximum is probed under the same conditions as the phases that use it."""
         if self.cfg.rates:
             return [(rate, None) for rate in self.cfg.rates]
         probe = replace(
-            driver_config(self.cfg, topo, "flood", size, None, seed=0),
+            driver_config(self.cfg, topo, "flood", size, None, seed=0, client_wait=client_wait),
             duration_s=min(self.cfg.duration_s, MAX_PROBE_S),
             sample_cap=0,
         )
@@ -164,13 +171,14 @@ class Runner:
             return plans
         for impl in impls:
             for size in self.cfg.sizes:
-                for rx_cpu in self.cfg.rx_cpus:
-                    for idle in self.cfg.idles:
-                        key = (impl.name, size, rx_cpu, idle)
-                        try:
-                            plans[key] = self._offered_rates(impl, topo, size, rx_cpu, idle)
-                        except (DriverError, HellobenchError, OSError) as exc:
-                            plans[key] = f"max-rate probe failed: {exc}"
+                for rx_cpu, idle, wait in itertools.product(
+                    self.cfg.rx_cpus, self.cfg.idles, self.cfg.client_waits
+                ):
+                    key = (impl.name, size, rx_cpu, idle, wait)
+                    try:
+                        plans[key] = self._offered_rates(impl, topo, size, rx_cpu, idle, wait)
+                    except (DriverError, HellobenchError, OSError) as exc:
+                        plans[key] = f"max-rate probe failed: {exc}"
         return plans
 
     def _measure_topology(self, impls: list[Impl], topo: Topology) -> None:
@@ -190,8 +198,8 @@ class Runner:
     ) -> Iterator[tuple[PhaseSpec, str | None]]:
         """Every phase of one impl trial, with the reason when it cannot be measured."""
         cfg = self.cfg
-        for size, mode, rx_cpu, idle in itertools.product(
-            cfg.sizes, cfg.modes, cfg.rx_cpus, cfg.idles
+        for size, mode, rx_cpu, idle, client_wait in itertools.product(
+            cfg.sizes, cfg.modes, cfg.rx_cpus, cfg.idles, cfg.client_waits
         ):
             base = PhaseSpec(
                 env=self.env,
@@ -206,11 +214,12 @@ class Runner:
                 client_cpu=cfg.client_cpu,
                 rx_cpu=rx_cpu,
                 idle=idle,
+                client_wait=client_wait,
             )
             if mode != "rate":
                 yield base, None
                 continue
-            plan = rate_plans.get((impl.name, size, rx_cpu, idle))
+            plan = rate_plans.get((impl.name, size, rx_cpu, idle, client_wait))
             if isinstance(plan, str):
                 yield base, plan
                 continue
@@ -246,8 +255,9 @@ class Runner:
                         rows[index] = failed_row(spec, f"server not running: {server.health()}")
                         continue
                     seed = 1 + trial * 1009 + len(rows)
-                    dcfg = driver_config(
-                        self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed
+                    dcfg = replace(
+                        driver_config(self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed),
+                        wait=spec.client_wait,
                     )
                     try:
                         with phase_conditions(topo, spec.rx_cpu, spec.idle, self.cfg.server_cpu):

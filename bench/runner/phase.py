@@ -17,6 +17,7 @@ from bench.metrics.anchors import measurement_hooks_held
 from bench.metrics.bpf import stats_enabled
 from bench.metrics.probe import PhaseMetrics, PhaseProbe
 from bench.results.rows import (
+    DEFAULT_CLIENT_WAIT,
     DEFAULT_IDLE,
     DEFAULT_RX_CPU,
     LATENCY_KEYS,
@@ -52,6 +53,7 @@ class PhaseSpec:
     rx_cpu: str = DEFAULT_RX_CPU
     idle: str = DEFAULT_IDLE
     server_options: str = ""
+    client_wait: str = DEFAULT_CLIENT_WAIT
 
     @property
     def key(self) -> str:
@@ -60,6 +62,7 @@ class PhaseSpec:
         factors += "" if self.idle == DEFAULT_IDLE else f"-idle{self.idle}"
         if self.server_options:
             factors += "-" + self.server_options.replace("=", "").replace(",", "-")
+        factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f"-{self.client_wait}"
         return (
             f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{factors}"
             f"-t{self.trial}"
@@ -82,6 +85,7 @@ class PhaseSpec:
             rx_cpu=self.rx_cpu,
             idle=self.idle,
             server_options=self.server_options,
+            client_wait=self.client_wait,
             outstanding=self.outstanding,
             status=status,
             error=error,
