@@ -82,6 +82,8 @@ class MetricChange:
             "client_cpu": self.key.client_cpu,
             "rx_cpu": self.key.rx_cpu,
             "idle": self.key.idle,
+            "client_wait": self.key.client_wait,
+            "server_options": self.key.server_options,
             "metric": self.metric,
             "unit": self.unit,
             "base_median": self.base_median,

@@ -321,6 +321,8 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
         "per_request_basis",
         "rx_cpus",
         "idles",
+        "client_waits",
+        "server_levels",
         "order",
         "order_seed",
     ):

@@ -52,6 +52,7 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
         "per_request_basis": "answered requests (replies)",
         "rx_cpus": list(cfg.rx_cpus),
         "idles": list(cfg.idles),
+        "client_waits": list(cfg.client_waits),
         "order_seed": cfg.order_seed,
         "server_levels": {key: list(values) for key, values in cfg.server_levels},
         "order": "rounds = trials; impls and each impl's phases in a seeded random order",
