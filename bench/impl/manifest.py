@@ -7,6 +7,8 @@ A manifest says what an impl is, so that nothing downstream needs its name:
 - ``compare_with``: the impls the claim compares this one with (this one is the candidate);
 - ``roles``: what the suite uses it for (ROLES; a role marked single has one holder);
 - ``[requires]``: root, loadable modules, BPF, commands, Python packages;
+- ``server_path``: transitions / sleeps on the request path (true or false), for the
+  control impls whose differences isolate each (bench/analysis/effects.py);
 - ``[options]``: defaults handed to the controller; ``[variants.NAME]``: a second impl
   from the same folder with some of these overridden.
 """
@@ -42,8 +44,11 @@ ROLES: Mapping[str, tuple[bool, str]] = {
 }
 KEYS = {
     "name", "kind", "family", "language", "summary", "controller", "compare_with", "roles",
-    "requires", "options", "variants",
+    "requires", "options", "variants", "server_path",
 }  # fmt: skip
+# What the server does on each request's path; impls one property apart are the controls
+# whose difference isolates it (bench/analysis/effects.py).
+SERVER_PATH_KEYS = ("transitions", "sleeps")
 REQUIRES_KEYS = {"root", "loadable_modules", "bpf", "python", "commands"}
 
 
@@ -73,6 +78,7 @@ class Manifest:
     roles: tuple[str, ...] = ()
     requires: Requirements = field(default_factory=Requirements)
     options: Mapping[str, str] = field(default_factory=dict)
+    server_path: Mapping[str, bool] = field(default_factory=dict)
 
     @property
     def kernel_side(self) -> bool:
@@ -127,6 +133,13 @@ def _one(raw: Mapping[str, Any], folder: Path, where: Path) -> Manifest:
     options = raw.get("options", {})
     if not isinstance(options, Mapping):
         raise ManifestError(f"{where}: [options] must be a table")
+    path = raw.get("server_path", {})
+    if not isinstance(path, Mapping) or any(
+        k not in SERVER_PATH_KEYS or not isinstance(v, bool) for k, v in path.items()
+    ):
+        raise ManifestError(
+            f"{where}: server_path must map {' and '.join(SERVER_PATH_KEYS)} to true or false"
+        )
     return Manifest(
         name=raw["name"],
         kind=cast(Kind, raw["kind"]),
@@ -139,6 +152,7 @@ def _one(raw: Mapping[str, Any], folder: Path, where: Path) -> Manifest:
         roles=roles,
         requires=_requirements(raw.get("requires", {}), where),
         options={str(k): str(v) for k, v in options.items()},
+        server_path={str(k): bool(v) for k, v in path.items()},
     )
 
 

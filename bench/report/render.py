@@ -19,6 +19,7 @@ import jinja2
 from bench import PROJECT_ROOT
 from bench.analysis.claim import Claim, evaluate_claim, fmt_us
 from bench.analysis.dose import dose_responses
+from bench.analysis.effects import effects, verdicts
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
@@ -367,6 +368,7 @@ def build_page(run: Run, out_dir: Path) -> str:
     claim = evaluate_claim(run)
     envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)
+    found_effects = effects(run)
     context = {
         "run": run,
         "sections": SECTIONS,
@@ -382,6 +384,8 @@ def build_page(run: Run, out_dir: Path) -> str:
         "run_facts": _run_facts(run),
         "probe_costs": probe_costs(run),
         "doses": dose_responses(run),
+        "effects": found_effects,
+        "effect_verdicts": verdicts(run, found_effects),
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,

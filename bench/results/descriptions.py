@@ -21,6 +21,7 @@ class ImplInfo:
     summary: str = ""
     compare_with: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
+    server_path: Mapping[str, bool] = field(default_factory=dict)
 
     @property
     def kernel_side(self) -> bool:
@@ -40,6 +41,7 @@ class ImplInfo:
             summary=manifest.summary,
             compare_with=manifest.compare_with,
             roles=manifest.roles,
+            server_path=dict(manifest.server_path),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +52,7 @@ class ImplInfo:
             "summary": self.summary,
             "compare_with": list(self.compare_with),
             "roles": list(self.roles),
+            "server_path": dict(self.server_path),
         }
 
     @classmethod
@@ -62,6 +65,7 @@ class ImplInfo:
             summary=str(raw.get("summary") or ""),
             compare_with=tuple(str(x) for x in raw.get("compare_with") or ()),
             roles=tuple(str(x) for x in raw.get("roles") or ()),
+            server_path={str(k): bool(v) for k, v in (raw.get("server_path") or {}).items()},
         )
 
 

@@ -1,0 +1,106 @@
+"""Effects, measured: factor differences paired within rounds, with Student-t intervals,
+recovered from rows whose values are known, and from a real run of two control impls."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import PROJECT_ROOT
+from bench.analysis.effects import effects, run_factor_effects, server_path_effects, verdicts
+from bench.results.descriptions import ImplInfo
+from bench.results.rows import Latency, PhaseRow
+from bench.results.run import Run
+from tests.test_results import BASE
+
+US = 1000.0
+
+
+def _template() -> tuple[Run, PhaseRow]:
+    run = Run.load(BASE)
+    row = next(r for r in run.rows if r.ok and r.mode == "pingpong" and r.env == "host")
+    return run, dataclasses.replace(row, histogram=None)
+
+
+def _at(row: PhaseRow, trial: int, p50_us: float, **changes: object) -> PhaseRow:
+    return dataclasses.replace(
+        row,
+        trial=trial,
+        latency_ns=Latency(p50=p50_us * US),
+        **changes,  # type: ignore[arg-type]
+    )
+
+
+def test_a_run_factor_is_paired_within_rounds() -> None:
+    run, row = _template()
+    default = [100.0, 140.0, 90.0, 120.0]  # rounds differ a lot; the pairs do not
+    poll = [v - 50.0 + d for v, d in zip(default, (1.0, -1.0, 0.5, -0.5), strict=True)]
+    run.rows = [_at(row, t, v) for t, v in enumerate(default)]
+    run.rows += [_at(row, t, v, idle="poll") for t, v in enumerate(poll)]
+    (effect,) = [e for e in run_factor_effects(run) if e.metric == "rtt_p50"]
+    assert (effect.factor, effect.change, effect.key.idle) == ("idle", "default → poll", "default")
+    assert effect.estimate.mean == pytest.approx(-50.0 * US)
+    assert effect.estimate.n == 4 and effect.estimate.method == "paired t, 95%, n=4"
+    assert effect.estimate.interval.excludes_zero
+    assert effect.estimate.interval.high < -45.0 * US  # pairing removed the rounds' spread
+
+
+def test_server_path_corners_give_simple_effects_and_the_interaction() -> None:
+    run, row = _template()
+    corners = {
+        "blocking-c": (True, True), "spin-c": (True, False),
+        "kmod-kthread": (False, True), "kmod-kthread-poll": (False, False),
+    }  # fmt: skip
+    run.impls = {
+        name: ImplInfo(name, "userspace", "user-space blocking",
+                       server_path={"transitions": t, "sleeps": s})
+        for name, (t, s) in corners.items()
+    }  # fmt: skip
+    noise = (0.2, -0.2, 0.1)
+
+    def p50(t: bool, s: bool) -> float:  # base 20, transitions 10, sleeps 40, both +5
+        return 20.0 + 10.0 * t + 40.0 * s + 5.0 * (t and s)
+
+    run.rows = [
+        _at(row, trial, p50(*corners[name]) + noise[trial], impl=name)
+        for name in corners
+        for trial in range(3)
+    ]
+    found = {(e.factor, e.change): e.estimate for e in server_path_effects(run)
+             if e.metric == "rtt_p50"}  # fmt: skip
+    assert found["sleeps", "spin-c − blocking-c"].mean == pytest.approx(-45.0 * US)
+    assert found["sleeps", "kmod-kthread-poll − kmod-kthread"].mean == pytest.approx(-40.0 * US)
+    assert found["transitions", "kmod-kthread − blocking-c"].mean == pytest.approx(-15.0 * US)
+    assert found["transitions", "kmod-kthread-poll − spin-c"].mean == pytest.approx(-10.0 * US)
+    (interaction,) = [v for (f, _), v in found.items() if f == "transitions × sleeps"]
+    assert interaction.mean == pytest.approx(5.0 * US)
+    lines = verdicts(run, effects(run))["host"]
+    assert "largest measured effect on p50 RTT is sleeps (spin-c − blocking-c" in lines[0]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_a_real_run_measures_what_sleeping_costs(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    argv = [sys.executable, "-m", "bench", "run", "--impl", "blocking-c", "--impl", "spin-c"]
+    argv += ["--mode", "pingpong", "--duration", "0.5", "--warmup", "0.1", "--trials", "3"]
+    argv += ["--no-calibrate", "--env", "host", "--out", str(tmp_path / "out")]
+    proc = subprocess.run(
+        argv,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "HELLOBENCH_LEDGER": str(ledger)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = Run.load(tmp_path / "out")
+    (sleeps,) = [e for e in effects(run) if e.factor == "sleeps" and e.metric == "rtt_p50"]
+    assert sleeps.change == "spin-c − blocking-c" and sleeps.estimate.n == 3
+    # A server that never sleeps is never woken across CPUs: the wake-up leaves the RTT.
+    assert sleeps.estimate.interval.high < 0, sleeps
