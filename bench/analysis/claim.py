@@ -10,13 +10,14 @@ are estimated from the per-trial values:
 
 saving = mean(baseline trials) - mean(candidate trials); its 95% interval is the
 percentile bootstrap of :func:`bench.analysis.stats.bootstrap_diff_ci` (10000 resamples of each
-group, seed ``BOOTSTRAP_SEED``).  A saving is then split into
+group, seed ``BOOTSTRAP_SEED``).  The calibration predicts each saving as
 
     Δsyscalls/req × calibrated null syscall cost
-  + Δcontext switches/req (system-wide) × calibrated context-switch cost
-  + the rest,
+  + Δcontext switches/req (system-wide) × calibrated context-switch cost,
 
-where syscalls are server + client syscalls per request (an impl without a server process
+and the prediction holds when the measured saving's interval contains it; what it misses
+is its error, reported as such (``rest``), never a part that makes the shares add up.  Here
+syscalls are server + client syscalls per request (an impl without a server process
 makes no server syscalls: counted 0).  The sentences are generated from these numbers; the
 verdict of an environment is about the kernel-side candidates against the impl with the
 ``user-space-twin`` role.
@@ -89,7 +90,9 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Decomposition:
-    """A saving split into syscalls × cost + context switches × cost + rest (all ns)."""
+    """The calibration's prediction of a saving: fewer syscalls × the calibrated null
+    syscall + fewer context switches × the cost of a switch (all ns).  ``rest`` is what the
+    measured saving differs from the prediction by: the prediction's error, not a part."""
 
     available: bool
     reason: str
@@ -101,6 +104,14 @@ class Decomposition:
     ctx_part: float = 0.0
     rest: float = 0.0
     ctx_basis: str = "calibrated switch"
+
+    @property
+    def predicted(self) -> float:
+        return self.syscall_part + self.ctx_part
+
+    def held(self, measured: Interval) -> bool:
+        """Whether the measured saving's interval contains the prediction."""
+        return self.available and measured.contains(self.predicted)
 
 
 @dataclass(frozen=True)
@@ -174,10 +185,12 @@ def env_verdict(
         def share(part: str) -> list[float]:
             return [getattr(p.rtt_parts, part) / p.rtt.saving * 100 for p in split]
 
+        held = [p for p in split if p.rtt_parts.held(p.rtt.ci)]
         text += (
-            " Of those savings, fewer syscalls (user/kernel transitions) at the calibrated "
-            f"cost explain {_span(share('syscall_part'))}, fewer context switches "
-            f"{_span(share('ctx_part'))}; the rest, {_span(share('rest'))}, is neither."
+            " The calibration predicted those savings from fewer syscalls (user/kernel "
+            f"transitions, {_span(share('syscall_part'))} of the measured saving) and fewer "
+            f"context switches ({_span(share('ctx_part'))}); the prediction held — the "
+            f"measured interval contains it — for {len(held)} of {len(split)}."
         )
     elif faster:
         text += " Without calibration the savings cannot be attributed."
@@ -262,17 +275,25 @@ def _more_fewer(d: float, what: str) -> str:
     return f"{fmt_count(abs(d))} {'fewer' if d >= 0 else 'more'} {what} per request"
 
 
-def _parts_sentence(p: Decomposition, what: str) -> str:
+def _parts_sentence(p: Decomposition, what: str, measured: Estimate | None = None) -> str:
     if not p.available:
-        return f"The decomposition of the {what} is unavailable: {p.reason}."
+        return f"The prediction of the {what} is unavailable: {p.reason}."
     assert p.d_syscalls is not None and p.syscall_ns is not None
     assert p.d_ctx is not None and p.ctx_ns is not None
-    return (
-        f"Of the {what}, {fmt_us(p.syscall_part)} µs is "
+    text = (
+        f"The calibration predicts {'an' if what.startswith('RTT') else 'a'} {what} of "
+        f"{fmt_us(p.predicted)} µs: "
         f"{_more_fewer(p.d_syscalls, 'syscalls')} × {fmt_us(p.syscall_ns)} µs "
-        f"(calibrated null syscall), {fmt_us(p.ctx_part)} µs is "
+        f"(calibrated null syscall) = {fmt_us(p.syscall_part)} µs, plus "
         f"{_more_fewer(p.d_ctx, 'context switches')} × {fmt_us(p.ctx_ns)} µs "
-        f"({p.ctx_basis}), and {fmt_us(p.rest)} µs is the rest."
+        f"({p.ctx_basis}) = {fmt_us(p.ctx_part)} µs."
+    )
+    if measured is None:
+        return text
+    verdict = "held" if p.held(measured.ci) else "failed"
+    return text + (
+        f" Measured: {fmt_us(measured.saving)} µs ({_ci(measured)}): the prediction "
+        f"{verdict}{'' if verdict == 'held' else f', off by {fmt_us(p.rest)} µs'}."
     )
 
 
@@ -389,10 +410,10 @@ def evaluate_claim(run: Run) -> Claim:
             rtt_parts = decompose(rtt.saving, rb, rc, calibration, latency=True, split=split)
             cpu_parts = None if cpu is None else decompose(cpu.saving, rb, rc, calibration)
             sentences = [rtt_sentence(env_name, label, cand, base, rtt)]
-            sentences.append(_parts_sentence(rtt_parts, "RTT difference"))
+            sentences.append(_parts_sentence(rtt_parts, "RTT difference", rtt))
             if cpu is not None and cpu_parts is not None:
                 sentences.append(cpu_sentence(cand, base, cpu))
-                sentences.append(_parts_sentence(cpu_parts, "CPU difference"))
+                sentences.append(_parts_sentence(cpu_parts, "CPU difference", cpu))
             else:
                 sentences.append("CPU per request was not measured for both impls.")
             pairs.append(
@@ -416,8 +437,10 @@ def evaluate_claim(run: Run) -> Claim:
         "for the per-trial p50 RTT and the per-trial CPU ns per request (user + system + "
         "softirq + irq, system-wide). 95% confidence intervals: percentile bootstrap, "
         f"{BOOTSTRAP_RESAMPLES} resamples of each impl's trials, numpy seed {BOOTSTRAP_SEED}. "
-        "Decomposition: Δ(server + client syscalls per request) × calibrated null-syscall "
-        "cost + Δ(system-wide context switches per request) × the cost of a switch + rest. "
+        "Prediction: Δ(server + client syscalls per request) × calibrated null-syscall "
+        "cost + Δ(system-wide context switches per request) × the cost of a switch; it "
+        "holds when the measured saving's interval contains it, and the difference is "
+        "reported as its error, never as a part of the saving. "
         "For CPU time a switch costs the calibrated same-CPU context switch; for RTT with "
         "server and client on different CPUs it costs half the calibrated cross-CPU wake-up "
         "latency (a blocking wait is two switches and one wake-up), otherwise the calibrated "
