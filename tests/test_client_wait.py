@@ -184,3 +184,10 @@ def test_levels_go_to_the_guest_and_into_the_rows(tmp_path: Path) -> None:
     assert PhaseRow.from_json(older).client_wait == "block"
     plain = Configuration(env="h", topology="lo", impl="x", mode="pingpong", size=64)
     assert plain.client_wait == "block"
+
+
+def test_the_factor_levels_are_the_drivers_waits() -> None:
+    from bench.driver.client import WAITS
+    from bench.runner.config import CLIENT_WAITS
+
+    assert set(CLIENT_WAITS) == set(WAITS)

@@ -19,15 +19,11 @@ from typing import Any
 
 from bench.analysis.stats import PairedEstimate, paired_t_interval
 from bench.results.metrics import metric
-from bench.results.rows import Configuration, PhaseRow
+from bench.results.rows import FACTOR_LEVELS, Configuration, PhaseRow
 from bench.results.run import Run
 
 EFFECT_METRICS = ("rtt_p50", "cpu_ns_per_req", "server_cpu_busy_ns_per_req")
-RUN_FACTORS: Mapping[str, tuple[str, str]] = {
-    "rx_cpu": ("client", "server"),
-    "idle": ("default", "poll"),
-    "client_wait": ("block", "spin"),
-}
+RUN_FACTORS = FACTOR_LEVELS  # each with two levels: the effect is the second − the first
 
 
 @dataclass(frozen=True)

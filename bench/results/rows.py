@@ -33,6 +33,12 @@ DEFAULT_RX_CPU = "client"
 DEFAULT_IDLE = "default"
 # Rows written before the client could spin had it block (recv, ppoll) for replies.
 DEFAULT_CLIENT_WAIT = "block"
+# The run factors, each a row field: its levels, the default (an older row's) first.
+FACTOR_LEVELS: Mapping[str, tuple[str, ...]] = {
+    "rx_cpu": (DEFAULT_RX_CPU, "server"),
+    "idle": (DEFAULT_IDLE, "poll"),
+    "client_wait": (DEFAULT_CLIENT_WAIT, "spin"),
+}
 
 
 @dataclass(frozen=True)

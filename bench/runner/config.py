@@ -6,20 +6,20 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.driver.client import WAITS
 from bench.driver.modes import MODES, Mode
 from bench.errors import UsageError
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
+from bench.results.rows import FACTOR_LEVELS
 from bench.topology import TOPOLOGIES
 
 DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
 # Where receive processing (and so any kernel-side reply) runs: wherever the sender's
 # transmit puts it (no RPS: the client's CPU on lo and veth), or steered to the server CPU.
-RX_CPUS = ("client", "server")
+RX_CPUS = FACTOR_LEVELS["rx_cpu"]
 # How idle CPUs wait: the machine's own idle states, or PM QoS held at 0 (shallowest only).
-IDLES = ("default", "poll")
+IDLES = FACTOR_LEVELS["idle"]
 # How the client waits for replies: sleeping in the kernel, or busy-polling (never woken).
-CLIENT_WAITS = WAITS
+CLIENT_WAITS = FACTOR_LEVELS["client_wait"]  # the driver's WAITS
 
 
 class ConfigError(UsageError):
@@ -100,24 +100,22 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("--rate values must be positive requests per second")
     if cfg.sample_cap < 0:
         raise ConfigError("--sample-cap must not be negative")
-    for rx in cfg.rx_cpus:
-        if rx not in RX_CPUS:
-            raise ConfigError(f"--rx-cpu {rx}: must be one of {', '.join(RX_CPUS)}")
+    for flag, chosen, levels in (
+        ("--rx-cpu", cfg.rx_cpus, RX_CPUS),
+        ("--idle", cfg.idles, IDLES),
+        ("--client-wait", cfg.client_waits, CLIENT_WAITS),
+    ):
+        for level in chosen:
+            if level not in levels:
+                raise ConfigError(f"{flag} {level}: must be one of {', '.join(levels)}")
+        if not chosen:
+            raise ConfigError(f"{flag}: give at least one level")
+        if len(set(chosen)) != len(chosen):
+            raise ConfigError("--rx-cpu, --idle and --client-wait levels must not repeat")
     if "server" in cfg.rx_cpus and cfg.server_cpu is None:
         raise ConfigError(
             "--rx-cpu server steers receive processing to the server CPU: give --server-cpu"
         )
-    for idle in cfg.idles:
-        if idle not in IDLES:
-            raise ConfigError(f"--idle {idle}: must be one of {', '.join(IDLES)}")
-    for wait in cfg.client_waits:
-        if wait not in CLIENT_WAITS:
-            raise ConfigError(f"--client-wait {wait}: must be one of {', '.join(CLIENT_WAITS)}")
-    if not cfg.client_waits:
-        raise ConfigError("--client-wait: give at least one level")
-    for levels in (cfg.rx_cpus, cfg.idles, cfg.client_waits):
-        if len(set(levels)) != len(levels):
-            raise ConfigError("--rx-cpu, --idle and --client-wait levels must not repeat")
     for key, values in cfg.server_levels:
         if not values or len(set(values)) != len(values):
             raise ConfigError(f"--server-levels {key}: give distinct values, comma-separated")

@@ -255,10 +255,10 @@ class Runner:
                         rows[index] = failed_row(spec, f"server not running: {server.health()}")
                         continue
                     seed = 1 + trial * 1009 + len(rows)
-                    dcfg = replace(
-                        driver_config(self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed),
-                        wait=spec.client_wait,
-                    )
+                    dcfg = driver_config(
+                        self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed,
+                        client_wait=spec.client_wait,
+                    )  # fmt: skip
                     try:
                         with phase_conditions(topo, spec.rx_cpu, spec.idle, self.cfg.server_cpu):
                             rows[index] = measure_phase(

@@ -4,7 +4,7 @@ outcome is one :class:`~bench.results.rows.PhaseRow`."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,26 +69,10 @@ class PhaseSpec:
         )
 
     def row(self, status: Status, error: str | None = None) -> PhaseRow:
-        """The row of this phase with nothing measured yet (zeros, no figures)."""
+        """The row of this phase with nothing measured yet (zeros, no figures); every
+        field of the spec is a field of the row."""
         return PhaseRow(
-            env=self.env,
-            impl=self.impl,
-            kind=self.kind,
-            mode=self.mode,
-            size=self.size,
-            topology=self.topology,
-            trial=self.trial,
-            offered_rps=self.offered_rps,
-            load_fraction=self.load_fraction,
-            server_cpu=self.server_cpu,
-            client_cpu=self.client_cpu,
-            rx_cpu=self.rx_cpu,
-            idle=self.idle,
-            server_options=self.server_options,
-            client_wait=self.client_wait,
-            outstanding=self.outstanding,
-            status=status,
-            error=error,
+            **{f.name: getattr(self, f.name) for f in fields(self)}, status=status, error=error
         )
 
 
