@@ -5,16 +5,13 @@ and flags the phase."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench import PROJECT_ROOT
 from bench.metrics.probe import PhaseMetrics
-from bench.results.run import Run
 from bench.runner.phase import per_request, steal_pct
+from tests.bench_runs import bench_run
 
 MS = 1_000_000.0
 
@@ -48,13 +45,10 @@ def test_steal_is_a_share_of_all_cpu_time() -> None:
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
 def test_a_run_splits_server_and_client_cpu(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    argv = [sys.executable, "-m", "bench", "run", "--impl", "spin-c", "--mode", "pingpong"]
-    argv += ["--duration", "1", "--warmup", "0.1", "--trials", "1", "--no-calibrate"]
-    argv += ["--env", "host", "--server-cpu", "1", "--client-cpu", "0", "--out", str(out)]
-    proc = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (row,) = Run.load(out).rows
+    args = ["--impl", "spin-c", "--mode", "pingpong"]
+    args += ["--duration", "1", "--warmup", "0.1", "--trials", "1", "--no-calibrate"]
+    args += ["--env", "host", "--server-cpu", "1", "--client-cpu", "0"]
+    (row,) = bench_run(tmp_path, args).rows
     pr = row.per_request
     assert pr.server_cpu_busy_ns is not None and pr.client_cpu_busy_ns is not None
     # spin-c keeps its CPU busy all the time: that CPU's busy time per request is the

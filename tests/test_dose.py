@@ -4,7 +4,6 @@ recovered: the RTT slope is 1 ns per ns within 5%, and its interval excludes zer
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ import pytest
 
 from bench import PROJECT_ROOT
 from bench.analysis.dose import dose_responses, fit_slope
-from bench.results.run import Run
 from bench.runner.config import ConfigError, RunConfig, server_level_combinations
+from tests.bench_runs import bench_run
 
 
 def test_an_exact_line_is_fitted_exactly_and_too_few_points_are_refused() -> None:
@@ -54,22 +53,10 @@ def test_a_malformed_level_is_a_usage_error() -> None:
 
 
 def test_an_injected_delay_is_recovered_with_its_interval(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger"
-    ledger.mkdir()
-    argv = [sys.executable, "-m", "bench", "run", "--impl", "blocking-c", "--mode", "pingpong"]
-    argv += ["--duration", "0.5", "--warmup", "0.1", "--trials", "3", "--no-calibrate"]
-    argv += ["--env", "host", "--server-levels", "delay_ns=0,100000,200000", "--idle", "poll"]
-    argv += ["--out", str(tmp_path / "out")]
-    proc = subprocess.run(
-        argv,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "HELLOBENCH_LEDGER": str(ledger)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = Run.load(tmp_path / "out")
+    args = ["--impl", "blocking-c", "--mode", "pingpong"]
+    args += ["--duration", "0.5", "--warmup", "0.1", "--trials", "3", "--no-calibrate"]
+    args += ["--env", "host", "--server-levels", "delay_ns=0,100000,200000", "--idle", "poll"]
+    run = bench_run(tmp_path, args)
     assert {r.server_options for r in run.rows} == {
         "delay_ns=0", "delay_ns=100000", "delay_ns=200000",
     }  # fmt: skip

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench import PROJECT_ROOT
 from bench.analysis.effects import effects, run_factor_effects, server_path_effects, verdicts
 from bench.results.descriptions import ImplInfo
 from bench.results.rows import Latency, PhaseRow
 from bench.results.run import Run
+from tests.bench_runs import bench_run
 from tests.test_results import BASE
 
 US = 1000.0
@@ -85,21 +83,10 @@ def test_server_path_corners_give_simple_effects_and_the_interaction() -> None:
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
 def test_a_real_run_measures_what_sleeping_costs(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger"
-    ledger.mkdir()
-    argv = [sys.executable, "-m", "bench", "run", "--impl", "blocking-c", "--impl", "spin-c"]
-    argv += ["--mode", "pingpong", "--duration", "0.5", "--warmup", "0.1", "--trials", "3"]
-    argv += ["--no-calibrate", "--env", "host", "--out", str(tmp_path / "out")]
-    proc = subprocess.run(
-        argv,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "HELLOBENCH_LEDGER": str(ledger)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = Run.load(tmp_path / "out")
+    args = ["--impl", "blocking-c", "--impl", "spin-c"]
+    args += ["--mode", "pingpong", "--duration", "0.5", "--warmup", "0.1", "--trials", "3"]
+    args += ["--no-calibrate", "--env", "host"]
+    run = bench_run(tmp_path, args)
     (sleeps,) = [e for e in effects(run) if e.factor == "sleeps" and e.metric == "rtt_p50"]
     assert sleeps.change == "spin-c − blocking-c" and sleeps.estimate.n == 3
     # A server that never sleeps is never woken across CPUs: the wake-up leaves the RTT.

@@ -6,24 +6,21 @@ makes many syscalls (each takes the traced slow path while the tracepoint is on)
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import PROJECT_ROOT
 from bench.analysis.probe_cost import probe_costs
 from bench.driver import client as driver_client
 from bench.driver.client import DriverConfig, DriverResult
 from bench.impl.api import ServerConfig
 from bench.impl.registry import discover
 from bench.metrics.bpf import STATS_SYSCTL
-from bench.results.run import Run
 from bench.runner import phase
 from bench.runner.phase import PhaseSpec, measure_phase
 from bench.system.ports import free_udp_port
+from tests.bench_runs import bench_run
 
 TIMEOUT_S = 300
 EXTRA_SYSCALLS = 2000  # per request: a dose whose traced slow path cannot hide in noise
@@ -101,22 +98,10 @@ def test_the_timed_run_has_nothing_enabled_and_the_counting_run_everything(
 
 @needs_root
 def test_a_syscall_heavy_server_shows_what_the_probes_cost(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger"
-    ledger.mkdir()
-    argv = [sys.executable, "-m", "bench", "run", "--impl", "blocking-c", "--mode", "pingpong"]
-    argv += ["--duration", "0.5", "--warmup", "0.1", "--trials", "3", "--no-calibrate"]
-    argv += ["--env", "host", "--server-option", f"extra_syscalls={EXTRA_SYSCALLS}"]
-    argv += ["--out", str(tmp_path / "out")]
-    proc = subprocess.run(
-        argv,
-        env={**os.environ, "HELLOBENCH_LEDGER": str(ledger)},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = Run.load(tmp_path / "out")
+    args = ["--impl", "blocking-c", "--mode", "pingpong"]
+    args += ["--duration", "0.5", "--warmup", "0.1", "--trials", "3", "--no-calibrate"]
+    args += ["--env", "host", "--server-option", f"extra_syscalls={EXTRA_SYSCALLS}"]
+    run = bench_run(tmp_path, args)
     assert all(r.timing == "probe-free" for r in run.rows)
     syscalls = [r.per_request.server_syscalls for r in run.rows]
     assert all(s is not None and s >= EXTRA_SYSCALLS for s in syscalls), syscalls

@@ -4,14 +4,10 @@ schedule; rows in results.json follow it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from bench import PROJECT_ROOT
-from bench.results.run import Run
 from bench.runner.measure import round_orders
+from tests.bench_runs import bench_run
 
 
 def test_every_round_is_a_permutation_and_the_seed_fixes_them() -> None:
@@ -27,23 +23,12 @@ def test_every_round_is_a_permutation_and_the_seed_fixes_them() -> None:
 
 def test_a_run_records_its_seed_and_follows_its_schedule(tmp_path: Path) -> None:
     impls = ["blocking-c", "spin-c", "blocking-py"]
-    argv = [sys.executable, "-m", "bench", "run", "--mode", "pingpong", "--seed", "12345"]
+    args = ["--mode", "pingpong", "--seed", "12345"]
     for impl in impls:
-        argv += ["--impl", impl]
-    argv += ["--duration", "0.2", "--warmup", "0.05", "--trials", "3", "--no-calibrate"]
-    argv += ["--env", "host", "--out", str(tmp_path / "out")]
-    ledger = tmp_path / "ledger"
-    ledger.mkdir()
-    proc = subprocess.run(
-        argv,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "HELLOBENCH_LEDGER": str(ledger)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = Run.load(tmp_path / "out")
+        args += ["--impl", impl]
+    args += ["--duration", "0.2", "--warmup", "0.05", "--trials", "3", "--no-calibrate"]
+    args += ["--env", "host"]
+    run = bench_run(tmp_path, args)
     assert run.config["order_seed"] == 12345
     measured = [(r.trial, r.impl) for r in run.rows]
     expected = [
