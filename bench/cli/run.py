@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench import PROJECT_ROOT
@@ -17,7 +18,7 @@ from bench.protocol import DEFAULT_PORT
 from bench.report.render import render_report
 from bench.results.rows import Configuration
 from bench.results.run import Run
-from bench.runner.config import CLIENT_WAITS, IDLES, RX_CPUS, ConfigError, RunConfig
+from bench.runner.config import CLIENT_WAITS, DESIGNS, IDLES, RX_CPUS, ConfigError, RunConfig
 from bench.runner.orchestrate import run_all
 from bench.topology import TOPOLOGIES
 
@@ -32,7 +33,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topology", action="append", choices=TOPOLOGIES, default=[])
     p.add_argument("--duration", type=float, default=None, help="seconds per measured phase")
     p.add_argument("--warmup", type=float, default=None, help="seconds before each phase")
-    p.add_argument("--trials", type=int, default=None)
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="rounds; of the claim's blocks under --design standard|claim (default 10), "
+        "of everything under --design matrix (default 5)",
+    )
+    p.add_argument(
+        "--design",
+        choices=DESIGNS,
+        default=None,
+        help="standard (default without --impl): the claim's ladder at every receive-CPU "
+        "and idle level plus the transition dose-response, then a survey of every impl and "
+        "mode; claim: the claim's blocks only; matrix (default with --impl): the product "
+        "of the options",
+    )
+    p.add_argument(
+        "--survey-trials", type=int, default=None, help="rounds of the standard survey (3)"
+    )
+    p.add_argument(
+        "--claim-duration",
+        type=positive_float,
+        default=None,
+        help="seconds per phase of the claim's blocks (0.5)",
+    )
     p.add_argument(
         "--rate",
         action="append",
@@ -126,6 +151,8 @@ def server_levels(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the arguments ask for (ConfigError, a usage error, when they do not fit)."""
     quick = bool(args.quick)
+    design = args.design or ("matrix" if args.impl else "standard")
+    default_trials = (3 if quick else 5) if design == "matrix" else (3 if quick else 10)
     return RunConfig(
         out_root=args.out,
         impls=tuple(args.impl),
@@ -134,7 +161,10 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         topologies=tuple(args.topology) or ("lo",),
         duration_s=args.duration if args.duration is not None else (0.3 if quick else 1.0),
         warmup_s=args.warmup if args.warmup is not None else (0.05 if quick else 0.2),
-        trials=args.trials if args.trials is not None else (3 if quick else 5),
+        trials=args.trials if args.trials is not None else default_trials,
+        design=design,
+        matrix_trials=args.survey_trials if args.survey_trials is not None else (2 if quick else 3),
+        claim_duration_s=args.claim_duration or (0.2 if quick else 0.5),
         rate_fractions=tuple(args.rate_fraction) or ((0.5,) if quick else (0.25, 0.5, 0.75)),
         rates=tuple(args.rate),
         outstanding=args.outstanding,
@@ -179,7 +209,7 @@ def _mode_label(key: Configuration) -> str:
     if key.idle != "default":
         label += f" idle={key.idle}"
     if key.server_options:
-        label += f" [{key.server_options}]"
+        label += escape(f" [{key.server_options}]")
     if key.client_wait != "block":
         label += f" {key.client_wait}"
     return label

@@ -41,6 +41,15 @@ ROLES: Mapping[str, tuple[bool, str]] = {
     "fidelity-server": (True, "the server the driver-fidelity check measures against"),
     "guard": (False, "measured by the CI regression guard"),
     "guard-reference": (True, "the reference the CI regression guard normalises to"),
+    "claim": (False, "in the claim design's ladder (bench/runner/design.py)"),
+    "transition-dose": (
+        True,
+        "the server whose extra_syscalls option the claim's dose-response measures",
+    ),
+    "path-control": (
+        False,
+        "a corner of the effects table's transitions × sleeps ladder (its server_path)",
+    ),
 }
 KEYS = {
     "name", "kind", "family", "language", "summary", "controller", "compare_with", "roles",

@@ -20,6 +20,7 @@ RX_CPUS = FACTOR_LEVELS["rx_cpu"]
 IDLES = FACTOR_LEVELS["idle"]
 # How the client waits for replies: sleeping in the kernel, or busy-polling (never woken).
 CLIENT_WAITS = FACTOR_LEVELS["client_wait"]  # the driver's WAITS
+DESIGNS = ("standard", "claim", "matrix")  # runner/design.py
 
 
 class ConfigError(UsageError):
@@ -56,15 +57,23 @@ class RunConfig:
     idles: tuple[str, ...] = ("default",)
     client_waits: tuple[str, ...] = ("block",)
     vm_timeout_s: float = 1800.0
+    design: str = "matrix"  # runner/design.py: standard | claim | matrix
+    matrix_trials: int = 3  # rounds of the standard design's survey
+    claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
 
     def __post_init__(self) -> None:
         check(self)
 
 
 def server_level_combinations(cfg: RunConfig) -> list[dict[str, str]]:
-    """Every combination of the server levels ([{}] without levels)."""
-    keys = [key for key, _ in cfg.server_levels]
-    combos = itertools.product(*(values for _, values in cfg.server_levels))
+    """Every combination of the run's server levels ([{}] without levels)."""
+    return level_combinations(cfg.server_levels)
+
+
+def level_combinations(levels: tuple[tuple[str, tuple[str, ...]], ...]) -> list[dict[str, str]]:
+    """Every combination of ``levels`` (KEY -> values pairs; [{}] without levels)."""
+    keys = [key for key, _ in levels]
+    combos = itertools.product(*(values for _, values in levels))
     return [dict(zip(keys, combo, strict=True)) for combo in combos]
 
 
@@ -90,6 +99,14 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"--warmup {cfg.warmup_s}: must not be negative")
     if cfg.trials < 1:
         raise ConfigError(f"--trials {cfg.trials}: must be at least 1")
+    if cfg.design not in DESIGNS:
+        raise ConfigError(f"--design {cfg.design}: must be one of {', '.join(DESIGNS)}")
+    if cfg.matrix_trials < 1:
+        raise ConfigError(f"--survey-trials {cfg.matrix_trials}: must be at least 1")
+    if not cfg.claim_duration_s > 0:
+        raise ConfigError(f"--claim-duration {cfg.claim_duration_s}: must be positive")
+    if cfg.design != "matrix" and cfg.server_cpu is None:
+        raise ConfigError(f"--design {cfg.design} measures --rx-cpu server: give --server-cpu")
     if not 0 < cfg.port < 65536:
         raise ConfigError(f"--port {cfg.port}: must be 1..65535")
     if cfg.outstanding < 1:

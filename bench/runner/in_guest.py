@@ -54,6 +54,9 @@ def guest_args(cfg: RunConfig) -> list[str]:
         "--port", str(cfg.port),
         "--sample-cap", str(cfg.sample_cap),
         "--seed", str(cfg.order_seed),
+        "--design", cfg.design,
+        "--survey-trials", str(cfg.matrix_trials),
+        "--claim-duration", repr(cfg.claim_duration_s),
     ]  # fmt: skip
     if not cfg.calibrate:
         args.append("--no-calibrate")

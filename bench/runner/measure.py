@@ -29,7 +29,8 @@ from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
 from bench.results.rows import DEFAULT_CLIENT_WAIT, PhaseRow
 from bench.runner.conditions import phase_conditions
-from bench.runner.config import RunConfig, canonical_options, server_level_combinations
+from bench.runner.config import RunConfig, canonical_options, level_combinations
+from bench.runner.design import Block, blocks, design_impls
 from bench.runner.lifecycle import prepare, running_server, select
 from bench.runner.phase import PhaseSpec, failed_row, measure_phase
 from bench.runner.recording import Recording
@@ -165,16 +166,18 @@ class Runner:
             raise DriverError(f"{impl.name} answered nothing in the max-rate probe")
         return [(peak * f, f) for f in self.cfg.rate_fractions]
 
-    def _plan_rates(self, impls: list[Impl], topo: Topology) -> dict[PlanKey, RatePlan]:
+    def _plan_rates(
+        self, impls: list[Impl], topo: Topology, schedule: list[Block]
+    ) -> dict[PlanKey, RatePlan]:
         plans: dict[PlanKey, RatePlan] = {}
-        if "rate" not in self.cfg.modes:
-            return plans
-        for impl in impls:
-            for size in self.cfg.sizes:
-                for rx_cpu, idle, wait in itertools.product(
-                    self.cfg.rx_cpus, self.cfg.idles, self.cfg.client_waits
+        for block in (b for b in schedule if "rate" in b.modes):
+            for impl in (i for i in impls if block.covers(i.name)):
+                for size, rx_cpu, idle, wait in itertools.product(
+                    block.sizes, block.rx_cpus, block.idles, block.client_waits
                 ):
                     key = (impl.name, size, rx_cpu, idle, wait)
+                    if key in plans:
+                        continue
                     try:
                         plans[key] = self._offered_rates(impl, topo, size, rx_cpu, idle, wait)
                     except (DriverError, HellobenchError, OSError) as exc:
@@ -182,25 +185,43 @@ class Runner:
         return plans
 
     def _measure_topology(self, impls: list[Impl], topo: Topology) -> None:
-        rate_plans = self._plan_rates(impls, topo)
+        schedule = blocks(self.cfg)
+        rate_plans = self._plan_rates(impls, topo, schedule)
         salt = f"{self.env}/{topo.name}"
-        levels = server_level_combinations(self.cfg)
-        turns = [(impl, level) for impl in impls for level in range(len(levels))]
-        rounds = round_orders(len(turns), self.cfg.trials, self.cfg.order_seed, salt)
-        for trial, order in enumerate(rounds):
+        turns = [(impl, level) for impl in impls for level in _levels(impl.name, schedule)]
+        rounds = max(block.rounds for block in schedule)
+        orders = round_orders(len(turns), rounds, self.cfg.order_seed, salt)
+        for trial, order in enumerate(orders):
             for position in order:
                 impl, level = turns[position]
-                turn_salt = f"{salt}/{impl.name}/{level}"
-                self._measure_impl_trial(impl, topo, trial, rate_plans, turn_salt, levels[level])
+                specs = list(self._phase_specs(impl, level, topo, trial, rate_plans, schedule))
+                if specs:
+                    turn_salt = f"{salt}/{impl.name}/{canonical_options(level)}"
+                    self._measure_impl_trial(impl, topo, trial, specs, turn_salt, level)
 
     def _phase_specs(
-        self, impl: Impl, topo: Topology, trial: int, rate_plans: dict[PlanKey, RatePlan]
-    ) -> Iterator[tuple[PhaseSpec, str | None]]:
-        """Every phase of one impl trial, with the reason when it cannot be measured."""
+        self,
+        impl: Impl,
+        level: dict[str, str],
+        topo: Topology,
+        trial: int,
+        rate_plans: dict[PlanKey, RatePlan],
+        schedule: list[Block],
+    ) -> Iterator[tuple[PhaseSpec, str | None, float]]:
+        """Every phase of one impl turn in round ``trial``, each once (with the longest
+        duration of the blocks naming it), with the reason when it cannot be measured."""
         cfg = self.cfg
-        for size, mode, rx_cpu, idle, client_wait in itertools.product(
-            cfg.sizes, cfg.modes, cfg.rx_cpus, cfg.idles, cfg.client_waits
-        ):
+        durations: dict[tuple[int, Mode, str, str, str], float] = {}
+        for block in schedule:
+            if trial >= block.rounds or not block.covers(impl.name):
+                continue
+            if level not in level_combinations(block.server_levels):
+                continue
+            for phase in itertools.product(
+                block.sizes, block.modes, block.rx_cpus, block.idles, block.client_waits
+            ):
+                durations[phase] = max(durations.get(phase, 0.0), block.duration_s)
+        for (size, mode, rx_cpu, idle, client_wait), duration in durations.items():
             base = PhaseSpec(
                 env=self.env,
                 topology=topo.name,
@@ -214,39 +235,35 @@ class Runner:
                 client_cpu=cfg.client_cpu,
                 rx_cpu=rx_cpu,
                 idle=idle,
+                server_options=canonical_options(level),
                 client_wait=client_wait,
             )
             if mode != "rate":
-                yield base, None
+                yield base, None, duration
                 continue
             plan = rate_plans.get((impl.name, size, rx_cpu, idle, client_wait))
             if isinstance(plan, str):
-                yield base, plan
+                yield base, plan, duration
                 continue
             for rate, fraction in plan or []:
-                yield replace(base, offered_rps=rate, load_fraction=fraction), None
+                yield replace(base, offered_rps=rate, load_fraction=fraction), None, duration
 
     def _measure_impl_trial(
         self,
         impl: Impl,
         topo: Topology,
         trial: int,
-        rate_plans: dict[PlanKey, RatePlan],
+        specs: list[tuple[PhaseSpec, str | None, float]],
         salt: str,
         level: dict[str, str],
     ) -> None:
-        named = canonical_options(level)
-        specs = [
-            (replace(spec, server_options=named), reason)
-            for spec, reason in self._phase_specs(impl, topo, trial, rate_plans)
-        ]
         (phase_order,) = round_orders(len(specs), 1, self.cfg.order_seed, f"{salt}/{trial}")
         specs = [specs[i] for i in phase_order]
         watch = marked_watch()
         rows: dict[int, PhaseRow] = {}  # by the spec's position in ``specs``
         try:
             with running_server(impl, server_config(self.cfg, topo, level)) as server:
-                for index, (spec, reason) in enumerate(specs):
+                for index, (spec, reason, duration) in enumerate(specs):
                     self.progress(f"[{self.env}/{topo.name}] trial {trial} {spec.key}")
                     if reason is not None:
                         rows[index] = failed_row(spec, reason)
@@ -255,9 +272,12 @@ class Runner:
                         rows[index] = failed_row(spec, f"server not running: {server.health()}")
                         continue
                     seed = 1 + trial * 1009 + len(rows)
-                    dcfg = driver_config(
-                        self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed,
-                        client_wait=spec.client_wait,
+                    dcfg = replace(
+                        driver_config(
+                            self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed,
+                            client_wait=spec.client_wait,
+                        ),
+                        duration_s=duration,
                     )  # fmt: skip
                     try:
                         with phase_conditions(topo, spec.rx_cpu, spec.idle, self.cfg.server_cpu):
@@ -269,7 +289,7 @@ class Runner:
                     except HellobenchError as exc:
                         rows[index] = failed_row(spec, f"phase conditions: {exc}")
         except ImplError as exc:
-            for index, (spec, _) in enumerate(specs):
+            for index, (spec, _, _) in enumerate(specs):
                 if index not in rows:
                     rows[index] = failed_row(spec, f"server failed: {exc}")
         problems = watch.new_problems() if watch is not None else []
@@ -278,6 +298,15 @@ class Runner:
                 error = "kernel log: " + " | ".join(problems)[:2000]
                 row = replace(row, status="failed", error=error)
             self.recording.add_row(row)
+
+
+def _levels(impl: str, schedule: list[Block]) -> list[dict[str, str]]:
+    """The server levels the blocks covering ``impl`` measure it at, each once."""
+    found: dict[str, dict[str, str]] = {}
+    for block in (b for b in schedule if b.covers(impl)):
+        for level in level_combinations(block.server_levels):
+            found.setdefault(canonical_options(level), level)
+    return list(found.values())
 
 
 def round_orders(count: int, rounds: int, seed: int, salt: str) -> list[list[int]]:
@@ -295,7 +324,7 @@ def measure_here(cfg: RunConfig, recording: Recording, progress: Progress) -> No
     """Measure, in this environment, every selected impl it can run."""
     for line in ledger.sweep():
         progress(f"cleanup: {line}")
-    selected = select(cfg.impls, discover())
+    selected = select(design_impls(cfg), discover())
     runner = Runner(cfg, recording, progress)
     runner.describe()
     runner.measure(runner.usable(selected))

@@ -14,6 +14,7 @@ from bench.impl.registry import discover
 from bench.results.descriptions import ImplInfo
 from bench.results.run import Run
 from bench.runner.config import ConfigError, RunConfig
+from bench.runner.design import blocks, design_impls
 from bench.runner.in_guest import run_vm
 from bench.runner.lifecycle import select
 from bench.runner.measure import measure_here
@@ -56,12 +57,14 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
         "order_seed": cfg.order_seed,
         "server_levels": {key: list(values) for key, values in cfg.server_levels},
         "order": "rounds = trials; impls and each impl's phases in a seeded random order",
+        "design": cfg.design,
+        "blocks": [block.describe() for block in blocks(cfg)],
     }
 
 
 def start_run(cfg: RunConfig) -> Recording:
     """Validate the selection, create the run folder and its first (incomplete) results."""
-    selected = select(cfg.impls, discover())
+    selected = select(design_impls(cfg), discover())
     run = Run.new(run_document_config(cfg), {"name": "hellobench", "version": __version__})
     run.config["impls"] = [e.name for e in selected]
     run.impls = {e.name: ImplInfo.of(e.manifest) for e in selected}
@@ -84,7 +87,7 @@ def needs_vm(cfg: RunConfig) -> list[str]:
     host = capabilities()
     return [
         e.name
-        for e in select(cfg.impls, discover(host))
+        for e in select(design_impls(cfg), discover(host))
         if not e.available and e.manifest.requires.loadable_modules and not host.loadable_modules
     ]
 

@@ -1,0 +1,119 @@
+"""The experiment's design: which phases a run measures, and for how many rounds.
+
+A design is a list of blocks.  A block is a product — impls × server levels × sizes ×
+modes × receive CPU × idle policy × client wait — measured for ``rounds`` rounds with
+phases of ``duration_s``.  A phase that two blocks name is measured once per round, for
+the larger of their round counts, with the longer of their durations.
+
+- ``matrix``: one block, the product of the run's own options (``--impl``, ``--mode``,
+  ``--rx-cpu``, ...), ``--trials`` rounds.
+- ``claim``: the experiment the claim is judged by.  The ladder — the impls whose
+  manifests give them the ``claim`` role: the user-space twin, its controls one
+  server-path property away (one never sleeps, one makes no syscalls, one neither) and the
+  kernel-side servers — in pingpong at the claim size, at both levels of the receive CPU
+  and of the idle policy, for ``--trials`` rounds (10 unless given); and the transition
+  dose-response of the ``transition-dose`` impl (``extra_syscalls`` = 0, 100, 200) at the
+  default levels, for as many rounds.  ``--impl`` replaces the ladder.
+- ``standard`` (what ``bench run`` measures when no impl is named): ``claim``, then the
+  survey — the run's own product (every impl in every mode unless the options narrow it)
+  for ``matrix_trials`` rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.driver.modes import Mode
+from bench.impl.registry import discover
+from bench.results.rows import FACTOR_LEVELS
+from bench.runner.config import RunConfig
+
+CLAIM_ROLE = "claim"  # manifests' role: in the ladder
+DOSE_ROLE = "transition-dose"  # the server whose extra_syscalls the dose-response varies
+CLAIM_MODE: Mode = "pingpong"
+CLAIM_SIZE = 64
+DOSE_LEVELS = ("extra_syscalls", ("0", "100", "200"))
+CLAIM_ROUNDS = 10
+
+
+@dataclass(frozen=True)
+class Block:
+    """One part of the schedule: the phases of a product, for ``rounds`` rounds."""
+
+    name: str
+    impls: tuple[str, ...]  # empty: every selected impl
+    modes: tuple[Mode, ...]
+    sizes: tuple[int, ...]
+    rx_cpus: tuple[str, ...]
+    idles: tuple[str, ...]
+    client_waits: tuple[str, ...]
+    server_levels: tuple[tuple[str, tuple[str, ...]], ...]
+    rounds: int
+    duration_s: float
+
+    def covers(self, impl: str) -> bool:
+        return not self.impls or impl in self.impls
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "impls": list(self.impls) or "all",
+            "modes": list(self.modes),
+            "sizes": list(self.sizes),
+            "rx_cpus": list(self.rx_cpus),
+            "idles": list(self.idles),
+            "client_waits": list(self.client_waits),
+            "server_levels": {key: list(values) for key, values in self.server_levels},
+            "rounds": self.rounds,
+            "duration_s": self.duration_s,
+        }
+
+
+def matrix_block(cfg: RunConfig, name: str, rounds: int) -> Block:
+    """The product of the run's own options."""
+    return Block(
+        name, cfg.impls, cfg.modes, cfg.sizes, cfg.rx_cpus, cfg.idles, cfg.client_waits,
+        cfg.server_levels, rounds, cfg.duration_s,
+    )  # fmt: skip
+
+
+def claim_blocks(cfg: RunConfig) -> list[Block]:
+    """The ladder at every receive-CPU and idle level, and the dose-response."""
+    entries = discover()
+    ladder = cfg.impls or tuple(n for n, e in entries.items() if CLAIM_ROLE in e.manifest.roles)
+    dose = [n for n in ladder if DOSE_ROLE in entries[n].manifest.roles]
+    default = tuple(levels[0] for levels in FACTOR_LEVELS.values())
+    rx, idle, wait = default
+    blocks = [
+        Block(
+            "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), FACTOR_LEVELS["rx_cpu"],
+            FACTOR_LEVELS["idle"], (wait,), (), cfg.trials, cfg.claim_duration_s,
+        )
+    ]  # fmt: skip
+    if dose:
+        blocks.append(
+            Block(
+                "dose", (dose[0],), (CLAIM_MODE,), (CLAIM_SIZE,), (rx,), (idle,), (wait,),
+                (DOSE_LEVELS,), cfg.trials, cfg.claim_duration_s,
+            )
+        )  # fmt: skip
+    return blocks
+
+
+def blocks(cfg: RunConfig) -> list[Block]:
+    if cfg.design == "matrix":
+        return [matrix_block(cfg, "matrix", cfg.trials)]
+    claim = claim_blocks(cfg)
+    if cfg.design == "claim":
+        return claim
+    return [*claim, matrix_block(cfg, "survey", cfg.matrix_trials)]
+
+
+def design_impls(cfg: RunConfig) -> tuple[str, ...]:
+    """The impls the design names, in order (empty: every registered impl)."""
+    named: list[str] = []
+    for block in blocks(cfg):
+        if not block.impls:
+            return ()
+        named.extend(block.impls)
+    return tuple(dict.fromkeys(named))
