@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,11 @@ def test_context_switch_and_wakeup() -> None:
     if len(ctxswitch._allowed_cpus()) > 1:
         assert _positive(result["wakeup_ns"])
         assert _positive(result["wakeup_oneway_ns"])
+        if Path("/dev/cpu_dma_latency").exists():  # the wake-up again, idle states held off
+            assert _positive(result["wakeup_poll_median_ns"])
+            assert len(result["cross_cpu_poll_roundtrip_ns"]) == 2  # type: ignore[arg-type]
+        else:
+            assert result["wakeup_poll_ns"] is None and result["wakeup_poll_reason"]
         cpus = result["cpus"]
         assert isinstance(cpus, list) and len(set(cpus)) == 2
     else:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.stats
 from hdrh.histogram import HdrHistogram
 
 from bench.cli import main
@@ -264,13 +265,11 @@ def _trials(data: dict[str, Any], env: str, impl: str) -> list[dict[str, Any]]:
     ]
 
 
-def _boot(base: list[float], cand: list[float]) -> tuple[float, float]:
-    rng = np.random.default_rng(SEED)
-    a, b = np.array(base), np.array(cand)
-    ra = a[rng.integers(0, len(a), (RESAMPLES, len(a)))].mean(1)
-    rb = b[rng.integers(0, len(b), (RESAMPLES, len(b)))].mean(1)
-    lo, hi = np.percentile(ra - rb, [2.5, 97.5])
-    return float(lo), float(hi)
+def _paired_t(base: dict[int, float], cand: dict[int, float]) -> tuple[float, float]:
+    """Student-t 95% interval of the per-round differences (base − candidate)."""
+    d = np.array([base[t] - cand[t] for t in sorted(set(base) & set(cand))])
+    half = scipy.stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+    return float(d.mean() - half), float(d.mean() + half)
 
 
 def _shown(text: str, value_ns: float) -> None:
@@ -319,14 +318,15 @@ def test_claim_numbers_match_an_independent_recomputation(
                 def get(r: dict[str, Any]) -> float:
                     return float(r["per_request"]["cpu_ns"]["total"])
 
-            b = [get(r) for r in _trials(data, env, base)]
-            c = [get(r) for r in _trials(data, env, cand)]
+            rounds_b = {r["trial"]: get(r) for r in _trials(data, env, base)}
+            rounds_c = {r["trial"]: get(r) for r in _trials(data, env, cand)}
+            b, c = list(rounds_b.values()), list(rounds_c.values())
             saving = statistics.fmean(b) - statistics.fmean(c)
             assert float(attrs["data-baseline-mean"]) == pytest.approx(statistics.fmean(b))
             assert float(attrs["data-candidate-mean"]) == pytest.approx(statistics.fmean(c))
             assert float(attrs["data-saving"]) == pytest.approx(saving)
             assert int(attrs["data-n-baseline"]) == len(b)
-            lo, hi = _boot(b, c)
+            lo, hi = _paired_t(rounds_b, rounds_c)
             assert float(attrs["data-ci-low"]) == pytest.approx(lo)
             assert float(attrs["data-ci-high"]) == pytest.approx(hi)
             assert lo <= saving <= hi
@@ -396,10 +396,9 @@ def test_claim_decomposition_uses_the_calibration(page: _Page, data: dict[str, A
         placement = data["environments"][env].get("placement") or {}
         split = placement.get("server_cpu") not in (None, placement.get("client_cpu"))
         is_rtt = i % 2 == 0  # each pair: the RTT decomposition, then the CPU one
+        wakeup = cal.get("wakeup_median_ns", cal.get("wakeup_ns"))  # best, where no median
         switch_ns = (
-            cal["wakeup_ns"] / 2
-            if is_rtt and split and cal.get("wakeup_ns") is not None
-            else cal["context_switch_ns"]
+            wakeup / 2 if is_rtt and split and wakeup is not None else cal["context_switch_ns"]
         )
         ctx_part = d_ctx * switch_ns
         assert float(attrs["data-syscall-part"]) == pytest.approx(sys_part)

@@ -2,18 +2,21 @@
 
 The pairs come from the impls' manifests as the run recorded them: each impl is the
 candidate against every impl its ``compare_with`` names (kernel-side candidates first).  For
-each pair that both ran in one environment, in pingpong mode at the claim size, two savings
-are estimated from the per-trial values:
+each pair that both ran in one environment, in pingpong mode at the claim size, at each
+receive-CPU and idle level measured (the placement comparison), two savings are estimated
+from the per-trial values:
 
 * RTT: the trial's p50 round-trip time;
 * CPU: the trial's CPU time per request, all kinds (``cpu_ns.total``, system-wide).
 
-saving = mean(baseline trials) - mean(candidate trials); its 95% interval is the
-percentile bootstrap of :func:`bench.analysis.stats.bootstrap_diff_ci` (10000 resamples of each
-group, seed ``BOOTSTRAP_SEED``).  The calibration predicts each saving as
+saving = mean(baseline trials) - mean(candidate trials); its 95% interval is Student-t
+over the rounds' paired differences where two or more rounds measured both, else the
+percentile bootstrap of :func:`bench.analysis.stats.bootstrap_diff_ci` (10000 resamples of
+each group, seed ``BOOTSTRAP_SEED``).  The calibration predicts each saving as
 
     Δsyscalls/req × calibrated null syscall cost
-  + Δcontext switches/req (system-wide) × calibrated context-switch cost,
+  + Δcontext switches/req (system-wide) × the price of a switch
+    (bench/analysis/prediction.py: half a cross-CPU wake-up at the idle level, for RTT),
 
 and the prediction holds when the measured saving's interval contains it; what it misses
 is its error, reported as such (``rest``), never a part that makes the shares add up.  Here
@@ -28,9 +31,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_diff_ci
+from bench.analysis.prediction import switch_price
+from bench.analysis.stats import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    Interval,
+    bootstrap_diff_ci,
+    paired_t_interval,
+)
 from bench.results.metrics import metric
-from bench.results.rows import Configuration, PhaseRow
+from bench.results.rows import (
+    DEFAULT_CLIENT_WAIT,
+    DEFAULT_IDLE,
+    DEFAULT_RX_CPU,
+    Configuration,
+    PhaseRow,
+)
 from bench.results.run import Run
 
 CLAIM_MODE = "pingpong"
@@ -60,12 +76,13 @@ def fmt_count(x: float) -> str:
 
 @dataclass(frozen=True)
 class Estimate:
-    """One saving: baseline minus candidate, over trials."""
+    """One saving: baseline minus candidate, over trials; ``method`` names the interval."""
 
     metric: str
     baseline: tuple[float, ...]
     candidate: tuple[float, ...]
     ci: Interval
+    method: str = ""
 
     @property
     def baseline_mean(self) -> float:
@@ -127,6 +144,17 @@ class PairResult:
     rtt_parts: Decomposition
     cpu_parts: Decomposition | None
     sentences: tuple[str, ...]
+    rx_cpu: str = DEFAULT_RX_CPU
+    idle: str = DEFAULT_IDLE
+
+    @property
+    def default_levels(self) -> bool:
+        return (self.rx_cpu, self.idle) == (DEFAULT_RX_CPU, DEFAULT_IDLE)
+
+    @property
+    def levels(self) -> str:
+        """The factor levels in words, e.g. "rx at client, idle default"."""
+        return f"rx at {self.rx_cpu}, idle {self.idle}"
 
 
 @dataclass(frozen=True)
@@ -209,32 +237,18 @@ def _mean_of(rows: Sequence[PhaseRow], name: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def switch_cost(
-    calibration: Mapping[str, object], *, latency: bool, split: bool
-) -> tuple[object, str]:
-    """The cost of one context switch for a decomposition, and what it is.
-
-    CPU time: the calibrated same-CPU switch.  Latency with server and client on different
-    CPUs: every blocking wait is two switches (out, and back in when woken) and costs one
-    cross-CPU wake-up, so each switch stands for half the calibrated wake-up latency.
-    """
-    wakeup = calibration.get("wakeup_ns")
-    if latency and split and isinstance(wakeup, int | float):
-        return wakeup / 2, "half a calibrated cross-CPU wake-up: a blocking wait is two switches"
-    return calibration.get("context_switch_ns"), "calibrated switch"
-
-
 def decompose(
     saving: float,
     base: Sequence[PhaseRow],
     cand: Sequence[PhaseRow],
     calibration: Mapping[str, object],
-    *,
-    latency: bool = False,
-    split: bool = False,
+    key: Configuration,
+    name: str,
 ) -> Decomposition:
+    """The model's prediction (bench/analysis/prediction.py) of baseline − candidate for
+    metric ``name``, with a switch priced as in configuration ``key``."""
     syscall_ns = calibration.get("null_syscall_ns")
-    ctx_ns, basis = switch_cost(calibration, latency=latency, split=split)
+    ctx_ns, basis = switch_price(calibration, key, name)
     if not isinstance(syscall_ns, int | float) or not isinstance(ctx_ns, int | float):
         return Decomposition(False, "calibration (null syscall and context-switch cost) missing")
     b_sys, c_sys = _mean_of(base, SYSCALLS), _mean_of(cand, SYSCALLS)
@@ -260,15 +274,23 @@ def decompose(
 
 
 def _estimate(name: str, base: Sequence[PhaseRow], cand: Sequence[PhaseRow]) -> Estimate | None:
+    """Baseline − candidate: paired by round (Student-t) when two or more rounds measured
+    both, else the percentile bootstrap of the two groups."""
     read = metric(name).read
 
-    def values(rows: Sequence[PhaseRow]) -> tuple[float, ...]:
-        return tuple(v for v in (read(r) for r in rows) if v is not None)
+    def by_trial(rows: Sequence[PhaseRow]) -> dict[int, float]:
+        return {r.trial: float(v) for r in rows if (v := read(r)) is not None}
 
-    b, c = values(base), values(cand)
+    b, c = by_trial(base), by_trial(cand)
     if not b or not c:
         return None
-    return Estimate(name, b, c, bootstrap_diff_ci(b, c))
+    common = sorted(set(b) & set(c))
+    paired = paired_t_interval([b[t] - c[t] for t in common]) if len(common) >= 2 else None
+    bv, cv = tuple(b.values()), tuple(c.values())
+    if paired is not None:
+        return Estimate(name, bv, cv, paired.interval, paired.method)
+    method = f"percentile bootstrap, {BOOTSTRAP_RESAMPLES} resamples, n = {len(bv)}/{len(cv)}"
+    return Estimate(name, bv, cv, bootstrap_diff_ci(bv, cv), method)
 
 
 def _more_fewer(d: float, what: str) -> str:
@@ -359,14 +381,33 @@ def _topology(groups: Mapping[Configuration, object], env: str) -> str | None:
     return topos[0] if topos else None
 
 
+def _claim_levels(groups: Mapping[Configuration, object], env: str) -> list[tuple[str, str]]:
+    """The (rx_cpu, idle) levels measured in pingpong in ``env``, the default first."""
+    found = {
+        (k.rx_cpu, k.idle)
+        for k in groups
+        if k.env == env and k.mode == CLAIM_MODE and k.client_wait == DEFAULT_CLIENT_WAIT
+    }
+    return sorted(found, key=lambda lv: (lv != (DEFAULT_RX_CPU, DEFAULT_IDLE), lv))
+
+
 def _claim_rows(
-    groups: Mapping[Configuration, list[PhaseRow]], env: str, size: int, topo: str
+    groups: Mapping[Configuration, list[PhaseRow]],
+    env: str,
+    size: int,
+    topo: str,
+    levels: tuple[str, str] = (DEFAULT_RX_CPU, DEFAULT_IDLE),
 ) -> dict[str, list[PhaseRow]]:
-    """Per impl, the trials of its claim configuration (one request outstanding where
-    measured so, else the fewest measured)."""
+    """Per impl, the trials of its claim configuration at ``levels`` (rx_cpu, idle), with
+    no server option and the client blocking (one request outstanding where measured so,
+    else the fewest measured)."""
     found: dict[str, tuple[int, list[PhaseRow]]] = {}
     for key, rows in groups.items():
         if (key.env, key.mode, key.size, key.topology) != (env, CLAIM_MODE, size, topo):
+            continue
+        if (key.rx_cpu, key.idle) != levels or key.server_options:
+            continue
+        if key.client_wait != DEFAULT_CLIENT_WAIT:
             continue
         depth = key.outstanding or 1
         if key.impl not in found or depth < found[key.impl][0]:
@@ -379,7 +420,6 @@ def evaluate_claim(run: Run) -> Claim:
     pairs: list[PairResult] = []
     missing: list[str] = []
     notes: list[str] = []
-    skip_reason = {(s.env, s.impl): f"{s.impl} skipped: {s.reason}" for s in run.skipped}
     for env_name in run.env_names:
         env = run.environment(env_name)
         size, why = claim_size(run, env_name)
@@ -389,68 +429,101 @@ def evaluate_claim(run: Run) -> Claim:
             continue
         notes.append(f"{env_name}: {why}, topology {topo}")
         calibration = env.calibration
-        measured = _claim_rows(groups, env_name, size, topo)
-        for cand, base in claim_pairs(run):
-            if cand not in measured or base not in measured:
-                absent = [
-                    skip_reason.get((env_name, i), f"{i}: no ok rows")
-                    for i in (cand, base)
-                    if i not in measured
-                ]
-                missing.append(f"{env_name}: {cand} vs {base} not compared — {'; '.join(absent)}")
-                continue
-            rc, rb = measured[cand], measured[base]
-            rtt = _estimate(RTT, rb, rc)
-            if rtt is None:
-                missing.append(f"{env_name}: {cand} vs {base} — no RTT measured")
-                continue
-            cpu = _estimate(CPU, rb, rc)
-            label = env.label()
-            split = env.split_placement
-            rtt_parts = decompose(rtt.saving, rb, rc, calibration, latency=True, split=split)
-            cpu_parts = None if cpu is None else decompose(cpu.saving, rb, rc, calibration)
-            sentences = [rtt_sentence(env_name, label, cand, base, rtt)]
-            sentences.append(_parts_sentence(rtt_parts, "RTT difference", rtt))
-            if cpu is not None and cpu_parts is not None:
-                sentences.append(cpu_sentence(cand, base, cpu))
-                sentences.append(_parts_sentence(cpu_parts, "CPU difference", cpu))
-            else:
-                sentences.append("CPU per request was not measured for both impls.")
-            pairs.append(
-                PairResult(
-                    env_name,
-                    label,
-                    cand,
-                    base,
-                    size,
-                    topo,
-                    rtt,
-                    cpu,
-                    rtt_parts,
-                    cpu_parts,
-                    tuple(sentences),
-                )
+        for levels in _claim_levels(groups, env_name):
+            measured = _claim_rows(groups, env_name, size, topo, levels)
+            pairs.extend(
+                _level_pairs(run, env_name, size, topo, levels, measured, calibration, missing)
             )
     method = (
         f"Pingpong mode (one request outstanding), per environment: {'; '.join(notes)}. "
         "Saving = mean over trials of the baseline minus mean over trials of the candidate, "
         "for the per-trial p50 RTT and the per-trial CPU ns per request (user + system + "
-        "softirq + irq, system-wide). 95% confidence intervals: percentile bootstrap, "
-        f"{BOOTSTRAP_RESAMPLES} resamples of each impl's trials, numpy seed {BOOTSTRAP_SEED}. "
+        "softirq + irq, system-wide), at each receive-CPU and idle level measured. 95% "
+        "confidence intervals: Student-t over rounds of the paired differences (a round "
+        "measures both impls) when two or more rounds measured both, else the percentile "
+        f"bootstrap, {BOOTSTRAP_RESAMPLES} resamples of each impl's trials, numpy seed "
+        f"{BOOTSTRAP_SEED}; each interval names its method and n. "
         "Prediction: Δ(server + client syscalls per request) × calibrated null-syscall "
         "cost + Δ(system-wide context switches per request) × the cost of a switch; it "
         "holds when the measured saving's interval contains it, and the difference is "
         "reported as its error, never as a part of the saving. "
         "For CPU time a switch costs the calibrated same-CPU context switch; for RTT with "
         "server and client on different CPUs it costs half the calibrated cross-CPU wake-up "
-        "latency (a blocking wait is two switches and one wake-up), otherwise the calibrated "
-        "switch. An impl without a server process makes no server syscalls."
+        "(median; a blocking wait is two switches and one wake-up) at the configuration's "
+        "idle policy, otherwise the calibrated switch. An impl without a server process "
+        "makes no server syscalls."
     )
     verdicts = {}
     twin = user_space_twin(run)
     for env_name in run.env_names:
-        in_env = [p for p in pairs if p.env == env_name]
+        in_env = [p for p in pairs if p.env == env_name and p.default_levels]
         text = env_verdict(env_name, run.environment(env_name).label(), in_env, run, twin)
         if text is not None:
             verdicts[env_name] = text
     return Claim(tuple(pairs), tuple(missing), "; ".join(notes), method, verdicts)
+
+
+def _level_pairs(
+    run: Run,
+    env_name: str,
+    size: int,
+    topo: str,
+    levels: tuple[str, str],
+    measured: Mapping[str, list[PhaseRow]],
+    calibration: Mapping[str, object],
+    missing: list[str],
+) -> list[PairResult]:
+    """The claim's pairs at one (rx_cpu, idle) level; what cannot be paired goes to
+    ``missing``."""
+    env = run.environment(env_name)
+    skip_reason = {(s.env, s.impl): f"{s.impl} skipped: {s.reason}" for s in run.skipped}
+    default = levels == (DEFAULT_RX_CPU, DEFAULT_IDLE)
+    at = "" if default else f" (rx at {levels[0]}, idle {levels[1]})"
+    pairs: list[PairResult] = []
+    for cand, base in claim_pairs(run):
+        if cand not in measured or base not in measured:
+            if at:
+                continue  # said once, at the default levels
+            absent = [
+                skip_reason.get((env_name, i), f"{i}: no ok rows")
+                for i in (cand, base)
+                if i not in measured
+            ]
+            missing.append(f"{env_name}: {cand} vs {base} not compared — {'; '.join(absent)}")
+            continue
+        rc, rb = measured[cand], measured[base]
+        rtt = _estimate(RTT, rb, rc)
+        if rtt is None and not at:
+            missing.append(f"{env_name}: {cand} vs {base} — no RTT measured")
+        if rtt is None:
+            continue
+        cpu = _estimate(CPU, rb, rc)
+        label = env.label() + at
+        key = rb[0].configuration
+        rtt_parts = decompose(rtt.saving, rb, rc, calibration, key, RTT)
+        cpu_parts = None if cpu is None else decompose(cpu.saving, rb, rc, calibration, key, CPU)
+        sentences = [rtt_sentence(env_name, label, cand, base, rtt)]
+        sentences.append(_parts_sentence(rtt_parts, "RTT difference", rtt))
+        if cpu is not None and cpu_parts is not None:
+            sentences.append(cpu_sentence(cand, base, cpu))
+            sentences.append(_parts_sentence(cpu_parts, "CPU difference", cpu))
+        else:
+            sentences.append("CPU per request was not measured for both impls.")
+        pairs.append(
+            PairResult(
+                env_name,
+                label,
+                cand,
+                base,
+                size,
+                topo,
+                rtt,
+                cpu,
+                rtt_parts,
+                cpu_parts,
+                tuple(sentences),
+                rx_cpu=levels[0],
+                idle=levels[1],
+            )
+        )
+    return pairs

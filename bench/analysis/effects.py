@@ -8,7 +8,8 @@
   two main effects and their interaction as well.
 
 Every estimate is the mean over rounds of (level B − level A), Student-t, n = rounds with
-both sides ok; a metric is absent where either side lacks it.
+both sides ok; a metric is absent where either side lacks it.  Beside each one, what the
+calibration predicted it to be (bench/analysis/prediction.py) and whether that held.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bench.analysis.prediction import Prediction, predict
 from bench.analysis.stats import PairedEstimate, paired_t_interval
 from bench.results.metrics import metric
 from bench.results.rows import FACTOR_LEVELS, Configuration, PhaseRow
@@ -33,6 +35,12 @@ class Effect:
     key: Configuration  # the configuration at level A
     metric: str
     estimate: PairedEstimate  # level B − level A, in the metric's unit
+    prediction: Prediction  # what the calibration predicted B − A to be
+
+    @property
+    def held(self) -> bool | None:
+        """Whether the measured interval holds the prediction (None: nothing predicted)."""
+        return self.prediction.held(self.estimate.interval)
 
 
 def _by_trial(rows: Iterable[PhaseRow]) -> dict[Configuration, dict[int, PhaseRow]]:
@@ -55,6 +63,17 @@ def _paired(
     return paired_t_interval(diffs)
 
 
+Side = tuple[Configuration, Mapping[int, PhaseRow]]
+
+
+def _predicted(run: Run, name: str, terms: Sequence[tuple[float, Side]]) -> Prediction:
+    env = terms[0][1][0].env
+    calibration = run.environment(env).calibration
+    return predict(
+        name, calibration, [(sign, key, list(rows.values())) for sign, (key, rows) in terms]
+    )
+
+
 def run_factor_effects(run: Run) -> list[Effect]:
     trials = _by_trial(run.rows)
     out: list[Effect] = []
@@ -63,22 +82,26 @@ def run_factor_effects(run: Run) -> list[Effect]:
             if getattr(key, factor) != level_a:
                 continue
             partner: dict[str, Any] = {factor: level_b}
-            b = trials.get(replace(key, **partner))
+            b_key = replace(key, **partner)
+            b = trials.get(b_key)
             if b is None:
                 continue
             for name in EFFECT_METRICS:
                 estimate = _paired(a, b, name)
                 if estimate is not None:
-                    out.append(Effect(factor, f"{level_a} → {level_b}", key, name, estimate))
+                    guess = _predicted(run, name, [(-1.0, (key, a)), (1.0, (b_key, b))])
+                    change = f"{level_a} → {level_b}"
+                    out.append(Effect(factor, change, key, name, estimate, guess))
     return out
 
 
 def _corners(run: Run) -> dict[tuple[bool, bool], str]:
-    """(transitions, sleeps) -> the impl whose manifest says so (first by name)."""
+    """(transitions, sleeps) -> the path-control impl whose manifest says so (first by
+    name): other impls may declare their server path without joining the ladder."""
     found: dict[tuple[bool, bool], str] = {}
     for name in sorted(run.impls):
         path = run.impls[name].server_path
-        if "transitions" in path and "sleeps" in path:
+        if "path-control" in run.impls[name].roles and "transitions" in path and "sleeps" in path:
             found.setdefault((path["transitions"], path["sleeps"]), name)
     return found
 
@@ -108,17 +131,21 @@ def server_path_effects(run: Run) -> list[Effect]:
                 if a is None or b is None:
                     continue
                 change = f"{corners[without]} − {corners[with_it]}"
+                base = replace(key, impl=corners[with_it])
+                other_key = replace(key, impl=corners[without])
                 for name in EFFECT_METRICS:
                     estimate = _paired(a, b, name)
                     if estimate is not None:
-                        base = replace(key, impl=corners[with_it])
-                        out.append(Effect(factor, change, base, name, estimate))
+                        terms = [(-1.0, (base, a)), (1.0, (other_key, b))]
+                        guess = _predicted(run, name, terms)
+                        out.append(Effect(factor, change, base, name, estimate, guess))
         if all(at.get(c) is not None for c in ALL_CORNERS):
-            out.extend(_interaction(key, at, corners))
+            out.extend(_interaction(run, key, at, corners))
     return out
 
 
 def _interaction(
+    run: Run,
     key: Configuration,
     at: Mapping[tuple[bool, bool], Mapping[int, PhaseRow] | None],
     corners: Mapping[tuple[bool, bool], str],
@@ -142,7 +169,14 @@ def _interaction(
                 f"({corners[(True, True)]} − {corners[(False, True)]}) − "
                 f"({corners[(True, False)]} − {corners[(False, False)]})"
             )
-            out.append(Effect("transitions × sleeps", change, key, name, estimate))
+            signs = {(True, True): 1.0, (False, True): -1.0, (True, False): -1.0}
+            terms = [
+                (signs.get(c, 1.0), (replace(key, impl=corners[c]), rows))
+                for c, rows in ((c, at[c]) for c in ALL_CORNERS)
+                if rows is not None
+            ]
+            guess = _predicted(run, name, terms)
+            out.append(Effect("transitions × sleeps", change, key, name, estimate, guess))
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from bench.calibration.syscall import CalibrationError, calib_samples, summarise
+from bench.system.pm_qos import PmQosError, cpu_latency_held
 
 PIPE_ITERS = 50_000
 SAME_CPU_ITERS = 20_000
@@ -42,6 +43,23 @@ def _other_cpu(cpu_a: int, cpu_b: int, allowed: list[int]) -> int | None:
     if cpu_b != cpu_a and cpu_b in allowed:
         return cpu_b
     return next((cpu for cpu in allowed if cpu != cpu_a), None)
+
+
+def _wakeup_polling_idle(
+    cpu_a: int, peer: int, pipe_best: float, pipe_median: float, reps: int
+) -> dict[str, object]:
+    """The cross-CPU wake-up again with PM QoS CPU latency held at 0 (``--idle poll``)."""
+    try:
+        with cpu_latency_held(0):
+            cross = _roundtrips(cpu_a, peer, CROSS_CPU_ITERS, reps)
+    except PmQosError as exc:
+        return {"wakeup_poll_ns": None, "wakeup_poll_reason": str(exc)}
+    best, median = summarise(cross)
+    return {
+        "wakeup_poll_ns": _net(best, pipe_best),
+        "wakeup_poll_median_ns": _net(median, pipe_median),
+        "cross_cpu_poll_roundtrip_ns": cross,
+    }
 
 
 def measure_context_switch(cpu_a: int = 0, cpu_b: int = 1, reps: int = REPS) -> dict[str, object]:
@@ -84,6 +102,7 @@ def measure_context_switch(cpu_a: int = 0, cpu_b: int = 1, reps: int = REPS) -> 
             cross_cpu_roundtrip_ns=cross,
             cpus=[cpu_a, peer],
         )
+        result.update(_wakeup_polling_idle(cpu_a, peer, pipe_best, pipe_median, reps))
     if result["context_switch_ns"] is None:
         result["context_switch_reason"] = "round trip not above twice the pipe cost (noise)"
     result["method"] = (

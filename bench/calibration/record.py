@@ -44,6 +44,8 @@ def run_calibration(
         "null_syscall_ns": syscall.get("null_syscall_ns"),
         "context_switch_ns": switch.get("context_switch_ns"),
         "wakeup_ns": switch.get("wakeup_ns"),
+        "wakeup_median_ns": switch.get("wakeup_median_ns"),
+        "wakeup_poll_median_ns": switch.get("wakeup_poll_median_ns"),
         "driver_fidelity": fid,
         "details": {"null_syscall": syscall, "context_switch": switch},
         "errors": errors,
