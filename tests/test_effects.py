@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from bench.analysis.effects import effects, run_factor_effects, server_path_effects, verdicts
+from bench.report.render import render_report
 from bench.results.descriptions import ImplInfo
 from bench.results.rows import Latency, PhaseRow
 from bench.results.run import Run
@@ -103,3 +105,31 @@ def test_a_real_run_measures_what_sleeping_costs(tmp_path: Path) -> None:
     assert switches["blocking-c"] is not None and switches["blocking-c"] >= 0.9
     # no calibration in this run: nothing predicted, and the reason says so
     assert sleeps.prediction.value is None and "calibrated" in sleeps.prediction.basis
+
+
+def test_the_report_shows_each_effect_beside_its_prediction(tmp_path: Path) -> None:
+    """The calibrated fixture's host rows at both idle levels: the effects table gives the
+    prediction and whether the interval held it, and the page draws the effects figure."""
+    run, row = _template()
+    assert row.per_request is not None and row.per_request.system_ctx_switches is not None
+    calibration = run.environment("host").calibration
+    run.environments["host"]["calibration"] = {
+        **calibration, "wakeup_median_ns": 40000.0, "wakeup_poll_median_ns": 20000.0,
+    }  # fmt: skip
+    default = [100.0, 140.0, 90.0, 120.0]
+    run.rows = [_at(row, t, v) for t, v in enumerate(default)]
+    run.rows += [_at(row, t, v - 50.0 + 0.1 * t, idle="poll") for t, v in enumerate(default)]
+    (effect,) = [e for e in effects(run) if e.metric == "rtt_p50"]
+    switches = row.per_request.system_ctx_switches
+    assert effect.prediction.value == pytest.approx(switches * (20000.0 - 40000.0) / 2)
+    predicted = effect.prediction.value
+    assert predicted is not None and effect.held == effect.estimate.interval.contains(predicted)
+    page = render_report(run, tmp_path / "report").read_text()
+    cells = re.findall(r'<td data-held="(\w+)">([^<]*)</td>', page)
+    assert str(effect.held) in {held for held, _ in cells}
+    for held, text in cells:
+        assert (text == "yes") == (held == "True") and (text.startswith("no, off by")) == (
+            held == "False"
+        )
+    assert '<figure class="effects-figure" data-env="host">' in page
+    assert "predicted µs" in page

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from bench.analysis.claim import PairResult
+from bench.analysis.effects import Effect
 from bench.results.descriptions import ImplInfo
 
 # One hue per family (Okabe-Ito, safe for the common colour-vision deficiencies); the impls
@@ -233,7 +234,10 @@ def claim_bars(pairs: Sequence[PairResult], title: str, name: str) -> str:
     """Savings per pair split into syscalls, context switches and rest (RTT and CPU)."""
     if not pairs:
         return _empty(f"{title}: no pairs to compare", name)
-    labels = [f"{p.candidate}\nvs {p.baseline}" for p in pairs]
+    labels = [
+        f"{p.candidate}\nvs {p.baseline}" + ("" if p.default_levels else f"\n{p.levels}")
+        for p in pairs
+    ]
     fig, axes = _subplots(1, 2, figsize=(11.0, 4.2))
     for ax, which in zip(axes, ("RTT p50", "CPU per request"), strict=True):
         pos_bottom = [0.0] * len(pairs)
@@ -288,4 +292,36 @@ def claim_bars(pairs: Sequence[PairResult], title: str, name: str) -> str:
         ax.set_title(f"{title}: {which}")
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].legend(fontsize="x-small")
+    return to_svg(fig, name)
+
+
+def effects_forest(effects: Sequence[Effect], title: str, name: str) -> str:
+    """Each effect on p50 RTT as its mean with the 95% interval (whiskers), and what the
+    calibration predicted (a diamond; absent where nothing was predicted)."""
+    rtt = [e for e in effects if e.metric == "rtt_p50"]
+    if not rtt:
+        return _empty(f"{title}: no effect on p50 RTT measured", name)
+    labels = [f"{e.factor}: {e.change}  ({e.key.impl})" for e in rtt]
+    fig, ax = _subplots(figsize=(9.5, 0.9 + 0.42 * len(rtt)))
+    for i, e in enumerate(rtt):
+        mean, iv = e.estimate.mean / 1000.0, e.estimate.interval
+        held = e.held
+        color = "#0072B2" if held is not False else "#D55E00"
+        ax.errorbar(
+            mean, i, xerr=[[mean - iv.low / 1000.0], [iv.high / 1000.0 - mean]],
+            fmt="o", color=color, capsize=3, markersize=5,
+        )  # fmt: skip
+        if e.prediction.value is not None:
+            ax.plot(e.prediction.value / 1000.0, i, "D", color="#555555", markersize=5,
+                    markerfacecolor="none")  # fmt: skip
+    ax.plot([], [], "o", color="#0072B2", label="measured (prediction held or none)")
+    ax.plot([], [], "o", color="#D55E00", label="measured (prediction failed)")
+    ax.plot([], [], "D", color="#555555", markerfacecolor="none", label="predicted")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rtt)), labels, fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set_xlabel("effect on p50 RTT (µs): level B − level A")
+    ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize="x-small", loc="best")
     return to_svg(fig, name)

@@ -19,7 +19,7 @@ import jinja2
 from bench import PROJECT_ROOT
 from bench.analysis.claim import Claim, evaluate_claim, fmt_us
 from bench.analysis.dose import dose_responses
-from bench.analysis.effects import effects, verdicts
+from bench.analysis.effects import Effect, effects, verdicts
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
@@ -182,6 +182,23 @@ def _cost_figure(run: Run, env: str, groups: Groups) -> Figure | None:
     )
 
 
+def _effect_figures(run: Run, found: Sequence[Effect]) -> dict[str, Figure]:
+    out = {}
+    for env in run.env_names:
+        here = [e for e in found if e.key.env == env]
+        if any(e.metric == "rtt_p50" for e in here):
+            title = f"{env}: effects on p50 RTT, measured and predicted"
+            out[env] = Figure(
+                title,
+                figures.effects_forest(here, title, f"effects-{env}"),
+                "Each factor's effect: mean over rounds of the paired difference (level B "
+                "minus level A) with its 95% Student-t interval (n = rounds, in the table); "
+                "the diamond is what the calibration predicted from the counted syscalls and "
+                "switches. Orange: the interval does not contain the prediction.",
+            )
+    return out
+
+
 def _claim_figures(run: Run, claim: Claim) -> dict[str, Figure]:
     out = {}
     for env in run.env_names:
@@ -193,7 +210,8 @@ def _claim_figures(run: Run, claim: Claim) -> dict[str, Figure]:
                 figures.claim_bars(pairs, title, f"claim-{env}"),
                 "Saving (baseline minus candidate, mean over trials) split into Δsyscalls × "
                 "calibrated null-syscall cost, Δcontext switches × calibrated switch cost and "
-                "the rest; whiskers: 95% bootstrap CI. Negative: the candidate costs more.",
+                "the rest; whiskers: the 95% interval (paired t over rounds, or bootstrap where "
+                "rounds do not pair). Negative: the candidate costs more.",
             )
     return out
 
@@ -386,6 +404,7 @@ def build_page(run: Run, out_dir: Path) -> str:
         "doses": dose_responses(run),
         "effects": found_effects,
         "effect_verdicts": verdicts(run, found_effects),
+        "effect_figures": _effect_figures(run, found_effects),
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,
