@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,19 +132,31 @@ def test_recvmmsg_burst_with_each_batch_size(start: Starter, batch: str) -> None
         assert counters["batches"] == BURST
 
 
-def test_recvmmsg_batches_a_burst(start: Starter) -> None:
-    """A burst sent while the server is stopped in its tracks is taken in full batches:
-    the queue is filled first (SIGSTOP), then the server resumes."""
-    server, port = start("recvmmsg-c", batch="32")
+def _stopped(pid: int) -> bool:
+    """True once the process sits in a job-control stop (state T in /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] == "T"
+
+
+def _queued_burst(server: RunningServer, port: int, count: int) -> tuple[int, int]:
+    """Queue ``count`` requests while the server is stopped (SIGSTOP, and seen stopped, so
+    no call of its own takes part of them), resume it and take every reply; the counter
+    that tells calls (recvmmsg) or wake-ups (epoll) before and after."""
     assert isinstance(server, CountedServerProcess)
+    key = "batches" if "batches" in server.counters() else "wakeups"
     os.kill(server.pid, signal.SIGSTOP)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        for _ in range(10_000):
+            if _stopped(server.pid):
+                break
+            time.sleep(0.001)
+        assert _stopped(server.pid)
+        before = server.counters()[key]
         sock.connect(("127.0.0.1", port))
-        requests = _burst(64)
+        requests = _burst(count)
         for request in requests:
-            sock.send(request)
-        before = server.counters()["batches"]
+            sock.send(request)  # on lo, queued at the server when send() returns
         os.kill(server.pid, signal.SIGCONT)
         sock.settimeout(REPLY_WAIT_S)
         replies = [sock.recv(65536) for _ in requests]
@@ -151,7 +164,19 @@ def test_recvmmsg_batches_a_burst(start: Starter) -> None:
         os.kill(server.pid, signal.SIGCONT)
         sock.close()
     assert Counter(replies) == Counter(make_reply(r) for r in requests)
-    assert server.counters()["batches"] - before == 2  # 64 queued, 32 per call
+    return before, server.counters()[key]
+
+
+def test_recvmmsg_takes_a_queued_burst_in_full_batches(start: Starter) -> None:
+    server, port = start("recvmmsg-c", batch="32")
+    before, after = _queued_burst(server, port, 64)
+    assert after - before == 2  # 64 queued, 32 per call
+
+
+def test_epoll_drains_a_queued_burst_in_one_wakeup(start: Starter) -> None:
+    server, port = start("epoll-c")
+    before, after = _queued_burst(server, port, 64)
+    assert after - before == 1  # level-triggered, drained to EAGAIN
 
 
 def test_recvmmsg_passes_the_batch_option(start: Starter) -> None:
