@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.impl.api import ImplError, RunningServer, ServerConfig
-from bench.impl.memfd_counters import CountedServerProcess
+from bench.impl.memfd_counters import MEMFD_NAME, CountedServerProcess, find_memfd, read_counters
 from bench.impl.registry import Entry, discover
 from bench.native.build import build_executable
 from bench.protocol import make_reply, make_request
@@ -292,3 +293,24 @@ def test_counters_survive_the_stop(start: Starter, name: str) -> None:
     counters = server.counters()
     assert counters["answered"] == 2
     assert counters["rejected"] == 1
+
+
+def test_memfd_counters_read_native_u64s(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    path.write_bytes(struct.pack("=2Q", 7, 2**40 + 1))
+    assert read_counters(path, ("answered", "rejected")) == {
+        "answered": 7,
+        "rejected": 2**40 + 1,
+    }
+    assert read_counters(path, ("a", "b", "c")) is None  # shorter than the names
+    assert read_counters(tmp_path / "absent", ("a",)) is None
+
+
+def test_memfd_is_found_only_where_one_is_open() -> None:
+    assert find_memfd(os.getpid()) is None
+    fd = os.memfd_create(MEMFD_NAME)
+    try:
+        found = find_memfd(os.getpid())
+        assert found is not None and found.name == str(fd)
+    finally:
+        os.close(fd)
