@@ -604,3 +604,63 @@ def test_client_runs_inside_a_netns() -> None:
                 srv.stdout.close()
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _scheduled_gaps(arrivals: str, seed: int) -> tuple[Any, Any]:
+    """The measured requests' scheduled send times (their header stamps), as gaps in ns,
+    and the driver's result, for 1000 requests at 4000/s with ``arrivals``."""
+    srv = ThreadServer("correct")
+    try:
+        r = run_driver(
+            DriverConfig(
+                "rate", port=srv.port, size=64, rate_rps=4000.0, max_requests=1000,
+                duration_s=30.0, warmup_s=0.0, timeout_s=1.0, arrivals=arrivals, seed=seed,
+            )
+        )  # fmt: skip
+    finally:
+        srv.close()
+    headers = [protocol.parse_header(d) for d in srv.received]
+    stamps = sorted(h.timestamp_ns for h in headers if h is not None and not h.flags)
+    assert len(stamps) == r.requests == 1000
+    return np.diff(np.asarray(stamps, dtype=np.int64)), r
+
+
+def test_poisson_arrivals_are_a_poisson_schedule_and_uniform_ones_are_even() -> None:
+    """The stamps are the schedule itself (computed, not measured): even gaps of 1/rate,
+    or exponential ones of that mean — coefficient of variation 1, memoryless."""
+    even, _ = _scheduled_gaps("uniform", seed=7)
+    assert abs(even.mean() - 250_000) < 1 and even.std() < 2
+    gaps, r = _scheduled_gaps("poisson", seed=7)
+    # 999 exponential gaps: mean within 5 standard errors of 250 µs, CV near 1, and the
+    # share above the mean near e^-1
+    assert abs(gaps.mean() - 250_000) < 5 * 250_000 / np.sqrt(gaps.size)
+    assert 0.85 < gaps.std() / gaps.mean() < 1.15
+    assert 0.30 < float(np.mean(gaps > gaps.mean())) < 0.44
+    again, _ = _scheduled_gaps("poisson", seed=7)
+    assert np.array_equal(gaps, again)  # the seed fixes the schedule
+    assert r.config is not None and r.config.arrivals == "poisson"
+
+
+def test_rate_mode_keeps_the_uncorrected_latency_beside_the_corrected_one() -> None:
+    """Every request is sent at or after its scheduled time, so its latency from the send
+    is at most its latency from the schedule: every percentile too.  Closed-loop modes
+    have one latency only."""
+    _, r = _scheduled_gaps("uniform", seed=3)
+    corrected, uncorrected = r.latency_ns, r.uncorrected_latency_ns
+    assert uncorrected is not None and r.uncorrected_histogram_encoded
+    for key in ("min", "p50", "p90", "p99", "p999", "max"):
+        low, high = uncorrected[key], corrected[key]
+        assert low is not None and high is not None and low <= high, key
+    srv = ThreadServer("correct")
+    try:
+        closed = run_driver(DriverConfig("pingpong", port=srv.port, max_requests=20))
+    finally:
+        srv.close()
+    assert closed.uncorrected_latency_ns is None
+
+
+def test_arrivals_apply_to_rate_mode_only() -> None:
+    with pytest.raises(ValueError, match="rate mode only"):
+        DriverConfig("pingpong", arrivals="poisson")
+    with pytest.raises(ValueError, match="arrivals must be one of"):
+        DriverConfig("rate", rate_rps=10.0, arrivals="bursty")

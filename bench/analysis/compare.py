@@ -83,6 +83,7 @@ class MetricChange:
             "rx_cpu": self.key.rx_cpu,
             "idle": self.key.idle,
             "client_wait": self.key.client_wait,
+            "arrivals": self.key.arrivals,
             "server_options": self.key.server_options,
             "metric": self.metric,
             "unit": self.unit,

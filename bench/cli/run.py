@@ -16,7 +16,7 @@ from bench.cli.options import cpu, key_values, port, positive_float
 from bench.driver.modes import MODES
 from bench.protocol import DEFAULT_PORT
 from bench.report.render import render_report
-from bench.results.rows import Configuration
+from bench.results.rows import ARRIVALS, Configuration
 from bench.results.run import Run
 from bench.runner.config import CLIENT_WAITS, DESIGNS, IDLES, RX_CPUS, ConfigError, RunConfig
 from bench.runner.orchestrate import run_all
@@ -106,6 +106,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how the driver waits for replies: block (sleeps in recv/ppoll, the default) "
         "or spin (busy-polls, never sleeps); repeatable, each level measured",
     )
+    p.add_argument(
+        "--arrivals",
+        choices=ARRIVALS,
+        default="uniform",
+        help="rate mode's schedule: uniform (evenly spaced, the default) or poisson "
+        "(exponential gaps of the same mean); both corrected and uncorrected latency are kept",
+    )
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     p.add_argument(
@@ -183,6 +190,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         rx_cpus=tuple(args.rx_cpu) or ("client",),
         idles=tuple(args.idle) or ("default",),
         client_waits=tuple(args.client_wait) or ("block",),
+        arrivals=args.arrivals,
     )
 
 
@@ -212,6 +220,8 @@ def _mode_label(key: Configuration) -> str:
         label += escape(f" [{key.server_options}]")
     if key.client_wait != "block":
         label += f" {key.client_wait}"
+    if key.arrivals != "uniform":
+        label += f" {key.arrivals}"
     return label
 
 

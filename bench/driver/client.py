@@ -49,6 +49,7 @@ MAX_SAMPLE_CAP = 16 << 20
 # zero-timeout polls, retried until the reply, the timeout or the next send is due).
 WAITS = ("block", "spin")
 DEFAULT_WAIT = "block"
+ARRIVALS = ("uniform", "poisson")  # rate mode's schedule: even spacing, or a Poisson process
 
 COUNT_KEYS = ("requests", "replies", "lost", "duplicates", "reordered", "corrupt")
 
@@ -95,6 +96,7 @@ class DriverConfig:
     seed: int = 1
     busy_poll: bool = False
     wait: str = DEFAULT_WAIT
+    arrivals: str = "uniform"
 
     def __post_init__(self) -> None:
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
@@ -142,6 +144,14 @@ class DriverConfig:
             f"netns must be None or a namespace name, not {self.netns!r}",
         )
         _check(self.wait in WAITS, f"wait must be one of {', '.join(WAITS)}, not {self.wait!r}")
+        _check(
+            self.arrivals in ARRIVALS,
+            f"arrivals must be one of {', '.join(ARRIVALS)}, not {self.arrivals!r}",
+        )
+        _check(
+            self.arrivals == "uniform" or self.mode == "rate",
+            "arrivals applies to rate mode only",
+        )
         self._check_mode()
 
     def _check_mode(self) -> None:
@@ -186,6 +196,8 @@ class DriverConfig:
             args.append("--busy-poll")
         if self.wait != DEFAULT_WAIT:
             args.append(f"--wait={self.wait}")
+        if self.arrivals != "uniform":
+            args.append(f"--arrivals={self.arrivals}")
         return args
 
 
@@ -208,6 +220,8 @@ class DriverResult:
     ``latency_ns``: exact min/max/mean from the client, p50..p999 from ``histogram``; a
     request that timed out is in both at ``timeout_s`` (its RTT is at least that), so the
     histogram holds every request once; all None when nothing was answered.
+    ``uncorrected_latency_ns`` (rate mode only): the same from each request's actual send,
+    as wrk2's uncorrected figures; ``latency_ns`` counts from its scheduled send.
     """
 
     requests: int
@@ -230,6 +244,8 @@ class DriverResult:
     drained: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
     config: DriverConfig | None = None
+    uncorrected_latency_ns: dict[str, float | None] | None = None
+    uncorrected_histogram_encoded: str | None = None
 
     @property
     def loss_ratio(self) -> float:
@@ -239,7 +255,7 @@ class DriverResult:
 def driver_binary() -> Path:
     """The built client (compiled on first use, then cached by source hash)."""
     try:
-        return build_executable(BINARY_NAME, [SOURCE])
+        return build_executable(BINARY_NAME, [SOURCE], libs=["-lm"])
     except BuildError as exc:
         raise DriverError(str(exc)) from exc
 
@@ -323,13 +339,13 @@ def parse_results(
     """A DriverResult from the client's JSON and its raw samples."""
     counts = _int_map(raw["counts"])
     hist = hdr.from_buckets(raw["histogram"]["buckets"])
-    lat = raw["latency_ns"]
-    latency: dict[str, float | None] = {"min": None, "max": None, "mean": None}
-    if counts["replies"] and lat.get("count"):
-        latency = {"min": float(lat["min"]), "max": float(lat["max"]), "mean": float(lat["mean"])}
-        latency.update(hdr.percentiles(hist))
-    else:
-        latency.update({name: None for name, _ in hdr.PERCENTILES})
+    latency = _latency_summary(raw["latency_ns"], hist, counts["replies"])
+    uncorrected: dict[str, float | None] | None = None
+    uncorrected_hist: str | None = None
+    if "latency_uncorrected_ns" in raw:
+        sent = hdr.from_buckets(raw["histogram_uncorrected"]["buckets"])
+        uncorrected = _latency_summary(raw["latency_uncorrected_ns"], sent, counts["replies"])
+        uncorrected_hist = hdr.encode(sent)
     declared = int(raw["samples"]["count"])
     if declared != len(samples):
         raise DriverError(f"samples file holds {len(samples)} values, results say {declared}")
@@ -349,7 +365,22 @@ def parse_results(
         drained=counts.get("drained", 0),
         counts=counts,
         config=config,
+        uncorrected_latency_ns=uncorrected,
+        uncorrected_histogram_encoded=uncorrected_hist,
     )
+
+
+def _latency_summary(
+    lat: Mapping[str, Any], hist: HdrHistogram, replies: int
+) -> dict[str, float | None]:
+    """Exact min/max/mean from the client, percentiles from the histogram (None: nothing)."""
+    latency: dict[str, float | None] = {"min": None, "max": None, "mean": None}
+    if replies and lat.get("count"):
+        latency = {"min": float(lat["min"]), "max": float(lat["max"]), "mean": float(lat["mean"])}
+        latency.update(hdr.percentiles(hist))
+    else:
+        latency.update({name: None for name, _ in hdr.PERCENTILES})
+    return {k: latency[k] for k in ("min", "p50", "p90", "p99", "p999", "max", "mean")}
 
 
 def _read_results(out: Path, samples_out: Path, pid: int, config: DriverConfig) -> DriverResult:

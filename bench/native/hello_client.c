@@ -9,7 +9,9 @@
  *   rate      open loop at --rate requests/s; latency counts from the *scheduled* send
  *             time, so falling behind shows as latency (no coordinated omission);
  *             sleeps in ppoll() between sends; reads what ppoll woke it for before it
- *             sends what is due
+ *             sends what is due.  Also reported: the latency from the actual send
+ *             (uncorrected, as wrk2 does).  --arrivals uniform (even spacing) or poisson
+ *             (exponential gaps of the same mean, drawn from --seed)
  *   flood     as fast as possible, sendmmsg/recvmmsg batches of --batch
  *
  * How the client waits (--wait): block (the default) sleeps in the kernel as above;
@@ -101,6 +103,11 @@ static const char *const mode_names[] = { "pingpong", "rate", "flood" };
 
 enum wait { WAIT_BLOCK, WAIT_SPIN };
 
+/* How rate mode schedules its requests: evenly spaced, or a Poisson process. */
+enum arrivals { ARRIVALS_UNIFORM, ARRIVALS_POISSON };
+
+static const char *const arrivals_names[] = { "uniform", "poisson" };
+
 static const char *const wait_names[] = { "block", "spin" };
 
 struct options {
@@ -119,6 +126,7 @@ struct options {
 	uint64_t seed;
 	uint64_t sample_cap;
 	enum wait wait;
+	enum arrivals arrivals;
 	bool busy_poll;			/* --busy-poll given (sets wait to spin) */
 	bool wait_given;
 	bool handshake;
@@ -132,6 +140,7 @@ enum slot_state { SLOT_FREE, SLOT_PENDING, SLOT_EXPIRED, SLOT_ANSWERED };
 struct slot {
 	uint64_t seq;
 	uint64_t stamp;			/* send time, or scheduled time in rate mode */
+	uint64_t sent;			/* when it was actually sent */
 	uint16_t flags;
 	uint8_t state;
 };
@@ -163,6 +172,22 @@ struct latency {
 	uint64_t rng;
 };
 
+/*
+ * Rate mode's schedule: request @i is due at t0 + i × period (uniform), or at the i-th
+ * arrival of a Poisson process of the same mean rate, drawn from --seed.  Poisson stamps
+ * are drawn in order and kept in a ring: a sender needs those of the next batch only.
+ */
+struct schedule {
+	uint64_t t0;
+	double period_ns;
+	bool poisson;
+	uint64_t rng;
+	uint64_t *ring;
+	uint64_t mask;
+	uint64_t generated;		/* requests 0..generated-1 have their stamps */
+	double next_ns;			/* stamp of request @generated, after t0 */
+};
+
 struct client {
 	const struct options *o;
 	int fd;
@@ -179,6 +204,8 @@ struct client {
 	bool refused;			/* the last failed send was refused, not EAGAIN */
 	struct counts c;
 	struct latency lat;
+	struct latency sent_lat;	/* rate mode: from the actual send (uncorrected) */
+	struct schedule sched;
 	uint8_t *tx;			/* batch request buffers */
 	uint8_t *rx;			/* batch receive buffers */
 	struct mmsghdr *txm;
@@ -327,6 +354,10 @@ static void record_timeout(struct client *cl)
 		return;
 	record_latency(&cl->lat, cl->timeout_ns);
 	cl->lat.timeouts++;
+	if (cl->o->mode == MODE_RATE) {
+		record_latency(&cl->sent_lat, cl->timeout_ns);
+		cl->sent_lat.timeouts++;
+	}
 }
 
 /* A whole request with its header zeroed; the pattern fills every byte from 24 on. */
@@ -347,7 +378,7 @@ static void stamp_request(uint8_t *buf, uint16_t flags, uint64_t seq, uint64_t s
 	put_be64(buf + 16, stamp);
 }
 
-static void commit_sent(struct client *cl, uint64_t stamp)
+static void commit_sent(struct client *cl, uint64_t stamp, uint64_t sent)
 {
 	uint64_t seq = cl->next_seq++;
 	struct slot *s = &cl->ring[seq & cl->ring_mask];
@@ -359,6 +390,7 @@ static void commit_sent(struct client *cl, uint64_t stamp)
 	}
 	s->seq = seq;
 	s->stamp = stamp;
+	s->sent = sent;
 	s->flags = cl->flags;
 	s->state = SLOT_PENDING;
 	cl->pending++;
@@ -391,8 +423,11 @@ static void answer_slot(struct client *cl, struct slot *s, uint64_t now)
 	s->state = SLOT_ANSWERED;
 	cl->c.replies++;
 	/* A late reply is in the record already, at the timeout. */
-	if (cl->recording && !late)
+	if (cl->recording && !late) {
 		record_latency(&cl->lat, now - s->stamp);
+		if (cl->o->mode == MODE_RATE)
+			record_latency(&cl->sent_lat, now - s->sent);
+	}
 }
 
 static void on_reply(struct client *cl, const uint8_t *buf, size_t len, uint64_t now)
@@ -484,7 +519,7 @@ static int send_one(struct client *cl, uint64_t stamp)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return send_error(cl, "send");
-	commit_sent(cl, stamp);
+	commit_sent(cl, stamp, stamp);
 	return 1;
 }
 
@@ -659,29 +694,64 @@ static int run_pingpong(struct client *cl, uint64_t end, uint64_t max)
 	}
 }
 
-/* Send time of request @index of a batch: scheduled (rate) or the batch's own (flood). */
-static uint64_t batch_stamp(uint64_t t0, double period_ns, uint64_t index)
+/* An exponential draw of mean 1 (inverse transform of a uniform in (0, 1]). */
+static double exponential(uint64_t *rng)
 {
-	return period_ns > 0 ? t0 + (uint64_t)((double)index * period_ns) : t0;
+	double u = (double)((splitmix64(rng) >> 11) + 1) * 0x1.0p-53;
+
+	return -log(u);
 }
 
-static void prepare_batch(struct client *cl, unsigned int count, uint64_t t0, double period_ns,
+static void start_schedule(struct client *cl, uint64_t t0, double period_ns)
+{
+	struct schedule *sc = &cl->sched;
+
+	sc->t0 = t0;
+	sc->period_ns = period_ns;
+	sc->poisson = cl->o->arrivals == ARRIVALS_POISSON;
+	sc->rng = cl->o->seed ^ 0x5851f42d4c957f2dull;
+	sc->generated = 0;
+	sc->next_ns = 0.0;
+}
+
+/* When request @index of the phase is due; @index never falls a ring behind. */
+static uint64_t scheduled(struct client *cl, uint64_t index)
+{
+	struct schedule *sc = &cl->sched;
+
+	if (!sc->poisson)
+		return sc->t0 + (uint64_t)((double)index * sc->period_ns);
+	while (sc->generated <= index) {
+		sc->ring[sc->generated & sc->mask] = sc->t0 + (uint64_t)sc->next_ns;
+		sc->generated++;
+		sc->next_ns += exponential(&sc->rng) * sc->period_ns;
+	}
+	return sc->ring[index & sc->mask];
+}
+
+/* Send time of request @index of a batch: scheduled (rate) or @t0, the batch's own. */
+static uint64_t batch_stamp(struct client *cl, uint64_t t0, bool rate, uint64_t index)
+{
+	return rate ? scheduled(cl, index) : t0;
+}
+
+static void prepare_batch(struct client *cl, unsigned int count, uint64_t t0, bool rate,
 			  uint64_t index)
 {
 	unsigned int i;
 
 	for (i = 0; i < count; i++)
 		stamp_request(cl->tx + (size_t)i * cl->o->size, cl->flags, cl->next_seq + i,
-			      batch_stamp(t0, period_ns, index + i));
+			      batch_stamp(cl, t0, rate, index + i));
 }
 
-static void commit_batch(struct client *cl, unsigned int sent, uint64_t t0, double period_ns,
-			 uint64_t index)
+static void commit_batch(struct client *cl, unsigned int sent, uint64_t t0, bool rate,
+			 uint64_t index, uint64_t sent_at)
 {
 	unsigned int i;
 
 	for (i = 0; i < sent; i++)
-		commit_sent(cl, batch_stamp(t0, period_ns, index + i));
+		commit_sent(cl, batch_stamp(cl, t0, rate, index + i), sent_at);
 }
 
 static int drain_nonblocking(struct client *cl, uint64_t *now)
@@ -694,24 +764,29 @@ static int drain_nonblocking(struct client *cl, uint64_t *now)
 	return n < 0 ? -1 : 0;
 }
 
-static uint64_t rate_due(uint64_t t0, double period_ns, uint64_t now, uint64_t end)
+/*
+ * Requests @index..due-1 are scheduled at or before @now (or the phase's last instant);
+ * at most a batch is looked at, which is all one send takes.
+ */
+static uint64_t rate_due(struct client *cl, uint64_t index, uint64_t now, uint64_t end)
 {
-	uint64_t last = now < end ? now : end - 1;
+	uint64_t last = now < end ? now : end - 1, due = index;
 
-	/* Requests 0..due-1 are scheduled at or before @last. */
-	return (uint64_t)((double)(last - t0) / period_ns) + 1;
+	while (due < index + cl->o->batch && scheduled(cl, due) <= last)
+		due++;
+	return due;
 }
 
 /* When the next request is due: at once if behind, else at its scheduled time. */
-static uint64_t rate_next(const struct client *cl, uint64_t t0, double period_ns,
-			  uint64_t index, uint64_t due, int sent, uint64_t now, uint64_t end)
+static uint64_t rate_next(struct client *cl, uint64_t index, uint64_t due, int sent,
+			  uint64_t now, uint64_t end)
 {
 	uint64_t next;
 
 	if (index < due)
 		next = sent ? now : now + RATE_BACKOFF_NS;	/* behind; socket buffer full */
 	else
-		next = batch_stamp(t0, period_ns, index);
+		next = scheduled(cl, index);
 	if (next_expiry(cl) < next)
 		next = next_expiry(cl);
 	return next < end ? next : end;
@@ -719,10 +794,11 @@ static uint64_t rate_next(const struct client *cl, uint64_t t0, double period_ns
 
 static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 {
-	double period_ns = 1e9 / cl->o->rate_rps;
-	uint64_t index = 0, now = t0, due, next;
+	uint64_t index = 0, now = t0, due, next, sent_at;
 	int sent, readable = 0;
 	unsigned int count;
+
+	start_schedule(cl, t0, 1e9 / cl->o->rate_rps);
 
 	while (!phase_over(cl, now, end, max)) {
 		/*
@@ -734,17 +810,18 @@ static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 		if (readable && drain_nonblocking(cl, &now) < 0)
 			return -1;
 		now = now_ns();
-		due = rate_due(t0, period_ns, now, end);
+		due = rate_due(cl, index, now, end);
 		if (max && due > max)
 			due = max;
-		count = due - index > cl->o->batch ? cl->o->batch : (unsigned int)(due - index);
+		count = due > index ? (unsigned int)(due - index) : 0;
 		sent = 0;
 		if (count) {
-			prepare_batch(cl, count, t0, period_ns, index);
+			prepare_batch(cl, count, t0, true, index);
+			sent_at = now_ns();
 			sent = send_batch(cl, count);
 			if (sent < 0)
 				return -1;
-			commit_batch(cl, (unsigned int)sent, t0, period_ns, index);
+			commit_batch(cl, (unsigned int)sent, t0, true, index, sent_at);
 			index += (uint64_t)sent;
 		}
 		if (count && !sent && cl->refused) {
@@ -756,7 +833,7 @@ static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 		}
 		now = now_ns();
 		expire(cl, now);
-		next = rate_next(cl, t0, period_ns, index, due, sent, now, end);
+		next = rate_next(cl, index, due, sent, now, end);
 		readable = next > now ? wait_socket(cl, next, count && !sent) : 1;
 		if (readable < 0)
 			return -1;
@@ -774,11 +851,11 @@ static int run_flood(struct client *cl, uint64_t end, uint64_t max)
 	while (!phase_over(cl, now, end, max)) {
 		left = max ? max - cl->c.requests : UINT64_MAX;
 		count = left < cl->o->batch ? (unsigned int)left : cl->o->batch;
-		prepare_batch(cl, count, now, 0, 0);
+		prepare_batch(cl, count, now, false, 0);
 		sent = send_batch(cl, count);
 		if (sent < 0)
 			return -1;
-		commit_batch(cl, (unsigned int)sent, now, 0, 0);
+		commit_batch(cl, (unsigned int)sent, now, false, 0, now);
 		if (!sent && cl->refused && backoff(cl, FLOOD_BACKOFF_NS) < 0)
 			return -1;
 		if (!sent && !cl->refused && wait_socket(cl, now + 1000000, true) < 0)
@@ -931,6 +1008,7 @@ static void reset_phase(struct client *cl)
 	memset(&cl->c, 0, sizeof(cl->c));
 	cl->pending = 0;
 	reset_latency(&cl->lat, cl->o->seed);
+	reset_latency(&cl->sent_lat, cl->o->seed);
 }
 
 static int warmup(struct client *cl)
@@ -1045,12 +1123,14 @@ static void write_counts(FILE *f, const struct counts *c, uint64_t window_replie
 		(unsigned long long)c->send_calls, (unsigned long long)c->backoffs);
 }
 
-static void write_latency(FILE *f, const struct latency *l)
+/* @name's summary, then its histogram under "histogram" + @suffix. */
+static void write_latency(FILE *f, const struct latency *l, const char *name,
+			  const char *suffix)
 {
 	unsigned int i;
 	bool first = true;
 
-	fprintf(f, "\"latency_ns\": {\"count\": %llu, \"timeouts\": %llu, ",
+	fprintf(f, "\"%s\": {\"count\": %llu, \"timeouts\": %llu, ", name,
 		(unsigned long long)l->count, (unsigned long long)l->timeouts);
 	if (l->count)
 		fprintf(f, "\"min\": %llu, \"max\": %llu, \"mean\": %.3f},\n",
@@ -1058,8 +1138,8 @@ static void write_latency(FILE *f, const struct latency *l)
 			(double)l->sum / (double)l->count);
 	else
 		fprintf(f, "\"min\": null, \"max\": null, \"mean\": null},\n");
-	fprintf(f, "\"histogram\": {\"lowest_ns\": 1, \"highest_ns\": %llu, "
-		"\"significant_digits\": 3, \"buckets\": [", HIST_HIGHEST);
+	fprintf(f, "\"histogram%s\": {\"lowest_ns\": 1, \"highest_ns\": %llu, "
+		"\"significant_digits\": 3, \"buckets\": [", suffix, HIST_HIGHEST);
 	for (i = 0; i < HIST_LEN; i++) {
 		if (!l->hist[i])
 			continue;
@@ -1086,10 +1166,10 @@ static void write_config(FILE *f, const struct options *o)
 		o->duration_s, o->warmup_s, o->timeout_s);
 	fprintf(f, "\"rate_rps\": %.9g, \"max_requests\": %llu, \"outstanding\": %u, "
 		"\"batch\": %u, \"cpu\": %d, \"busy_poll\": %s, \"wait\": \"%s\", "
-		"\"seed\": %llu},\n",
+		"\"arrivals\": \"%s\", \"seed\": %llu},\n",
 		o->rate_rps, (unsigned long long)o->max_requests, o->outstanding, o->batch,
 		o->cpu, o->wait == WAIT_SPIN && o->mode == MODE_PINGPONG ? "true" : "false",
-		wait_names[o->wait], (unsigned long long)o->seed);
+		wait_names[o->wait], arrivals_names[o->arrivals], (unsigned long long)o->seed);
 }
 
 static int write_results(const struct client *cl)
@@ -1114,7 +1194,10 @@ static int write_results(const struct client *cl)
 	fprintf(f, "\"duration_s\": %.9f, \"send_rps\": %.3f, \"throughput_rps\": %.3f,\n", secs,
 		secs > 0 ? (double)cl->c.requests / secs : 0.0,
 		secs > 0 ? (double)cl->window_replies / secs : 0.0);
-	write_latency(f, &cl->lat);
+	write_latency(f, &cl->lat, "latency_ns", "");
+	/* Rate mode: also from the actual send, as wrk2's uncorrected figures are. */
+	if (cl->o->mode == MODE_RATE)
+		write_latency(f, &cl->sent_lat, "latency_uncorrected_ns", "_uncorrected");
 	write_rusage(f, &cl->ru0, &cl->ru1);
 	fprintf(f, "\"samples\": {\"count\": %llu, \"cap\": %llu, \"seen\": %llu}}\n",
 		(unsigned long long)nsamples, (unsigned long long)cl->lat.cap,
@@ -1226,6 +1309,8 @@ static void free_client(struct client *cl)
 	free(cl->ring);
 	free(cl->lat.hist);
 	free(cl->lat.samples);
+	free(cl->sent_lat.hist);
+	free(cl->sched.ring);
 	free(cl->tx);
 	free(cl->rx);
 	free(cl->txm);
@@ -1234,6 +1319,16 @@ static void free_client(struct client *cl)
 	free(cl->rxv);
 	if (cl->fd >= 0)
 		close(cl->fd);
+}
+
+/* A power of two above twice a batch: the stamps a sender can still need. */
+static uint64_t schedule_ring_size(const struct options *o)
+{
+	uint64_t n = 1;
+
+	while (n < 2ull * o->batch + 2)
+		n <<= 1;
+	return n;
 }
 
 static int init_client(struct client *cl, const struct options *o)
@@ -1250,19 +1345,24 @@ static int init_client(struct client *cl, const struct options *o)
 	cl->lat.hist = calloc(HIST_LEN, sizeof(*cl->lat.hist));
 	cl->lat.cap = o->sample_cap;
 	cl->lat.samples = calloc(o->sample_cap ? o->sample_cap : 1, sizeof(*cl->lat.samples));
+	cl->sent_lat.hist = calloc(HIST_LEN, sizeof(*cl->sent_lat.hist));
+	cl->sched.mask = schedule_ring_size(o) - 1;
+	cl->sched.ring = calloc(cl->sched.mask + 1, sizeof(*cl->sched.ring));
 	cl->tx = calloc(batch, o->size);
 	cl->rx = calloc(batch, RECV_BUF_SIZE);
 	cl->txm = calloc(batch, sizeof(*cl->txm));
 	cl->rxm = calloc(batch, sizeof(*cl->rxm));
 	cl->txv = calloc(batch, sizeof(*cl->txv));
 	cl->rxv = calloc(batch, sizeof(*cl->rxv));
-	if (!cl->ring || !cl->lat.hist || !cl->lat.samples || !cl->tx || !cl->rx || !cl->txm ||
-	    !cl->rxm || !cl->txv || !cl->rxv) {
+	if (!cl->ring || !cl->lat.hist || !cl->lat.samples || !cl->sent_lat.hist ||
+	    !cl->sched.ring || !cl->tx || !cl->rx || !cl->txm || !cl->rxm || !cl->txv ||
+	    !cl->rxv) {
 		fprintf(stderr, "hello-client: out of memory\n");
 		return -1;
 	}
 	setup_buffers(cl);
 	reset_latency(&cl->lat, o->seed);
+	reset_latency(&cl->sent_lat, o->seed);
 	cl->fd = open_socket(o);
 	return cl->fd < 0 ? -1 : 0;
 }
@@ -1291,6 +1391,7 @@ static void usage(FILE *f)
 		"         [--duration S] [--warmup S] [--max-requests N] [--outstanding K]\n"
 		"         [--rate R] [--batch N] [--timeout S] [--cpu C] [--seed N]\n"
 		"         [--sample-cap N] [--wait block|spin] [--busy-poll] [--no-handshake]\n"
+		"         [--arrivals uniform|poisson]\n"
 		"         [--out FILE] [--samples-out FILE]\n");
 }
 
@@ -1348,6 +1449,19 @@ static int parse_wait(const char *s, enum wait *w)
 	for (i = 0; i < sizeof(wait_names) / sizeof(wait_names[0]); i++) {
 		if (strcmp(s, wait_names[i]) == 0) {
 			*w = (enum wait)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int parse_arrivals(const char *s, enum arrivals *a)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(arrivals_names) / sizeof(arrivals_names[0]); i++) {
+		if (strcmp(s, arrivals_names[i]) == 0) {
+			*a = (enum arrivals)i;
 			return 0;
 		}
 	}
@@ -1413,6 +1527,10 @@ static int parse_option(struct options *o, int c, const char *arg)
 	case 'B':
 		o->busy_poll = true;
 		return 0;
+	case 'A':
+		if (parse_arrivals(arg, &o->arrivals))
+			return bad("arrivals (uniform|poisson)", arg);
+		return 0;
 	case 'N':
 		o->handshake = false;
 		return 0;
@@ -1472,6 +1590,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "sample-cap", required_argument, NULL, 'C' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "busy-poll", no_argument, NULL, 'B' },
+		{ "arrivals", required_argument, NULL, 'A' },
 		{ "no-handshake", no_argument, NULL, 'N' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "samples-out", required_argument, NULL, 'O' },

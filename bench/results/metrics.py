@@ -37,6 +37,14 @@ def _latency(key: str) -> Callable[[PhaseRow], float | None]:
     return lambda row: row.latency_ns.get(key)
 
 
+def _uncorrected(key: str) -> Callable[[PhaseRow], float | None]:
+    def read(row: PhaseRow) -> float | None:
+        lat = row.latency_uncorrected_ns
+        return None if lat is None else lat.get(key)
+
+    return read
+
+
 def _per_request(name: str) -> Callable[[PhaseRow], float | None]:
     def read(row: PhaseRow) -> float | None:
         value: float | None = getattr(row.per_request, name)
@@ -90,6 +98,10 @@ METRICS: tuple[Metric, ...] = (
         Metric(f"rtt_{key}", label, "ns", "lower", "time", _latency(key), f"{label}, ns")
         for key, label in _LATENCY
     ),
+    Metric("rtt_uncorrected_p50", "p50 RTT from send", "ns", "lower", "time",
+           _uncorrected("p50"), "rate mode: p50 RTT from the actual send (uncorrected), ns"),
+    Metric("rtt_uncorrected_p99", "p99 RTT from send", "ns", "lower", "time",
+           _uncorrected("p99"), "rate mode: p99 RTT from the actual send (uncorrected), ns"),
     Metric("throughput_rps", "throughput", "req/s", "higher", "rate",
            lambda r: r.throughput_rps, "replies per second in the measured window"),
     Metric("send_rps", "sent", "req/s", "higher", "rate", lambda r: r.send_rps,

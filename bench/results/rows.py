@@ -33,6 +33,9 @@ DEFAULT_RX_CPU = "client"
 DEFAULT_IDLE = "default"
 # Rows written before the client could spin had it block (recv, ppoll) for replies.
 DEFAULT_CLIENT_WAIT = "block"
+# How rate mode scheduled its requests; rows before Poisson arrivals were evenly spaced.
+DEFAULT_ARRIVALS = "uniform"
+ARRIVALS = (DEFAULT_ARRIVALS, "poisson")
 # The run factors, each a row field: its levels, the default (an older row's) first.
 FACTOR_LEVELS: Mapping[str, tuple[str, ...]] = {
     "rx_cpu": (DEFAULT_RX_CPU, "server"),
@@ -219,6 +222,7 @@ class Configuration:
     idle: str = DEFAULT_IDLE
     server_options: str = ""  # the server levels of the phase, "k=v" pairs (none: "")
     client_wait: str = DEFAULT_CLIENT_WAIT
+    arrivals: str = DEFAULT_ARRIVALS
 
     def label(self) -> str:
         load = ""
@@ -230,6 +234,7 @@ class Configuration:
         factors += "" if self.idle == DEFAULT_IDLE else f" idle={self.idle}"
         factors += f" [{self.server_options}]" if self.server_options else ""
         factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f" {self.client_wait}"
+        factors += "" if self.arrivals == DEFAULT_ARRIVALS else f" {self.arrivals}"
         return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}{factors}"
 
     def sort_key(self) -> tuple[Any, ...]:
@@ -239,8 +244,7 @@ class Configuration:
         return (
             self.env, self.impl, self.mode, self.size, self.topology, n(self.outstanding),
             n(self.load_fraction), n(self.offered_rps), n(self.server_cpu), n(self.client_cpu),
-            self.rx_cpu, self.idle, self.server_options,
-            self.rx_cpu, self.idle, self.client_wait,
+            self.rx_cpu, self.idle, self.server_options, self.client_wait, self.arrivals,
         )  # fmt: skip
 
 
@@ -268,6 +272,7 @@ class PhaseRow:
     idle: str = DEFAULT_IDLE
     server_options: str = ""
     client_wait: str = DEFAULT_CLIENT_WAIT
+    arrivals: str = DEFAULT_ARRIVALS
     error: str | None = None
     outstanding: int | None = None
     requests: int = 0
@@ -282,6 +287,10 @@ class PhaseRow:
     drained: int | None = None  # replies collected after the window, not in throughput_rps
     steal_pct: float | None = None  # steal, % of all CPU time of the phase's counting run
     latency_ns: Latency = field(default_factory=Latency)
+    # rate mode: from each request's actual send (uncorrected), beside latency_ns, which
+    # counts from its scheduled send
+    latency_uncorrected_ns: Latency | None = None
+    histogram_uncorrected: str | None = None
     per_request: PerRequest = field(default_factory=PerRequest)
     accounting: Accounting | None = None
     metric_notes: tuple[str, ...] = ()
@@ -312,6 +321,7 @@ class PhaseRow:
             idle=self.idle,
             server_options=self.server_options,
             client_wait=self.client_wait,
+            arrivals=self.arrivals,
         )
 
     @property
@@ -325,9 +335,9 @@ class PhaseRow:
             value = getattr(self, f.name)
             if f.name in ("latency_ns", "per_request"):
                 value = value.to_json()
-            elif f.name in ("accounting", "samples", "counted"):
+            elif f.name in ("accounting", "samples", "counted", "latency_uncorrected_ns"):
                 if value is None:
-                    if f.name in ("accounting", "counted"):
+                    if f.name != "samples":
                         continue
                 else:
                     value = value.to_json()
@@ -360,6 +370,7 @@ class PhaseRow:
             idle=str(raw.get("idle") or DEFAULT_IDLE),
             server_options=str(raw.get("server_options") or ""),
             client_wait=str(raw.get("client_wait") or DEFAULT_CLIENT_WAIT),
+            arrivals=str(raw.get("arrivals") or DEFAULT_ARRIVALS),
             error=raw.get("error"),
             outstanding=_int(raw.get("outstanding")),
             requests=int(raw["requests"]),
@@ -374,6 +385,12 @@ class PhaseRow:
             drained=_int(raw.get("drained")),
             steal_pct=_num(raw.get("steal_pct")),
             latency_ns=Latency.from_json(raw["latency_ns"]),
+            latency_uncorrected_ns=(
+                Latency.from_json(raw["latency_uncorrected_ns"])
+                if raw.get("latency_uncorrected_ns")
+                else None
+            ),
+            histogram_uncorrected=raw.get("histogram_uncorrected"),
             per_request=PerRequest.from_json(raw["per_request"]),
             accounting=Accounting.from_json(accounting) if accounting else None,
             metric_notes=tuple(str(n) for n in raw.get("metric_notes") or ()),

@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.driver.modes import MODES, Mode
 from bench.errors import UsageError
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
-from bench.results.rows import FACTOR_LEVELS
+from bench.results.rows import ARRIVALS, FACTOR_LEVELS
 from bench.topology import TOPOLOGIES
 
 DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
@@ -60,6 +60,7 @@ class RunConfig:
     design: str = "matrix"  # runner/design.py: standard | claim | matrix
     matrix_trials: int = 3  # rounds of the standard design's survey
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
+    arrivals: str = "uniform"  # rate mode's schedule: uniform | poisson
 
     def __post_init__(self) -> None:
         check(self)
@@ -99,6 +100,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"--warmup {cfg.warmup_s}: must not be negative")
     if cfg.trials < 1:
         raise ConfigError(f"--trials {cfg.trials}: must be at least 1")
+    if cfg.arrivals not in ARRIVALS:
+        raise ConfigError(f"--arrivals {cfg.arrivals}: must be one of {', '.join(ARRIVALS)}")
     if cfg.design not in DESIGNS:
         raise ConfigError(f"--design {cfg.design}: must be one of {', '.join(DESIGNS)}")
     if cfg.matrix_trials < 1:

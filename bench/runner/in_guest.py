@@ -55,6 +55,7 @@ def guest_args(cfg: RunConfig) -> list[str]:
         "--sample-cap", str(cfg.sample_cap),
         "--seed", str(cfg.order_seed),
         "--design", cfg.design,
+        "--arrivals", cfg.arrivals,
         "--survey-trials", str(cfg.matrix_trials),
         "--claim-duration", repr(cfg.claim_duration_s),
     ]  # fmt: skip

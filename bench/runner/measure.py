@@ -27,7 +27,7 @@ from bench.host.kernel_log import marked_watch
 from bench.impl.api import Impl, ImplError, ServerConfig
 from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
-from bench.results.rows import DEFAULT_CLIENT_WAIT, PhaseRow
+from bench.results.rows import DEFAULT_ARRIVALS, DEFAULT_CLIENT_WAIT, PhaseRow
 from bench.runner.conditions import phase_conditions
 from bench.runner.config import RunConfig, canonical_options, level_combinations
 from bench.runner.design import Block, blocks, design_impls
@@ -52,6 +52,7 @@ def driver_config(
     rate: float | None,
     seed: int,
     client_wait: str = DEFAULT_CLIENT_WAIT,
+    arrivals: str = DEFAULT_ARRIVALS,
 ) -> DriverConfig:
     return DriverConfig(
         mode=mode,
@@ -68,6 +69,7 @@ def driver_config(
         sample_cap=cfg.sample_cap,
         seed=seed,
         wait=client_wait,
+        arrivals=arrivals if mode == "rate" else DEFAULT_ARRIVALS,
     )
 
 
@@ -237,6 +239,7 @@ class Runner:
                 idle=idle,
                 server_options=canonical_options(level),
                 client_wait=client_wait,
+                arrivals=cfg.arrivals if mode == "rate" else DEFAULT_ARRIVALS,
             )
             if mode != "rate":
                 yield base, None, duration
@@ -275,7 +278,7 @@ class Runner:
                     dcfg = replace(
                         driver_config(
                             self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed,
-                            client_wait=spec.client_wait,
+                            client_wait=spec.client_wait, arrivals=spec.arrivals,
                         ),
                         duration_s=duration,
                     )  # fmt: skip

@@ -58,6 +58,7 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
         "server_levels": {key: list(values) for key, values in cfg.server_levels},
         "order": "rounds = trials; impls and each impl's phases in a seeded random order",
         "design": cfg.design,
+        "arrivals": cfg.arrivals,
         "blocks": [block.describe() for block in blocks(cfg)],
     }
 

@@ -17,6 +17,7 @@ from bench.metrics.anchors import measurement_hooks_held
 from bench.metrics.bpf import stats_enabled
 from bench.metrics.probe import PhaseMetrics, PhaseProbe
 from bench.results.rows import (
+    DEFAULT_ARRIVALS,
     DEFAULT_CLIENT_WAIT,
     DEFAULT_IDLE,
     DEFAULT_RX_CPU,
@@ -54,6 +55,7 @@ class PhaseSpec:
     idle: str = DEFAULT_IDLE
     server_options: str = ""
     client_wait: str = DEFAULT_CLIENT_WAIT
+    arrivals: str = DEFAULT_ARRIVALS
 
     @property
     def key(self) -> str:
@@ -63,6 +65,7 @@ class PhaseSpec:
         if self.server_options:
             factors += "-" + self.server_options.replace("=", "").replace(",", "-")
         factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f"-{self.client_wait}"
+        factors += "" if self.arrivals == DEFAULT_ARRIVALS else f"-{self.arrivals}"
         return (
             f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{factors}"
             f"-t{self.trial}"
@@ -171,6 +174,12 @@ def measured_row(
         send_rps=result.send_rps,
         drained=result.drained,
         latency_ns=_latency(result),
+        latency_uncorrected_ns=(
+            None
+            if result.uncorrected_latency_ns is None
+            else Latency(**{k: result.uncorrected_latency_ns.get(k) for k in LATENCY_KEYS})
+        ),
+        histogram_uncorrected=result.uncorrected_histogram_encoded,
         per_request=per_request(metrics, counted_replies, spec.server_cpu, spec.client_cpu),
         steal_pct=steal_pct(metrics),
         accounting=RowAccounting(server_process=bool(accounting.pids), note=note),
