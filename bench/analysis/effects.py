@@ -38,6 +38,18 @@ class Effect:
     prediction: Prediction  # what the calibration predicted B − A to be
 
     @property
+    def context(self) -> str:
+        """The other factors' levels where they are not the default, e.g. "idle=poll"."""
+        parts = [
+            f"{name}={getattr(self.key, name)}"
+            for name, levels in FACTOR_LEVELS.items()
+            if name != self.factor and getattr(self.key, name) != levels[0]
+        ]
+        if self.key.server_options:
+            parts.append(self.key.server_options)
+        return ", ".join(parts)
+
+    @property
     def held(self) -> bool | None:
         """Whether the measured interval holds the prediction (None: nothing predicted)."""
         return self.prediction.held(self.estimate.interval)
@@ -213,8 +225,9 @@ def verdicts(run: Run, found: Sequence[Effect]) -> dict[str, list[str]]:
         ]
         for factor in ("transitions", "sleeps", "transitions × sleeps", *RUN_FACTORS):
             for e in (x for x in rtt if x.factor == factor and x is not biggest):
+                at = f", {e.context}" if e.context else ""
                 lines.append(
-                    f"{factor} ({e.change}, {e.key.impl} {e.key.mode} {e.key.size} B): "
+                    f"{factor} ({e.change}, {e.key.impl} {e.key.mode} {e.key.size} B{at}): "
                     f"p50 RTT {_said(e)}."
                 )
         out[env] = lines

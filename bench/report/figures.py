@@ -301,7 +301,10 @@ def effects_forest(effects: Sequence[Effect], title: str, name: str) -> str:
     rtt = [e for e in effects if e.metric == "rtt_p50"]
     if not rtt:
         return _empty(f"{title}: no effect on p50 RTT measured", name)
-    labels = [f"{e.factor}: {e.change}  ({e.key.impl})" for e in rtt]
+    labels = [
+        f"{e.factor}: {e.change}  ({e.key.impl}{', ' + e.context if e.context else ''})"
+        for e in rtt
+    ]
     fig, ax = _subplots(figsize=(9.5, 0.9 + 0.42 * len(rtt)))
     for i, e in enumerate(rtt):
         mean, iv = e.estimate.mean / 1000.0, e.estimate.interval

@@ -405,6 +405,7 @@ def build_page(run: Run, out_dir: Path) -> str:
         "effects": found_effects,
         "effect_verdicts": verdicts(run, found_effects),
         "effect_figures": _effect_figures(run, found_effects),
+        "crosschecks": list(run.extra.get("crosschecks") or []),
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,

@@ -77,6 +77,7 @@ def merge_guest(recording: Recording, guest_results: Path) -> None:
             row = replace(row, samples=replace(row.samples, file=f"{prefix}/{row.samples.file}"))
         run.add_row(row)
     run.skipped.extend(guest.skipped)
+    run.extra.setdefault("crosschecks", []).extend(guest.extra.get("crosschecks") or [])
     if not guest.complete:
         run.skip("*", "vm", "the guest run did not complete")
 

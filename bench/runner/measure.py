@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
+from bench.calibration.crosscheck import crosscheck
 from bench.calibration.record import run_calibration
 from bench.driver.client import DriverConfig, DriverError, run_driver
 from bench.driver.modes import Mode
@@ -200,6 +201,29 @@ class Runner:
                 if specs:
                     turn_salt = f"{salt}/{impl.name}/{canonical_options(level)}"
                     self._measure_impl_trial(impl, topo, trial, specs, turn_salt, level)
+        for block in (b for b in schedule if b.name == "claim"):
+            self._crosscheck([i for i in impls if block.covers(i.name)], topo, block)
+
+    def _crosscheck(self, impls: list[Impl], topo: Topology, block: Block) -> None:
+        """Each claim impl at each receive-CPU level, the driver against an independent
+        client (bench/calibration/crosscheck.py); recorded under ``crosschecks``."""
+        checks = self.recording.run.extra.setdefault("crosschecks", [])
+        idle = block.idles[0]
+        for impl in impls:
+            for rx_cpu in block.rx_cpus:
+                where = {"env": self.env, "topology": topo.name, "impl": impl.name,
+                         "rx_cpu": rx_cpu, "idle": idle, "size": block.sizes[0]}  # fmt: skip
+                self.progress(f"[{self.env}/{topo.name}] cross-check {impl.name} rx@{rx_cpu}")
+                dcfg = driver_config(self.cfg, topo, "pingpong", block.sizes[0], None, seed=7)
+                try:
+                    with (
+                        running_server(impl, server_config(self.cfg, topo)),
+                        phase_conditions(topo, rx_cpu, idle, self.cfg.server_cpu),
+                    ):
+                        checks.append({**where, **crosscheck(dcfg)})
+                except (HellobenchError, OSError) as exc:
+                    checks.append({**where, "error": str(exc)})
+                self.recording.save()
 
     def _phase_specs(
         self,

@@ -1,0 +1,50 @@
+"""The independent client the driver is checked against: it counts what it gets right,
+and the cross-check runs both clients against one server."""
+
+from __future__ import annotations
+
+from bench.calibration.crosscheck import TOLERANCE, crosscheck, probe_rtt
+from bench.driver.client import DriverConfig
+from tests.driver_servers import ThreadServer
+
+
+def test_the_probe_times_every_correct_reply() -> None:
+    srv = ThreadServer("correct")
+    try:
+        result = probe_rtt("127.0.0.1", srv.port, 64, None, None, count=200)
+    finally:
+        srv.close()
+    assert (result.count, result.timeouts, result.bad) == (200, 0, 0)
+    assert result.p50_ns is not None and result.p99_ns is not None
+    assert 0 < result.p50_ns <= result.p99_ns
+    assert len(srv.received) == 200 and all(d.startswith(b"HELLO ") for d in srv.received)
+    numbers = {int.from_bytes(d[8:16], "little") for d in srv.received}
+    assert numbers == set(range(200))  # every request its own number, echoed back
+
+
+def test_the_probe_rejects_corrupt_replies_and_waits_out_lost_ones() -> None:
+    corrupt = ThreadServer("corrupt")  # every 10th reply has its last byte flipped
+    try:
+        bad = probe_rtt("127.0.0.1", corrupt.port, 64, None, None, count=100)
+    finally:
+        corrupt.close()
+    assert (bad.count, bad.bad, bad.timeouts) == (90, 10, 0)
+    drop = ThreadServer("drop")  # every 10th request unanswered
+    try:
+        lost = probe_rtt("127.0.0.1", drop.port, 64, None, None, count=30)
+    finally:
+        drop.close()
+    assert (lost.count, lost.timeouts, lost.bad) == (27, 3, 0)
+
+
+def test_the_crosscheck_alternates_both_clients_against_one_server() -> None:
+    srv = ThreadServer("correct")
+    try:
+        check = crosscheck(DriverConfig("pingpong", port=srv.port, size=64), repetitions=2)
+    finally:
+        srv.close()
+    assert len(check["ratios"]) == 2 and check["tolerance"] == TOLERANCE
+    assert check["ours_p50_ns"] > 0 and check["probe_p50_ns"] > 0
+    assert check["within_tolerance"] == (abs(check["ratio"] - 1.0) <= TOLERANCE)
+    probed = [d for d in srv.received if d[6:8] == b"\0\0" and len(d) == 64]
+    assert len(probed) >= 2 * 2000  # both probe runs reached this server
