@@ -33,6 +33,7 @@ import scipy.stats
 from hdrh.histogram import HdrHistogram
 
 from bench.cli import main
+from bench.impl.manifest import FAMILIES
 from bench.report.figures import cdf_points, merge_histograms
 from bench.report.render import render_report
 from bench.results.run import Run
@@ -760,3 +761,25 @@ def test_report_from_a_real_short_run(tmp_path: Path) -> None:
     assert any(
         a["data-candidate"] == "blocking-c" and a["data-baseline"] == "blocking-py" for a in pairs
     )
+
+
+def test_the_summary_groups_impls_by_family_in_the_manifests_order(
+    page: _Page, data: dict[str, Any]
+) -> None:
+    family_of = {name: info["family"] for name, info in data["impls"].items()}
+    seen: list[str] = []
+    current = None
+    for tag, attrs in page.elements:
+        if tag == "table" and "summary" in attrs.get("class", ""):
+            current, seen = None, []  # each environment's table groups on its own
+        if tag != "tr":
+            continue
+        if "data-family" in attrs:
+            current = attrs["data-family"]
+            assert current not in seen, f"{current} split in two groups"
+            seen.append(current)
+            ranks = [FAMILIES.index(f) for f in seen]
+            assert ranks == sorted(ranks), seen
+        elif "data-impl" in attrs and attrs.get("class", "").startswith("mode-"):
+            assert family_of[attrs["data-impl"]] == current, attrs["data-impl"]
+    assert len(seen) >= 2

@@ -382,7 +382,8 @@ def _timing_note(run: Run) -> str:
 def build_page(run: Run, out_dir: Path) -> str:
     """The report's HTML for ``run`` as it will sit in ``out_dir``."""
     groups = run.groups()
-    summary: SummaryTables = summary_tables(summarize(run))
+    families = {name: info.family for name, info in run.impls.items()}
+    summary: SummaryTables = summary_tables(summarize(run), families)
     claim = evaluate_claim(run)
     envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)

@@ -130,6 +130,7 @@ class Line:
     trials: int
     attempted: int
     cells: tuple[Cell, ...]
+    family: str = ""  # the impl's family: the table starts a group where it changes
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,9 @@ def _cell(line: SummaryLine, col: Column, notes: _Notes) -> Cell:
     return Cell("—", None, notes.number(line.why_missing or NOT_MEASURED))
 
 
-def summary_tables(summary: Summary) -> SummaryTables:
-    """The report's summary tables: one per environment, nulls as "—" with a footnote."""
+def summary_tables(summary: Summary, families: Mapping[str, str] | None = None) -> SummaryTables:
+    """The report's summary tables: one per environment, nulls as "—" with a footnote;
+    lines grouped by the impls' ``families`` (impl -> family) where given."""
     notes = _Notes()
     tables: list[EnvTable] = []
     for env, lines in summary.lines.items():
@@ -177,7 +179,13 @@ def summary_tables(summary: Summary) -> SummaryTables:
             if not c.optional or any(ln.value(c.metric) is not None for ln in lines)
         )
         rendered = tuple(
-            Line(ln.key, ln.trials, ln.attempted, tuple(_cell(ln, c, notes) for c in columns))
+            Line(
+                ln.key,
+                ln.trials,
+                ln.attempted,
+                tuple(_cell(ln, c, notes) for c in columns),
+                (families or {}).get(ln.key.impl, ""),
+            )
             for ln in lines
         )
         tables.append(EnvTable(env, columns, rendered))

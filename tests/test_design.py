@@ -1,0 +1,72 @@
+"""The designs: which phases a run measures, for how many rounds, as the manifests' roles
+and the run's options say; a real claim run measures its ladder, its dose-response and its
+cross-checks, and the survey of the standard design gets its own rounds."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.impl.registry import discover
+from bench.runner.config import ConfigError, RunConfig
+from bench.runner.design import CLAIM_ROLE, DOSE_LEVELS, blocks, design_impls
+from tests.bench_runs import bench_run
+
+
+def test_the_claim_ladder_is_the_impls_with_the_claim_role(tmp_path: Path) -> None:
+    cfg = RunConfig(out_root=tmp_path, design="claim", trials=10)
+    claim, dose = blocks(cfg)
+    holders = {n for n, e in discover().items() if CLAIM_ROLE in e.manifest.roles}
+    assert set(claim.impls) == holders and len(holders) >= 4
+    assert (claim.modes, claim.rx_cpus, claim.idles) == (
+        ("pingpong",), ("client", "server"), ("default", "poll"),
+    )  # fmt: skip
+    assert claim.rounds == dose.rounds == 10
+    assert dose.server_levels == (DOSE_LEVELS,) and len(dose.impls) == 1
+    assert dose.impls[0] in holders
+    assert set(design_impls(cfg)) == holders
+
+
+def test_the_standard_design_adds_a_survey_with_its_own_rounds(tmp_path: Path) -> None:
+    cfg = RunConfig(out_root=tmp_path, design="standard", trials=10, matrix_trials=2)
+    names = [(b.name, b.rounds) for b in blocks(cfg)]
+    assert names == [("claim", 10), ("dose", 10), ("survey", 2)]
+    assert design_impls(cfg) == ()  # the survey takes every impl
+    matrix = blocks(RunConfig(out_root=tmp_path, impls=("blocking-c",), trials=4))
+    assert [(b.name, b.impls, b.rounds) for b in matrix] == [("matrix", ("blocking-c",), 4)]
+
+
+def test_a_design_needs_a_server_cpu_and_a_known_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--server-cpu"):
+        RunConfig(out_root=tmp_path, design="claim", server_cpu=None)
+    with pytest.raises(ConfigError, match="--design"):
+        RunConfig(out_root=tmp_path, design="everything")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_a_standard_run_measures_each_block_for_its_rounds(tmp_path: Path) -> None:
+    args = ["--design", "standard", "--impl", "blocking-c", "--impl", "spin-c"]
+    args += ["--mode", "flood", "--trials", "2", "--survey-trials", "1"]
+    args += ["--claim-duration", "0.1", "--duration", "0.1", "--warmup", "0.05"]
+    args += ["--no-calibrate", "--env", "host", "--seed", "11"]
+    run = bench_run(tmp_path, args)
+    assert run.config["design"] == "standard"
+    assert [b["name"] for b in run.config["blocks"]] == ["claim", "dose", "survey"]
+    rounds = Counter((r.impl, r.mode, r.rx_cpu, r.idle, r.server_options) for r in run.rows if r.ok)
+    for impl in ("blocking-c", "spin-c"):
+        for rx in ("client", "server"):
+            for idle in ("default", "poll"):
+                assert rounds[impl, "pingpong", rx, idle, ""] == 2  # the claim's rounds
+        assert rounds[impl, "flood", "client", "default", ""] == 1  # the survey's
+    for dose in ("0", "100", "200"):
+        assert rounds["blocking-c", "pingpong", "client", "default", f"extra_syscalls={dose}"] == 2
+    assert not [k for k in rounds if k[0] == "spin-c" and k[4]]  # the dose is one impl's
+    checks = run.extra["crosschecks"]
+    assert {(c["impl"], c["rx_cpu"]) for c in checks} == {
+        (i, rx) for i in ("blocking-c", "spin-c") for rx in ("client", "server")
+    }
+    for c in checks:
+        assert "error" in c or (c["ours_p50_ns"] > 0 and c["probe_p50_ns"] > 0)
