@@ -286,3 +286,37 @@ def test_veth_replies_byte_exact_and_sigkill_leaves_nothing(veth: Topology) -> N
     finally:
         server.stop()
     _sigkill_leaves_nothing(config)
+
+
+# -- the lo sysctls -----------------------------------------------------------------------
+
+
+def test_lo_sysctls_are_in_the_ledger_while_held_and_the_cleaner_restores_them() -> None:
+    from bench.system import ledger, sysctl
+
+    key = "net.ipv4.conf.lo.accept_local"
+    before = sysctl.read(None, key)
+    wanted = "0" if before == "1" else "1"
+    hold = sysctl.SysctlHold(None, {key: wanted})
+    try:
+        assert sysctl.read(None, key) == wanted
+        (rec,) = [r for r in ledger.records() if r.kind == sysctl.KIND and r.details["key"] == key]
+        assert rec.details["value"] == before
+        sysctl.restore_recorded(rec)  # what bench cleanup does after a killed run
+        assert sysctl.read(None, key) == before
+    finally:
+        hold.release()
+    assert sysctl.read(None, key) == before
+    assert not [r for r in ledger.records() if r.kind == sysctl.KIND]
+
+
+def test_refusing_the_lo_sysctls_says_why() -> None:
+    from dataclasses import replace
+
+    from bench.host.capabilities import capabilities
+
+    assert ENTRY is not None and ENTRY.impl is not None
+    manifest = replace(ENTRY.manifest, options={**ENTRY.manifest.options, "lo_sysctls": "refuse"})
+    impl = type(ENTRY.impl)(manifest)
+    reason = impl.unavailable_reason(capabilities())
+    assert reason is not None and "route_localnet" in reason and "veth" in reason
