@@ -7,9 +7,11 @@
  * in the UMEM into its reply (MACs, addresses and ports swapped, TTL reset,
  * "GOT IT" over the first six payload bytes, both checksums recomputed) and
  * put on the TX ring.  In copy mode (generic XDP on lo, or native XDP on veth
- * without zero-copy) the kernel transmits only when asked: a sendto() kick.
- * The server waits for frames in poll() (--wait poll) or spins on the RX ring
- * (--wait spin).  No socket read or write is made for a request.
+ * without zero-copy) the kernel transmits only when asked: by a sendto() kick,
+ * or by poll() on the socket, which transmits what the TX ring holds before it
+ * sleeps.  The server waits for frames in poll() (--wait poll: that poll() is
+ * then the one syscall a lone request costs) or spins on the RX ring and kicks
+ * every batch (--wait spin).  No socket read or write is made for a request.
  *
  * A UDP socket is bound to the address and port as well: it holds the port,
  * and the datagrams for it that are not requests (passed to the stack by the
@@ -66,6 +68,8 @@
 #define FILL_SIZE	4096
 #define COMP_SIZE	4096
 #define BATCH		64
+#define TX_BUDGET	32	/* frames one copy-mode kick sends (TX_BATCH_SIZE) */
+#define MAX_KICKS	(TX_SIZE / TX_BUDGET)
 #define REPLY_TTL	64
 #define POLL_MS		500
 #define PROG_NAME	"hb_xdp_afxdp"
@@ -404,14 +408,33 @@ static void complete_tx(struct server *s)
 	s->tx_outstanding -= n;
 }
 
+/* Descriptors on the TX ring the kernel has not taken yet. */
+static __u32 tx_pending(struct server *s)
+{
+	return *s->tx.producer - load_acquire(s->tx.consumer);
+}
+
 static void kick_tx(struct server *s)
 {
-	if (!s->zerocopy || (*s->tx.flags & XDP_RING_NEED_WAKEUP)) {
-		if (sendto(s->xsk, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 &&
-		    errno != EAGAIN && errno != EBUSY && errno != ENOBUFS &&
-		    errno != ENETDOWN && errno != EINTR)
-			die("TX kick: %s", strerror(errno));
-	}
+	if (s->zerocopy && !(*s->tx.flags & XDP_RING_NEED_WAKEUP))
+		return;
+	if (sendto(s->xsk, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 &&
+	    errno != EAGAIN && errno != EBUSY && errno != ENOBUFS &&
+	    errno != ENETDOWN && errno != EINTR)
+		die("TX kick: %s", strerror(errno));
+}
+
+/*
+ * Whether to kick now.  poll() on the socket transmits what the TX ring holds
+ * before it sleeps (copy mode: up to TX_BUDGET frames; zero-copy: it wakes the
+ * driver), so while waiting in poll() a separate sendto() is needed only for
+ * more than one poll() sends; spinning, every reply is kicked.
+ */
+static int must_kick(struct server *s, int spin)
+{
+	__u32 pending = tx_pending(s);
+
+	return spin ? pending > 0 : pending >= TX_BUDGET;
 }
 
 /* Answer what the RX ring holds; returns the number of frames taken. */
@@ -454,8 +477,6 @@ static __u32 serve_batch(struct server *s)
 		s->tx_outstanding += sent;
 		s->answered += sent;
 	}
-	if (s->tx_outstanding)
-		kick_tx(s);
 	return n;
 }
 
@@ -486,17 +507,23 @@ static void wait_for_work(struct server *s)
 
 static void serve(struct server *s, int spin)
 {
-	__u32 idle = 0;
+	__u32 idle = 0, kicks = 0;
 
 	while (!stop) {
 		if (s->tx_outstanding)
 			complete_tx(s);
 		if (serve_batch(s)) {
+			if (must_kick(s, spin))
+				kick_tx(s);
 			idle = 0;
 			continue;
 		}
-		if (s->tx_outstanding)
-			kick_tx(s);	/* frames the last kick left queued */
+		/* a kick sends at most TX_BUDGET frames: repeat, boundedly */
+		if (must_kick(s, spin) && kicks++ < MAX_KICKS) {
+			kick_tx(s);
+			continue;
+		}
+		kicks = 0;
 		if (!spin) {
 			wait_for_work(s);
 			continue;
