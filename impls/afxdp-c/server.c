@@ -72,6 +72,7 @@
 #define MAX_KICKS	(TX_SIZE / TX_BUDGET)
 #define REPLY_TTL	64
 #define POLL_MS		500
+#define POLL_PENDING_MS	1
 #define PROG_NAME	"hb_xdp_afxdp"
 #define XSKMAP_NAME	"hb_xsks"
 
@@ -496,7 +497,12 @@ static void wait_for_work(struct server *s)
 		{ .fd = s->udp, .events = POLLIN },
 	};
 
-	if (poll(fds, 2, POLL_MS) < 0) {
+	/*
+	 * poll() transmits what is pending before it sleeps, but a transmit
+	 * can stop early (the receiver's backlog full: EBUSY), so with
+	 * frames pending it sleeps briefly and the next call tries again.
+	 */
+	if (poll(fds, 2, tx_pending(s) ? POLL_PENDING_MS : POLL_MS) < 0) {
 		if (errno != EINTR)
 			die("poll: %s", strerror(errno));
 		return;
@@ -508,6 +514,7 @@ static void wait_for_work(struct server *s)
 static void serve(struct server *s, int spin)
 {
 	__u32 idle = 0, kicks = 0;
+	int polled = 0;
 
 	while (!stop) {
 		if (s->tx_outstanding)
@@ -516,15 +523,21 @@ static void serve(struct server *s, int spin)
 			if (must_kick(s, spin))
 				kick_tx(s);
 			idle = 0;
+			polled = 0;
 			continue;
 		}
-		/* a kick sends at most TX_BUDGET frames: repeat, boundedly */
-		if (must_kick(s, spin) && kicks++ < MAX_KICKS) {
+		/*
+		 * A kick sends at most TX_BUDGET frames: repeat, boundedly.
+		 * Frames a poll() already tried to send are kicked too.
+		 */
+		if ((must_kick(s, spin) || (polled && tx_pending(s))) &&
+		    kicks++ < MAX_KICKS) {
 			kick_tx(s);
 			continue;
 		}
 		kicks = 0;
 		if (!spin) {
+			polled = tx_pending(s) > 0;
 			wait_for_work(s);
 			continue;
 		}
