@@ -41,9 +41,10 @@ LO_REASON = (
     "accept_local are 1 (option lo_sysctls = hold sets them while serving)"
 )
 NOTE = (
-    "AF_XDP: no socket read or write per request; the syscalls left are the sendto() "
-    "TX kick (copy mode, once per batch) and poll() when the RX ring is empty "
-    "(none with wait=spin); XDP redirect and the copy into the UMEM run in softirq"
+    "AF_XDP: no socket read or write per request; the syscalls left are poll() when "
+    "the RX ring is empty, which transmits the queued replies before it sleeps, and a "
+    "sendto() TX kick for more than 32 queued (wait=spin: a kick per batch, no poll); "
+    "XDP redirect and the copy into the UMEM run in softirq"
 )
 OPTION_VALUES = {
     "xdp_mode": ("auto", "skb", "drv"),
