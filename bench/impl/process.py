@@ -1,5 +1,6 @@
 """A user-space server run as its own process: pinned, optionally inside a netns, recorded in
-the ledger, ready when it prints ``READY``, stopped with SIGTERM then SIGKILL."""
+the ledger, ready when it prints ``READY``, stopped with SIGTERM then SIGKILL.  Lines it prints
+before ``READY`` are kept in ``startup_lines`` (an impl may say there how it set itself up)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class ServerProcess(RunningServer):
         )
         self._proc = self._owned.proc
         self._stopped = False
+        self.startup_lines: tuple[str, ...] = ()
         try:
             self._wait_ready()
         except BaseException:
@@ -72,6 +74,7 @@ class ServerProcess(RunningServer):
                     return
                 if not line:
                     break
+                self.startup_lines += (line.decode(errors="replace").strip(),)
             if self._proc.poll() is not None:
                 break
         err = self._stderr_tail()
