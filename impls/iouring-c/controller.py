@@ -30,8 +30,9 @@ SQ_THREAD_PREFIX = "iou-sqp-"
 RECV_METHODS = ("auto", "recvmsg")
 
 
-def disabled_reason(path: Path = IO_URING_DISABLED) -> str | None:
+def disabled_reason(path: Path | None = None) -> str | None:
     """Why the kernel refuses io_uring to this process, or None (also when it cannot tell)."""
+    path = path or IO_URING_DISABLED
     try:
         value = path.read_text().strip()
     except OSError:

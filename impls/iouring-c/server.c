@@ -83,6 +83,7 @@ struct server {
 	unsigned int free_bufs;		/* buffers the kernel may fill */
 	unsigned int errors;		/* receive errors in a row */
 	unsigned int inflight;		/* requests holding the socket */
+	unsigned int sends;		/* replies whose CQE is still to come */
 	int defer_taskrun;
 	int stopping;
 	int failed;
@@ -203,6 +204,7 @@ static int queue_send(struct server *s, unsigned int idx, void *name,
 	io_uring_prep_sendmsg(sqe, s->fd, &sl->msg, 0);
 	io_uring_sqe_set_data64(sqe, UD(OP_SEND, idx));
 	s->inflight++;
+	s->sends++;
 	return 0;
 }
 
@@ -378,6 +380,7 @@ static void on_cqe(struct server *s, struct io_uring_cqe *cqe)
 		if (idx >= NSLOTS)
 			break;
 		s->inflight--;
+		s->sends--;
 		if (s->multishot)
 			recycle(s, idx);
 		else if (!s->stopping)
@@ -439,10 +442,17 @@ static unsigned int reap(struct server *s)
 
 static int serve_enter(struct server *s)
 {
+	unsigned int wait_nr;
 	int ret;
 
+	/*
+	 * The CQ has been emptied: wait for the CQEs of the replies in flight
+	 * (a UDP send mostly completes inside this very call) and one event
+	 * more, so a ping-pong costs one io_uring_enter per request, not two.
+	 */
 	while (!s->stopping) {
-		ret = io_uring_submit_and_wait(&s->ring, 1);
+		wait_nr = 1 + s->sends;
+		ret = io_uring_submit_and_wait(&s->ring, wait_nr);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
 		    ret != -EBUSY) {
 			fprintf(stderr, "io_uring_submit_and_wait: %s\n",
