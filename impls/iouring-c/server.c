@@ -50,10 +50,15 @@
 
 #include "hello_proto.h"
 
-#define NSLOTS		256		/* buffers; a power of two (buffer ring) */
+#define NSLOTS		1024		/* buffers; a power of two (buffer ring) */
 #define BUF_SIZE	2048		/* header + name + the largest request + 1 */
+/*
+ * Plain recvmsg requests armed at once: each waits on the socket, and every
+ * datagram wakes them all, so a few are enough and many cost dearly.
+ */
+#define RECV_ARMED	16
 #define SQ_ENTRIES	512
-#define CQ_ENTRIES	2048
+#define CQ_ENTRIES	4096		/* > every recv and send in flight */
 #define CQE_BATCH	64
 #define BGID		0
 #define PROBE_WAIT_MS	100		/* for a refused multishot recvmsg's CQE */
@@ -592,7 +597,7 @@ static int setup_receive(struct server *s, int force_recvmsg)
 		}
 	}
 	if (!s->multishot) {
-		for (i = 0; i < NSLOTS; i++) {
+		for (i = 0; i < RECV_ARMED; i++) {
 			ret = arm_recv(s, i);
 			if (ret < 0)
 				return ret;
