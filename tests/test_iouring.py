@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bench.impl.api import Impl, RunningServer, ServerConfig
+from bench.impl.process import ServerProcess
 from bench.impl.registry import discover
 from bench.metrics import ctxswitch, perf, taskcpu, tasks
 from bench.protocol import make_reply, make_request
@@ -125,6 +126,23 @@ def test_the_receive_method_is_in_the_accounting_note(
     method = "recvmsg" if options.get("recv") == "recvmsg" else "multishot-bufring"
     assert f"recv={method} " in note
     assert running.accounting().pids
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sigterm_exits_cleanly_and_frees_the_port(name: str) -> None:
+    """Requests in flight hold the socket; the server cancels them before it exits, so
+    the port is free at once (a ring torn down with them armed frees it only later)."""
+    impl = _impl(name)
+    port = free_udp_port()
+    running = impl.start(ServerConfig(port=port, cpu=_server_cpu()))
+    assert isinstance(running, ServerProcess)
+    with _client(port) as sock:
+        sock.send(make_request(64, seq=1, timestamp_ns=0))
+        assert _drain(sock, 1, REPLY_WAIT_S)
+    running.stop()  # SIGTERM
+    assert running._proc.returncode == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", port))
 
 
 def _sq_threads(pid: int) -> list[int]:
