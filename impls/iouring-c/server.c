@@ -4,8 +4,9 @@
  *
  * Receive: one multishot IORING_OP_RECVMSG whose datagrams land in buffers the
  * kernel picks from a provided-buffer ring (recv=multishot-bufring).  Where the
- * kernel refuses the buffer ring or the multishot flag (-EINVAL), one plain
- * recvmsg SQE per buffer slot is kept armed instead (recv=recvmsg).
+ * kernel refuses the buffer ring or the multishot flag (-EINVAL), a few plain
+ * recvmsg SQEs, each with a buffer of its own, are kept armed instead
+ * (recv=recvmsg).
  *
  * Reply: a sendmsg SQE from the very buffer the request arrived in (rewritten in
  * place, same length).  The buffer stays the reply's until its CQE arrives and
@@ -20,8 +21,15 @@
  * having seen none for sq-idle-ms (the server is idle; nothing is on the
  * request path then).
  *
+ * Without SQPOLL the ring is set up SINGLE_ISSUER | DEFER_TASKRUN where the
+ * kernel has them (taskrun=defer): completions are run when we wait, in our own
+ * context.  The wait asks for the CQEs of the replies in flight plus one, so a
+ * ping-pong costs one io_uring_enter per request.
+ *
  * Stopping: SIGTERM and SIGINT are blocked and read from a signalfd through the
- * ring, so a stop is a completion like any other and is never lost.
+ * ring, so a stop is a completion like any other and is never lost.  Before
+ * exiting, every request on the socket is cancelled and reaped: a ring torn
+ * down with requests armed releases the socket (and the port) only later.
  *
  * --force-recvmsg takes the plain recvmsg path even where multishot works (so
  * that the fallback is tested here too).
