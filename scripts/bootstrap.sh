@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(
 	# build and run the native driver and the C servers
 	gcc libc6-dev make
+	# the io_uring servers (impls/iouring-c): liburing headers and library
+	liburing-dev
 	# eBPF servers: compile, load, attach
 	clang llvm libbpf-dev bpftool iproute2 libelf-dev
 	# kernel modules and the VM environment

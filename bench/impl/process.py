@@ -1,5 +1,6 @@
 """A user-space server run as its own process: pinned, optionally inside a netns, recorded in
-the ledger, ready when it prints ``READY``, stopped with SIGTERM then SIGKILL."""
+the ledger, ready when it prints ``READY``, stopped with SIGTERM then SIGKILL.  Lines it prints
+before ``READY`` are kept in ``startup_lines`` (an impl may say there how it set itself up)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class ServerProcess(RunningServer):
         )
         self._proc = self._owned.proc
         self._stopped = False
+        self.startup_lines: tuple[str, ...] = ()
         try:
             self._wait_ready()
         except BaseException:
@@ -62,18 +64,27 @@ class ServerProcess(RunningServer):
 
     def _wait_ready(self) -> None:
         assert self._proc.stdout is not None
+        # Raw reads, not readline(): a buffered reader may hold READY behind the line it
+        # returned, where select() no longer sees it.
+        fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = b""
         line = b""
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.1)
+            ready, _, _ = select.select([fd], [], [], 0.1)
             if ready:
-                line = self._proc.stdout.readline()
-                if line.strip() == b"READY":
-                    return
-                if not line:
+                chunk = os.read(fd, 4096)
+                if not chunk:
                     break
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    if line.strip() == b"READY":
+                        return
+                    self.startup_lines += (line.decode(errors="replace").strip(),)
             if self._proc.poll() is not None:
                 break
+        line = pending or line
         err = self._stderr_tail()
         raise ImplError(f"server did not become ready: {line.decode(errors='replace')} {err}")
 
