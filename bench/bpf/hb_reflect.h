@@ -86,6 +86,9 @@ enum hb_verdict {
 };
 
 /* Where the parts of a packet lie, once hb_parse() has checked them. */
+/* Covers every valid UDP length of a request (8 + 1472 < 2048). */
+#define HB_ULEN_MASK 0x7ff
+
 struct hb_pkt {
 	struct ethhdr *eth;
 	struct iphdr *ip;
@@ -241,6 +244,11 @@ static __always_inline enum hb_verdict hb_parse(void *data, void *data_end,
 		return HB_REJECT;
 	if (bpf_ntohs(ip->tot_len) < ihl + ulen)
 		return HB_REJECT;
+	/*
+	 * Masked (a no-op: ulen <= 1480) so that the bound is on the register that meets
+	 * the packet pointer: older verifiers (6.1) forget a spilled scalar's range.
+	 */
+	ulen &= HB_ULEN_MASK;
 	if ((void *)udp + ulen > data_end)
 		return HB_REJECT;
 	payload = (void *)(udp + 1);
