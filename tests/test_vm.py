@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from bench.host.kernel_log import KernelLogWatch, read_kernel_log, scan_kernel_log
+from bench.results.run import Run
 from bench.system import ledger
 from bench.system.ledger import Record
 from bench.system.processes import ProcessIdentity
@@ -478,13 +479,19 @@ def test_without_overlay_the_root_is_read_only_and_tmp_writable(workdir: Path) -
 @pytest.mark.slow
 @vm_ready
 def test_bench_run_in_a_guest_writes_its_results(tmp_path: Path) -> None:
-    args = ["--impl", "blocking-c", "--mode", "pingpong", "--quick", "--no-calibrate"]
-    args += ["--trials", "1", "--duration", "0.2", "--warmup", "0.05"]
+    """blocking-c and an XDP reflector in the guest: the stock kernel's (older) verifier
+    must accept the eBPF programs the host's accepts."""
+    args = ["--impl", "blocking-c", "--impl", "ebpf-xdp", "--mode", "pingpong", "--quick"]
+    args += ["--no-calibrate", "--trials", "1", "--duration", "0.2", "--warmup", "0.05"]
     vm = run_bench_in_vm(args, tmp_path, timeout_s=300)
     console = vm.outcome.console_log.read_text()
     assert vm.error is None, f"{vm.error}\n{console[-3000:]}"
     assert vm.results_path is not None and vm.results_path.is_relative_to(tmp_path / "vm")
     assert '"vm"' in vm.results_path.read_text()  # the guest's environment is named vm
+    rows = Run.load(vm.results_path).rows
+    assert {(r.impl, r.status) for r in rows} == {("blocking-c", "ok"), ("ebpf-xdp", "ok")}, [
+        r.error for r in rows if not r.ok
+    ]
 
 
 @pytest.mark.vm
