@@ -13,6 +13,14 @@ import pytest
 from bench.impl.registry import discover
 from bench.runner.config import ConfigError, RunConfig
 from bench.runner.design import CLAIM_ROLE, DOSE_LEVELS, blocks, design_impls
+from bench.runner.in_guest import (
+    GUEST_FIXED_S,
+    GUEST_PHASE_OVERHEAD_S,
+    MIN_GUEST_TIMEOUT_S,
+    guest_args,
+    guest_phases,
+    guest_timeout,
+)
 from tests.bench_runs import bench_run
 
 
@@ -70,3 +78,20 @@ def test_a_standard_run_measures_each_block_for_its_rounds(tmp_path: Path) -> No
     }
     for c in checks:
         assert "error" in c or (c["ours_p50_ns"] > 0 and c["probe_p50_ns"] > 0)
+
+
+def test_the_guest_measures_the_claim_and_its_watchdog_allows_for_every_phase(
+    tmp_path: Path,
+) -> None:
+    standard = RunConfig(out_root=tmp_path, design="standard", trials=10)
+    args = guest_args(standard)
+    assert args[args.index("--design") + 1] == "claim"  # the survey stays on the host
+    ladder = len(blocks(RunConfig(out_root=tmp_path, design="claim", trials=10))[0].impls)
+    assert guest_phases(standard) == 10 * ladder * 4 + 10 * 3  # 4 placement levels; doses
+    longest = max(standard.claim_duration_s, standard.duration_s)  # an upper bound
+    per_phase = 2 * (longest + standard.warmup_s) + GUEST_PHASE_OVERHEAD_S
+    assert guest_timeout(standard) == max(
+        MIN_GUEST_TIMEOUT_S, guest_phases(standard) * per_phase + GUEST_FIXED_S
+    )
+    given = RunConfig(out_root=tmp_path, design="claim", vm_timeout_s=60.0)
+    assert guest_timeout(given) == 60.0

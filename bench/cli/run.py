@@ -125,7 +125,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="short phases and fewer trials")
     p.add_argument("--no-calibrate", action="store_true")
     p.add_argument("--sample-cap", type=int, default=None)
-    p.add_argument("--vm-timeout", type=float, default=None, help="guest watchdog, seconds")
+    p.add_argument(
+        "--vm-timeout",
+        type=positive_float,
+        default=None,
+        help="guest watchdog, seconds (default: from the number of phases the guest runs)",
+    )
     p.add_argument("--report", action="store_true", help="render the HTML report at the end")
     p.add_argument("--env-name", default="host", help=argparse.SUPPRESS)
     p.add_argument("--accel", default="native", help=argparse.SUPPRESS)
@@ -184,7 +189,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         calibrate=not args.no_calibrate,
         sample_cap=args.sample_cap if args.sample_cap is not None else (2000 if quick else 10000),
         server_options=key_values(args.server_option, "--server-option"),
-        vm_timeout_s=args.vm_timeout if args.vm_timeout is not None else 1800.0,
+        vm_timeout_s=args.vm_timeout,
         order_seed=args.seed if args.seed is not None else secrets.randbits(32),
         server_levels=server_levels(args.server_levels),
         rx_cpus=tuple(args.rx_cpu) or ("client",),

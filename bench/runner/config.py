@@ -56,7 +56,7 @@ class RunConfig:
     rx_cpus: tuple[str, ...] = ("client",)
     idles: tuple[str, ...] = ("default",)
     client_waits: tuple[str, ...] = ("block",)
-    vm_timeout_s: float = 1800.0
+    vm_timeout_s: float | None = None  # the guest watchdog; None: from the design's size
     design: str = "matrix"  # runner/design.py: standard | claim | matrix
     matrix_trials: int = 3  # rounds of the standard design's survey
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks

@@ -11,12 +11,58 @@ from bench.errors import HellobenchError
 from bench.impl.registry import discover
 from bench.kmod.impl import prebuild
 from bench.results.run import Run
-from bench.runner.config import RunConfig
+from bench.runner.config import RunConfig, level_combinations
+from bench.runner.design import blocks
 from bench.runner.recording import Recording
 from bench.vm.bench_run import run_bench_in_vm
 from bench.vm.kernel import find_guest_kernel
 
 Progress = Callable[[str], None]
+
+
+# The watchdog's allowance: per phase (a timed and a counting run, each with its warm-up,
+# plus server start and the probes, as measured under TCG: 6.6 s for 0.5 s phases), and
+# once for boot, calibration and the cross-checks.
+GUEST_PHASE_OVERHEAD_S = 8.0
+GUEST_FIXED_S = 900.0
+MIN_GUEST_TIMEOUT_S = 1800.0
+
+
+def guest_design(cfg: RunConfig) -> str:
+    """What the guest measures: the standard design's survey runs on the host only (the
+    vm environment is there for the comparisons the host kernel cannot make)."""
+    return "claim" if cfg.design == "standard" else cfg.design
+
+
+def guest_phases(cfg: RunConfig) -> int:
+    """How many phases the guest will measure (every registered impl where a block names
+    none; rate mode once per offered load)."""
+    every = len(discover())
+    total = 0
+    for block in blocks(replace(cfg, design=guest_design(cfg))):
+        loads = len(cfg.rates or cfg.rate_fractions)
+        modes = sum(loads if mode == "rate" else 1 for mode in block.modes)
+        levels = len(level_combinations(block.server_levels))
+        impls = len(block.impls) or every
+        total += (
+            block.rounds
+            * impls
+            * levels
+            * len(block.sizes)
+            * modes
+            * (len(block.rx_cpus) * len(block.idles) * len(block.client_waits))
+            * len(cfg.topologies)
+        )
+    return total
+
+
+def guest_timeout(cfg: RunConfig) -> float:
+    """The guest watchdog: as given, or enough for every phase the guest will run."""
+    if cfg.vm_timeout_s is not None:
+        return cfg.vm_timeout_s
+    per_phase = 2 * (max(cfg.duration_s, cfg.claim_duration_s) + cfg.warmup_s)
+    estimate = guest_phases(cfg) * (per_phase + GUEST_PHASE_OVERHEAD_S) + GUEST_FIXED_S
+    return max(MIN_GUEST_TIMEOUT_S, estimate)
 
 
 def guest_args(cfg: RunConfig) -> list[str]:
@@ -54,7 +100,7 @@ def guest_args(cfg: RunConfig) -> list[str]:
         "--port", str(cfg.port),
         "--sample-cap", str(cfg.sample_cap),
         "--seed", str(cfg.order_seed),
-        "--design", cfg.design,
+        "--design", guest_design(cfg),
         "--arrivals", cfg.arrivals,
         "--survey-trials", str(cfg.matrix_trials),
         "--claim-duration", repr(cfg.claim_duration_s),
@@ -96,9 +142,12 @@ def run_vm(cfg: RunConfig, recording: Recording, progress: Progress, fault: str 
         prebuild_modules(progress)
     except HellobenchError as exc:  # the guest then builds (slowly) or skips the modules itself
         progress(f"[vm] module prebuild failed: {exc}")
-    progress("[vm] booting a guest with a stock modular kernel (this takes a while under TCG)")
+    progress(
+        f"[vm] booting a guest with a stock modular kernel to measure {guest_phases(cfg)} "
+        f"phases (watchdog {guest_timeout(cfg):.0f} s; this takes a while under TCG)"
+    )
     vm = run_bench_in_vm(
-        guest_args(cfg), recording.run_dir, timeout_s=cfg.vm_timeout_s, fault=fault
+        guest_args(cfg), recording.run_dir, timeout_s=guest_timeout(cfg), fault=fault
     )
     outcome = vm.outcome
     console_log = outcome.console_log
