@@ -147,6 +147,7 @@ DOCUMENTED_DEFAULTS = {
     "rx_cpu": "client",
     "idle": "default",
     "client_wait": "block",
+    "arrivals": "uniform",
     "timing": "probed",
 }
 
