@@ -48,3 +48,57 @@ def test_the_crosscheck_alternates_both_clients_against_one_server() -> None:
     assert check["within_tolerance"] == (abs(check["ratio"] - 1.0) <= TOLERANCE)
     probed = [d for d in srv.received if d[6:8] == b"\0\0" and len(d) == 64]
     assert len(probed) >= 2 * 2000  # both probe runs reached this server
+
+
+def _sockperf_server() -> object:
+    import shutil
+
+    import pytest
+
+    from bench.calibration.fidelity import SockperfServer
+    from bench.system.ports import free_udp_port
+
+    if shutil.which("sockperf") is None:
+        pytest.skip("sockperf not installed")
+    return SockperfServer(free_udp_port(), None, 120)
+
+
+def test_the_probe_speaks_sockperf_to_sockperf_server() -> None:
+    from bench.calibration.fidelity import SockperfServer
+
+    peer = _sockperf_server()
+    assert isinstance(peer, SockperfServer)
+    try:
+        result = probe_rtt("127.0.0.1", peer.port, 64, None, None, count=300, wire="sockperf")
+        # sockperf server answers nothing in HELLO: every request of the other wire is lost.
+        hello = probe_rtt("127.0.0.1", peer.port, 64, None, None, count=3, wire="hello")
+    finally:
+        peer.stop()
+    assert (result.count, result.timeouts, result.bad) == (300, 0, 0)
+    assert (hello.count, hello.timeouts) == (0, 3)
+
+
+def test_the_probe_refuses_a_sockperf_reply_to_another_request() -> None:
+    import socket
+    import struct
+    import threading
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5.0)
+
+    def answer_with_the_wrong_number() -> None:
+        for _ in range(5):
+            data, peer = sock.recvfrom(2048)
+            seq, flags, size = struct.unpack(">QHI", data[:14])
+            assert flags == 3 and size == len(data)
+            sock.sendto(struct.pack(">QHI", seq + 1, 2, size) + data[14:], peer)
+
+    thread = threading.Thread(target=answer_with_the_wrong_number)
+    thread.start()
+    try:
+        result = probe_rtt("127.0.0.1", sock.getsockname()[1], 64, None, None, 5, "sockperf")
+    finally:
+        thread.join()
+        sock.close()
+    assert (result.count, result.bad) == (0, 5)

@@ -489,14 +489,25 @@ def test_sockperf_output_is_read_or_refused() -> None:
 def test_fidelity_runs_both_tools() -> None:
     from bench.calibration.fidelity import measure_fidelity
 
-    result = measure_fidelity(duration_s=1.0, repetitions=1)
+    result = measure_fidelity(duration_s=1.0, repetitions=1, rtt_repetitions=2)
     if not result["available"]:
         pytest.skip(result["reason"])
-    for key in ("our_rtt_p50_ns", "sockperf_rtt_p50_ns", "our_send_rps", "sockperf_send_rps"):
+    for key in (
+        "our_rtt_p50_ns", "sockperf_rtt_p50_ns", "probe_rtt_p50_ns", "probe_sockperf_rtt_p50_ns",
+        "our_send_rps", "sockperf_send_rps",
+    ):  # fmt: skip
         assert result[key] > 0
     runs = result["runs"]
     paired = [a / b for a, b in zip(runs["our_p50"], runs["sp_p50"], strict=True)]
-    assert result["rtt_ratio"] == pytest.approx(float(np.median(paired)))
+    assert result["rtt_ratio_median"] == pytest.approx(float(np.median(paired)))
+    assert result["rtt_ratio"] == pytest.approx(math.exp(float(np.mean(np.log(paired)))))
+    low, high = result["rtt_ratio_ci95"]
+    assert low < result["rtt_ratio"] < high
+    # The three parts multiply to the whole, repetition by repetition.
+    parts = result["rtt_ratio_parts"]
+    product = math.prod(part["ratio"] for part in parts.values())
+    assert product == pytest.approx(result["rtt_ratio"])
+    assert result["rtt_within_5pct_verdict"] in ("shown", "not refuted", "refuted")
     assert result["rtt_ratio_of_medians"] == pytest.approx(
         result["our_rtt_p50_ns"] / result["sockperf_rtt_p50_ns"]
     )
@@ -664,3 +675,24 @@ def test_arrivals_apply_to_rate_mode_only() -> None:
         DriverConfig("pingpong", arrivals="poisson")
     with pytest.raises(ValueError, match="arrivals must be one of"):
         DriverConfig("rate", rate_rps=10.0, arrivals="bursty")
+
+
+def test_the_fidelity_ratio_is_a_geometric_mean_with_a_t_interval_on_logs() -> None:
+    from scipy import stats as sps
+
+    from bench.calibration.fidelity import ratio_estimate, within_verdict
+
+    ours, theirs = [20.0, 22.0, 30.0, 21.0], [21.0, 21.0, 28.0, 22.0]
+    logs = np.log(np.array(ours) / np.array(theirs))
+    est = ratio_estimate(ours, theirs)
+    assert est["ratio"] == pytest.approx(math.exp(logs.mean()))
+    half = sps.t.ppf(0.975, 3) * logs.std(ddof=1) / 2.0
+    bounds = [math.exp(logs.mean() - half), math.exp(logs.mean() + half)]
+    assert est["ci95"] == pytest.approx(bounds)
+    assert est["n"] == 4 and "n=4" in est["method"]
+    assert within_verdict(est) == "not refuted"  # inside 5 %, the interval not
+    assert within_verdict({"ratio": 1.01, "ci95": [0.97, 1.04]}) == "shown"
+    assert within_verdict({"ratio": 0.93, "ci95": [0.90, 0.999]}) == "refuted"
+    assert ratio_estimate([2.0], [1.0]) == {
+        "ratio": 2.0, "ci95": None, "n": 1, "method": "one repetition: no interval",
+    }  # fmt: skip

@@ -49,11 +49,18 @@ def probe_binary() -> str:
 
 
 def probe_rtt(
-    addr: str, port: int, size: int, cpu: int | None, netns: str | None, count: int = PROBE_COUNT
+    addr: str,
+    port: int,
+    size: int,
+    cpu: int | None,
+    netns: str | None,
+    count: int = PROBE_COUNT,
+    wire: str = "hello",
 ) -> ProbeResult:
-    """``count`` round trips of the independent client against ``addr``:``port``."""
+    """``count`` round trips of the independent client against ``addr``:``port``, in
+    HELLO or (``wire="sockperf"``) in sockperf's own ping-pong messages."""
     argv = [*exec_prefix(netns), probe_binary(), addr, str(port), str(size), str(count)]
-    argv.append(str(-1 if cpu is None else cpu))
+    argv += [str(-1 if cpu is None else cpu), wire]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60 + count * 0.25)
     except subprocess.TimeoutExpired as exc:

@@ -7,8 +7,16 @@ Two comparisons, like with like, in one run:
   C ``recvfrom``/``sendto`` loop) versus ``sockperf ping-pong`` against
   ``sockperf server``.  With a single ``-i`` target both sockperf ends block in
   ``recvfrom()`` (sockperf prints "using recvfrom() to block on socket(s)"), so both pairs
-  are blocking-socket client and server.  sockperf reports *half* the round trip: its
-  figures are doubled here.
+  are blocking-socket client and server, one ``sendto``/``recvfrom`` each per message.
+  sockperf reports *half* the round trip: its figures are doubled here.
+  Two clients and two servers differ at once, so each repetition also times a third,
+  independent client (``hello-rtt-probe``, which speaks HELLO and sockperf's own message
+  format) against *both* servers.  Four timings per repetition, in an order rotated by one
+  step each repetition: A = ours → fidelity server, B = probe → fidelity server,
+  C = probe → sockperf server, D = sockperf → sockperf server.  Then A/D (the criterion)
+  = A/B (our driver against a second client, same server) × B/C (the two servers, same
+  client) × C/D (the probe against sockperf's client, same server) exactly, per repetition,
+  so a miss says whose it is.
 - **send capacity**: our ``flood`` mode (sendmmsg batches, nonblocking recvmmsg drains in
   between) in requests sent per second versus ``sockperf throughput`` (one sendto per
   message) in messages per second, each sending to a fresh ``sockperf server`` that reads
@@ -17,15 +25,16 @@ Two comparisons, like with like, in one run:
   stops answering ping-pong.)  For information, our flood against the fidelity server
   (which does answer, so our client also receives the replies) is reported beside it.
 
-Client and server are pinned to the same CPUs for both tools (``taskset -c`` for sockperf,
-``sched_setaffinity`` for ours, which is what taskset does).  Repetitions alternate which
-tool goes first (ABBA order), each pair back to back, so that machine drift hits both.
-Figures are medians over the repetitions; the ratios are the medians of the per-repetition
-(paired) ratios, which cancel drift between repetitions (on a shared machine the p50 of
-both tools moves together between, e.g., 30 and 45 µs, and a ratio of two separate medians
-can land on opposite sides of such a jump); the ratios of the separate medians are
-reported beside them (``*_of_medians``).  The acceptance criterion: ``rtt_ratio``
-(ours / sockperf, p50) within 5 % and ``send_ratio`` (ours / sockperf) >= 1.
+Client and server are pinned to the same CPUs for every tool (``taskset -c`` for sockperf,
+``sched_setaffinity`` for ours and the probe, which is what taskset does).  On a shared
+virtual machine the p50 of every pair drifts together by ±20 % within seconds, so the
+ratios are per repetition (paired), and a ratio's estimate is the geometric mean of its
+per-repetition ratios with a Student-t interval on their logarithms (95 %, n = the
+repetitions): it says whether "within 5 %" is shown (the interval inside 0.95..1.05),
+merely not refuted (the estimate inside, the interval not) or refuted.  Medians of each
+tool's p50 and the ratios of those medians (``*_of_medians``) are reported beside them.
+The acceptance criterion: ``rtt_ratio`` (ours / sockperf, p50) within 5 % and
+``send_ratio`` (ours / sockperf, median of paired ratios) >= 1.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.stats import CONFIDENCE, Interval, paired_t_interval
+from bench.calibration.crosscheck import CrosscheckError, probe_rtt
 from bench.driver.client import DriverConfig, DriverError, command, driver_binary, run_driver
 from bench.errors import HellobenchError
 from bench.impl.api import RunningServer, ServerConfig
@@ -60,6 +71,9 @@ RTT_TOLERANCE = 0.05
 SINK_PORT = 1  # stands for the port of the fresh sink in the commands recorded
 ATTEMPTS = 3  # a step that fails (e.g. sockperf sees no reply under heavy load) is retried
 WARMUP_S = 0.4  # sockperf's default warm-up time, so both start equally warm
+RTT_SECONDS = 1  # per RTT timing: sockperf's shortest -t
+RTT_REPETITIONS = 8
+PROBE_COUNT = 20_000  # round trips per probe timing (about 0.4-1 s here)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -169,7 +183,7 @@ def _attempt(step: Callable[[], None], failures: list[str]) -> None:
         try:
             step()
             return
-        except (FidelityError, DriverError) as exc:
+        except (FidelityError, DriverError, CrosscheckError) as exc:
             failures.append(f"{step.__name__}: {str(exc).strip().splitlines()[-1][:200]}")
             if attempt == ATTEMPTS - 1:
                 raise
@@ -177,7 +191,7 @@ def _attempt(step: Callable[[], None], failures: list[str]) -> None:
 
 def _unavailable(reason: str) -> dict[str, Any]:
     keys = (
-        "our_rtt_p50_ns", "sockperf_rtt_p50_ns", "rtt_ratio", "our_rtt_mean_ns",
+        "our_rtt_p50_ns", "sockperf_rtt_p50_ns", "rtt_ratio", "rtt_ratio_ci95", "our_rtt_mean_ns",
         "sockperf_rtt_mean_ns", "our_send_rps", "sockperf_send_rps", "send_ratio",
     )  # fmt: skip
     return {"available": False, "reason": reason, **dict.fromkeys(keys)}
@@ -213,6 +227,39 @@ def _paired(ours: Sequence[float], theirs: Sequence[float]) -> float:
     return _median([a / b for a, b in zip(ours, theirs, strict=True)])
 
 
+def ratio_estimate(top: Sequence[float], bottom: Sequence[float]) -> dict[str, Any]:
+    """The geometric mean of the per-repetition ratios top/bottom with the Student-t
+    interval of their logarithms (None bounds with fewer than two repetitions)."""
+    logs = [math.log(a / b) for a, b in zip(top, bottom, strict=True)]
+    est = paired_t_interval(logs)
+    if est is None:
+        return {
+            "ratio": math.exp(logs[0]) if logs else None,
+            "ci95": None,
+            "n": len(logs),
+            "method": "one repetition: no interval",
+        }
+    return {
+        "ratio": math.exp(est.mean),
+        "ci95": [math.exp(est.interval.low), math.exp(est.interval.high)],
+        "n": est.n,
+        "method": f"geometric mean of per-repetition ratios, Student-t on logs, "
+        f"{CONFIDENCE:.0%}, n={est.n}",
+    }
+
+
+def within_verdict(estimate: dict[str, Any], tolerance: float = RTT_TOLERANCE) -> str:
+    """ "shown" when the interval lies inside 1 ± tolerance, "not refuted" when only the
+    estimate does, "refuted" otherwise."""
+    ratio, ci = estimate["ratio"], estimate["ci95"]
+    band = Interval(1.0 - tolerance, 1.0 + tolerance)
+    if ratio is None or not band.contains(ratio):
+        return "refuted"
+    if ci is not None and band.contains(ci[0]) and band.contains(ci[1]):
+        return "shown"
+    return "not refuted"
+
+
 def machine_load() -> dict[str, float | None]:
     """Load average and CPU pressure (PSI "some" avg10), to show how busy the machine was."""
     load: dict[str, float | None] = {"loadavg_1m": None, "cpu_pressure_some_avg10": None}
@@ -230,25 +277,30 @@ def measure_fidelity(
     client_cpu: int | None = 0,
     server_cpu: int | None = 1,
     repetitions: int = 3,
+    rtt_repetitions: int = RTT_REPETITIONS,
 ) -> dict[str, Any]:
-    """Our driver versus sockperf: RTT p50/mean and send capacity, medians of
-    ``repetitions`` alternating runs of ``duration_s`` (whole seconds, as sockperf takes)."""
+    """Our driver versus sockperf: RTT from ``rtt_repetitions`` rotations of the four
+    timings (``RTT_SECONDS`` each), send capacity from ``repetitions`` alternating runs of
+    ``duration_s`` (whole seconds, as sockperf takes)."""
     reason = _why_not(size, (client_cpu, server_cpu))
     if reason:
         return _unavailable(reason)
-    if repetitions < 1:
+    if repetitions < 1 or rtt_repetitions < 1:
         raise ValueError("repetitions must be >= 1")
     secs = max(1, math.ceil(duration_s))
     # A safety net only (the server is stopped as soon as the measurement ends): generous,
     # because a loaded machine stretches every step well beyond its nominal duration.
-    lifetime = repetitions * (5 * secs + 60) * 3 + 300
+    lifetime = (repetitions * (5 * secs + 60) + rtt_repetitions * 4 * (RTT_SECONDS + 20)) * 3
+    lifetime += 300
     ours_port, theirs_port = free_udp_port(), free_udp_port()
     name = role_holder("fidelity-server")
     server = _start_server(name, ours_port, server_cpu)
     try:
         peer = SockperfServer(theirs_port, server_cpu, lifetime)
         try:
-            result = _measure(size, secs, client_cpu, server_cpu, repetitions, ours_port, peer)
+            result = _measure(
+                size, secs, client_cpu, server_cpu, (repetitions, rtt_repetitions), ours_port, peer
+            )
             result["server_impl"] = name
             return result
         finally:
@@ -280,24 +332,25 @@ def _measure(
     secs: int,
     client_cpu: int | None,
     server_cpu: int | None,
-    repetitions: int,
+    counts: tuple[int, int],
     ours_port: int,
     peer: SockperfServer,
 ) -> dict[str, Any]:
+    repetitions, rtt_repetitions = counts
     ping = DriverConfig(
-        "pingpong", port=ours_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
+        "pingpong", port=ours_port, size=size, duration_s=float(RTT_SECONDS), warmup_s=WARMUP_S,
         cpu=client_cpu,
     )  # fmt: skip
     flood = DriverConfig(
         "flood", port=ours_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
         cpu=client_cpu,
     )  # fmt: skip
-    sp_ping = _sockperf_client("ping-pong", client_cpu, peer.port, size, secs)
+    sp_ping = _sockperf_client("ping-pong", client_cpu, peer.port, size, RTT_SECONDS)
     runs: dict[str, list[float]] = {
         k: []
         for k in (
             "our_p50", "our_mean", "our_min", "sp_p50", "sp_mean", "sp_min",
-            "our_send", "sp_send", "our_send_srv",
+            "probe_p50", "probe_sockperf_p50", "our_send", "sp_send", "our_send_srv",
         )
     }  # fmt: skip
     seen: dict[str, list[str]] = {}
@@ -313,10 +366,23 @@ def _measure(
 
     def theirs_rtt() -> None:
         _check_alive(peer)
-        figures = parse_ping_pong(_run_sockperf(sp_ping, secs))
+        figures = parse_ping_pong(_run_sockperf(sp_ping, RTT_SECONDS))
         runs["sp_p50"].append(figures["p50_ns"])
         runs["sp_mean"].append(figures["mean_ns"])
         runs["sp_min"].append(figures["min_ns"])
+
+    def probe(port: int, wire: str, key: str) -> None:
+        got = probe_rtt(ADDR, port, size, client_cpu, None, PROBE_COUNT, wire)
+        if got.p50_ns is None or got.bad or got.count < PROBE_COUNT // 2:
+            raise FidelityError(f"hello-rtt-probe ({wire}) measured badly: {got}")
+        runs[key].append(got.p50_ns)
+
+    def probe_ours() -> None:
+        probe(ours_port, "hello", "probe_p50")
+
+    def probe_theirs() -> None:
+        _check_alive(peer)
+        probe(peer.port, "sockperf", "probe_sockperf_p50")
 
     def ours_send() -> None:
         with _sink(server_cpu, secs) as sink:
@@ -329,25 +395,37 @@ def _measure(
             seen["sp_tput"] = _sockperf_client("throughput", client_cpu, sink.port, size, secs)
             runs["sp_send"].append(parse_throughput(_run_sockperf(seen["sp_tput"], secs)))
 
-    pairs: list[tuple[Callable[[], None], Callable[[], None]]] = [
-        (ours_rtt, theirs_rtt),
-        (ours_send, theirs_send),
-    ]
+    rtt_steps: list[Callable[[], None]] = [ours_rtt, probe_ours, probe_theirs, theirs_rtt]
     failures: list[str] = []
     load_before = machine_load()
+    for rep in range(rtt_repetitions):
+        shift = rep % len(rtt_steps)
+        for step in rtt_steps[shift:] + rtt_steps[:shift]:
+            _attempt(step, failures)
     for rep in range(repetitions):
-        for first, second in pairs:
-            for step in (first, second) if rep % 2 == 0 else (second, first):
-                _attempt(step, failures)
+        for step in (ours_send, theirs_send) if rep % 2 == 0 else (theirs_send, ours_send):
+            _attempt(step, failures)
     med = {k: _median(v) for k, v in runs.items()}
-    rtt_ratio = _paired(runs["our_p50"], runs["sp_p50"])
+    rtt = ratio_estimate(runs["our_p50"], runs["sp_p50"])
     send_ratio = _paired(runs["our_send"], runs["sp_send"])
+    parts = {
+        "driver_vs_probe": ratio_estimate(runs["our_p50"], runs["probe_p50"]),
+        "server_vs_sockperf_server": ratio_estimate(runs["probe_p50"], runs["probe_sockperf_p50"]),
+        "probe_vs_sockperf_client": ratio_estimate(runs["probe_sockperf_p50"], runs["sp_p50"]),
+    }
     return {
         "available": True,
         "reason": None,
         "our_rtt_p50_ns": med["our_p50"],
         "sockperf_rtt_p50_ns": med["sp_p50"],
-        "rtt_ratio": rtt_ratio,
+        "rtt_ratio": rtt["ratio"],
+        "rtt_ratio_ci95": rtt["ci95"],
+        "rtt_ratio_method": rtt["method"],
+        "rtt_within_5pct_verdict": within_verdict(rtt),
+        "rtt_ratio_median": _paired(runs["our_p50"], runs["sp_p50"]),
+        "rtt_ratio_parts": parts,
+        "probe_rtt_p50_ns": med["probe_p50"],
+        "probe_sockperf_rtt_p50_ns": med["probe_sockperf_p50"],
         "our_rtt_mean_ns": med["our_mean"],
         "sockperf_rtt_mean_ns": med["sp_mean"],
         "rtt_mean_ratio": med["our_mean"] / med["sp_mean"],
@@ -360,12 +438,14 @@ def _measure(
         "send_ratio_of_medians": med["our_send"] / med["sp_send"],
         "rtt_mean_ratio_paired": _paired(runs["our_mean"], runs["sp_mean"]),
         "our_send_rps_vs_server": med["our_send_srv"],
-        "rtt_within_5pct": abs(rtt_ratio - 1.0) <= RTT_TOLERANCE,
+        "rtt_within_5pct": abs(rtt["ratio"] - 1.0) <= RTT_TOLERANCE,
         "send_at_least_sockperf": send_ratio >= 1.0,
         "sockperf_version": sockperf_version(),
         "size": size,
         "duration_s": secs,
         "repetitions": repetitions,
+        "rtt_duration_s": RTT_SECONDS,
+        "rtt_repetitions": rtt_repetitions,
         "client_cpu": client_cpu,
         "server_cpu": server_cpu,
         "runs": runs,
@@ -373,15 +453,23 @@ def _measure(
         "machine_load": {"before": load_before, "after": machine_load()},
         "modes_compared": {
             "rtt": "our pingpong (1 outstanding, blocking recv) vs the fidelity server; "
-            "sockperf ping-pong (blocking recvfrom) vs sockperf server; sockperf half-RTT x2",
+            "sockperf ping-pong (blocking recvfrom) vs sockperf server; sockperf half-RTT x2; "
+            f"hello-rtt-probe ({PROBE_COUNT} round trips) vs both servers, to split the ratio",
             "send": "our flood sent/s (sendmmsg batch 32, nonblocking recvmmsg between) vs "
             "sockperf throughput msg/s (sendto per message); each to a fresh sockperf server, "
             "which answers neither",
         },
-        "commands": _commands(
-            ping, flood, sp_ping, seen["sp_tput"], peer.argv, seen["sink"], server_cpu
-        ),
+        "commands": {
+            **_commands(ping, flood, sp_ping, seen["sp_tput"], peer.argv, seen["sink"], server_cpu),
+            "probe_fidelity_server": _probe_command(ping.port, size, client_cpu, "hello"),
+            "probe_sockperf_server": _probe_command(peer.port, size, client_cpu, "sockperf"),
+        },
     }
+
+
+def _probe_command(port: int, size: int, cpu: int | None, wire: str) -> str:
+    cpu_arg = -1 if cpu is None else cpu
+    return f"hello-rtt-probe {ADDR} {port} {size} {PROBE_COUNT} {cpu_arg} {wire}"
 
 
 def _commands(

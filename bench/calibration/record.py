@@ -39,6 +39,7 @@ def run_calibration(
             client_cpu=client_cpu,
             server_cpu=server_cpu,
             repetitions=1 if quick else 3,
+            rtt_repetitions=2 if quick else 8,
         ) or {"available": False, "reason": errors[-1] if errors else "failed"}
     return {
         "null_syscall_ns": syscall.get("null_syscall_ns"),

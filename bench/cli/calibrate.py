@@ -33,10 +33,18 @@ def print_calibration(result: Mapping[str, Any], console: Console) -> None:
     console.print(f"cross-CPU wake-up:   {_ns(result['wakeup_ns'])}")
     fid = result.get("driver_fidelity") or {}
     if fid.get("available"):
+        ci = fid.get("rtt_ratio_ci95")
+        interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         console.print(
             f"driver RTT p50 vs sockperf: {fid['our_rtt_p50_ns'] / 1e3:.2f} µs vs "
-            f"{fid['sockperf_rtt_p50_ns'] / 1e3:.2f} µs (ratio {fid['rtt_ratio']:.3f})"
+            f"{fid['sockperf_rtt_p50_ns'] / 1e3:.2f} µs (ratio {fid['rtt_ratio']:.3f}{interval}, "
+            f"{fid.get('rtt_ratio_method')}; within 5 %: {fid.get('rtt_within_5pct_verdict')})"
         )
+        for name, part in (fid.get("rtt_ratio_parts") or {}).items():
+            if part.get("ratio") is not None:
+                bounds = part.get("ci95")
+                shown = f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
+                console.print(f"  of which {name.replace('_', ' ')}: {part['ratio']:.3f}{shown}")
         console.print(
             f"driver send capacity vs sockperf: {fid['our_send_rps']:,.0f} vs "
             f"{fid['sockperf_send_rps']:,.0f} msg/s (ratio {fid['send_ratio']:.2f})"

@@ -6,7 +6,14 @@
  * blocking in recv() with a 200 ms timeout, timed with CLOCK_MONOTONIC around send and
  * recv, and prints the median and the 99th percentile of the round trips:
  *
- *   hello-rtt-probe ADDR PORT SIZE COUNT CPU      (CPU -1: not pinned)
+ *   hello-rtt-probe ADDR PORT SIZE COUNT CPU [WIRE]   (CPU -1: not pinned)
+ *
+ * WIRE is "hello" (the default) or "sockperf": sockperf's own ping-pong message (a
+ * 14-byte header in network order: the sequence number, 64 bits; flags, 16 bits, 3 =
+ * client | pong request; the message size, 32 bits), answered by ``sockperf server`` with
+ * the same header and flags 2 (pong).  With it the same client can time both servers, so
+ * a difference between our driver and sockperf can be split into its client part and its
+ * server part.
  *
  * Output, one "key value" pair per line: count, timeouts, bad, p50_ns, p99_ns.
  */
@@ -25,6 +32,44 @@
 
 #define MAX_SIZE 1472
 #define MAX_COUNT 1000000
+#define SOCKPERF_HEADER 14
+#define SOCKPERF_PING 3		/* client | pong request */
+#define SOCKPERF_PONG 2
+
+enum wire { WIRE_HELLO, WIRE_SOCKPERF };
+
+/* Writes request @i in @wire's format; returns the minimum size it needs. */
+static long stamp_request(unsigned char *req, enum wire wire, long i, long size)
+{
+	uint32_t hi = htonl((uint32_t)((uint64_t)i >> 32)), lo = htonl((uint32_t)i);
+	uint16_t flags = htons(SOCKPERF_PING);
+	uint32_t len = htonl((uint32_t)size);
+
+	if (wire == WIRE_HELLO) {
+		memcpy(req, "HELLO ", 6);
+		memcpy(req + 8, &i, sizeof(i));	/* echoed: a late reply cannot pass */
+		return 6;
+	}
+	memcpy(req, &hi, 4);
+	memcpy(req + 4, &lo, 4);
+	memcpy(req + 8, &flags, 2);
+	memcpy(req + 10, &len, 4);
+	return SOCKPERF_HEADER;
+}
+
+/* Whether @rep (@n bytes) is the answer to @req of @size bytes. */
+static int is_reply(const unsigned char *rep, ssize_t n, const unsigned char *req, long size,
+		    enum wire wire)
+{
+	uint16_t flags = htons(SOCKPERF_PONG);
+
+	if (n != size)
+		return 0;
+	if (wire == WIRE_HELLO)
+		return !memcmp(rep, "GOT IT", 6) && !memcmp(rep + 6, req + 6, (size_t)size - 6);
+	return !memcmp(rep, req, 8) && !memcmp(rep + 8, &flags, 2) &&
+	       !memcmp(rep + 10, req + 10, 4);
+}
 
 static uint64_t clock_ns(void)
 {
@@ -59,11 +104,18 @@ int main(int argc, char **argv)
 	long size, count, got = 0, timeouts = 0, bad = 0, i;
 	uint64_t *rtt, t0;
 	cpu_set_t set;
+	enum wire wire = WIRE_HELLO;
 	ssize_t n;
 	int fd, cpu;
 
-	if (argc != 6) {
-		fprintf(stderr, "usage: hello-rtt-probe ADDR PORT SIZE COUNT CPU\n");
+	if (argc != 6 && argc != 7) {
+		fprintf(stderr, "usage: hello-rtt-probe ADDR PORT SIZE COUNT CPU [hello|sockperf]\n");
+		return 2;
+	}
+	if (argc == 7 && !strcmp(argv[6], "sockperf")) {
+		wire = WIRE_SOCKPERF;
+	} else if (argc == 7 && strcmp(argv[6], "hello")) {
+		fprintf(stderr, "hello-rtt-probe: wire must be hello or sockperf\n");
 		return 2;
 	}
 	size = strtol(argv[3], NULL, 10);
@@ -71,8 +123,9 @@ int main(int argc, char **argv)
 	cpu = (int)strtol(argv[5], NULL, 10);
 	to.sin_port = htons((uint16_t)strtol(argv[2], NULL, 10));
 	if (inet_pton(AF_INET, argv[1], &to.sin_addr) != 1 || size < 6 || size > MAX_SIZE ||
-	    count < 1 || count > MAX_COUNT) {
-		fprintf(stderr, "hello-rtt-probe: bad address, size (6..1472) or count\n");
+	    count < 1 || count > MAX_COUNT || size < stamp_request(req, wire, 0, size)) {
+		fprintf(stderr, "hello-rtt-probe: bad address, size (6..1472, 14 for sockperf) "
+			"or count\n");
 		return 2;
 	}
 	if (cpu >= 0) {
@@ -91,9 +144,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	memset(req, 0, sizeof(req));
-	memcpy(req, "HELLO ", 6);
 	for (i = 0; i < count; i++) {
-		memcpy(req + 8, &i, sizeof(i));	/* echoed: a late reply cannot pass */
+		stamp_request(req, wire, i, size);
 		t0 = clock_ns();
 		if (send(fd, req, (size_t)size, 0) != size) {
 			perror("hello-rtt-probe: send");
@@ -104,7 +156,7 @@ int main(int argc, char **argv)
 			timeouts++;
 			continue;
 		}
-		if (n != size || memcmp(rep, "GOT IT", 6) || memcmp(rep + 6, req + 6, size - 6)) {
+		if (!is_reply(rep, n, req, size, wire)) {
 			bad++;
 			continue;
 		}

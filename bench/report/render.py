@@ -50,6 +50,9 @@ FIDELITY_KEYS = (
     "our_rtt_p50_ns",
     "sockperf_rtt_p50_ns",
     "rtt_ratio",
+    "rtt_ratio_ci95",
+    "rtt_ratio_method",
+    "rtt_within_5pct_verdict",
     "our_send_rps",
     "sockperf_send_rps",
     "send_ratio",
@@ -226,6 +229,19 @@ def _show(value: object) -> str:
     return str(value)
 
 
+def _show_ratio_interval(ci: Any) -> str:
+    if not isinstance(ci, list) or len(ci) != 2:
+        return "— (fewer than two repetitions)"
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _show_ratio(part: Mapping[str, Any]) -> str:
+    ratio = part.get("ratio")
+    if ratio is None:
+        return "— (not measured)"
+    return f"{ratio:.3f} {_show_ratio_interval(part.get('ci95'))} ({part.get('method')})"
+
+
 def _pm_qos(value: Any) -> str:
     if value is None:
         return "— (not readable)"
@@ -281,9 +297,15 @@ def _env_info(environment: Environment) -> EnvInfo:
     fid: Mapping[str, Any] = cal.get("driver_fidelity") or {}
     first = [k for k in FIDELITY_KEYS if k in fid]
     fidelity = [
-        (k, _show(fid[k]))
+        (k, _show_ratio_interval(fid[k]) if k == "rtt_ratio_ci95" else _show(fid[k]))
         for k in first + [k for k in fid if k not in first]
-        if not isinstance(fid[k], Mapping | list)
+        if k == "rtt_ratio_ci95" or not isinstance(fid[k], Mapping | list)
+    ]
+    parts: Mapping[str, Any] = fid.get("rtt_ratio_parts") or {}
+    fidelity += [
+        (f"rtt ratio, {name.replace('_', ' ')}", _show_ratio(part))
+        for name, part in parts.items()
+        if isinstance(part, Mapping)
     ]
     if any(isinstance(v, Mapping | list) for v in fid.values()):
         fidelity.append(("per-repetition values", "in results.json"))
