@@ -22,6 +22,7 @@ from bench.impl.registry import manifests, role_holder, role_holders
 from bench.results.run import RESULTS_NAME, Run
 from bench.runner.config import RunConfig
 from bench.runner.orchestrate import run_all
+from bench.runner.progress import LogProgress
 from bench.system.ports import free_udp_port
 
 BASELINE = PROJECT_ROOT / "results" / "baseline"
@@ -70,7 +71,7 @@ def guard(
 ) -> GuardOutcome:
     """Measure, then compare with the baseline (or, with ``record``, make this run it)."""
     reference = role_holder("guard-reference")
-    outcome = run_all(guard_config(out, server_options), progress)
+    outcome = run_all(guard_config(out, server_options), LogProgress(progress))
     run = outcome.recording.run
     if record:
         baseline.mkdir(parents=True, exist_ok=True)

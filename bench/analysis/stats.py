@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 BOOTSTRAP_SEED = 2493
 BOOTSTRAP_RESAMPLES = 10_000
@@ -85,6 +84,8 @@ def paired_t_interval(
 ) -> PairedEstimate | None:
     """Mean of ``differences`` (one per pair) with the two-sided Student-t interval on
     n - 1 degrees of freedom; None with fewer than two pairs (no spread to go on)."""
+    from scipy import stats as sps  # imported when used: it costs seconds under TCG
+
     d = np.asarray(differences, dtype=float)
     if d.size < 2:
         return None
@@ -111,6 +112,8 @@ def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
     distribution, which stays exact with ties (quantised histogram percentiles tie
     often); larger ones the normal approximation.
     """
+    from scipy import stats as sps
+
     if not a or not b:
         return 1.0
     if len(set(a) | set(b)) == 1:

@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.errors import EXIT_OK
-from bench.report.render import render_report
 from bench.results.run import Run
 
 NAME = "report"
@@ -24,5 +23,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     loaded = Run.load(args.run_dir)
     if loaded.located:
         console.print(loaded.located)
+    from bench.report.render import render_report  # matplotlib: imported when used
+
     console.print(f"report: {render_report(loaded, args.out)}")
     return EXIT_OK

@@ -5,21 +5,32 @@ from __future__ import annotations
 import argparse
 import secrets
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from bench import PROJECT_ROOT
+from bench.analysis.answer import one_sentence
 from bench.analysis.summary import Summary, SummaryLine, summarize
+from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
 from bench.driver.modes import MODES
 from bench.protocol import DEFAULT_PORT
-from bench.report.render import render_report
 from bench.results.rows import ARRIVALS, Configuration
 from bench.results.run import Run
-from bench.runner.config import CLIENT_WAITS, DESIGNS, IDLES, RX_CPUS, ConfigError, RunConfig
+from bench.runner.config import (
+    CLIENT_WAITS,
+    DEFAULT_RATE_FRACTIONS,
+    DESIGNS,
+    IDLES,
+    RX_CPUS,
+    ConfigError,
+    RunConfig,
+)
 from bench.runner.orchestrate import run_all
+from bench.runner.progress import StepLines
 from bench.topology import TOPOLOGIES
 
 NAME = "run"
@@ -46,8 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="standard (default without --impl): the claim's ladder at every receive-CPU "
         "and idle level plus the transition dose-response, then a survey of every impl and "
-        "mode; claim: the claim's blocks only; matrix (default with --impl): the product "
-        "of the options",
+        "mode; claim: the claim's blocks only; ladder: the vm ladder at the default levels; "
+        "matrix (default with --impl): the product of the options",
     )
     p.add_argument(
         "--survey-trials", type=int, default=None, help="rounds of the standard survey (3)"
@@ -122,7 +133,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="auto (default): the host, plus a VM guest when an impl needs what the host "
         "lacks; --quick alone measures the host only",
     )
-    p.add_argument("--quick", action="store_true", help="short phases and fewer trials")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--quick",
+        action="store_true",
+        help="a look in about a minute: the host only, 3 rounds of short phases",
+    )
+    budget.add_argument(
+        "--full",
+        action="store_true",
+        help="the whole experiment: the vm's claim at every level too, the survey's whole "
+        "load sweep, 1 s phases (the default spends about ten minutes)",
+    )
     p.add_argument("--no-calibrate", action="store_true")
     p.add_argument("--sample-cap", type=int, default=None)
     p.add_argument(
@@ -144,6 +166,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(a dose-response); repeatable, every combination measured",
     )
     p.add_argument("--vm-fault", default=None, help=argparse.SUPPRESS)
+    # A guest's run prints its steps as lines for the host to render (bench/runner/progress.py)
+    p.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)
 
 
 def server_levels(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -160,24 +184,44 @@ def server_levels(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(levels)
 
 
+# What each budget spends, unless an option says otherwise: phase and warm-up seconds of
+# the survey (or matrix), phase seconds of the claim's blocks, the survey's rounds and
+# rate-mode loads.  The claim's pingpong phases get the rounds (10 unless --quick); the
+# survey's load sweep and flood get fewer and shorter phases.
+BUDGET_DEFAULTS: dict[str, dict[str, object]] = {
+    "quick": {"duration": 0.2, "warmup": 0.05, "claim": 0.2, "survey": 1, "fractions": (0.5,)},
+    "default": {"duration": 0.5, "warmup": 0.1, "claim": 0.3, "survey": 2, "fractions": (0.5,)},
+    "full": {
+        "duration": 1.0, "warmup": 0.2, "claim": 0.5, "survey": 3,
+        "fractions": DEFAULT_RATE_FRACTIONS,
+    },
+}  # fmt: skip
+
+
+def budget_of(args: argparse.Namespace) -> str:
+    return "quick" if args.quick else "full" if args.full else "default"
+
+
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the arguments ask for (ConfigError, a usage error, when they do not fit)."""
-    quick = bool(args.quick)
+    budget = budget_of(args)
+    quick = budget == "quick"
+    spend: Any = BUDGET_DEFAULTS[budget]
     design = args.design or ("matrix" if args.impl else "standard")
     default_trials = (3 if quick else 5) if design == "matrix" else (3 if quick else 10)
     return RunConfig(
         out_root=args.out,
         impls=tuple(args.impl),
-        modes=tuple(args.mode) or MODES,
+        modes=tuple(args.mode) or (("pingpong",) if quick else MODES),
         sizes=tuple(args.size) or (64,),
         topologies=tuple(args.topology) or ("lo",),
-        duration_s=args.duration if args.duration is not None else (0.3 if quick else 1.0),
-        warmup_s=args.warmup if args.warmup is not None else (0.05 if quick else 0.2),
+        duration_s=args.duration if args.duration is not None else spend["duration"],
+        warmup_s=args.warmup if args.warmup is not None else spend["warmup"],
         trials=args.trials if args.trials is not None else default_trials,
         design=design,
-        matrix_trials=args.survey_trials if args.survey_trials is not None else (2 if quick else 3),
-        claim_duration_s=args.claim_duration or (0.2 if quick else 0.5),
-        rate_fractions=tuple(args.rate_fraction) or ((0.5,) if quick else (0.25, 0.5, 0.75)),
+        matrix_trials=args.survey_trials if args.survey_trials is not None else spend["survey"],
+        claim_duration_s=args.claim_duration or spend["claim"],
+        rate_fractions=tuple(args.rate_fraction) or spend["fractions"],
         rates=tuple(args.rate),
         outstanding=args.outstanding,
         server_cpu=args.server_cpu,
@@ -196,6 +240,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         idles=tuple(args.idle) or ("default",),
         client_waits=tuple(args.client_wait) or ("block",),
         arrivals=args.arrivals,
+        budget=budget,
     )
 
 
@@ -277,14 +322,24 @@ def footnotes(run: Run) -> list[str]:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     cfg = run_config(args)
-    outcome = run_all(cfg, lambda line: console.log(line), vm_fault=args.vm_fault)
+    if args.progress_lines:
+        outcome = run_all(cfg, StepLines(), vm_fault=args.vm_fault)
+    else:
+        with display(console) as shown:
+            outcome = run_all(cfg, shown, vm_fault=args.vm_fault)
     recording = outcome.recording
     console.print(summary_table(recording.run, summarize(recording.run)))
     for line in footnotes(recording.run):
         console.print(line)
     for failure in recording.failures:
         console.print(f"[red]failed: {failure}[/red]")
-    console.print(f"results: {recording.run.path}")
+    report = None
     if args.report:
-        console.print(f"report: {render_report(recording.run)}")
+        from bench.report.render import render_report  # matplotlib: only when asked for
+
+        report = render_report(recording.run)
+    console.print()
+    console.print(f"answer: {one_sentence(recording.run)}", highlight=False)
+    console.print(f"report: {report if report else '(not rendered; add --report)'}")
+    console.print(f"results: {recording.run.path}")
     return outcome.status

@@ -42,6 +42,11 @@ ROLES: Mapping[str, tuple[bool, str]] = {
     "guard": (False, "measured by the CI regression guard"),
     "guard-reference": (True, "the reference the CI regression guard normalises to"),
     "claim": (False, "in the claim design's ladder (bench/runner/design.py)"),
+    "claim-vm": (
+        False,
+        "in the ladder the vm environment measures by default (the comparisons only a "
+        "modular kernel can make; bench/runner/design.py)",
+    ),
     "transition-dose": (
         True,
         "the server whose extra_syscalls option the claim's dose-response measures",

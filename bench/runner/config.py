@@ -20,7 +20,10 @@ RX_CPUS = FACTOR_LEVELS["rx_cpu"]
 IDLES = FACTOR_LEVELS["idle"]
 # How the client waits for replies: sleeping in the kernel, or busy-polling (never woken).
 CLIENT_WAITS = FACTOR_LEVELS["client_wait"]  # the driver's WAITS
-DESIGNS = ("standard", "claim", "matrix")  # runner/design.py
+DESIGNS = ("standard", "claim", "ladder", "matrix")  # runner/design.py
+# How much a run spends: quick (a look, host only), default (the claim's rounds, a short
+# survey, the vm ladder), full (every level everywhere, the whole survey).
+BUDGETS = ("quick", "default", "full")
 
 
 class ConfigError(UsageError):
@@ -61,6 +64,7 @@ class RunConfig:
     matrix_trials: int = 3  # rounds of the standard design's survey
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
     arrivals: str = "uniform"  # rate mode's schedule: uniform | poisson
+    budget: str = "default"  # BUDGETS
 
     def __post_init__(self) -> None:
         check(self)
@@ -102,6 +106,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"--trials {cfg.trials}: must be at least 1")
     if cfg.arrivals not in ARRIVALS:
         raise ConfigError(f"--arrivals {cfg.arrivals}: must be one of {', '.join(ARRIVALS)}")
+    if cfg.budget not in BUDGETS:
+        raise ConfigError(f"budget {cfg.budget}: must be one of {', '.join(BUDGETS)}")
     if cfg.design not in DESIGNS:
         raise ConfigError(f"--design {cfg.design}: must be one of {', '.join(DESIGNS)}")
     if cfg.matrix_trials < 1:

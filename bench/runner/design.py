@@ -7,13 +7,19 @@ the larger of their round counts, with the longer of their durations.
 
 - ``matrix``: one block, the product of the run's own options (``--impl``, ``--mode``,
   ``--rx-cpu``, ...), ``--trials`` rounds.
-- ``claim``: the experiment the claim is judged by.  The ladder — the impls whose
+- ``claim``: the experiment the claim is judged by (under ``--quick``: at the default
+  levels only).  The ladder — the impls whose
   manifests give them the ``claim`` role: the user-space twin, its controls one
   server-path property away (one never sleeps, one makes no syscalls, one neither) and the
   kernel-side servers — in pingpong at the claim size, at both levels of the receive CPU
   and of the idle policy, for ``--trials`` rounds (10 unless given); and the transition
   dose-response of the ``transition-dose`` impl (``extra_syscalls`` = 0, 100, 200) at the
   default levels, for as many rounds.  ``--impl`` replaces the ladder.
+- ``ladder``: the claim's ladder at the default receive CPU and idle policy only, no
+  dose-response; the ladder is the impls with the ``claim-vm`` role (the user-space twin,
+  its controls and the kernel modules: the comparisons only a modular kernel can make).
+  What the vm environment measures unless the run's budget is ``full``: under TCG a phase
+  costs seconds, and the placement levels and the dose-response are the host's to measure.
 - ``standard`` (what ``bench run`` measures when no impl is named): ``claim``, then the
   survey — the run's own product (every impl in every mode unless the options narrow it)
   for ``matrix_trials`` rounds.
@@ -29,6 +35,7 @@ from bench.results.rows import FACTOR_LEVELS
 from bench.runner.config import RunConfig
 
 CLAIM_ROLE = "claim"  # manifests' role: in the ladder
+LADDER_VM_ROLE = "claim-vm"  # manifests' role: in the ladder the vm environment measures
 DOSE_ROLE = "transition-dose"  # the server whose extra_syscalls the dose-response varies
 CLAIM_MODE: Mode = "pingpong"
 CLAIM_SIZE = 64
@@ -84,10 +91,13 @@ def claim_blocks(cfg: RunConfig) -> list[Block]:
     dose = [n for n in ladder if DOSE_ROLE in entries[n].manifest.roles]
     default = tuple(levels[0] for levels in FACTOR_LEVELS.values())
     rx, idle, wait = default
+    # A quick look measures the ladder at the default levels only.
+    rx_cpus = (rx,) if cfg.budget == "quick" else FACTOR_LEVELS["rx_cpu"]
+    idles = (idle,) if cfg.budget == "quick" else FACTOR_LEVELS["idle"]
     blocks = [
         Block(
-            "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), FACTOR_LEVELS["rx_cpu"],
-            FACTOR_LEVELS["idle"], (wait,), (), cfg.trials, cfg.claim_duration_s,
+            "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), rx_cpus, idles, (wait,), (),
+            cfg.trials, cfg.claim_duration_s,
         )
     ]  # fmt: skip
     if dose:
@@ -100,9 +110,22 @@ def claim_blocks(cfg: RunConfig) -> list[Block]:
     return blocks
 
 
+def ladder_block(cfg: RunConfig) -> Block:
+    """The ``claim-vm`` ladder (or ``--impl``) at the default levels."""
+    entries = discover()
+    ladder = cfg.impls or tuple(n for n, e in entries.items() if LADDER_VM_ROLE in e.manifest.roles)
+    rx, idle, wait = (levels[0] for levels in FACTOR_LEVELS.values())
+    return Block(
+        "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), (rx,), (idle,), (wait,), (),
+        cfg.trials, cfg.claim_duration_s,
+    )  # fmt: skip
+
+
 def blocks(cfg: RunConfig) -> list[Block]:
     if cfg.design == "matrix":
         return [matrix_block(cfg, "matrix", cfg.trials)]
+    if cfg.design == "ladder":
+        return [ladder_block(cfg)]
     claim = claim_blocks(cfg)
     if cfg.design == "claim":
         return claim

@@ -3,7 +3,6 @@ modular kernel, its results merged into the host's run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,12 +12,10 @@ from bench.kmod.impl import prebuild
 from bench.results.run import Run
 from bench.runner.config import RunConfig, level_combinations
 from bench.runner.design import blocks
+from bench.runner.progress import ConsoleRelay, Progress, Step
 from bench.runner.recording import Recording
 from bench.vm.bench_run import run_bench_in_vm
 from bench.vm.kernel import find_guest_kernel
-
-Progress = Callable[[str], None]
-
 
 # The watchdog's allowance: per phase (a timed and a counting run, each with its warm-up,
 # plus server start and the probes, as measured under TCG: 6.6 s for 0.5 s phases), and
@@ -29,9 +26,13 @@ MIN_GUEST_TIMEOUT_S = 1800.0
 
 
 def guest_design(cfg: RunConfig) -> str:
-    """What the guest measures: the standard design's survey runs on the host only (the
-    vm environment is there for the comparisons the host kernel cannot make)."""
-    return "claim" if cfg.design == "standard" else cfg.design
+    """What the guest measures: the vm environment is there for the comparisons the host
+    kernel cannot make, so the standard design's survey runs on the host only, and unless
+    the budget is ``full`` the claim becomes its ladder at the default levels (under TCG
+    a phase costs seconds; placement and the dose-response are measured on the host)."""
+    if cfg.design not in ("standard", "claim"):
+        return cfg.design
+    return "claim" if cfg.budget == "full" else "ladder"
 
 
 def guest_phases(cfg: RunConfig) -> int:
@@ -105,8 +106,11 @@ def guest_args(cfg: RunConfig) -> list[str]:
         "--survey-trials", str(cfg.matrix_trials),
         "--claim-duration", repr(cfg.claim_duration_s),
     ]  # fmt: skip
+    if cfg.budget != "default":
+        args.append(f"--{cfg.budget}")
     if not cfg.calibrate:
         args.append("--no-calibrate")
+    args.append("--progress-lines")
     return args
 
 
@@ -146,8 +150,13 @@ def run_vm(cfg: RunConfig, recording: Recording, progress: Progress, fault: str 
         f"[vm] booting a guest with a stock modular kernel to measure {guest_phases(cfg)} "
         f"phases (watchdog {guest_timeout(cfg):.0f} s; this takes a while under TCG)"
     )
+    progress.step(Step("vm", "boot", "booting the guest", total=guest_phases(cfg)))
     vm = run_bench_in_vm(
-        guest_args(cfg), recording.run_dir, timeout_s=guest_timeout(cfg), fault=fault
+        guest_args(cfg),
+        recording.run_dir,
+        timeout_s=guest_timeout(cfg),
+        fault=fault,
+        stream=ConsoleRelay(progress),
     )
     outcome = vm.outcome
     console_log = outcome.console_log

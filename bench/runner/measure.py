@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
@@ -34,11 +34,11 @@ from bench.runner.config import RunConfig, canonical_options, level_combinations
 from bench.runner.design import Block, blocks, design_impls
 from bench.runner.lifecycle import prepare, running_server, select
 from bench.runner.phase import PhaseSpec, failed_row, measure_phase
+from bench.runner.progress import Progress, Step
 from bench.runner.recording import Recording
 from bench.system import ledger
 from bench.topology import Topology, TopologyError, open_topology
 
-Progress = Callable[[str], None]
 MAX_PROBE_S = 1.0
 RatePlan = list[tuple[float, float | None]] | str  # (offered rps, fraction) pairs, or why none
 PlanKey = tuple[str, int, str, str, str]  # impl, size, rx_cpu, idle, client_wait
@@ -90,6 +90,9 @@ class Runner:
         self.env = cfg.env_name
         self.samples_dir = recording.run_dir / "samples"
         self.hooks_held: str | None = None
+        self.done = 0  # phases measured so far in this environment
+        self.total: int | None = None  # phases planned in this environment
+        self.rounds: int | None = None
 
     def describe(self) -> None:
         """Record the environment, with its calibration unless the run said not to."""
@@ -103,11 +106,14 @@ class Runner:
             },
         )
         if self.cfg.calibrate:
+            self.progress.step(
+                Step(self.env, "calibrate", "calibrating: null syscall, wake-ups, sockperf")
+            )
             self.progress(f"[{self.env}] calibrating: null syscall, context switch, sockperf")
             environment["calibration"] = run_calibration(
                 client_cpu=self.cfg.client_cpu,
                 server_cpu=self.cfg.server_cpu,
-                quick=self.cfg.duration_s < 1.0,
+                quick=self.cfg.budget == "quick",
             )
         else:
             environment["calibration"] = None
@@ -194,14 +200,22 @@ class Runner:
         turns = [(impl, level) for impl in impls for level in _levels(impl.name, schedule)]
         rounds = max(block.rounds for block in schedule)
         orders = round_orders(len(turns), rounds, self.cfg.order_seed, salt)
-        for trial, order in enumerate(orders):
-            for position in order:
-                impl, level = turns[position]
-                specs = list(self._phase_specs(impl, level, topo, trial, rate_plans, schedule))
-                if specs:
-                    turn_salt = f"{salt}/{impl.name}/{canonical_options(level)}"
-                    self._measure_impl_trial(impl, topo, trial, specs, turn_salt, level)
+        plan = [
+            (trial, turns[position], list(self._phase_specs(*turns[position], topo, trial,
+                                                            rate_plans, schedule)))
+            for trial, order in enumerate(orders)
+            for position in order
+        ]  # fmt: skip
+        self.total = (self.total or 0) + sum(len(specs) for _, _, specs in plan)
+        self.rounds = rounds
+        for trial, (impl, level), specs in plan:
+            if specs:
+                turn_salt = f"{salt}/{impl.name}/{canonical_options(level)}"
+                self._measure_impl_trial(impl, topo, trial, specs, turn_salt, level)
         for block in (b for b in schedule if b.name == "claim"):
+            if self.cfg.budget == "quick":
+                self.progress(f"[{self.env}] cross-checks skipped under --quick")
+                continue
             self._crosscheck([i for i in impls if block.covers(i.name)], topo, block)
 
     def _crosscheck(self, impls: list[Impl], topo: Topology, block: Block) -> None:
@@ -214,6 +228,10 @@ class Runner:
                 where = {"env": self.env, "topology": topo.name, "impl": impl.name,
                          "rx_cpu": rx_cpu, "idle": idle, "size": block.sizes[0]}  # fmt: skip
                 self.progress(f"[{self.env}/{topo.name}] cross-check {impl.name} rx@{rx_cpu}")
+                self.progress.step(
+                    Step(self.env, "crosscheck", f"cross-check rx@{rx_cpu}", impl.name,
+                         "pingpong", done=self.done, total=self.total)
+                )  # fmt: skip
                 dcfg = driver_config(self.cfg, topo, "pingpong", block.sizes[0], None, seed=7)
                 try:
                     with (
@@ -291,7 +309,8 @@ class Runner:
         try:
             with running_server(impl, server_config(self.cfg, topo, level)) as server:
                 for index, (spec, reason, duration) in enumerate(specs):
-                    self.progress(f"[{self.env}/{topo.name}] trial {trial} {spec.key}")
+                    self.progress.step(self._phase_step(spec, trial))
+                    self.done += 1
                     if reason is not None:
                         rows[index] = failed_row(spec, reason)
                         continue
@@ -325,6 +344,26 @@ class Runner:
                 error = "kernel log: " + " | ".join(problems)[:2000]
                 row = replace(row, status="failed", error=error)
             self.recording.add_row(row)
+
+    def _phase_step(self, spec: PhaseSpec, trial: int) -> Step:
+        return Step(
+            self.env, "phase", spec.key, spec.impl, spec_mode_label(spec), trial + 1,
+            self.rounds, self.done, self.total,
+        )  # fmt: skip
+
+
+def spec_mode_label(spec: PhaseSpec) -> str:
+    """The mode with what sets the phase apart: load, placement, idle, server level."""
+    label: str = spec.mode
+    if spec.load_fraction is not None:
+        label += f"@{spec.load_fraction:g}"
+    if spec.rx_cpu != "client":
+        label += f" rx@{spec.rx_cpu}"
+    if spec.idle != "default":
+        label += f" idle={spec.idle}"
+    if spec.server_options:
+        label += f" [{spec.server_options}]"
+    return label
 
 
 def _levels(impl: str, schedule: list[Block]) -> list[dict[str, str]]:

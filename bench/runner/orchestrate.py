@@ -4,7 +4,6 @@ environment, merged into one results.json."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import __version__
@@ -18,9 +17,8 @@ from bench.runner.design import blocks, design_impls
 from bench.runner.in_guest import run_vm
 from bench.runner.lifecycle import select
 from bench.runner.measure import measure_here
+from bench.runner.progress import Progress, Step
 from bench.runner.recording import Recording
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -58,6 +56,7 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
         "server_levels": {key: list(values) for key, values in cfg.server_levels},
         "order": "rounds = trials; impls and each impl's phases in a seeded random order",
         "design": cfg.design,
+        "budget": cfg.budget,
         "arrivals": cfg.arrivals,
         "blocks": [block.describe() for block in blocks(cfg)],
     }
@@ -110,6 +109,7 @@ def run_all(cfg: RunConfig, progress: Progress, *, vm_fault: str | None = None) 
         recording.run.complete = True
         recording.run.extra["wall_s"] = round(time.monotonic() - started, 1)
         recording.save()
+        progress.step(Step("run", "finish", f"measured in {recording.run.extra['wall_s']} s"))
     except KeyboardInterrupt:
         recording.save()
         progress(f"interrupted: partial results (marked incomplete) in {recording.run_dir}")

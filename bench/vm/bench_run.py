@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from bench.vm.guest import GUEST_DIR, GuestOutcome, run_in_guest
-from bench.vm.qemu import detect_accel
+from bench.vm.qemu import ConsoleSink, detect_accel
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VM_SUBDIR = "vm"
@@ -64,7 +63,7 @@ def run_bench_in_vm(
     timeout_s: float,
     accel: str | None = None,
     fault: str | None = None,
-    stream: TextIO | None = None,
+    stream: ConsoleSink | None = None,
 ) -> VmRun:
     """Run ``python -m bench run <bench_args>`` in a guest, writing under ``run_dir/vm``."""
     out_root = (run_dir / VM_SUBDIR).resolve()

@@ -24,14 +24,21 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from bench.host.kernel_log import scan_kernel_log
 from bench.native.build import cache_dir
 from bench.system.files import write_atomic
 from bench.vm.initramfs import build_initramfs
 from bench.vm.kernel import boot_image, find_guest_kernel
-from bench.vm.qemu import ACCELS, GuestSpec, QemuRun, Share, detect_accel, run_qemu
+from bench.vm.qemu import (
+    ACCELS,
+    ConsoleSink,
+    GuestSpec,
+    QemuRun,
+    Share,
+    detect_accel,
+    run_qemu,
+)
 
 FAULTS = ("hang", "panic", "no-overlay")
 GUEST_DIR = "guest"
@@ -163,7 +170,7 @@ def run_in_guest(
     fault: str | None = None,
     cwd: Path | None = None,
     kernel_release: str | None = None,
-    stream: TextIO | None = None,
+    stream: ConsoleSink | None = None,
     silence_s: float | None = None,
 ) -> GuestOutcome:
     """Boot a guest, run ``argv`` in it (cwd: ``cwd`` or the current folder), power it off.

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Protocol
 
 from bench.errors import HellobenchError
 from bench.system import ledger
@@ -49,6 +49,14 @@ try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
 except OSError:
     _LIBC = None
+
+
+class ConsoleSink(Protocol):
+    """Where the guest's console lines go as they come (a terminal, a progress relay)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class QemuError(HellobenchError):
@@ -238,7 +246,7 @@ def run_qemu(
     console_log: Path,
     timeout_s: float,
     silence_s: float | None = None,
-    stream: TextIO | None = None,
+    stream: ConsoleSink | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> QemuRun:
     """Boot ``spec`` and wait until QEMU exits, or kill it once ``timeout_s`` has passed
@@ -322,7 +330,9 @@ def _watch(
     return proc.returncode
 
 
-def _read_console(pipe: IO[bytes], log: IO[bytes], stream: TextIO | None, run: QemuRun) -> None:
+def _read_console(
+    pipe: IO[bytes], log: IO[bytes], stream: ConsoleSink | None, run: QemuRun
+) -> None:
     """Copy the console to the log line by line, timestamping the guest init's marker lines."""
     tail: list[str] = []
     for raw in iter(pipe.readline, b""):

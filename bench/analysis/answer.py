@@ -1,0 +1,80 @@
+"""The answer to the question the suite exists for, in a few generated sentences.
+
+Does putting the server in the kernel avoid the user/kernel transition overhead, and how
+much of a difference is transitions, wake-ups, placement and idle policy?  Per
+environment: what removing the server's transitions did to p50 RTT (the ``transitions``
+effect, measured between control impls one property apart), and which measured effect was
+largest.  Every figure is a measured difference with its interval; the sentences only
+choose which to say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.analysis.effects import Effect, effects
+from bench.results.run import Run
+
+NOT_MEASURED = (
+    "no effect measured: the claim's ladder was not run (the standard and claim designs "
+    "run it; --impl alone runs the matrix)"
+)
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:+.1f} µs"
+
+
+def _interval(e: Effect) -> str:
+    i = e.estimate.interval
+    return f"[{_us(i.low)}, {_us(i.high)}]"
+
+
+def _default_context(candidates: Sequence[Effect]) -> Effect | None:
+    """The effect measured at the default levels of the other factors, else the first."""
+    plain = [e for e in candidates if not e.context]
+    chosen = plain or list(candidates)
+    return chosen[0] if chosen else None
+
+
+def env_answer(run: Run, env: str, found: Sequence[Effect]) -> str | None:
+    """One sentence for ``env``: the transitions effect and the largest effect."""
+    rtt = [e for e in found if e.key.env == env and e.metric == "rtt_p50"]
+    if not rtt:
+        return None
+    label = run.environment(env).label()
+    biggest = max(rtt, key=lambda e: abs(e.estimate.mean))
+    transitions = _default_context([e for e in rtt if e.factor == "transitions"])
+    parts = []
+    if transitions is not None:
+        parts.append(
+            f"taking the transitions off the server's path ({transitions.change}) moved p50 "
+            f"RTT by {_us(transitions.estimate.mean)} {_interval(transitions)}"
+        )
+    if biggest is not transitions:
+        at = f", {biggest.context}" if biggest.context else ""
+        parts.append(
+            f"the largest effect is {biggest.factor} ({biggest.change}{at}): "
+            f"{_us(biggest.estimate.mean)} {_interval(biggest)}"
+        )
+    return f"in {env} ({label}), " + "; ".join(parts)
+
+
+def answers(run: Run) -> dict[str, str]:
+    """Per environment with effects, its sentence."""
+    found = effects(run)
+    out = {}
+    for env in run.env_names:
+        said = env_answer(run, env, found)
+        if said:
+            out[env] = said
+    return out
+
+
+def one_sentence(run: Run) -> str:
+    """Every environment's answer in one sentence (95 % paired-t intervals over rounds)."""
+    said = answers(run)
+    if not said:
+        return NOT_MEASURED
+    text = "; ".join(said.values())
+    return text[0].upper() + text[1:] + " (95 % paired-t intervals over rounds)."
