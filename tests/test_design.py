@@ -12,7 +12,7 @@ import pytest
 
 from bench.impl.registry import discover
 from bench.runner.config import ConfigError, RunConfig
-from bench.runner.design import CLAIM_ROLE, DOSE_LEVELS, blocks, design_impls
+from bench.runner.design import CLAIM_ROLE, DOSE_LEVELS, LADDER_VM_ROLE, blocks, design_impls
 from bench.runner.in_guest import (
     GUEST_FIXED_S,
     GUEST_PHASE_OVERHEAD_S,
@@ -41,7 +41,9 @@ def test_the_claim_ladder_is_the_impls_with_the_claim_role(tmp_path: Path) -> No
 def test_the_standard_design_adds_a_survey_with_its_own_rounds(tmp_path: Path) -> None:
     cfg = RunConfig(out_root=tmp_path, design="standard", trials=10, matrix_trials=2)
     names = [(b.name, b.rounds) for b in blocks(cfg)]
-    assert names == [("claim", 10), ("dose", 10), ("survey", 2)]
+    assert names == [("claim", 10), ("dose", 10), ("survey", 2), ("survey-load", 1)]
+    survey, load = blocks(cfg)[2:]
+    assert survey.modes == ("pingpong",) and load.modes == ("rate", "flood")
     assert design_impls(cfg) == ()  # the survey takes every impl
     matrix = blocks(RunConfig(out_root=tmp_path, impls=("blocking-c",), trials=4))
     assert [(b.name, b.impls, b.rounds) for b in matrix] == [("matrix", ("blocking-c",), 4)]
@@ -83,9 +85,10 @@ def test_a_standard_run_measures_each_block_for_its_rounds(tmp_path: Path) -> No
 def test_the_guest_measures_the_claim_and_its_watchdog_allows_for_every_phase(
     tmp_path: Path,
 ) -> None:
-    standard = RunConfig(out_root=tmp_path, design="standard", trials=10)
+    standard = RunConfig(out_root=tmp_path, design="standard", trials=10, budget="full")
     args = guest_args(standard)
     assert args[args.index("--design") + 1] == "claim"  # the survey stays on the host
+    assert "--full" in args and "--progress-lines" in args
     ladder = len(blocks(RunConfig(out_root=tmp_path, design="claim", trials=10))[0].impls)
     assert guest_phases(standard) == 10 * ladder * 4 + 10 * 3  # 4 placement levels; doses
     longest = max(standard.claim_duration_s, standard.duration_s)  # an upper bound
@@ -95,3 +98,46 @@ def test_the_guest_measures_the_claim_and_its_watchdog_allows_for_every_phase(
     )
     given = RunConfig(out_root=tmp_path, design="claim", vm_timeout_s=60.0)
     assert guest_timeout(given) == 60.0
+
+
+def test_by_default_the_guest_measures_the_vm_ladder_at_the_default_levels(
+    tmp_path: Path,
+) -> None:
+    standard = RunConfig(out_root=tmp_path, design="standard", trials=10)
+    args = guest_args(standard)
+    assert args[args.index("--design") + 1] == "ladder"
+    assert "--full" not in args and "--quick" not in args
+    holders = {n for n, e in discover().items() if LADDER_VM_ROLE in e.manifest.roles}
+    (ladder,) = blocks(RunConfig(out_root=tmp_path, design="ladder", trials=10))
+    assert set(ladder.impls) == holders
+    assert {"kmod-kthread", "kmod-kthread-poll", "blocking-c", "spin-c"} <= holders
+    assert (ladder.rx_cpus, ladder.idles, ladder.server_levels) == (("client",), ("default",), ())
+    assert guest_phases(standard) == 10 * len(holders)  # no placement levels, no doses
+
+
+def test_a_quick_claim_measures_the_default_levels_only(tmp_path: Path) -> None:
+    claim, dose = blocks(RunConfig(out_root=tmp_path, design="claim", trials=3, budget="quick"))
+    assert (claim.rx_cpus, claim.idles) == (("client",), ("default",))
+    assert dose.server_levels == (DOSE_LEVELS,)
+    with pytest.raises(ConfigError, match="budget"):
+        RunConfig(out_root=tmp_path, budget="lavish")
+
+
+def test_the_budgets_set_the_phases_and_rounds(tmp_path: Path) -> None:
+    from bench.cli import build_parser
+    from bench.cli.run import run_config
+
+    def config(*extra: str) -> RunConfig:
+        args = build_parser().parse_args(["run", "--out", str(tmp_path), *extra])
+        return run_config(args)
+
+    quick, default, full = config("--quick"), config(), config("--full")
+    assert (quick.budget, default.budget, full.budget) == ("quick", "default", "full")
+    assert quick.env == "host" and quick.modes == ("pingpong",) and quick.trials == 3
+    assert default.trials == full.trials == 10  # the claim's rounds are not cut
+    assert default.claim_duration_s < full.claim_duration_s
+    assert default.matrix_trials < full.matrix_trials
+    assert len(default.rate_fractions) < len(full.rate_fractions)
+    assert config("--duration", "0.7").duration_s == 0.7  # an option beats the budget
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--quick", "--full"])

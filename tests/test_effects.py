@@ -133,3 +133,54 @@ def test_the_report_shows_each_effect_beside_its_prediction(tmp_path: Path) -> N
         )
     assert '<figure class="effects-figure" data-env="host">' in page
     assert "predicted µs" in page
+
+
+def _corner_run() -> Run:
+    """The four server-path corners at known p50s: transitions −15 µs (blocking-c →
+    kmod-kthread), sleeps −45 µs (blocking-c → spin-c), the largest."""
+    run, row = _template()
+    corners = {
+        "blocking-c": (True, True), "spin-c": (True, False),
+        "kmod-kthread": (False, True), "kmod-kthread-poll": (False, False),
+    }  # fmt: skip
+    run.impls = {
+        name: ImplInfo(name, "userspace", "user-space blocking", roles=("path-control",),
+                       server_path={"transitions": t, "sleeps": s})
+        for name, (t, s) in corners.items()
+    }  # fmt: skip
+    noise = (0.2, -0.2, 0.1)
+    run.rows = [
+        _at(row, trial, 20.0 + 10.0 * t + 40.0 * s + 5.0 * (t and s) + noise[trial], impl=name)
+        for name, (t, s) in corners.items()
+        for trial in range(3)
+    ]
+    return run
+
+
+def test_the_answer_names_the_transition_effect_and_the_largest_one() -> None:
+    from bench.analysis.answer import NOT_MEASURED, answers, one_sentence
+
+    run = _corner_run()
+    said = answers(run)["host"]
+    assert "taking the transitions off the server's path (kmod-kthread − blocking-c)" in said
+    assert "-15.0 µs [" in said
+    assert "the largest effect is sleeps (spin-c − blocking-c): -45.0 µs [" in said
+    sentence = one_sentence(run)
+    assert sentence.startswith("In host (") and sentence.endswith("over rounds).")
+    run.rows = []
+    assert one_sentence(run) == NOT_MEASURED
+
+
+def test_the_report_opens_with_the_answer(tmp_path: Path) -> None:
+    from bench.analysis.answer import answers
+
+    run = _corner_run()
+    page = render_report(run, tmp_path / "report").read_text()
+    headings = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
+    assert headings[0] == "The answer"
+    answer = page[page.index('<section id="answer">') : page.index('<section id="summary">')]
+    assert answers(run)["host"] in answer
+    assert '<figure class="effects-figure" data-env="host">' in answer
+    assert 'class="caveat"' in answer and "compare within this run only" in answer
+    assert '<pre class="reproduce">' in answer
+    assert page.count('class="effects-figure"') == 1  # drawn once, in the answer

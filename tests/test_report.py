@@ -41,6 +41,8 @@ from bench.results.schema import ResultsError
 
 FIXTURE_RUN = Path(__file__).resolve().parent / "fixtures" / "runs" / "fixture-base"
 SECTION_IDS = (
+    "answer",
+    "reproduce",
     "summary",
     "failed",
     "skipped",
@@ -632,6 +634,59 @@ def test_report_opens_in_headless_chromium_without_errors(
     assert not found, found
 
 
+TOP_OF_PAGE = """(() => {
+  const box = (el) => el ? el.getBoundingClientRect().toJSON() : null;
+  const answer = document.querySelector('#answer');
+  return JSON.stringify({
+    first_h2: document.querySelector('h2').textContent,
+    height: window.innerHeight,
+    verdict: box(answer && answer.querySelector('.verdict')),
+    figure: box(answer && answer.querySelector('.effects-figure svg')),
+  });
+})()"""
+
+
+def top_of_page(index: Path, shot: Path, profile: Path, width: int, height: int) -> Any:
+    """Load the page in a ``width`` x ``height`` window, screenshot what shows without
+    scrolling, and return where the answer's parts sit."""
+    tools = DevToolsPipe(profile)
+    try:
+        target = tools.call("Target.createTarget", url="about:blank")["targetId"]
+        session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        tools.call("Page.enable", session)
+        tools.call(
+            "Emulation.setDeviceMetricsOverride",
+            session, width=width, height=height, deviceScaleFactor=1, mobile=False,
+        )  # fmt: skip
+        tools.call("Page.navigate", session, url=index.resolve().as_uri())
+        tools.wait_event("Page.loadEventFired")
+        png = tools.call("Page.captureScreenshot", session, format="png")["data"]
+        shot.write_bytes(base64.b64decode(png))
+        value = tools.call("Runtime.evaluate", session, expression=TOP_OF_PAGE)
+        return json.loads(value["result"]["value"])
+    finally:
+        tools.close()
+
+
+@needs_chromium
+def test_a_laptop_screen_shows_the_answer_and_its_figure_without_scrolling(
+    chromium_profile: Path, tmp_path: Path
+) -> None:
+    from tests.test_effects import _corner_run
+
+    index = render_report(_corner_run(), tmp_path / "report")
+    shot = tmp_path / "report-top.png"
+    where = top_of_page(index, shot, chromium_profile, 1366, 768)
+    print(f"\nscreenshot of the top of the page: {shot}", file=sys.stderr)
+    assert where["first_h2"] == "The answer"
+    assert where["verdict"] and where["verdict"]["bottom"] <= where["height"]
+    figure = where["figure"]
+    assert figure and figure["top"] < where["height"]
+    visible = (min(figure["bottom"], where["height"]) - figure["top"]) / figure["height"]
+    assert visible >= 0.6, where  # most of the figure, not just its title
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @needs_chromium
 def test_the_browser_check_catches_errors(tmp_path: Path, chromium_profile: Path) -> None:
     bad = tmp_path / "bad.html"
@@ -784,3 +839,24 @@ def test_the_summary_groups_impls_by_family_in_the_manifests_order(
         elif "data-impl" in attrs and attrs.get("class", "").startswith("mode-"):
             assert family_of[attrs["data-impl"]] == current, attrs["data-impl"]
     assert len(seen) >= 2
+
+
+def test_the_percentile_plot_reads_the_merged_histogram(data: dict[str, Any]) -> None:
+    from bench.report.figures import percentile_points
+
+    rows = _trials(data, "host", "blocking-c")
+    merged = merge_histograms([r["histogram"] for r in rows])
+    assert merged is not None
+    xs, ys = percentile_points(merged)
+    assert xs[0] == 1.0 and ys == sorted(ys)
+    total = merged.get_total_count()
+    assert xs[-1] == pytest.approx(total)  # up to the last request: 1 − 1/count
+    for x, y in zip(xs, ys, strict=True):
+        p = (1.0 - 1.0 / x) * 100.0
+        assert y == merged.get_value_at_percentile(p) / 1000.0
+
+
+def test_the_latency_figures_draw_the_percentile_plot_beside_the_cdf(html: str) -> None:
+    section = html[html.index('<section id="latency">') : html.index('<section id="load">')]
+    assert "percentile plot" in section
+    assert section.count("<svg") == 6  # 2 environments x 3 modes, each with both panels

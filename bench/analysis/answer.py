@@ -4,16 +4,21 @@ Does putting the server in the kernel avoid the user/kernel transition overhead,
 much of a difference is transitions, wake-ups, placement and idle policy?  Per
 environment: what removing the server's transitions did to p50 RTT (the ``transitions``
 effect, measured between control impls one property apart), and which measured effect was
-largest.  Every figure is a measured difference with its interval; the sentences only
-choose which to say.
+largest, and what one extra syscall on the request path cost (the dose-response slope)
+beside the calibrated null syscall.  Only pingpong effects answer (in rate and flood modes
+the RTT is mostly queueing).  Every figure is a measured difference with its interval; the
+sentences only choose which to say.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.analysis.dose import DoseResponse, dose_responses
 from bench.analysis.effects import Effect, effects
 from bench.results.run import Run
+
+ANSWER_MODE = "pingpong"  # the claim's mode: one request in flight, RTT without queueing
 
 NOT_MEASURED = (
     "no effect measured: the claim's ladder was not run (the standard and claim designs "
@@ -37,9 +42,29 @@ def _default_context(candidates: Sequence[Effect]) -> Effect | None:
     return chosen[0] if chosen else None
 
 
-def env_answer(run: Run, env: str, found: Sequence[Effect]) -> str | None:
-    """One sentence for ``env``: the transitions effect and the largest effect."""
-    rtt = [e for e in found if e.key.env == env and e.metric == "rtt_p50"]
+def _dose_part(dose: DoseResponse | None) -> str | None:
+    slope = dose.slope("rtt_p50") if dose is not None else None
+    if dose is None or slope is None:
+        return None
+    i = slope.interval
+    said = (
+        f"each extra syscall on the request path added {slope.slope:.0f} ns of p50 RTT "
+        f"[{i.low:.0f}, {i.high:.0f}] (dose-response slope)"
+    )
+    if dose.predicted is not None:
+        said += f" against a calibrated null syscall of {dose.predicted:.0f} ns"
+    return said
+
+
+def env_answer(
+    run: Run, env: str, found: Sequence[Effect], doses: Sequence[DoseResponse] = ()
+) -> str | None:
+    """One sentence for ``env``: the transitions effect, the largest effect and the
+    transition dose-response."""
+    rtt = [
+        e for e in found if e.key.env == env and e.metric == "rtt_p50" and e.key.mode == ANSWER_MODE
+    ]
+    dose = next((d for d in doses if d.key.env == env and d.key.mode == ANSWER_MODE), None)
     if not rtt:
         return None
     label = run.environment(env).label()
@@ -57,15 +82,20 @@ def env_answer(run: Run, env: str, found: Sequence[Effect]) -> str | None:
             f"the largest effect is {biggest.factor} ({biggest.change}{at}): "
             f"{_us(biggest.estimate.mean)} {_interval(biggest)}"
         )
+    dose_said = _dose_part(dose)
+    if dose_said:
+        parts.append(dose_said)
     return f"in {env} ({label}), " + "; ".join(parts)
 
 
-def answers(run: Run) -> dict[str, str]:
-    """Per environment with effects, its sentence."""
-    found = effects(run)
+def answers(run: Run, found: Sequence[Effect] | None = None) -> dict[str, str]:
+    """Per environment with effects, its sentence (``found``: the run's effects, when the
+    caller has them)."""
+    found = effects(run) if found is None else found
+    doses = dose_responses(run)
     out = {}
     for env in run.env_names:
-        said = env_answer(run, env, found)
+        said = env_answer(run, env, found, doses)
         if said:
             out[env] = said
     return out
@@ -77,4 +107,4 @@ def one_sentence(run: Run) -> str:
     if not said:
         return NOT_MEASURED
     text = "; ".join(said.values())
-    return text[0].upper() + text[1:] + " (95 % paired-t intervals over rounds)."
+    return text[0].upper() + text[1:] + " (95 % intervals over rounds)."

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats as sps
 
 from bench.analysis.stats import CONFIDENCE, Interval
 from bench.results.metrics import metric
@@ -71,6 +70,8 @@ def fit_slope(points: list[tuple[float, float]], name: str) -> Slope | None:
         return None
     x = np.array([p[0] for p in points])
     y = np.array([p[1] for p in points])
+    from scipy import stats as sps  # imported when used: it costs seconds under TCG
+
     fit = sps.linregress(x, y)
     half = float(sps.t.ppf(0.5 + CONFIDENCE / 2.0, len(points) - 2) * fit.stderr)
     slope = float(fit.slope)

@@ -217,7 +217,10 @@ def verdicts(run: Run, found: Sequence[Effect]) -> dict[str, list[str]]:
         if not rtt:
             continue
         label = run.environment(env).label()
-        biggest = max(rtt, key=lambda e: abs(e.estimate.mean))
+        # the largest among pingpong effects: in rate and flood the RTT is mostly queueing
+        biggest = max(
+            [e for e in rtt if e.key.mode == "pingpong"] or rtt, key=lambda e: abs(e.estimate.mean)
+        )
         lines = [
             f"In {env} ({label}), the largest measured effect on p50 RTT is {biggest.factor} "
             f"({biggest.change}, {biggest.key.impl} {biggest.key.mode} {biggest.key.size} B "

@@ -35,10 +35,10 @@ def run_calibration(
             errors,
             "driver fidelity",
             measure_fidelity,
-            duration_s=1.0 if quick else 2.0,
+            duration_s=1.0,
             client_cpu=client_cpu,
             server_cpu=server_cpu,
-            repetitions=1 if quick else 3,
+            repetitions=1 if quick else 2,
             rtt_repetitions=2 if quick else 8,
         ) or {"available": False, "reason": errors[-1] if errors else "failed"}
     return {

@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
+        args.raw_argv = list(sys.argv[1:] if argv is None else argv)
         handler = next(c for c in COMMANDS if args.command == c.NAME)
         status: int = handler.run(args, console)
         return status

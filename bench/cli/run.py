@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         client_waits=tuple(args.client_wait) or ("block",),
         arrivals=args.arrivals,
         budget=budget,
+        command=shlex.join(["python", "-m", "bench", *getattr(args, "raw_argv", [])]),
     )
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
+import numpy as np
 from hdrh.histogram import HdrHistogram
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from bench.analysis.claim import PairResult
 from bench.analysis.effects import Effect
@@ -139,24 +140,65 @@ def _empty(message: str, name: str) -> str:
     return to_svg(fig, name)
 
 
+PERCENTILE_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+PERCENTILE_POINTS = 160
+
+
+def percentile_points(hist: HdrHistogram) -> tuple[list[float], list[float]]:
+    """(1/(1 − p), latency µs at percentile p) from p = 0 up to the last percentile the
+    histogram can resolve (one request in the tail: 1 − 1/count), log-spaced in 1/(1 − p),
+    as HdrHistogram's percentile plots draw them."""
+    total = hist.get_total_count()
+    if not total:
+        return [], []
+    top = 1.0 / (1.0 - (1.0 - 1.0 / total)) if total > 1 else 1.0
+    xs: list[float] = []
+    ys: list[float] = []
+    for x in np.geomspace(1.0, max(top, 1.0 + 1e-9), PERCENTILE_POINTS):
+        p = (1.0 - 1.0 / float(x)) * 100.0
+        xs.append(float(x))
+        ys.append(hist.get_value_at_percentile(p) / 1000.0)
+    return xs, ys
+
+
+def _percent(x: float, _pos: int | None = None) -> str:
+    p = (1.0 - 1.0 / x) * 100.0 if x > 0 else 0.0
+    return f"{p:.10g}%"
+
+
 def latency_cdf(
     series: Mapping[str, HdrHistogram | None], colors: Mapping[str, str], title: str, name: str
 ) -> str:
-    """Latency CDFs, one line per impl (in the order given), log x axis."""
+    """The latency distribution twice, one line per impl (in the order given): the CDF on
+    a log time axis, and beside it the HDR percentile plot (latency against 1/(1 − p) on
+    a log scale, ticks at 50 %, 90 %, 99 %, ...), where the tail is readable."""
     drawn = {impl: h for impl, h in series.items() if h is not None and h.get_total_count()}
     if not drawn:
         return _empty(f"{title}: no latency histograms recorded", name)
-    fig, ax = _subplots(figsize=(7.0, 3.8))
+    fig, (ax, ax_p) = _subplots(1, 2, figsize=(11.0, 3.9))
     for impl, hist in drawn.items():
         xs, ys = cdf_points(hist)
         ax.step(xs, ys, where="post", color=colors.get(impl), label=impl, linewidth=1.4)
+        px, py = percentile_points(hist)
+        ax_p.plot(px, py, color=colors.get(impl), label=impl, linewidth=1.4)
     ax.set_xscale("log")
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("round-trip time (µs, log scale)")
     ax.set_ylabel("fraction of replies ≤ x")
-    ax.set_title(title)
+    ax.set_title(f"{title}: CDF", fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="x-small", loc="lower right")
+    ax_p.set_xscale("log")
+    ax_p.set_yscale("log")
+    ticks = [1.0 / (1.0 - p / 100.0) for p in PERCENTILE_TICKS]
+    ax_p.set_xticks(ticks)
+    ax_p.xaxis.set_major_formatter(FuncFormatter(_percent))
+    ax_p.xaxis.set_minor_locator(NullLocator())
+    ax_p.set_xlim(1.0, max(ticks[3], max(max(percentile_points(h)[0]) for h in drawn.values())))
+    ax_p.set_xlabel("percentile (1/(1 − p), log scale)")
+    ax_p.set_ylabel("round-trip time (µs, log scale)")
+    ax_p.set_title(f"{title}: percentiles", fontsize="medium")
+    ax_p.grid(True, which="both", alpha=0.3)
     return to_svg(fig, name)
 
 
@@ -301,10 +343,13 @@ def effects_forest(effects: Sequence[Effect], title: str, name: str) -> str:
     rtt = [e for e in effects if e.metric == "rtt_p50"]
     if not rtt:
         return _empty(f"{title}: no effect on p50 RTT measured", name)
-    labels = [
-        f"{e.factor}: {e.change}  ({e.key.impl}{', ' + e.context if e.context else ''})"
-        for e in rtt
-    ]
+    sizes = len({(e.key.mode, e.key.size) for e in rtt}) > 1
+
+    def where(e: Effect) -> str:
+        parts = [e.key.impl, *([f"{e.key.mode} {e.key.size} B"] if sizes else [])]
+        return ", ".join([*parts, *([e.context] if e.context else [])])
+
+    labels = [f"{e.factor}: {e.change}  ({where(e)})" for e in rtt]
     fig, ax = _subplots(figsize=(9.5, 0.9 + 0.42 * len(rtt)))
     for i, e in enumerate(rtt):
         mean, iv = e.estimate.mean / 1000.0, e.estimate.interval

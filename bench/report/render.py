@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from bench import PROJECT_ROOT
+from bench.analysis.answer import ANSWER_MODE, NOT_MEASURED, answers
 from bench.analysis.claim import Claim, evaluate_claim, fmt_us
 from bench.analysis.dose import dose_responses
 from bench.analysis.effects import Effect, effects, verdicts
@@ -36,8 +37,9 @@ Groups = Mapping[Configuration, list[PhaseRow]]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MODES = ("pingpong", "rate", "flood")
 SECTIONS = (
+    ("answer", "The answer"),
     ("summary", "Summary"),
-    ("latency", "Latency CDFs"),
+    ("latency", "Latency distributions"),
     ("load", "Throughput and latency vs offered load"),
     ("cost", "Cost per request"),
     ("claim", "The claim"),
@@ -119,8 +121,9 @@ def _latency_figures(run: Run, env: str, groups: Groups) -> list[Figure]:
         title = f"{env}: {mode}, {size} B{note}"
         svg = figures.latency_cdf(series, colors, title, f"cdf-{env}-{mode}")
         caption = (
-            f"Latency CDF in {env}, {mode} mode, {size}-byte requests{note}: HDR histograms "
-            "of every trial merged per impl."
+            f"Latency in {env}, {mode} mode, {size}-byte requests{note}: HDR histograms of "
+            "every trial merged per impl; left the CDF, right the percentile plot (latency at "
+            "percentile p against 1/(1 − p), so 99 %, 99.9 % and 99.99 % are evenly spaced)."
         )
         out.append(Figure(title, svg, caption))
     return out
@@ -188,9 +191,9 @@ def _cost_figure(run: Run, env: str, groups: Groups) -> Figure | None:
 def _effect_figures(run: Run, found: Sequence[Effect]) -> dict[str, Figure]:
     out = {}
     for env in run.env_names:
-        here = [e for e in found if e.key.env == env]
+        here = [e for e in found if e.key.env == env and e.key.mode == ANSWER_MODE]
         if any(e.metric == "rtt_p50" for e in here):
-            title = f"{env}: effects on p50 RTT, measured and predicted"
+            title = f"{env}: effects on pingpong p50 RTT, measured and predicted"
             out[env] = Figure(
                 title,
                 figures.effects_forest(here, title, f"effects-{env}"),
@@ -217,6 +220,22 @@ def _claim_figures(run: Run, claim: Claim) -> dict[str, Figure]:
                 "rounds do not pair). Negative: the candidate costs more.",
             )
     return out
+
+
+def _caveat(environment: Environment) -> str:
+    """One line on what the environment's numbers are worth."""
+    name, label = environment.name, environment.label()
+    if environment.accel is None:
+        return f"{name}: the run does not describe this environment."
+    if environment.accel == "tcg" or environment.emulated:
+        return (
+            f"{name} is {label}: every instruction is emulated, so its microseconds are not "
+            "those of hardware; compare its impls with each other only."
+        )
+    return (
+        f"{name} is {label}: hypervisor wake-ups and neighbours move the numbers between "
+        "runs; compare within this run only."
+    )
 
 
 def _show(value: object) -> str:
@@ -401,6 +420,20 @@ def _timing_note(run: Run) -> str:
     return "; ".join(f"{n} row(s) {shown.get(t, t)}" for t, n in sorted(counts.items())) or "—"
 
 
+def _reproduce(run: Run) -> dict[str, str]:
+    """The command that made the run (with its seed), and the suite's version and commit."""
+    command = str(run.config.get("command") or "")
+    seed = run.config.get("order_seed")
+    if command and seed is not None and "--seed" not in command:
+        command += f" --seed {seed}"
+    tool = run.tool or {}
+    return {
+        "command": command or "not recorded (a run made before commands were recorded)",
+        "version": str(tool.get("version") or "?"),
+        "commit": str(tool.get("commit") or "not recorded"),
+    }
+
+
 def build_page(run: Run, out_dir: Path) -> str:
     """The report's HTML for ``run`` as it will sit in ``out_dir``."""
     groups = run.groups()
@@ -410,6 +443,8 @@ def build_page(run: Run, out_dir: Path) -> str:
     envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)
     found_effects = effects(run)
+    effect_figures = _effect_figures(run, found_effects)
+    said = answers(run, found_effects)
     context = {
         "run": run,
         "sections": SECTIONS,
@@ -427,7 +462,14 @@ def build_page(run: Run, out_dir: Path) -> str:
         "doses": dose_responses(run),
         "effects": found_effects,
         "effect_verdicts": verdicts(run, found_effects),
-        "effect_figures": _effect_figures(run, found_effects),
+        "effect_figures": effect_figures,
+        "answers": [
+            (env, said.get(env), _caveat(run.environment(env)), effect_figures.get(env))
+            for env in envs
+            if env in said or env in effect_figures
+        ],
+        "not_measured": NOT_MEASURED,
+        "reproduce": _reproduce(run),
         "crosschecks": list(run.extra.get("crosschecks") or []),
         "timing_note": _timing_note(run),
         "results_link": results_link,

@@ -122,10 +122,12 @@ class Run:
             **self.extra,
         }
 
-    def save(self, run_dir: Path) -> Path:
-        """Validate and atomically write ``run_dir/results.json``; returns its path."""
+    def save(self, run_dir: Path, *, check: bool = True) -> Path:
+        """Validate (unless ``check`` is false) and atomically write
+        ``run_dir/results.json``; returns its path."""
         document = self.to_json()
-        validate(document, str(run_dir / RESULTS_NAME))
+        if check:
+            validate(document, str(run_dir / RESULTS_NAME))
         path = run_dir / RESULTS_NAME
         marker = run_dir / INCOMPLETE_MARKER
         if not self.complete and not marker.exists():

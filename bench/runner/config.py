@@ -65,6 +65,7 @@ class RunConfig:
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
     arrivals: str = "uniform"  # rate mode's schedule: uniform | poisson
     budget: str = "default"  # BUDGETS
+    command: str = ""  # the command line that asked for the run, as recorded
 
     def __post_init__(self) -> None:
         check(self)

@@ -22,12 +22,12 @@ the larger of their round counts, with the longer of their durations.
   costs seconds, and the placement levels and the dose-response are the host's to measure.
 - ``standard`` (what ``bench run`` measures when no impl is named): ``claim``, then the
   survey — the run's own product (every impl in every mode unless the options narrow it)
-  for ``matrix_trials`` rounds.
+  for ``matrix_trials`` rounds, its rate and flood phases for one round fewer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.driver.modes import Mode
 from bench.impl.registry import discover
@@ -129,7 +129,21 @@ def blocks(cfg: RunConfig) -> list[Block]:
     claim = claim_blocks(cfg)
     if cfg.design == "claim":
         return claim
-    return [*claim, matrix_block(cfg, "survey", cfg.matrix_trials)]
+    return [*claim, *survey_blocks(cfg)]
+
+
+def survey_blocks(cfg: RunConfig) -> list[Block]:
+    """The run's own product for ``matrix_trials`` rounds — its load sweep and flood (rate
+    and flood modes) for one round fewer (at least one): where precision matters less."""
+    survey = matrix_block(cfg, "survey", cfg.matrix_trials)
+    pingpong = tuple(m for m in cfg.modes if m == CLAIM_MODE)
+    loads = tuple(m for m in cfg.modes if m != CLAIM_MODE)
+    if not pingpong or not loads:
+        return [survey]
+    return [
+        replace(survey, modes=pingpong),
+        replace(survey, name="survey-load", modes=loads, rounds=max(1, cfg.matrix_trials - 1)),
+    ]
 
 
 def design_impls(cfg: RunConfig) -> tuple[str, ...]:

@@ -128,6 +128,9 @@ def merge_guest(recording: Recording, guest_results: Path) -> None:
         run.add_row(row)
     run.skipped.extend(guest.skipped)
     run.extra.setdefault("crosschecks", []).extend(guest.extra.get("crosschecks") or [])
+    skipped = guest.extra.get("crosschecks_skipped") or {}
+    if skipped:
+        run.extra.setdefault("crosschecks_skipped", {}).update(skipped)
     if not guest.complete:
         run.skip("*", "vm", "the guest run did not complete")
 

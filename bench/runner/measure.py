@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 from bench.calibration.crosscheck import crosscheck
+from bench.calibration.fidelity import unavailable as fidelity_unavailable
 from bench.calibration.record import run_calibration
 from bench.driver.client import DriverConfig, DriverError, run_driver
 from bench.driver.modes import Mode
@@ -110,11 +111,18 @@ class Runner:
                 Step(self.env, "calibrate", "calibrating: null syscall, wake-ups, sockperf")
             )
             self.progress(f"[{self.env}] calibrating: null syscall, context switch, sockperf")
+            emulated_default = self.cfg.accel == "tcg" and self.cfg.budget != "full"
             environment["calibration"] = run_calibration(
                 client_cpu=self.cfg.client_cpu,
                 server_cpu=self.cfg.server_cpu,
                 quick=self.cfg.budget == "quick",
+                fidelity=not emulated_default,
             )
+            if emulated_default:
+                environment["calibration"]["driver_fidelity"] = fidelity_unavailable(
+                    "not measured under TCG unless --full: the driver is checked against "
+                    "sockperf on the host, and under emulation it takes minutes"
+                )
         else:
             environment["calibration"] = None
         self.recording.run.environments[self.env] = environment
@@ -213,10 +221,19 @@ class Runner:
                 turn_salt = f"{salt}/{impl.name}/{canonical_options(level)}"
                 self._measure_impl_trial(impl, topo, trial, specs, turn_salt, level)
         for block in (b for b in schedule if b.name == "claim"):
-            if self.cfg.budget == "quick":
-                self.progress(f"[{self.env}] cross-checks skipped under --quick")
+            skip = self._crosscheck_skipped()
+            if skip:
+                self.progress(f"[{self.env}] cross-checks skipped: {skip}")
+                self.recording.run.extra.setdefault("crosschecks_skipped", {})[self.env] = skip
                 continue
             self._crosscheck([i for i in impls if block.covers(i.name)], topo, block)
+
+    def _crosscheck_skipped(self) -> str | None:
+        if self.cfg.budget == "quick":
+            return "--quick"
+        if self.cfg.accel == "tcg" and self.cfg.budget != "full":
+            return "under TCG unless --full (the host cross-checks the driver)"
+        return None
 
     def _crosscheck(self, impls: list[Impl], topo: Topology, block: Block) -> None:
         """Each claim impl at each receive-CPU level, the driver against an independent
@@ -344,6 +361,7 @@ class Runner:
                 error = "kernel log: " + " | ".join(problems)[:2000]
                 row = replace(row, status="failed", error=error)
             self.recording.add_row(row)
+        self.recording.flush()
 
     def _phase_step(self, spec: PhaseSpec, trial: int) -> Step:
         return Step(

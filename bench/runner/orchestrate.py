@@ -11,6 +11,7 @@ from bench.errors import EXIT_FAILED, EXIT_OK
 from bench.host.capabilities import capabilities
 from bench.impl.registry import discover
 from bench.results.descriptions import ImplInfo
+from bench.results.provenance import suite_commit
 from bench.results.run import Run
 from bench.runner.config import ConfigError, RunConfig
 from bench.runner.design import blocks, design_impls
@@ -57,6 +58,7 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
         "order": "rounds = trials; impls and each impl's phases in a seeded random order",
         "design": cfg.design,
         "budget": cfg.budget,
+        "command": cfg.command,
         "arrivals": cfg.arrivals,
         "blocks": [block.describe() for block in blocks(cfg)],
     }
@@ -65,7 +67,8 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
 def start_run(cfg: RunConfig) -> Recording:
     """Validate the selection, create the run folder and its first (incomplete) results."""
     selected = select(design_impls(cfg), discover())
-    run = Run.new(run_document_config(cfg), {"name": "hellobench", "version": __version__})
+    tool = {"name": "hellobench", "version": __version__, "commit": suite_commit()}
+    run = Run.new(run_document_config(cfg), tool)
     run.config["impls"] = [e.name for e in selected]
     run.impls = {e.name: ImplInfo.of(e.manifest) for e in selected}
     try:

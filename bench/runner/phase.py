@@ -35,7 +35,7 @@ from bench.results.rows import Accounting as RowAccounting
 SAMPLING = "reservoir (Algorithm R) over the measured phase"
 # The counting run's length: counts per request settle within a few thousand requests, so
 # the counting run needs no more than this even when the timed run is longer.
-COUNTING_MAX_S = 0.3
+COUNTING_MAX_S = 0.2
 
 
 @dataclass(frozen=True)

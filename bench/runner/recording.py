@@ -1,13 +1,18 @@
-"""The run being measured and where it lives: every row and skip is saved as it comes, so
-that an interrupted run leaves the rows it measured (marked incomplete)."""
+"""The run being measured and where it lives: rows and skips are saved as they come (at
+most every ``SAVE_EVERY_S``, and whenever the caller flushes, as after each impl's turn), so
+that an interrupted run leaves the rows it measured (marked incomplete).  Writing the whole
+document after every phase cost a growing share of a long run's time."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.results.rows import PhaseRow
 from bench.results.run import Run
+
+SAVE_EVERY_S = 3.0
 
 
 @dataclass
@@ -15,16 +20,33 @@ class Recording:
     run: Run
     run_dir: Path
     failures: list[str] = field(default_factory=list)
+    saved_at: float = 0.0
+    unsaved: bool = False
 
     def add_row(self, row: PhaseRow) -> None:
         self.run.add_row(row)
         if not row.ok:
             self.failures.append(f"{row.impl} {row.mode} trial {row.trial}: {row.error}")
-        self.save()
+        self._soon()
 
     def skip(self, impl: str, env: str, reason: str) -> None:
         self.run.skip(impl, env, reason)
         self.save()
 
+    def _soon(self) -> None:
+        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+            self.save()
+        else:
+            self.unsaved = True
+
+    def flush(self) -> None:
+        """Save now if anything is unsaved."""
+        if self.unsaved:
+            self.save()
+
     def save(self) -> Path:
-        return self.run.save(self.run_dir)
+        """Write the run; the schema is checked on the complete run's save (checking the
+        growing document on every save cost seconds per minute of a run)."""
+        path = self.run.save(self.run_dir, check=self.run.complete)
+        self.saved_at, self.unsaved = time.monotonic(), False
+        return path
