@@ -139,5 +139,7 @@ def test_the_budgets_set_the_phases_and_rounds(tmp_path: Path) -> None:
     assert default.matrix_trials < full.matrix_trials
     assert len(default.rate_fractions) < len(full.rate_fractions)
     assert config("--duration", "0.7").duration_s == 0.7  # an option beats the budget
-    with pytest.raises(SystemExit):
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match="--full: not allowed with argument --quick"):
         build_parser().parse_args(["run", "--quick", "--full"])

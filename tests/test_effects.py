@@ -4,6 +4,7 @@ recovered from rows whose values are known, and from a real run of two control i
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import re
 from pathlib import Path
@@ -179,8 +180,9 @@ def test_the_report_opens_with_the_answer(tmp_path: Path) -> None:
     headings = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
     assert headings[0] == "The answer"
     answer = page[page.index('<section id="answer">') : page.index('<section id="summary">')]
-    assert answers(run)["host"] in answer
+    assert answers(run)["host"] in html.unescape(answer)
     assert '<figure class="effects-figure" data-env="host">' in answer
     assert 'class="caveat"' in answer and "compare within this run only" in answer
     assert '<pre class="reproduce">' in answer
-    assert page.count('class="effects-figure"') == 1  # drawn once, in the answer
+    assert page.count('class="effects-figure"') == 1  # the answer's, default levels
+    assert page.count('class="effects-figure-all"') == 1  # the claim's, every level

@@ -51,7 +51,7 @@ def test_the_relay_turns_console_lines_into_vm_steps_across_chunk_boundaries() -
         relay.write(text[cut : cut + 7])
     kinds = [(s.env, s.stage, s.impl, s.done) for s in seen.steps]
     assert kinds == [
-        ("vm", "boot", None, None),
+        ("vm", "guest", None, None),
         ("vm", "phase", "kmod-kthread", 0),
         ("vm", "phase", "spin-c", 1),
     ]
@@ -98,3 +98,24 @@ def test_a_run_reports_each_phase_once_with_the_planned_total(tmp_path: Path) ->
     assert [s.done for s in phases] == [0, 1, 2, 3]
     assert [s.round for s in phases] == [1, 1, 2, 2] and {s.rounds for s in phases} == {2}
     assert seen.steps[-1].stage == "finish"
+
+
+def test_the_live_display_draws_one_bar_per_environment() -> None:
+    import re
+
+    from bench.cli.live import LiveDisplay
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160)
+    shown = display(console)
+    assert isinstance(shown, LiveDisplay)
+    with shown:
+        shown.step(Step("host", "phase", "k", "blocking-c", "pingpong", 1, 10, 0, 20))
+        shown.step(Step("vm", "boot", "booting the guest", total=50))
+        shown("[vm] a log line")
+        shown.step(Step("vm", "phase", "k", "kmod-kthread", "pingpong", 2, 10, 7, 50))
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    last = text[text.rindex("blocking-c") - 40 :]  # the final frame: both bars
+    assert "host" in last and "vm" in last and "kmod-kthread pingpong" in last
+    assert "round 2/10" in last and "7/50" in last and "0/20" in last
+    assert "[vm] a log line" in text

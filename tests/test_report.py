@@ -148,8 +148,9 @@ def test_ids_are_unique(page: _Page) -> None:
 def test_every_inline_svg_parses(html: str) -> None:
     svgs = re.findall(r"<svg\b.*?</svg>", html, flags=re.S)
     # 2 environments x (3 CDFs + load + cost + claim), and the vm effects figure (its
-    # ladder corners blocking-c and kmod-kthread pair up)
-    assert len(svgs) == 13
+    # ladder corners blocking-c and kmod-kthread pair up) twice: in the answer (default
+    # levels) and in the claim (every level)
+    assert len(svgs) == 14
     for svg in svgs:
         root = ET.fromstring(svg)
         assert root.tag.endswith("svg")

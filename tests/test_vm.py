@@ -23,6 +23,7 @@ import pytest
 
 from bench.host.kernel_log import KernelLogWatch, read_kernel_log, scan_kernel_log
 from bench.results.run import Run
+from bench.runner.progress import ConsoleRelay, Step
 from bench.system import ledger
 from bench.system.ledger import Record
 from bench.system.processes import ProcessIdentity
@@ -483,7 +484,17 @@ def test_bench_run_in_a_guest_writes_its_results(tmp_path: Path) -> None:
     must accept the eBPF programs the host's accepts."""
     args = ["--impl", "blocking-c", "--impl", "ebpf-xdp", "--mode", "pingpong", "--quick"]
     args += ["--no-calibrate", "--trials", "1", "--duration", "0.2", "--warmup", "0.05"]
-    vm = run_bench_in_vm(args, tmp_path, timeout_s=300)
+    args += ["--progress-lines"]
+    steps: list[Step] = []
+
+    class Seen:
+        def __call__(self, text: str) -> None:
+            del text
+
+        def step(self, step: Step) -> None:
+            steps.append(step)
+
+    vm = run_bench_in_vm(args, tmp_path, timeout_s=300, stream=ConsoleRelay(Seen()))
     console = vm.outcome.console_log.read_text()
     assert vm.error is None, f"{vm.error}\n{console[-3000:]}"
     assert vm.results_path is not None and vm.results_path.is_relative_to(tmp_path / "vm")
@@ -492,6 +503,15 @@ def test_bench_run_in_a_guest_writes_its_results(tmp_path: Path) -> None:
     assert {(r.impl, r.status) for r in rows} == {("blocking-c", "ok"), ("ebpf-xdp", "ok")}, [
         r.error for r in rows if not r.ok
     ]
+    # the guest's progress reached the host as it ran: boot, each phase, the end
+    phases = [s for s in steps if s.stage == "phase"]
+    assert {s.impl for s in phases} == {"blocking-c", "ebpf-xdp"} and {s.env for s in steps} == {
+        "vm"
+    }
+    assert [s.done for s in phases] == [0, 1] and {s.total for s in phases} == {2}
+    stages = [s.stage for s in steps]
+    assert stages[0] == "guest" and "ready" in steps[0].text  # the guest's own markers
+    assert [s for s in stages if s != "guest"][-1] == "finish"
 
 
 @pytest.mark.vm

@@ -78,8 +78,9 @@ def env_answer(
         )
     if biggest is not transitions:
         at = f", {biggest.context}" if biggest.context else ""
+        who = "" if biggest.key.impl in biggest.change else f" of {biggest.key.impl}"
         parts.append(
-            f"the largest effect is {biggest.factor} ({biggest.change}{at}): "
+            f"the largest effect is {biggest.factor}{who} ({biggest.change}{at}): "
             f"{_us(biggest.estimate.mean)} {_interval(biggest)}"
         )
     dose_said = _dose_part(dose)

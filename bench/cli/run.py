@@ -340,6 +340,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         from bench.report.render import render_report  # matplotlib: only when asked for
 
         report = render_report(recording.run)
+    if args.progress_lines:  # a guest: the host answers for the whole run
+        console.print(f"results: {recording.run.path}")
+        return outcome.status
     console.print()
     console.print(f"answer: {one_sentence(recording.run)}", highlight=False)
     console.print(f"report: {report if report else '(not rendered; add --report)'}")

@@ -188,19 +188,27 @@ def _cost_figure(run: Run, env: str, groups: Groups) -> Figure | None:
     )
 
 
-def _effect_figures(run: Run, found: Sequence[Effect]) -> dict[str, Figure]:
+def _effect_figures(
+    run: Run, found: Sequence[Effect], *, default_levels_only: bool, prefix: str
+) -> dict[str, Figure]:
+    """Per environment, the forest of its pingpong effects on p50 RTT: all of them, or
+    (for the answer) only those measured at the default levels of the other factors."""
     out = {}
     for env in run.env_names:
         here = [e for e in found if e.key.env == env and e.key.mode == ANSWER_MODE]
+        if default_levels_only:
+            here = [e for e in here if not e.context]
         if any(e.metric == "rtt_p50" for e in here):
-            title = f"{env}: effects on pingpong p50 RTT, measured and predicted"
+            scope = "at the default levels" if default_levels_only else "at every level"
+            title = f"{env}: effects on pingpong p50 RTT {scope}, measured and predicted"
             out[env] = Figure(
                 title,
-                figures.effects_forest(here, title, f"effects-{env}"),
+                figures.effects_forest(here, title, f"{prefix}-{env}"),
                 "Each factor's effect: mean over rounds of the paired difference (level B "
                 "minus level A) with its 95% Student-t interval (n = rounds, in the table); "
                 "the diamond is what the calibration predicted from the counted syscalls and "
-                "switches. Orange: the interval does not contain the prediction.",
+                "switches. Orange: the interval does not contain the prediction."
+                + (" Effects at the other levels: in The claim." if default_levels_only else ""),
             )
     return out
 
@@ -443,7 +451,12 @@ def build_page(run: Run, out_dir: Path) -> str:
     envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)
     found_effects = effects(run)
-    effect_figures = _effect_figures(run, found_effects)
+    effect_figures = _effect_figures(
+        run, found_effects, default_levels_only=False, prefix="effects"
+    )
+    answer_figures = _effect_figures(
+        run, found_effects, default_levels_only=True, prefix="answer-effects"
+    )
     said = answers(run, found_effects)
     context = {
         "run": run,
@@ -464,9 +477,9 @@ def build_page(run: Run, out_dir: Path) -> str:
         "effect_verdicts": verdicts(run, found_effects),
         "effect_figures": effect_figures,
         "answers": [
-            (env, said.get(env), _caveat(run.environment(env)), effect_figures.get(env))
+            (env, said.get(env), _caveat(run.environment(env)), answer_figures.get(env))
             for env in envs
-            if env in said or env in effect_figures
+            if env in said or env in answer_figures
         ],
         "not_measured": NOT_MEASURED,
         "reproduce": _reproduce(run),

@@ -27,7 +27,7 @@ class Step:
     when this one begins (``total`` None: not planned yet, as while a guest boots)."""
 
     env: str
-    stage: str  # calibrate | phase | crosscheck | boot | finish
+    stage: str  # calibrate | phase | crosscheck | boot | guest | finish
     text: str
     impl: str | None = None
     mode: str | None = None
@@ -120,4 +120,4 @@ class ConsoleRelay(io.TextIOBase):
             self._progress.step(replace(step, env=self._env))
         elif GUEST_MARKER in line:
             said = line[line.index(GUEST_MARKER) + len(GUEST_MARKER) :].strip()
-            self._progress.step(Step(self._env, "boot", f"guest: {said}"))
+            self._progress.step(Step(self._env, "guest", f"guest: {said}"))
