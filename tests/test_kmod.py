@@ -167,7 +167,11 @@ def test_manifests_declare_kernel_modules() -> None:
             found[manifest.name] = manifest
     assert sorted(found) == sorted(VARIANTS)
     poll = found["kmod-kthread-poll"]
-    assert poll.compare_with == ("kmod-kthread",) and poll.roles == ("path-control", "claim")
+    assert poll.compare_with == ("kmod-kthread",) and poll.roles == (
+        "path-control",
+        "claim",
+        "claim-vm",
+    )
     assert found["kmod-kthread"].options == {"wait": "block"}
     assert poll.options == {"wait": "poll"}
 

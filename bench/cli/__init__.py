@@ -55,6 +55,9 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C interrupts even when the shell started us with SIGINT ignored (a background
+    # job): the cleanup below must run on every interrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = build_parser().parse_args(argv)
         args.raw_argv = list(sys.argv[1:] if argv is None else argv)
