@@ -37,6 +37,21 @@ def _at(row: PhaseRow, trial: int, p50_us: float, **changes: object) -> PhaseRow
     )
 
 
+# The four server-path controls: (transitions, sleeps) on the request path.
+CORNERS = {
+    "blocking-c": (True, True), "spin-c": (True, False),
+    "kmod-kthread": (False, True), "kmod-kthread-poll": (False, False),
+}  # fmt: skip
+
+
+def _corner_impls() -> dict[str, ImplInfo]:
+    return {
+        name: ImplInfo(name, "userspace", "user-space blocking", roles=("path-control",),
+                       server_path={"transitions": t, "sleeps": s})
+        for name, (t, s) in CORNERS.items()
+    }  # fmt: skip
+
+
 def test_a_run_factor_is_paired_within_rounds() -> None:
     run, row = _template()
     default = [100.0, 140.0, 90.0, 120.0]  # rounds differ a lot; the pairs do not
@@ -53,15 +68,8 @@ def test_a_run_factor_is_paired_within_rounds() -> None:
 
 def test_server_path_corners_give_simple_effects_and_the_interaction() -> None:
     run, row = _template()
-    corners = {
-        "blocking-c": (True, True), "spin-c": (True, False),
-        "kmod-kthread": (False, True), "kmod-kthread-poll": (False, False),
-    }  # fmt: skip
-    run.impls = {
-        name: ImplInfo(name, "userspace", "user-space blocking", roles=("path-control",),
-                       server_path={"transitions": t, "sleeps": s})
-        for name, (t, s) in corners.items()
-    }  # fmt: skip
+    corners = CORNERS
+    run.impls = _corner_impls()
     # declares a server path but is no control: it must not take blocking-c's corner
     run.impls["afxdp-c"] = ImplInfo(
         "afxdp-c", "userspace", "kernel bypass", server_path={"transitions": True, "sleeps": True}
@@ -140,19 +148,11 @@ def _corner_run() -> Run:
     """The four server-path corners at known p50s: transitions −15 µs (blocking-c →
     kmod-kthread), sleeps −45 µs (blocking-c → spin-c), the largest."""
     run, row = _template()
-    corners = {
-        "blocking-c": (True, True), "spin-c": (True, False),
-        "kmod-kthread": (False, True), "kmod-kthread-poll": (False, False),
-    }  # fmt: skip
-    run.impls = {
-        name: ImplInfo(name, "userspace", "user-space blocking", roles=("path-control",),
-                       server_path={"transitions": t, "sleeps": s})
-        for name, (t, s) in corners.items()
-    }  # fmt: skip
+    run.impls = _corner_impls()
     noise = (0.2, -0.2, 0.1)
     run.rows = [
         _at(row, trial, 20.0 + 10.0 * t + 40.0 * s + 5.0 * (t and s) + noise[trial], impl=name)
-        for name, (t, s) in corners.items()
+        for name, (t, s) in CORNERS.items()
         for trial in range(3)
     ]
     return run
