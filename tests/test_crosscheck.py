@@ -3,6 +3,8 @@ and the cross-check runs both clients against one server."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.calibration.crosscheck import TOLERANCE, crosscheck, probe_rtt
 from bench.driver.client import DriverConfig
 from tests.driver_servers import ThreadServer
@@ -53,8 +55,6 @@ def test_the_crosscheck_alternates_both_clients_against_one_server() -> None:
 def _sockperf_server() -> object:
     import shutil
 
-    import pytest
-
     from bench.calibration.fidelity import SockperfServer
     from bench.system.ports import free_udp_port
 
@@ -70,12 +70,62 @@ def test_the_probe_speaks_sockperf_to_sockperf_server() -> None:
     assert isinstance(peer, SockperfServer)
     try:
         result = probe_rtt("127.0.0.1", peer.port, 64, None, None, count=300, wire="sockperf")
+        unconnected = probe_rtt(
+            "127.0.0.1", peer.port, 64, None, None, 300, "sockperf", "unconnected"
+        )
         # sockperf server answers nothing in HELLO: every request of the other wire is lost.
         hello = probe_rtt("127.0.0.1", peer.port, 64, None, None, count=3, wire="hello")
     finally:
         peer.stop()
     assert (result.count, result.timeouts, result.bad) == (300, 0, 0)
+    assert (unconnected.count, unconnected.timeouts, unconnected.bad) == (300, 0, 0)
     assert (hello.count, hello.timeouts) == (0, 3)
+
+
+def test_the_unconnected_probe_refuses_a_reply_from_another_address() -> None:
+    import socket
+    import struct
+    import threading
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    stranger.bind(("127.0.0.1", 0))
+    sock.settimeout(5.0)
+    port = sock.getsockname()[1]
+    rounds = 4
+
+    def answer_from_another_port() -> None:
+        for _ in range(2 * rounds):  # the connected probe's requests, then the unconnected's
+            try:
+                data, peer = sock.recvfrom(2048)
+            except TimeoutError:
+                return
+            seq, _flags, size = struct.unpack(">QHI", data[:14])
+            stranger.sendto(struct.pack(">QHI", seq, 2, size) + data[14:], peer)
+
+    thread = threading.Thread(target=answer_from_another_port)
+    thread.start()
+    try:
+        # A connected socket never sees the stranger's datagrams; an unconnected one sees
+        # them and must check where they came from.
+        connected = probe_rtt("127.0.0.1", port, 64, None, None, rounds, "sockperf")
+        unconnected = probe_rtt(
+            "127.0.0.1", port, 64, None, None, rounds, "sockperf", "unconnected"
+        )
+    finally:
+        thread.join()
+        sock.close()
+        stranger.close()
+    assert (connected.count, connected.timeouts) == (0, rounds)
+    assert (unconnected.count, unconnected.bad) == (0, rounds)
+
+
+def test_the_probe_refuses_an_unknown_socket_kind() -> None:
+    from bench.calibration.crosscheck import CrosscheckError
+
+    with pytest.raises(CrosscheckError, match="connected or unconnected"):
+        probe_rtt("127.0.0.1", 9, 64, None, None, 1, "sockperf", "sideways")
 
 
 def test_the_probe_refuses_a_sockperf_reply_to_another_request() -> None:

@@ -503,10 +503,18 @@ def test_fidelity_runs_both_tools() -> None:
     assert result["rtt_ratio"] == pytest.approx(math.exp(float(np.mean(np.log(paired)))))
     low, high = result["rtt_ratio_ci95"]
     assert low < result["rtt_ratio"] < high
-    # The three parts multiply to the whole, repetition by repetition.
+    # The three parts multiply to the whole, repetition by repetition, and the client part
+    # splits into the socket choice and the rest of sockperf's client.
     parts = result["rtt_ratio_parts"]
-    product = math.prod(part["ratio"] for part in parts.values())
+    whole = ("driver_vs_probe", "server_vs_sockperf_server", "probe_vs_sockperf_client")
+    product = math.prod(parts[name]["ratio"] for name in whole)
     assert product == pytest.approx(result["rtt_ratio"])
+    client = parts["connected_vs_unconnected"]["ratio"]
+    client *= parts["unconnected_probe_vs_sockperf_client"]["ratio"]
+    assert client == pytest.approx(parts["probe_vs_sockperf_client"]["ratio"])
+    matched = result["rtt_ratio"] / parts["connected_vs_unconnected"]["ratio"]
+    assert result["rtt_ratio_socket_matched"] == pytest.approx(matched)
+    assert result["probe_unconnected_rtt_p50_ns"] > 0
     assert result["rtt_within_5pct_verdict"] in ("shown", "not refuted", "refuted")
     assert result["rtt_ratio_of_medians"] == pytest.approx(
         result["our_rtt_p50_ns"] / result["sockperf_rtt_p50_ns"]

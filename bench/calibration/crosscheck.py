@@ -56,11 +56,13 @@ def probe_rtt(
     netns: str | None,
     count: int = PROBE_COUNT,
     wire: str = "hello",
+    socket: str = "connected",
 ) -> ProbeResult:
     """``count`` round trips of the independent client against ``addr``:``port``, in
-    HELLO or (``wire="sockperf"``) in sockperf's own ping-pong messages."""
+    HELLO or (``wire="sockperf"``) in sockperf's own ping-pong messages, from a connected
+    socket (send/recv) or an ``"unconnected"`` one (sendto/recvfrom with the address)."""
     argv = [*exec_prefix(netns), probe_binary(), addr, str(port), str(size), str(count)]
-    argv += [str(-1 if cpu is None else cpu), wire]
+    argv += [str(-1 if cpu is None else cpu), wire, socket]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60 + count * 0.25)
     except subprocess.TimeoutExpired as exc:

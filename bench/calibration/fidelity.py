@@ -11,12 +11,16 @@ Two comparisons, like with like, in one run:
   sockperf reports *half* the round trip: its figures are doubled here.
   Two clients and two servers differ at once, so each repetition also times a third,
   independent client (``hello-rtt-probe``, which speaks HELLO and sockperf's own message
-  format) against *both* servers.  Four timings per repetition, in an order rotated by one
+  format) against *both* servers.  Five timings per repetition, in an order rotated by one
   step each repetition: A = ours → fidelity server, B = probe → fidelity server,
-  C = probe → sockperf server, D = sockperf → sockperf server.  Then A/D (the criterion)
-  = A/B (our driver against a second client, same server) × B/C (the two servers, same
-  client) × C/D (the probe against sockperf's client, same server) exactly, per repetition,
-  so a miss says whose it is.
+  C = probe → sockperf server, E = the probe from an *unconnected* socket (``sendto`` with
+  the address, ``recvfrom``, as sockperf's client does) → sockperf server,
+  D = sockperf → sockperf server.  Then A/D (the criterion) = A/B (our driver against a
+  second client, same server) × B/C (the two servers, same client) × C/D (the probe
+  against sockperf's client, same server) exactly, per repetition, so a miss says whose
+  it is; and C/D = C/E (what a connected socket saves: no route lookup or IP ID per send,
+  no address copy per receive) × E/D (the rest of sockperf's client).  Ours / sockperf
+  with the socket matched, (A/D)/(C/E) = A·E/(D·C), is reported beside the criterion.
 - **send capacity**: our ``flood`` mode (sendmmsg batches, nonblocking recvmmsg drains in
   between) in requests sent per second versus ``sockperf throughput`` (one sendto per
   message) in messages per second, each sending to a fresh ``sockperf server`` that reads
@@ -350,7 +354,8 @@ def _measure(
         k: []
         for k in (
             "our_p50", "our_mean", "our_min", "sp_p50", "sp_mean", "sp_min",
-            "probe_p50", "probe_sockperf_p50", "our_send", "sp_send", "our_send_srv",
+            "probe_p50", "probe_sockperf_p50", "probe_unconnected_p50",
+            "our_send", "sp_send", "our_send_srv",
         )
     }  # fmt: skip
     seen: dict[str, list[str]] = {}
@@ -371,10 +376,10 @@ def _measure(
         runs["sp_mean"].append(figures["mean_ns"])
         runs["sp_min"].append(figures["min_ns"])
 
-    def probe(port: int, wire: str, key: str) -> None:
-        got = probe_rtt(ADDR, port, size, client_cpu, None, PROBE_COUNT, wire)
+    def probe(port: int, wire: str, key: str, socket: str = "connected") -> None:
+        got = probe_rtt(ADDR, port, size, client_cpu, None, PROBE_COUNT, wire, socket)
         if got.p50_ns is None or got.bad or got.count < PROBE_COUNT // 2:
-            raise FidelityError(f"hello-rtt-probe ({wire}) measured badly: {got}")
+            raise FidelityError(f"hello-rtt-probe ({wire}, {socket}) measured badly: {got}")
         runs[key].append(got.p50_ns)
 
     def probe_ours() -> None:
@@ -383,6 +388,10 @@ def _measure(
     def probe_theirs() -> None:
         _check_alive(peer)
         probe(peer.port, "sockperf", "probe_sockperf_p50")
+
+    def probe_theirs_unconnected() -> None:
+        _check_alive(peer)
+        probe(peer.port, "sockperf", "probe_unconnected_p50", "unconnected")
 
     def ours_send() -> None:
         with _sink(server_cpu, secs) as sink:
@@ -395,7 +404,9 @@ def _measure(
             seen["sp_tput"] = _sockperf_client("throughput", client_cpu, sink.port, size, secs)
             runs["sp_send"].append(parse_throughput(_run_sockperf(seen["sp_tput"], secs)))
 
-    rtt_steps: list[Callable[[], None]] = [ours_rtt, probe_ours, probe_theirs, theirs_rtt]
+    rtt_steps: list[Callable[[], None]] = [
+        ours_rtt, probe_ours, probe_theirs, probe_theirs_unconnected, theirs_rtt,
+    ]  # fmt: skip
     failures: list[str] = []
     load_before = machine_load()
     for rep in range(rtt_repetitions):
@@ -412,7 +423,21 @@ def _measure(
         "driver_vs_probe": ratio_estimate(runs["our_p50"], runs["probe_p50"]),
         "server_vs_sockperf_server": ratio_estimate(runs["probe_p50"], runs["probe_sockperf_p50"]),
         "probe_vs_sockperf_client": ratio_estimate(runs["probe_sockperf_p50"], runs["sp_p50"]),
+        # probe_vs_sockperf_client split once more: the socket sockperf's client uses ...
+        "connected_vs_unconnected": ratio_estimate(
+            runs["probe_sockperf_p50"], runs["probe_unconnected_p50"]
+        ),
+        # ... and whatever else its client does per message.
+        "unconnected_probe_vs_sockperf_client": ratio_estimate(
+            runs["probe_unconnected_p50"], runs["sp_p50"]
+        ),
     }
+    # Ours / sockperf with the socket choice matched: (A/D) / (C/E) per rotation, i.e.
+    # our driver against sockperf as if sockperf's client used a connected socket.
+    matched = ratio_estimate(
+        [a * e for a, e in zip(runs["our_p50"], runs["probe_unconnected_p50"], strict=True)],
+        [d * c for d, c in zip(runs["sp_p50"], runs["probe_sockperf_p50"], strict=True)],
+    )
     return {
         "available": True,
         "reason": None,
@@ -424,6 +449,10 @@ def _measure(
         "rtt_within_5pct_verdict": within_verdict(rtt),
         "rtt_ratio_median": _paired(runs["our_p50"], runs["sp_p50"]),
         "rtt_ratio_parts": parts,
+        "rtt_ratio_socket_matched": matched["ratio"],
+        "rtt_ratio_socket_matched_ci95": matched["ci95"],
+        "rtt_socket_matched_within_5pct_verdict": within_verdict(matched),
+        "probe_unconnected_rtt_p50_ns": med["probe_unconnected_p50"],
         "probe_rtt_p50_ns": med["probe_p50"],
         "probe_sockperf_rtt_p50_ns": med["probe_sockperf_p50"],
         "our_rtt_mean_ns": med["our_mean"],
@@ -463,6 +492,9 @@ def _measure(
             **_commands(ping, flood, sp_ping, seen["sp_tput"], peer.argv, seen["sink"], server_cpu),
             "probe_fidelity_server": _probe_command(ping.port, size, client_cpu, "hello"),
             "probe_sockperf_server": _probe_command(peer.port, size, client_cpu, "sockperf"),
+            "probe_sockperf_server_unconnected": _probe_command(
+                peer.port, size, client_cpu, "sockperf unconnected"
+            ),
         },
     }
 

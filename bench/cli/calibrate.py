@@ -45,6 +45,14 @@ def print_calibration(result: Mapping[str, Any], console: Console) -> None:
                 bounds = part.get("ci95")
                 shown = f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
                 console.print(f"  of which {name.replace('_', ' ')}: {part['ratio']:.3f}{shown}")
+        if fid.get("rtt_ratio_socket_matched") is not None:
+            bounds = fid.get("rtt_ratio_socket_matched_ci95")
+            shown = f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
+            console.print(
+                f"  with sockperf's unconnected socket matched: "
+                f"{fid['rtt_ratio_socket_matched']:.3f}{shown} (within 5 %: "
+                f"{fid.get('rtt_socket_matched_within_5pct_verdict')})"
+            )
         console.print(
             f"driver send capacity vs sockperf: {fid['our_send_rps']:,.0f} vs "
             f"{fid['sockperf_send_rps']:,.0f} msg/s (ratio {fid['send_ratio']:.2f})"

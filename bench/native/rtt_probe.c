@@ -6,7 +6,7 @@
  * blocking in recv() with a 200 ms timeout, timed with CLOCK_MONOTONIC around send and
  * recv, and prints the median and the 99th percentile of the round trips:
  *
- *   hello-rtt-probe ADDR PORT SIZE COUNT CPU [WIRE]   (CPU -1: not pinned)
+ *   hello-rtt-probe ADDR PORT SIZE COUNT CPU [WIRE [SOCKET]]   (CPU -1: not pinned)
  *
  * WIRE is "hello" (the default) or "sockperf": sockperf's own ping-pong message (a
  * 14-byte header in network order: the sequence number, 64 bits; flags, 16 bits, 3 =
@@ -14,6 +14,11 @@
  * the same header and flags 2 (pong).  With it the same client can time both servers, so
  * a difference between our driver and sockperf can be split into its client part and its
  * server part.
+ *
+ * SOCKET is "connected" (the default: connect(), then send() and recv(), as our driver
+ * does) or "unconnected": sendto() with the address and recvfrom() for every message, as
+ * sockperf's client does, which costs a route lookup and an IP ID per send and an address
+ * copy per receive.  Timing both against one server measures what that choice costs.
  *
  * Output, one "key value" pair per line: count, timeouts, bad, p50_ns, p99_ns.
  */
@@ -104,18 +109,27 @@ int main(int argc, char **argv)
 	long size, count, got = 0, timeouts = 0, bad = 0, i;
 	uint64_t *rtt, t0;
 	cpu_set_t set;
+	struct sockaddr_in from;
+	socklen_t from_len;
 	enum wire wire = WIRE_HELLO;
+	int fd, cpu, unconnected = 0;
 	ssize_t n;
-	int fd, cpu;
 
-	if (argc != 6 && argc != 7) {
-		fprintf(stderr, "usage: hello-rtt-probe ADDR PORT SIZE COUNT CPU [hello|sockperf]\n");
+	if (argc < 6 || argc > 8) {
+		fprintf(stderr, "usage: hello-rtt-probe ADDR PORT SIZE COUNT CPU "
+			"[hello|sockperf [connected|unconnected]]\n");
 		return 2;
 	}
-	if (argc == 7 && !strcmp(argv[6], "sockperf")) {
+	if (argc >= 7 && !strcmp(argv[6], "sockperf")) {
 		wire = WIRE_SOCKPERF;
-	} else if (argc == 7 && strcmp(argv[6], "hello")) {
+	} else if (argc >= 7 && strcmp(argv[6], "hello")) {
 		fprintf(stderr, "hello-rtt-probe: wire must be hello or sockperf\n");
+		return 2;
+	}
+	if (argc == 8 && !strcmp(argv[7], "unconnected")) {
+		unconnected = 1;
+	} else if (argc == 8 && strcmp(argv[7], "connected")) {
+		fprintf(stderr, "hello-rtt-probe: socket must be connected or unconnected\n");
 		return 2;
 	}
 	size = strtol(argv[3], NULL, 10);
@@ -138,7 +152,8 @@ int main(int argc, char **argv)
 	}
 	rtt = calloc((size_t)count, sizeof(*rtt));
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (!rtt || fd < 0 || connect(fd, (struct sockaddr *)&to, sizeof(to)) < 0 ||
+	if (!rtt || fd < 0 ||
+	    (!unconnected && connect(fd, (struct sockaddr *)&to, sizeof(to)) < 0) ||
 	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo)) < 0) {
 		perror("hello-rtt-probe: socket");
 		return 1;
@@ -147,11 +162,19 @@ int main(int argc, char **argv)
 	for (i = 0; i < count; i++) {
 		stamp_request(req, wire, i, size);
 		t0 = clock_ns();
-		if (send(fd, req, (size_t)size, 0) != size) {
+		if (sendto(fd, req, (size_t)size, 0, unconnected ? (struct sockaddr *)&to : NULL,
+			   unconnected ? sizeof(to) : 0) != size) {
 			perror("hello-rtt-probe: send");
 			return 1;
 		}
-		n = recv(fd, rep, sizeof(rep), 0);
+		from_len = sizeof(from);
+		n = recvfrom(fd, rep, sizeof(rep), 0, unconnected ? (struct sockaddr *)&from : NULL,
+			     unconnected ? &from_len : NULL);
+		if (n >= 0 && unconnected && (from.sin_port != to.sin_port ||
+					      from.sin_addr.s_addr != to.sin_addr.s_addr)) {
+			bad++;
+			continue;
+		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			timeouts++;
 			continue;

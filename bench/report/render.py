@@ -55,6 +55,9 @@ FIDELITY_KEYS = (
     "rtt_ratio_ci95",
     "rtt_ratio_method",
     "rtt_within_5pct_verdict",
+    "rtt_ratio_socket_matched",
+    "rtt_ratio_socket_matched_ci95",
+    "rtt_socket_matched_within_5pct_verdict",
     "our_send_rps",
     "sockperf_send_rps",
     "send_ratio",
@@ -324,9 +327,9 @@ def _env_info(environment: Environment) -> EnvInfo:
     fid: Mapping[str, Any] = cal.get("driver_fidelity") or {}
     first = [k for k in FIDELITY_KEYS if k in fid]
     fidelity = [
-        (k, _show_ratio_interval(fid[k]) if k == "rtt_ratio_ci95" else _show(fid[k]))
+        (k, _show_ratio_interval(fid[k]) if k.endswith("_ci95") else _show(fid[k]))
         for k in first + [k for k in fid if k not in first]
-        if k == "rtt_ratio_ci95" or not isinstance(fid[k], Mapping | list)
+        if k.endswith("_ci95") or not isinstance(fid[k], Mapping | list)
     ]
     parts: Mapping[str, Any] = fid.get("rtt_ratio_parts") or {}
     fidelity += [
