@@ -95,6 +95,19 @@ def medians(
     return {k: out[k] for k in sorted(out, key=Configuration.sort_key)}
 
 
+def round_values(rows: Sequence[PhaseRow], metric: str) -> dict[Configuration, dict[int, float]]:
+    """Per configuration, ``metric`` of each ok trial, by trial number (its round): the
+    values of two configurations measured in the same round pair up by key."""
+    frame = _ok(phase_frame(rows), True).sort_values(["trial", "position"])
+    out: dict[Configuration, dict[int, float]] = {}
+    for key, group in frame.groupby(KEY, sort=False):
+        present = group[["trial", metric]].dropna()
+        out[cast(Configuration, key)] = {
+            int(t): float(v) for t, v in zip(present["trial"], present[metric], strict=True)
+        }
+    return out
+
+
 def trial_values(rows: Sequence[PhaseRow], metric: str) -> dict[Configuration, list[float]]:
     """Per configuration, the measured values of ``metric`` over its ok trials."""
     frame = _ok(phase_frame(rows), True).sort_values(["trial", "position"])
