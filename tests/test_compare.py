@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,10 +18,16 @@ from typing import Any
 import pytest
 
 from bench.analysis.compare import (
-    IMPROVEMENT,
-    REFERENCE,
+    DEFAULT_FACTOR,
+    DISAGREE,
+    EXACT,
+    NORMALISED_ONLY,
+    OTHER_MACHINE,
+    REFERENCE_MOVED,
     REGRESSION,
     TOO_FEW_TRIALS,
+    UNCHANGED,
+    Rule,
     compare_runs,
 )
 from bench.analysis.stats import mann_whitney_p, min_two_sided_p
@@ -106,17 +113,50 @@ def test_json_output_names_the_regressions(
     assert main_compare([str(BASE), str(slow_asyncio), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["regressions"] and {r["impl"] for r in data["regressions"]} == {"asyncio-py"}
-    assert data["factor"] == 1.25 and data["alpha"] == 0.01 and data["reference"] == "blocking-c"
+    assert data["factor"] == DEFAULT_FACTOR and data["alpha"] == 0.01
+    assert data["reference"] == "blocking-c"
     assert all(r["verdict"] == REGRESSION for r in data["regressions"])
 
 
-def test_machine_change_is_not_a_regression(machine_2x: Path) -> None:
-    assert main_compare([str(BASE), str(machine_2x)]) == 0
+def test_a_machine_wide_slowdown_is_caught_once_on_the_reference(machine_2x: Path) -> None:
+    """Every impl 2x slower on the same machine: normalised to the reference nothing moved,
+    raw everything did.  The reference's own raw slowdown is the one regression (a driver or
+    kernel change slows every impl); the others read unchanged (the default raw check only
+    vetoes a normalised change) or, with the strict raw check, disagreeing: not counted."""
+    assert main_compare([str(BASE), str(machine_2x)]) == 1
     comparison = compare_runs(BASE, machine_2x)
     p50 = [c for c in comparison.changes if c.metric == "rtt_p50" and c.key.mode == "pingpong"]
-    # raw latencies doubled; normalised to blocking-c of the same run they did not move
     assert all(1.7 < c.raw_ratio < 2.3 for c in p50)
     assert all(0.8 < c.ratio < 1.25 for c in p50 if c.normalised)
+    assert {c.key.impl for c in comparison.regressions} == {"blocking-c"}
+    assert all(c.is_reference for c in comparison.regressions)
+    assert all(c.verdict == UNCHANGED for c in p50 if c.normalised)
+    assert not comparison.improvements
+    strict = compare_runs(BASE, machine_2x, rule=Rule(raw_check="strict"))
+    assert {c.key.impl for c in strict.regressions} == {"blocking-c"}
+    strict_p50 = [c for c in strict.changes if c.metric == "rtt_p50" and c.key.mode == "pingpong"]
+    assert any(c.verdict == DISAGREE for c in strict_p50 if c.normalised)
+    assert not strict.improvements
+
+
+def _other_machine(src: Path, dest: Path) -> Path:
+    data = json.loads((src / "results.json").read_text())
+    for described in data["environments"].values():
+        described["cpu_model"] = "Another CPU @ 3.00GHz"
+    return _write(dest, data)
+
+
+def test_between_machines_only_normalised_ratios_are_judged(
+    machine_2x: Path, slow_asyncio: Path, tmp_path: Path
+) -> None:
+    moved = compare_runs(BASE, _other_machine(machine_2x, tmp_path / "2x-elsewhere"))
+    assert not moved.regressions and not moved.improvements
+    host = [c for c in moved.changes if c.metric == "rtt_p50"]
+    assert {c.verdict for c in host if c.is_reference} == {OTHER_MACHINE}
+    assert all(c.judged == NORMALISED_ONLY for c in host if not c.is_reference)
+    assert any("another machine" in n and "cpu_model" in n for n in moved.notes)
+    slowed = compare_runs(BASE, _other_machine(slow_asyncio, tmp_path / "slow-elsewhere"))
+    assert {c.key.impl for c in slowed.regressions} == {"asyncio-py"}
 
 
 def test_without_normalisation_the_machine_change_would_count(machine_2x: Path) -> None:
@@ -125,19 +165,47 @@ def test_without_normalisation_the_machine_change_would_count(machine_2x: Path) 
     assert any("raw values" in n for n in comparison.notes)
 
 
-def test_reference_rows_are_reported_but_never_flagged(gen: ModuleType, tmp_path: Path) -> None:
+def test_a_slower_reference_is_a_regression_not_improvements_elsewhere(
+    gen: ModuleType, tmp_path: Path
+) -> None:
     slow_ref = _write(
         tmp_path / "ref", gen.build_run("fixture-slow-ref", 6, slow={"blocking-c": 3.0})
     )
     comparison = compare_runs(BASE, slow_ref)
-    ref = [c for c in comparison.changes if c.key.impl == "blocking-c"]
-    assert ref and all(c.verdict == REFERENCE for c in ref)
-    assert any(c.raw_ratio > 2.5 for c in ref if c.metric == "rtt_p50")
-    assert not comparison.regressions
-    # everyone else now looks ~3x better relative to the slowed reference
-    assert comparison.improvements
-    assert all(c.verdict == IMPROVEMENT for c in comparison.improvements)
-    assert main_compare([str(BASE), str(slow_ref)]) == 0
+    assert comparison.regressions
+    assert {c.key.impl for c in comparison.regressions} == {"blocking-c"}
+    assert all(c.is_reference for c in comparison.regressions)
+    assert any(c.metric == "rtt_p50" and c.raw_ratio > 2.5 for c in comparison.regressions)
+    # everyone else looks ~3x better normalised to the slowed reference, but not raw: where
+    # the reference's change counts, the others' ratios to it are not judged
+    assert not comparison.improvements
+    others = [c for c in comparison.changes if c.key.impl != "blocking-c" and c.normalised]
+    moved = [c for c in others if c.verdict == REFERENCE_MOVED]
+    assert moved and all(c.ratio < 0.5 for c in moved if c.metric == "rtt_p50")
+    assert {(c.metric, replace(c.key, impl="blocking-c")) for c in moved} <= {
+        (c.metric, c.key) for c in comparison.regressions
+    }
+    assert main_compare([str(BASE), str(slow_ref)]) == 1
+
+
+def _scaled_counts(src: Path, dest: Path, impl: str, factor: float) -> Path:
+    data = json.loads((src / "results.json").read_text())
+    for row in data["results"]:
+        if row["impl"] == impl and row["per_request"].get("server_syscalls") is not None:
+            row["per_request"]["server_syscalls"] *= factor
+    return _write(dest, data)
+
+
+def test_one_more_syscall_per_request_counts(tmp_path: Path) -> None:
+    """asyncio-py 6 -> 7 syscalls per request (x1.17) is beyond the count tolerance, though
+    below a time factor such as 1.25; 2% more is within it."""
+    more = compare_runs(BASE, _scaled_counts(BASE, tmp_path / "7", "asyncio-py", 7 / 6))
+    flagged = [c for c in more.regressions if c.metric == "server_syscalls_per_req"]
+    assert flagged and {c.key.impl for c in flagged} == {"asyncio-py"}
+    assert all(c.judged == EXACT for c in flagged)
+    near = compare_runs(BASE, _scaled_counts(BASE, tmp_path / "2pct", "asyncio-py", 1.02))
+    counts = [c for c in near.changes if c.metric == "server_syscalls_per_req"]
+    assert counts and all(c.verdict == UNCHANGED for c in counts)
 
 
 def test_too_few_trials_are_said_not_failed(
@@ -159,6 +227,18 @@ def test_too_few_trials_are_said_not_failed(
 
 def test_factor_option_raises_the_bar(slow_asyncio: Path) -> None:
     assert main_compare([str(BASE), str(slow_asyncio), "--factor", "5"]) == 0
+
+
+def test_rule_thresholds_are_checked() -> None:
+    for bad in (Rule(factor=1.0), Rule(alpha=1.5), Rule(reference_factor=0.9),
+                Rule(count_tolerance=2.0)):  # fmt: skip
+        with pytest.raises(ValueError):
+            bad.check()
+
+
+def test_compare_takes_exactly_two_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_compare([str(BASE)]) == 2
+    assert "two runs" in capsys.readouterr().err
 
 
 def _bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], path: Path) -> str:
@@ -216,7 +296,7 @@ def test_load_results_raises_results_error(tmp_path: Path) -> None:
         Run.load(tmp_path)
 
 
-def test_render_table_lists_only_changes_beyond_the_factor(slow_asyncio: Path) -> None:
+def test_render_table_lists_only_what_moved(slow_asyncio: Path) -> None:
     comparison = compare_runs(BASE, slow_asyncio)
     table = render_table(comparison)
     assert 0 < table.row_count < len(comparison.changes)
@@ -229,3 +309,15 @@ def test_mann_whitney_reaches_alpha_with_five_trials_only() -> None:
     # fully separated samples, ties inside a group (quantised percentiles): still exact
     assert math.isclose(mann_whitney_p([1, 1, 2, 2, 3], [5, 5, 6, 7, 8]), 2 / 252)
     assert mann_whitney_p([1, 1, 1], [1, 1, 1]) == 1.0
+
+
+def test_ten_rounds_survive_one_noisy_round() -> None:
+    """With 5 vs 5 one new round that falls among the old ones lifts p above 0.01; with 10
+    vs 10 it does not (the guard's rounds)."""
+    old5, new5 = [1.0, 1.1, 1.2, 1.3, 1.4], [2.0, 2.1, 2.2, 2.3, 1.25]
+    assert mann_whitney_p(old5, new5) > 0.01
+    old10 = [1.0 + 0.05 * i for i in range(10)]
+    new10 = [2.0 + 0.05 * i for i in range(9)] + [1.22]
+    assert mann_whitney_p(old10, new10) < 0.001
+    # ties across the groups, 10 vs 10: the asymptotic test with the tie correction
+    assert mann_whitney_p([6.0] * 10, [7.0] * 9 + [6.0]) < 0.01

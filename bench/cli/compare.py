@@ -1,5 +1,7 @@
 """``bench compare BASE NEW``: which changes count (beyond a factor and significant);
-exit 1 when a regression does."""
+exit 1 when a regression does.  ``--against-history N NEW``: the base is the last N runs
+of NEW's machine and kernel in the history store.  ``--calibrate-rule RUN...``: replay
+recorded runs to measure the rule's false-positive rate and power."""
 
 from __future__ import annotations
 
@@ -14,32 +16,66 @@ from rich.table import Table
 from bench.analysis.compare import (
     COMPARED,
     DEFAULT_ALPHA,
+    DEFAULT_COUNT_TOLERANCE,
     DEFAULT_FACTOR,
+    DEFAULT_RAW_CHECK,
+    DEFAULT_REFERENCE_FACTOR,
+    DISAGREE,
     IMPROVEMENT,
-    REFERENCE,
+    RAW_CHECKS,
     REGRESSION,
+    UNCHANGED,
     Comparison,
-    compare_loaded,
+    Rule,
+    compare_sides,
 )
-from bench.cli.options import positive_float
+from bench.cli.options import positive_float, positive_int
 from bench.errors import EXIT_FAILED, EXIT_OK, UsageError
 from bench.results.metrics import METRIC_NAMES
 from bench.results.run import Run
 
 NAME = "compare"
-HELP = "compare two runs; exit 1 on a counted regression"
-_STYLE = {REGRESSION: "bold red", IMPROVEMENT: "bold green", REFERENCE: "dim"}
+HELP = "compare two runs (or a run with its history); exit 1 on a counted regression"
+_STYLE = {REGRESSION: "bold red", IMPROVEMENT: "bold green", DISAGREE: "yellow"}
+HISTORY_RUNS = 5
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("base", type=Path, help="BASE run folder, results.json or folder of runs")
-    p.add_argument("new", type=Path, help="NEW run folder, results.json or folder of runs")
+    p.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="BASE NEW (run folders, results.json files or folders of runs); NEW alone "
+        "with --against-history; the recorded runs with --calibrate-rule",
+    )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument(
         "--factor",
         type=positive_float,
         default=DEFAULT_FACTOR,
-        help=f"smallest ratio that counts (default {DEFAULT_FACTOR})",
+        help=f"smallest ratio of a time or rate that counts (default {DEFAULT_FACTOR})",
+    )
+    p.add_argument(
+        "--reference-factor",
+        type=positive_float,
+        default=DEFAULT_REFERENCE_FACTOR,
+        help="smallest raw ratio of the reference impl's own times that counts "
+        f"(default {DEFAULT_REFERENCE_FACTOR})",
+    )
+    p.add_argument(
+        "--count-tolerance",
+        type=positive_float,
+        default=DEFAULT_COUNT_TOLERANCE,
+        help="smallest relative change of a count (syscalls, switches per request) that "
+        f"counts (default {DEFAULT_COUNT_TOLERANCE})",
+    )
+    p.add_argument(
+        "--raw-check",
+        choices=RAW_CHECKS,
+        default=DEFAULT_RAW_CHECK,
+        help="how the raw ratio must back a normalised change: strict (beyond the factor and "
+        f"significant itself) or direction (same side of 1); default {DEFAULT_RAW_CHECK}",
     )
     p.add_argument(
         "--alpha",
@@ -61,6 +97,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="METRIC",
         help=f"compare only this metric; repeatable (default: {', '.join(COMPARED)})",
     )
+    p.add_argument(
+        "--against-history",
+        type=positive_int,
+        nargs="?",
+        const=HISTORY_RUNS,
+        default=None,
+        metavar="N",
+        help="compare NEW with the last N runs (default "
+        f"{HISTORY_RUNS}) of its machine and kernel in the history store",
+    )
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="history database (default: the SQLite file in the results folder)",
+    )
+    p.add_argument(
+        "--calibrate-rule",
+        action="store_true",
+        help="replay the given recorded runs: the rule's A/A false-positive rate and its "
+        "power against injected slowdowns, for a range of factors",
+    )
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -71,25 +129,30 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.3g}"
 
 
+def _p(p: float | None) -> str:
+    return "" if p is None else f"{p:.4f}"
+
+
 def render_table(comparison: Comparison, *, all_rows: bool = False) -> Table:
-    """The changes beyond the factor (or every compared metric) as a rich Table."""
+    """The metrics that moved beyond their threshold (or every compared metric) as a
+    rich Table: the raw ratio and the ratio judged (normalised to the reference in each
+    round, or raw for the reference and for counts), the p of each, and the smallest p the
+    test can give with these rounds."""
     table = Table(title=f"{comparison.base} -> {comparison.new}", box=box.SIMPLE)
-    for col in ("env", "impl", "mode", "size", "load", "metric", "base", "new", "ratio", "p",
-                "verdict"):  # fmt: skip
-        table.add_column(
-            col, justify="right" if col in {"size", "base", "new", "ratio", "p"} else "left"
-        )
+    right = {"size", "base", "new", "raw", "judged", "p", "raw p", "min p", "n"}
+    for col in ("env", "impl", "mode", "size", "load", "metric", "base", "new", "raw",
+                "judged", "p", "raw p", "min p", "n", "verdict"):  # fmt: skip
+        table.add_column(col, justify="right" if col in right else "left")
     for c in comparison.changes:
-        beyond = c.ratio > comparison.factor or c.ratio < 1.0 / comparison.factor
-        if not all_rows and not beyond:
+        if not all_rows and c.verdict == UNCHANGED:
             continue
         load = "" if c.key.load_fraction is None else f"{c.key.load_fraction:g}"
-        ratio = f"{c.ratio:.2f}x" + ("" if c.normalised or c.is_reference else " raw")
+        judged = f"{c.ratio:.2f}x" + ("" if c.normalised else f" {c.judged}")
         table.add_row(
             c.key.env, c.key.impl, c.key.mode, str(c.key.size), load, c.metric,
-            _fmt(c.base_median, c.unit), _fmt(c.new_median, c.unit), ratio,
-            "" if c.p_value is None else f"{c.p_value:.4f}", c.verdict,
-            style=_STYLE.get(c.verdict),
+            _fmt(c.base_median, c.unit), _fmt(c.new_median, c.unit), f"{c.raw_ratio:.2f}x",
+            judged, _p(c.p_value), _p(c.raw_p_value), f"{c.min_p:.2g}",
+            f"{c.n_base}/{c.n_new}", c.verdict, style=_STYLE.get(c.verdict),
         )  # fmt: skip
     return table
 
@@ -97,36 +160,95 @@ def render_table(comparison: Comparison, *, all_rows: bool = False) -> Table:
 def print_comparison(comparison: Comparison, console: Console, *, all_rows: bool = False) -> None:
     table = render_table(comparison, all_rows=all_rows)
     if not console.is_terminal:
-        console = Console(width=200, no_color=True)
+        console = Console(width=220, no_color=True)
         table.box = box.ASCII
     if table.row_count:
         console.print(table)
     else:
-        console.print(f"No metric moved beyond the factor {comparison.factor:g}.")
+        console.print(f"No metric moved beyond its threshold ({comparison.rule.describe()}).")
     for note in comparison.notes:
         console.print(f"note: {note}", soft_wrap=True)
     for c in comparison.regressions:
         console.print(
-            f"REGRESSION {c.key.label()} {c.metric}: {c.ratio:.2f}x (p={c.p_value:.4f})",
+            f"REGRESSION {c.key.label()} {c.metric}: {c.ratio:.2f}x {c.judged} "
+            f"(raw {c.raw_ratio:.2f}x, p={_p(c.p_value)}, min p {c.min_p:.2g})",
             soft_wrap=True,
         )
     console.print(comparison.summary(), soft_wrap=True)
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    base, new = Run.load(args.base), Run.load(args.new)
+def _rule(args: argparse.Namespace) -> Rule:
+    rule = Rule(
+        factor=args.factor,
+        alpha=args.alpha,
+        reference_factor=args.reference_factor,
+        count_tolerance=args.count_tolerance,
+        raw_check=args.raw_check,
+    )
+    try:
+        return rule.check()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _history_base(args: argparse.Namespace, new: Run) -> list[Run]:
+    from bench.history.store import HistoryStore, machine_key
+
+    root = new.path.parent.parent if new.path is not None else Path("results")
+    store = HistoryStore.open(args.db, root)
+    key = machine_key(new)
+    runs = store.last_runs(key, args.against_history, exclude_run_id=new.run_id)
+    if not runs:
+        raise UsageError(
+            f"the history holds no run of {key.describe()} to compare {new.run_id} with: "
+            "add runs with `bench history add RUN`"
+        )
+    return runs
+
+
+def _sides(args: argparse.Namespace, console: Console) -> tuple[list[Run], Run, str | None]:
+    if args.against_history is not None:
+        if len(args.runs) != 1:
+            raise UsageError("--against-history takes one run, NEW")
+        new = Run.load(args.runs[0])
+        base = _history_base(args, new)
+        label = f"last {len(base)} runs in the history"
+        return base, new, label
+    if len(args.runs) != 2:
+        raise UsageError(f"compare takes two runs, BASE and NEW (got {len(args.runs)})")
+    base_run, new = Run.load(args.runs[0]), Run.load(args.runs[1])
     if not args.json:
-        for loaded in (base, new):
+        for loaded in (base_run, new):
             if loaded.located:
                 console.print(loaded.located)
+    return [base_run], new, None
+
+
+def _calibrate(args: argparse.Namespace, rule: Rule, console: Console) -> int:
+    from bench.analysis.rule_calibration import calibrate_rule
+    from bench.cli.rule_table import print_calibration
+
+    runs = [Run.load(path) for path in args.runs]
     try:
-        comparison = compare_loaded(
-            base,
-            new,
-            factor=args.factor,
-            alpha=args.alpha,
-            reference=args.reference,
-            metrics=args.metric,
+        calibration = calibrate_rule(runs, rule=rule, reference=args.reference,
+                                     metrics=args.metric)  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(calibration.to_json(), indent=1))
+    else:
+        print_calibration(calibration, console)
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    rule = _rule(args)
+    if args.calibrate_rule:
+        return _calibrate(args, rule, console)
+    base, new, label = _sides(args, console)
+    try:
+        comparison = compare_sides(
+            base, new, rule=rule, reference=args.reference, metrics=args.metric, base_label=label
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -1,5 +1,5 @@
 """What every command's arguments share: a parser whose errors are usage errors, and the
-argument types (positive numbers, ports, CPUs, KEY=VALUE options)."""
+argument types (positive numbers and counts, ports, CPUs, KEY=VALUE options)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} must be a positive number")
     return value
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def port(text: str) -> int:
