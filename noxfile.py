@@ -53,14 +53,19 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def regress(session: nox.Session) -> None:
-    """The CI guard: pytest-benchmark layer, then a short run compared with results/baseline."""
+    """The CI guard: pytest-benchmark layer, then a short run compared with results/baseline;
+    the pytest-benchmark JSON, summary.md and the github-action-benchmark files land in one
+    folder."""
     session.install("-e", ".[test]")
     out = Path(session.create_tmp())
     session.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "tests/benchmarks",
         "--benchmark-only", f"--benchmark-json={out / 'benchmark.json'}",
     )  # fmt: skip
-    session.run("python", "-m", "bench", "regress", "--out", str(out / "runs"), *session.posargs)
+    session.run(
+        "python", "-m", "bench", "regress", "--out", str(out / "runs"), "--ci-out", str(out),
+        *session.posargs,
+    )  # fmt: skip
 
 
 def _newest_run() -> str:

@@ -1,8 +1,11 @@
-"""``bench regress``: the CI guard — a short benchmark compared with the committed baseline."""
+"""``bench regress``: the CI guard — a short benchmark compared with the committed baseline;
+writes a markdown summary (appended to $GITHUB_STEP_SUMMARY when that is set) and the
+github-action-benchmark files into ``--ci-out``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -10,7 +13,9 @@ from rich.console import Console
 from bench import PROJECT_ROOT
 from bench.cli.compare import print_comparison
 from bench.cli.options import key_values
-from bench.regress import BASELINE, guard
+from bench.errors import EXIT_OK
+from bench.regress import BASELINE, METRICS, guard
+from bench.report.ci import SUMMARY_NAME, write_ci_outputs
 
 NAME = "regress"
 HELP = "the CI guard: short benchmark vs the committed baseline"
@@ -20,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, default=BASELINE)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "regress")
     p.add_argument("--record", action="store_true", help="make this run the new baseline")
+    p.add_argument(
+        "--ci-out",
+        type=Path,
+        default=None,
+        help="where to write summary.md and the github-action-benchmark JSON files "
+        "(default: --out)",
+    )
     p.add_argument("--server-option", action="append", default=[], help=argparse.SUPPRESS)
 
 
@@ -38,4 +50,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("[red]the benchmark had failed phases: no comparison[/red]")
     else:
         print_comparison(outcome.comparison, console)
+    if outcome.recorded is None:
+        status = "passed" if outcome.status == EXIT_OK else "FAILED"
+        written = write_ci_outputs(args.ci_out or args.out, outcome.comparison, outcome.run,
+                                   METRICS, status=status)  # fmt: skip
+        console.print(f"CI outputs: {', '.join(str(p) for p in written)}", soft_wrap=True)
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary:
+            summary = next(p for p in written if p.name == SUMMARY_NAME)
+            with open(step_summary, "a", encoding="utf-8") as out:
+                out.write(summary.read_text(encoding="utf-8"))
     return outcome.status
