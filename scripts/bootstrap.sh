@@ -15,6 +15,8 @@ packages=(
 	linux-image-amd64 linux-headers-amd64 qemu-system-x86 busybox-static kmod cpio xz-utils
 	# calibration against sockperf, manual poking
 	sockperf netcat-openbsd procps
+	# the history store's PostgreSQL tests: a throwaway server of Debian's package
+	postgresql
 	# the report's browser test
 	chromium
 	# a Python for nox

@@ -21,6 +21,7 @@ from bench.cli import (
     compare,
     export,
     fuzz,
+    history,
     listing,
     regress,
     report,
@@ -32,7 +33,7 @@ from bench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, HellobenchEr
 from bench.system import ledger
 
 COMMANDS: tuple[ModuleType, ...] = (
-    listing, serve, run, calibrate, report, compare, export, regress, fuzz, cleanup,
+    listing, serve, run, calibrate, report, compare, export, regress, fuzz, history, cleanup,
 )  # fmt: skip
 
 
