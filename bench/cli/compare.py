@@ -162,6 +162,7 @@ def print_comparison(comparison: Comparison, console: Console, *, all_rows: bool
     if not console.is_terminal:
         console = Console(width=220, no_color=True)
         table.box = box.ASCII
+    console.print(f"base: {comparison.base}; new: {comparison.new}", soft_wrap=True)
     if table.row_count:
         console.print(table)
     else:
@@ -192,10 +193,10 @@ def _rule(args: argparse.Namespace) -> Rule:
 
 
 def _history_base(args: argparse.Namespace, new: Run) -> list[Run]:
+    from bench.cli.history import RESULTS_ROOT
     from bench.history.store import HistoryStore, machine_key
 
-    root = new.path.parent.parent if new.path is not None else Path("results")
-    store = HistoryStore.open(args.db, root)
+    store = HistoryStore.open(args.db, RESULTS_ROOT)
     key = machine_key(new)
     runs = store.last_runs(key, args.against_history, exclude_run_id=new.run_id)
     if not runs:
