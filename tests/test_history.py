@@ -339,21 +339,24 @@ GUARD_RUNS = Path(__file__).resolve().parent / "fixtures" / "guard-runs"
 def test_compare_against_history_pools_the_last_runs_of_the_machine(
     db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Six real guard runs of one machine: the newest compared with the five before it is
+    """Real guard runs of one machine: the newest compared with the five before it is
     clean, and the comparison says what it pooled."""
     paths = sorted(GUARD_RUNS.iterdir())
     assert main(["history", "add", *map(str, paths[:-1]), "--db", db_url]) == 0
     capsys.readouterr()
     newest = Run.load(paths[-1])
-    assert main(["compare", "--against-history", "5", str(paths[-1]), "--db", db_url]) == 0
+    args = ["compare", "--guard", "--against-history", "5", str(paths[-1]), "--db", db_url]
+    assert main(args) == 0
     out = capsys.readouterr().out
+    assert "normalised to blocking-py" in out
     assert "last 5 runs in the history" in out
     assert "0 regressions" in out
-    pooled = [Run.load(p).run_id for p in paths[:-1]]
-    assert all(run_id in out for run_id in pooled), out
+    stored = [Run.load(p).run_id for p in paths[:-1]]
+    assert all(run_id in out for run_id in stored[-5:]), out
+    assert not any(run_id in out for run_id in stored[:-5]), out
     with HistoryStore.open(db_url, GUARD_RUNS) as store:
         last = store.last_runs(machine_key(newest), 2)
-    assert [r.run_id for r in last] == pooled[-2:]
+    assert [r.run_id for r in last] == stored[-2:]
 
 
 def test_compare_against_an_empty_history_exits_2(

@@ -18,9 +18,12 @@ from bench.analysis.compare import (
     DEFAULT_ALPHA,
     DEFAULT_COUNT_TOLERANCE,
     DEFAULT_FACTOR,
+    DEFAULT_OTHER_MACHINE_FACTOR,
     DEFAULT_RAW_CHECK,
     DEFAULT_REFERENCE_FACTOR,
     DISAGREE,
+    GUARD_METRICS,
+    GUARD_REFERENCE_ROLE,
     IMPROVEMENT,
     RAW_CHECKS,
     REGRESSION,
@@ -28,6 +31,7 @@ from bench.analysis.compare import (
     Comparison,
     Rule,
     compare_sides,
+    default_reference,
 )
 from bench.cli.options import positive_float, positive_int
 from bench.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -55,6 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=DEFAULT_FACTOR,
         help=f"smallest ratio of a time or rate that counts (default {DEFAULT_FACTOR})",
+    )
+    p.add_argument(
+        "--other-machine-factor",
+        type=positive_float,
+        default=DEFAULT_OTHER_MACHINE_FACTOR,
+        help="smallest normalised ratio that counts between two machines, where the raw "
+        f"values cannot be checked (default {DEFAULT_OTHER_MACHINE_FACTOR})",
     )
     p.add_argument(
         "--reference-factor",
@@ -87,6 +98,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reference",
         default=None,
         help="impl every metric is normalised to (default: the compare-reference impl)",
+    )
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help="judge as the CI guard does: its reference impl (role guard-reference) and its "
+        f"metrics ({', '.join(GUARD_METRICS)}) unless --reference or --metric say otherwise",
     )
     p.add_argument("--all", action="store_true", help="list every compared metric")
     p.add_argument(
@@ -183,6 +200,7 @@ def _rule(args: argparse.Namespace) -> Rule:
         factor=args.factor,
         alpha=args.alpha,
         reference_factor=args.reference_factor,
+        other_machine_factor=args.other_machine_factor,
         count_tolerance=args.count_tolerance,
         raw_check=args.raw_check,
     )
@@ -247,9 +265,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.calibrate_rule:
         return _calibrate(args, rule, console)
     base, new, label = _sides(args, console)
+    reference, metrics = args.reference, args.metric
     try:
+        if args.guard:
+            reference = reference or default_reference(*base, new, role=GUARD_REFERENCE_ROLE)
+            metrics = metrics or list(GUARD_METRICS)
         comparison = compare_sides(
-            base, new, rule=rule, reference=args.reference, metrics=args.metric, base_label=label
+            base, new, rule=rule, reference=reference, metrics=metrics, base_label=label
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -27,7 +27,10 @@ def calibration_table(calibration: RuleCalibration) -> Table:
     for s in slowdowns:
         table.add_column(f"reference {s:g}x", justify="right")
     for row in calibration.rows:
-        style = "bold" if (row.factor, row.raw_check) == calibration.chosen else None
+        chosen = (row.factor, row.raw_check) == calibration.chosen or (
+            row.other_machine and row.factor == calibration.chosen_other_machine
+        )
+        style = "bold" if chosen else None
         table.add_row(
             f"{row.factor:g}",
             row.raw_check,
@@ -41,10 +44,34 @@ def calibration_table(calibration: RuleCalibration) -> Table:
     return table
 
 
+def reference_table(calibration: RuleCalibration) -> Table:
+    """The reference's own factor: A/A false alarms of the reference, then power."""
+    slowdowns = sorted({s for r in calibration.reference_rows for s in r.power})
+    table = Table(
+        title=f"the reference {calibration.reference} judged raw against its own factor",
+        box=box.SIMPLE,
+    )
+    table.add_column("reference factor", justify="right")
+    table.add_column("A/A false alarms", justify="right")
+    for s in slowdowns:
+        table.add_column(f"caught {s:g}x", justify="right")
+    for row in calibration.reference_rows:
+        chosen = row.reference_factor == calibration.chosen_reference
+        table.add_row(
+            f"{row.reference_factor:g}",
+            row.false_alarms.describe(),
+            *(row.power[s].describe() for s in slowdowns),
+            style="bold" if chosen else None,
+        )
+    return table
+
+
 def print_calibration(calibration: RuleCalibration, console: Console) -> None:
     if not console.is_terminal:
         console = Console(width=240, no_color=True)
     console.print(calibration_table(calibration))
+    if calibration.reference_rows:
+        console.print(reference_table(calibration))
     console.print(
         f"held: alpha {calibration.rule.alpha:g}, reference factor "
         f"{calibration.rule.reference_factor:g}, counts ±{calibration.rule.count_tolerance:.0%}; "
@@ -57,4 +84,10 @@ def print_calibration(calibration: RuleCalibration, console: Console) -> None:
     if calibration.chosen is not None:
         factor, raw_check = calibration.chosen
         console.print(f"chosen ({CHOICE}): factor {factor:g}, raw check {raw_check}",
+                      soft_wrap=True)  # fmt: skip
+    if calibration.chosen_reference is not None:
+        console.print(f"chosen for the reference: factor {calibration.chosen_reference:g}",
+                      soft_wrap=True)  # fmt: skip
+    if calibration.chosen_other_machine is not None:
+        console.print(f"chosen between machines: factor {calibration.chosen_other_machine:g}",
                       soft_wrap=True)  # fmt: skip
