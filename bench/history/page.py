@@ -2,7 +2,7 @@
 
 ``render_trends(frame, out_dir)`` takes the values of ``HistoryStore.series`` and writes
 ``out_dir/index.html``: per metric and impl a figure of the per-run median over the runs in
-time order (ticks: date and short commit), one line per machine and kernel and
+time order (ticks: date, time and short commit), one line per machine and kernel and
 configuration, the change points marked on it and listed in a table below it.  Figures are
 PNG drawn with matplotlib's Agg canvas, inlined as base64: the page loads nothing else.
 """
@@ -45,7 +45,9 @@ class RunTick:
 
     @property
     def label(self) -> str:
-        return f"{self.created[:10]}\n{self.commit or self.run_id[:8]}"
+        """Date, time to the minute (UTC), and the short commit when the run has one."""
+        when = f"{self.created[:10]}\n{self.created[11:16]}"
+        return f"{when}\n{self.commit}" if self.commit else when
 
 
 @dataclass(frozen=True)
