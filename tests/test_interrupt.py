@@ -66,7 +66,7 @@ class Seen:
                 continue  # being replaced right now
             kind, details = raw.get("kind", ""), raw.get("details", {})
             self.kinds.add(kind)
-            if kind == "process" and "pid" in details:
+            if kind == "process" and isinstance(details.get("pid"), int):
                 pid = int(details["pid"])
                 self.processes[pid] = details.get("started")
                 argv = [str(arg) for arg in details.get("argv", [])]

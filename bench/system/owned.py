@@ -3,11 +3,16 @@ stopped (SIGTERM, grace, SIGKILL) and reaped on every way out.
 
 The ledger record names :func:`stop_recorded` as its cleaner, so a run killed with the
 child still running has it stopped by the next sweep — and the child's scratch folder
-removed with it, when it had one of the suite's.
+removed with it, when it had one of the suite's.  The record is written before the child
+is started, with a token the child carries in its environment (``HELLOBENCH_OWNED``): a
+run killed between the fork and the record of the pid leaves a child the sweep still
+finds.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -16,15 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from bench.system import ledger
-from bench.system.processes import DEFAULT_GRACE_S, ProcessIdentity, stop_child, stop_identified
+from bench.system.processes import (
+    DEFAULT_GRACE_S,
+    ProcessIdentity,
+    carrying,
+    stop_child,
+    stop_identified,
+)
 
 KIND = "process"
 CLEANER = "bench.system.owned:stop_recorded"
 SCRATCH_PREFIX = "hellobench-"
+OWNER_ENV = "HELLOBENCH_OWNED"  # the token every owned child carries in its environment
 
 
 class OwnedProcess:
-    """``subprocess.Popen(argv, **popen)`` recorded in the ledger as ``name-PID``."""
+    """``subprocess.Popen(argv, **popen)`` recorded in the ledger as ``name-TOKEN``."""
 
     def __init__(
         self,
@@ -35,15 +47,25 @@ class OwnedProcess:
         **popen: Any,
     ) -> None:
         self.argv = [str(a) for a in argv]
-        self.proc: subprocess.Popen[Any] = subprocess.Popen(self.argv, **popen)
-        self.ident = f"{name}-{self.proc.pid}"
-        identity = ProcessIdentity.of(self.proc.pid)
+        token = secrets.token_hex(8)
+        self.ident = f"{name}-{token}"
         self._details: dict[str, Any] = {
-            "pid": self.proc.pid,
-            "started": identity.started if identity else None,
+            "pid": None,
+            "token": token,
             "argv": self.argv,
             "scratch": str(scratch) if scratch else None,
         }
+        ledger.record(KIND, self.ident, CLEANER, **self._details)
+        env = dict(popen.pop("env", None) or os.environ)
+        env[OWNER_ENV] = token
+        try:
+            self.proc: subprocess.Popen[Any] = subprocess.Popen(self.argv, env=env, **popen)
+        except BaseException:
+            ledger.release(KIND, self.ident)
+            raise
+        identity = ProcessIdentity.of(self.proc.pid)
+        self._details["pid"] = self.proc.pid
+        self._details["started"] = identity.started if identity else None
         ledger.record(KIND, self.ident, CLEANER, **self._details)
         self._released = False
 
@@ -78,8 +100,14 @@ def _remove_scratch(folder: object) -> None:
 
 
 def stop_recorded(rec: ledger.Record) -> None:
-    """Ledger cleaner: stop the recorded process if it still runs, remove its scratch."""
+    """Ledger cleaner: stop the recorded process if it still runs (found by its pid and
+    start time, or, when the run died before recording them, by its token), remove its
+    scratch."""
     pid, started = rec.details.get("pid"), rec.details.get("started")
+    token = rec.details.get("token")
     if isinstance(pid, int) and isinstance(started, int | float):
         stop_identified(ProcessIdentity(pid, float(started)))
+    elif isinstance(token, str):
+        for identity in carrying(OWNER_ENV, token):
+            stop_identified(identity)
     _remove_scratch(rec.details.get("scratch"))

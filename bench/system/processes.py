@@ -64,6 +64,16 @@ def _gone_within(identity: ProcessIdentity, seconds: float) -> bool:
     return True
 
 
+def carrying(name: str, value: str) -> list[ProcessIdentity]:
+    """The running processes whose environment has ``name=value`` (those it may read)."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get(name) == value:
+                found.append(ProcessIdentity(proc.pid, proc.create_time()))
+    return found
+
+
 def stop_identified(identity: ProcessIdentity, grace_s: float = DEFAULT_GRACE_S) -> bool:
     """Stop the process ``identity`` names, if it still runs.  True when it was running."""
     proc = identity.process()
