@@ -1,5 +1,6 @@
 """Where client and server sit: ``lo`` (both on this host's loopback) or ``veth`` (a server
-namespace and a client namespace joined by a veth pair, addressed from 198.18.0.0/15).
+namespace and a client namespace joined by a veth pair, addressed from 198.18.0.0/15), or
+``two-hosts`` (the server on another machine, set up by bench/remote, never opened here).
 
 The veth topology is built with ``ip netns add`` and pyroute2 and always torn down:
 namespaces are named ``hb-<pid>-<n>-srv`` / ``hb-<pid>-<n>-cli`` and recorded in the
@@ -34,6 +35,8 @@ from bench.system import ledger
 from bench.system.netns import SUITE_PREFIX, entered, remove
 
 TOPOLOGIES = ("lo", "veth")
+# The server on another host, reached through OpenSSH (bench/remote): not opened here.
+TWO_HOSTS = "two-hosts"
 
 NETNS_CLEANER = "bench.system.netns:remove_recorded"
 VETH_SERVER_ADDR = "198.18.0.1"  # RFC 2544 benchmarking range
@@ -61,6 +64,7 @@ class Topology:
     max_size: int = MAX_REQUEST
     client_addr: str | None = None
     client_interface: str | None = None  # the peer end, inside client_netns
+    server_here: bool = True  # False: the server end is another host's, not ours to steer
 
     @property
     def peer(self) -> Peer | None:
@@ -82,6 +86,19 @@ class Topology:
             peer=self.peer,
             options=dict(options or {}),
         )
+
+
+def two_hosts(server_addr: str, server_interface: str) -> Topology:
+    """The server on another host at ``server_addr`` (its ``server_interface`` there), the
+    client here in this namespace."""
+    return Topology(
+        name=TWO_HOSTS,
+        server_addr=server_addr,
+        server_netns=None,
+        client_netns=None,
+        server_interface=server_interface,
+        server_here=False,
+    )
 
 
 LOOPBACK = Topology(

@@ -16,6 +16,7 @@ from types import ModuleType
 from rich.console import Console
 
 from bench.cli import (
+    agent,
     calibrate,
     cleanup,
     compare,
@@ -24,6 +25,7 @@ from bench.cli import (
     history,
     listing,
     regress,
+    remote_check,
     report,
     run,
     serve,
@@ -34,6 +36,7 @@ from bench.system import ledger
 
 COMMANDS: tuple[ModuleType, ...] = (
     listing, serve, run, calibrate, report, compare, export, regress, fuzz, history, cleanup,
+    remote_check, agent,
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from bench.analysis.answer import one_sentence
 from bench.analysis.summary import Summary, SummaryLine, summarize
 from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
+from bench.cli.remote_options import add_server_host_arguments, server_host
 from bench.driver.modes import MODES
 from bench.protocol import DEFAULT_PORT
 from bench.results.rows import ARRIVALS, Configuration
@@ -32,7 +33,7 @@ from bench.runner.config import (
 )
 from bench.runner.orchestrate import run_all
 from bench.runner.progress import StepLines
-from bench.topology import TOPOLOGIES
+from bench.topology import TOPOLOGIES, TWO_HOSTS
 
 NAME = "run"
 HELP = "measure impls and write results/<run-id>/results.json"
@@ -155,6 +156,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="guest watchdog, seconds (default: from the number of phases the guest runs)",
     )
     p.add_argument("--report", action="store_true", help="render the HTML report at the end")
+    add_server_host_arguments(p)
     p.add_argument("--env-name", default="host", help=argparse.SUPPRESS)
     p.add_argument("--accel", default="native", help=argparse.SUPPRESS)
     p.add_argument("--server-option", action="append", default=[], help=argparse.SUPPRESS)
@@ -208,14 +210,18 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     budget = budget_of(args)
     quick = budget == "quick"
     spend: Any = BUDGET_DEFAULTS[budget]
-    design = args.design or ("matrix" if args.impl else "standard")
+    remote = server_host(args, args.server_host)
+    design = args.design or ("matrix" if args.impl or remote else "standard")
+    topologies = tuple(args.topology) or ("lo",)
+    if remote is not None:
+        topologies = tuple(args.topology) or (TWO_HOSTS,)
     default_trials = (3 if quick else 5) if design == "matrix" else (3 if quick else 10)
     return RunConfig(
         out_root=args.out,
         impls=tuple(args.impl),
         modes=tuple(args.mode) or (("pingpong",) if quick else MODES),
         sizes=tuple(args.size) or (64,),
-        topologies=tuple(args.topology) or ("lo",),
+        topologies=topologies,
         duration_s=args.duration if args.duration is not None else spend["duration"],
         warmup_s=args.warmup if args.warmup is not None else spend["warmup"],
         trials=args.trials if args.trials is not None else default_trials,
@@ -228,7 +234,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         server_cpu=args.server_cpu,
         client_cpu=args.client_cpu,
         port=args.port,
-        env=args.env or ("host" if quick else "auto"),
+        env=args.env or ("host" if quick or remote else "auto"),
         env_name=args.env_name,
         accel=args.accel,
         calibrate=not args.no_calibrate,
@@ -243,6 +249,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         arrivals=args.arrivals,
         budget=budget,
         command=shlex.join(["python", "-m", "bench", *getattr(args, "raw_argv", [])]),
+        server_host=remote,
     )
 
 

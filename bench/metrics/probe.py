@@ -28,6 +28,8 @@ class PhaseMetrics:
     total = user + system + softirq + irq + steal; ``cpu_ns_by_cpu`` the same per CPU.
     ``server_cpu_ns`` covers the server's threads and its kernel threads.
     ``bpf_run_ns``/``bpf_run_cnt`` are summed over the accounted BPF programs.
+    With the server on another host, the server figures are that host's and
+    ``server_host_cpu_ns_by_cpu`` its CPU by CPU (``cpu_ns`` stays this host's).
     """
 
     wall_s: float
@@ -44,6 +46,8 @@ class PhaseMetrics:
     bpf_run_ns: int | None
     bpf_run_cnt: int | None
     notes: tuple[str, ...] = field(default=())
+    # the server host's CPU by CPU, when the server ran on another host than the client
+    server_host_cpu_ns_by_cpu: dict[int, dict[str, float]] | None = None
 
 
 class _Figure:

@@ -278,6 +278,25 @@ def _pm_qos(value: Any) -> str:
     return "no limit requested" if int(value) >= 2_000_000_000 else f"{int(value)} µs"
 
 
+def _server_host_facts(env: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Two hosts: the topology, and the server host's kernel, CPU and interface."""
+    there: Mapping[str, Any] = env.get("server_host") or {}
+    if not there:
+        return []
+    nic = there.get("nic")
+    link = (
+        f"{nic.get('interface')}, driver {nic.get('driver')}, queues {nic.get('sysfs_queues')}"
+        if isinstance(nic, Mapping)
+        else _show(nic)
+    )
+    return [
+        ("topology", f"two-hosts: the driver here, the server on {there.get('target')}"),
+        ("server host kernel", _show(there.get("kernel"))),
+        ("server host CPU", f"{there.get('cpu_model')} × {there.get('cpu_count')}"),
+        ("server host link", f"{there.get('address')} on {link}"),
+    ]
+
+
 def _env_info(environment: Environment) -> EnvInfo:
     name, env = environment.name, environment.record
     if not env:
@@ -294,6 +313,7 @@ def _env_info(environment: Environment) -> EnvInfo:
     evidence = (env.get("virtualization") or {}).get("evidence") or []
     if evidence:
         facts.append(("virtualization evidence", "; ".join(str(e) for e in evidence)))
+    facts += _server_host_facts(env)
     idle: Mapping[str, Any] = env.get("cpuidle") or {}
     if idle:
         states = ", ".join(

@@ -116,19 +116,29 @@ class PerRequest:
     server_cpu_busy_ns: float | None = None
     client_cpu_busy_ns: float | None = None
     cpu_ns: CpuNs = field(default_factory=CpuNs)
+    # With the server on another host (topology two-hosts), that host's CPU by kind, all
+    # its CPUs summed (``cpu_ns`` is then the client host's); absent otherwise.
+    server_host_cpu_ns: CpuNs | None = None
 
     def to_json(self) -> dict[str, Any]:
+        nested = ("cpu_ns", "server_host_cpu_ns")
         out: dict[str, Any] = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name != "cpu_ns"
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in nested
         }
         out["cpu_ns"] = self.cpu_ns.to_json()
+        if self.server_host_cpu_ns is not None:
+            out["server_host_cpu_ns"] = self.server_host_cpu_ns.to_json()
         return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> PerRequest:
-        names = [f.name for f in fields(cls) if f.name != "cpu_ns"]
+        nested = ("cpu_ns", "server_host_cpu_ns")
+        names = [f.name for f in fields(cls) if f.name not in nested]
+        there = raw.get("server_host_cpu_ns")
         return cls(
-            **{n: _num(raw.get(n)) for n in names}, cpu_ns=CpuNs.from_json(raw.get("cpu_ns") or {})
+            **{n: _num(raw.get(n)) for n in names},
+            cpu_ns=CpuNs.from_json(raw.get("cpu_ns") or {}),
+            server_host_cpu_ns=CpuNs.from_json(there) if isinstance(there, Mapping) else None,
         )
 
 

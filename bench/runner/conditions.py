@@ -23,5 +23,6 @@ def phase_conditions(
         if idle == "poll":
             stack.enter_context(cpu_latency_held(0))
         target = server_cpu if rx_cpu == "server" else None
-        stack.enter_context(steered(topo.server_netns, topo.server_interface, target))
+        if topo.server_here:  # another host's queues are that host's to steer
+            stack.enter_context(steered(topo.server_netns, topo.server_interface, target))
         yield

@@ -9,8 +9,9 @@ from pathlib import Path
 from bench.driver.modes import MODES, Mode
 from bench.errors import UsageError
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
+from bench.remote.ssh import ServerHost
 from bench.results.rows import ARRIVALS, FACTOR_LEVELS
-from bench.topology import TOPOLOGIES
+from bench.topology import TOPOLOGIES, TWO_HOSTS
 
 DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
 # Where receive processing (and so any kernel-side reply) runs: wherever the sender's
@@ -66,6 +67,7 @@ class RunConfig:
     arrivals: str = "uniform"  # rate mode's schedule: uniform | poisson
     budget: str = "default"  # BUDGETS
     command: str = ""  # the command line that asked for the run, as recorded
+    server_host: ServerHost | None = None  # the server on another host (topology two-hosts)
 
     def __post_init__(self) -> None:
         check(self)
@@ -96,8 +98,10 @@ def check(cfg: RunConfig) -> None:
     for mode in cfg.modes:
         if mode not in MODES:
             raise ConfigError(f"--mode {mode}: must be one of {', '.join(MODES)}")
+    if cfg.server_host is not None:
+        _check_two_hosts(cfg)
     for topo in cfg.topologies:
-        if topo not in TOPOLOGIES:
+        if topo not in TOPOLOGIES and not (topo == TWO_HOSTS and cfg.server_host is not None):
             raise ConfigError(f"--topology {topo}: must be one of {', '.join(TOPOLOGIES)}")
     if not cfg.duration_s > 0:
         raise ConfigError(f"--duration {cfg.duration_s}: must be a positive number of seconds")
@@ -162,3 +166,18 @@ def check(cfg: RunConfig) -> None:
                 f"--size {small[0]}: rate and flood modes need at least 24 bytes "
                 "(the driver header with sequence number); use --mode pingpong for smaller"
             )
+
+
+def _check_two_hosts(cfg: RunConfig) -> None:
+    if cfg.topologies != (TWO_HOSTS,):
+        raise ConfigError("--server-host sets the topology (two-hosts): drop --topology")
+    if cfg.env == "vm":
+        raise ConfigError("--server-host with --env vm: the guest cannot reach the server host")
+    if cfg.design != "matrix":
+        raise ConfigError(
+            f"--server-host with --design {cfg.design}: its receive-CPU levels steer the "
+            "server's queues, which are the server host's (use --design matrix)"
+        )
+    if "server" in cfg.rx_cpus:
+        raise ConfigError("--server-host with --rx-cpu server: the server host's receive "
+                          "queues are not steered from here")  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
@@ -141,11 +141,12 @@ class Runner:
             impls.append(ready.impl)
         return impls
 
-    def measure(self, impls: list[Impl]) -> None:
+    def measure(self, impls: list[Impl], opened: Sequence[Topology] = ()) -> None:
         """Every impl, trial and topology.  Timed runs are probe-free: the measurement hooks
         are switched on for each counting run only — except under TCG, where switching
         them (a static-key text patch on every vCPU) has wedged a vCPU: there they stay on
-        for the whole run and every row says it was timed with them held."""
+        for the whole run and every row says it was timed with them held.  ``opened``:
+        topologies the caller set up (two hosts), measured instead of the configured ones."""
         bpf = any(impl.manifest.kind == "ebpf" for impl in impls)
         self.hooks_held = HOOKS_HELD_UNDER_TCG if self.cfg.accel == "tcg" else None
         held: AbstractContextManager[list[str]] = (
@@ -154,7 +155,9 @@ class Runner:
         with held as notes:
             for note in notes:
                 self.progress(f"[{self.env}] measurement hook not held: {note}")
-            for topo_name in self.cfg.topologies:
+            for topo in opened:  # set up by the caller (two hosts)
+                self._measure_topology(impls, topo)
+            for topo_name in () if opened else self.cfg.topologies:
                 try:
                     with open_topology(topo_name) as topo:
                         self._measure_topology(impls, topo)

@@ -10,6 +10,7 @@ from bench import __version__
 from bench.errors import EXIT_FAILED, EXIT_OK
 from bench.host.capabilities import capabilities
 from bench.impl.registry import discover
+from bench.remote.measure import measure_two_hosts
 from bench.results.descriptions import ImplInfo
 from bench.results.provenance import suite_commit
 from bench.results.run import Run
@@ -61,6 +62,7 @@ def run_document_config(cfg: RunConfig) -> dict[str, object]:
         "command": cfg.command,
         "arrivals": cfg.arrivals,
         "blocks": [block.describe() for block in blocks(cfg)],
+        **({"server_host": cfg.server_host.describe()} if cfg.server_host else {}),
     }
 
 
@@ -102,9 +104,11 @@ def run_all(cfg: RunConfig, progress: Progress, *, vm_fault: str | None = None) 
     recording = start_run(cfg)
     progress(f"run {recording.run.run_id} → {recording.run_dir}")
     try:
-        if cfg.env in ("auto", "host"):
+        if cfg.server_host is not None:
+            measure_two_hosts(cfg, recording, progress)
+        elif cfg.env in ("auto", "host"):
             measure_here(cfg, recording, progress)
-        missing = needs_vm(cfg) if cfg.env == "auto" else []
+        missing = needs_vm(cfg) if cfg.env == "auto" and cfg.server_host is None else []
         if cfg.env == "vm" or missing:
             if missing:
                 progress(f"[vm] needed for: {', '.join(missing)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -82,9 +83,54 @@ class PhaseSpec:
         )
 
 
+@runtime_checkable
+class ProbedWhereItRuns(Protocol):
+    """A server on another host: its side is counted by probes there, around the same
+    measured run as the probes here, and its rows describe it as it is accounted there."""
+
+    def probe_start(self) -> None: ...
+
+    def probe_stop(self) -> PhaseMetrics: ...
+
+    def reported_accounting(self) -> Accounting: ...
+
+
+# What the probes here say of a server that is not here; the server host's figures replace it.
+_NO_SERVER_HERE = ("no server process", "no server task", "no BPF programs accounted",
+                   "no kernel threads accounted")  # fmt: skip
+
+
+def with_server_side(here: PhaseMetrics, there: PhaseMetrics) -> PhaseMetrics:
+    """The client's figures (and this host's CPU) from ``here``, the server's from
+    ``there`` (its probes on the server host); notes from there say so.  The window there
+    is a little wider (one request to the agent at each end, with no load on the server)."""
+    notes = [n for n in here.notes if not n.startswith(_NO_SERVER_HERE)]
+    notes += [f"server host: {n}" for n in there.notes if not n.startswith("no client process")]
+    return replace(
+        here,
+        server_syscalls=there.server_syscalls,
+        server_ctx_switches=there.server_ctx_switches,
+        kernel_thread_ctx_switches=there.kernel_thread_ctx_switches,
+        server_cpu_ns=there.server_cpu_ns,
+        bpf_run_ns=there.bpf_run_ns,
+        bpf_run_cnt=there.bpf_run_cnt,
+        server_host_cpu_ns_by_cpu=there.cpu_ns_by_cpu,
+        notes=tuple(dict.fromkeys(notes)),
+    )
+
+
 def failed_row(spec: PhaseSpec, error: str) -> PhaseRow:
     """The row of a phase that could not be measured: zeros counted, nothing invented."""
     return spec.row("failed", error)
+
+
+def _summed(by_cpu: dict[int, dict[str, float]]) -> dict[str, float]:
+    """CPU time by kind, summed over CPUs."""
+    total: dict[str, float] = {}
+    for kinds in by_cpu.values():
+        for kind, ns in kinds.items():
+            total[kind] = total.get(kind, 0.0) + ns
+    return total
 
 
 def per_request(
@@ -94,7 +140,8 @@ def per_request(
     client_cpu: int | None = None,
 ) -> PerRequest:
     """Every figure divided by ``replies``; ``bpf_run_ns`` is per program run instead; the
-    busy time of the server's and the client's pinned CPUs when they were pinned.
+    busy time of the server's and the client's pinned CPUs when they were pinned (the
+    server's, and ``server_host_cpu_ns``, from the server host's CPUs when it is another).
 
     None stays None; with no replies everything is None.
     """
@@ -109,9 +156,15 @@ def per_request(
         bpf_run_ns = metrics.bpf_run_ns / metrics.bpf_run_cnt
     cpu = metrics.cpu_ns
 
-    def busy(pinned: int | None) -> float | None:
-        by_cpu = metrics.cpu_ns_by_cpu.get(pinned) if pinned is not None else None
+    def busy(pinned: int | None, cpus: dict[int, dict[str, float]]) -> float | None:
+        by_cpu = cpus.get(pinned) if pinned is not None else None
         return None if by_cpu is None else div(by_cpu.get("total"))
+
+    def per_kind(ns: dict[str, float]) -> CpuNs:
+        return CpuNs(**{kind: div(ns.get(kind)) for kind in CpuNs.KINDS})
+
+    server_cpus = metrics.server_host_cpu_ns_by_cpu
+    there = None if server_cpus is None else _summed(server_cpus)
 
     return PerRequest(
         server_syscalls=div(metrics.server_syscalls),
@@ -123,9 +176,10 @@ def per_request(
         server_cpu_ns=div(metrics.server_cpu_ns),
         client_cpu_ns=div(metrics.client_cpu_ns),
         bpf_run_ns=bpf_run_ns,
-        server_cpu_busy_ns=busy(server_cpu),
-        client_cpu_busy_ns=busy(client_cpu),
-        cpu_ns=CpuNs(**{kind: div(cpu.get(kind)) for kind in CpuNs.KINDS}),
+        server_cpu_busy_ns=busy(server_cpu, server_cpus or metrics.cpu_ns_by_cpu),
+        client_cpu_busy_ns=busy(client_cpu, metrics.cpu_ns_by_cpu),
+        cpu_ns=per_kind(cpu),
+        server_host_cpu_ns=None if there is None else per_kind(there),
     )
 
 
@@ -200,21 +254,31 @@ def _latency(result: DriverResult) -> Latency:
 
 
 def _counting_run(
-    driver_config: DriverConfig, accounting: Accounting, bpf: bool, hooks_held: bool
+    driver_config: DriverConfig,
+    server: RunningServer,
+    accounting: Accounting,
+    bpf: bool,
+    hooks_held: bool,
 ) -> tuple[DriverResult, PhaseMetrics]:
     """The same load again with every probe on: the counts of the phase.  The hooks are
-    switched on for this run only, unless the caller holds them for the whole run."""
+    switched on for this run only, unless the caller holds them for the whole run.  A
+    server on another host has its probes there started and stopped with ours."""
     box: dict[str, PhaseMetrics] = {}
     probe: PhaseProbe | None = None
+    elsewhere = server if isinstance(server, ProbedWhereItRuns) else None
 
     def on_start(client_pid: int) -> None:
         nonlocal probe
         probe = PhaseProbe(accounting, client_pid)
         probe.start()
+        if elsewhere is not None:
+            elsewhere.probe_start()
 
     def on_end() -> None:
         if probe is not None:
             box["metrics"] = probe.stop()
+            if elsewhere is not None:
+                box["metrics"] = with_server_side(box["metrics"], elsewhere.probe_stop())
 
     hooks: AbstractContextManager[list[str]] = (
         nullcontext([]) if hooks_held else measurement_hooks_held(bpf_stats=bpf)
@@ -248,7 +312,9 @@ def measure_phase(
     stats_outside = stats_enabled() is True  # set machine-wide by someone else
     if hooks_held is not None:
         try:
-            timed, metrics = _counting_run(driver_config, accounting, spec.kind == "ebpf", True)
+            timed, metrics = _counting_run(
+                driver_config, server, accounting, spec.kind == "ebpf", True
+            )
         except (DriverError, OSError) as exc:
             return failed_row(spec, f"driver failed: {exc}")
         result = timed
@@ -267,7 +333,9 @@ def measure_phase(
             duration_s=min(driver_config.duration_s, COUNTING_MAX_S),
         )
         try:
-            result, metrics = _counting_run(counting_config, accounting, spec.kind == "ebpf", False)
+            result, metrics = _counting_run(
+                counting_config, server, accounting, spec.kind == "ebpf", False
+            )
         except (DriverError, OSError) as exc:
             return failed_row(spec, f"counting run failed: {exc}")
     problem = server.health()
@@ -284,6 +352,8 @@ def measure_phase(
         metrics = replace(metrics, notes=(*metrics.notes, stolen))
     counted = Counted(result.duration_s, result.replies, result.throughput_rps, _latency(result))
     samples = _save_samples(samples_dir, spec, timed) if len(timed.samples) else None
+    if isinstance(server, ProbedWhereItRuns):
+        accounting = server.reported_accounting()
     return measured_row(
         spec,
         timed,
