@@ -19,6 +19,9 @@ packages=(
 	postgresql
 	# the report's browser test
 	chromium
+	# two hosts (--server-host): the ssh client here, the tests' own sshd in a netns, and
+	# the server host's interface record (driver, offloads, channels)
+	openssh-server openssh-client ethtool
 	# a Python for nox
 	python3 python3-venv python3-pip
 )
@@ -37,7 +40,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	echo "bootstrap: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q
+	# no service the packages bring (sshd, PostgreSQL) is started: the tests start their
+	# own, bound to loopback or to a namespace's address
+	own_policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		own_policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\nexit 101\n' >"$own_policy"
+		chmod +x "$own_policy"
+		trap 'rm -f "$own_policy"' EXIT
+	fi
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	if [ -n "$own_policy" ]; then
+		rm -f "$own_policy"
+		trap - EXIT
+	fi
 fi
 
 if [ ! -x .venv/bin/nox ]; then
