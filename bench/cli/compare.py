@@ -35,7 +35,7 @@ from bench.analysis.compare import (
 )
 from bench.cli.options import positive_float, positive_int
 from bench.errors import EXIT_FAILED, EXIT_OK, UsageError
-from bench.results.metrics import METRIC_NAMES
+from bench.results.metrics import METRIC_NAMES, format_value
 from bench.results.run import Run
 
 NAME = "compare"
@@ -138,14 +138,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit == "ns":
-        return f"{value / 1000:.2f} µs"
-    if unit == "req/s":
-        return f"{value:,.0f}/s"
-    return f"{value:.3g}"
-
-
 def _p(p: float | None) -> str:
     return "" if p is None else f"{p:.4f}"
 
@@ -167,7 +159,8 @@ def render_table(comparison: Comparison, *, all_rows: bool = False) -> Table:
         judged = f"{c.ratio:.2f}x" + ("" if c.normalised else f" {c.judged}")
         table.add_row(
             c.key.env, c.key.impl, c.key.mode, str(c.key.size), load, c.metric,
-            _fmt(c.base_median, c.unit), _fmt(c.new_median, c.unit), f"{c.raw_ratio:.2f}x",
+            format_value(c.base_median, c.unit), format_value(c.new_median, c.unit),
+            f"{c.raw_ratio:.2f}x",
             judged, _p(c.p_value), _p(c.raw_p_value), f"{c.min_p:.2g}",
             f"{c.n_base}/{c.n_new}", c.verdict, style=_STYLE.get(c.verdict),
         )  # fmt: skip

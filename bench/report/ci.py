@@ -13,7 +13,7 @@ from typing import Any
 from bench.analysis.compare import UNCHANGED, Comparison
 from bench.analysis.stats import median
 from bench.results.frame import trial_values
-from bench.results.metrics import metric
+from bench.results.metrics import format_value, metric
 from bench.results.run import Run
 
 SMALLER_NAME = "benchmark-smaller-is-better.json"
@@ -21,14 +21,6 @@ BIGGER_NAME = "benchmark-bigger-is-better.json"
 SUMMARY_NAME = "summary.md"
 
 _SCALE = {"ns": (1e-3, "us")}  # github-action-benchmark charts read better in µs
-
-
-def _fmt(value: float, unit: str) -> str:
-    if unit == "ns":
-        return f"{value / 1000:.2f} µs"
-    if unit == "req/s":
-        return f"{value:,.0f}/s"
-    return f"{value:.3g}"
 
 
 def _p(p: float | None) -> str:
@@ -51,8 +43,8 @@ def markdown_summary(comparison: Comparison | None, run: Run, *, status: str) ->
     for c in comparison.changes:
         verdict = c.verdict if c.verdict == UNCHANGED else f"**{c.verdict}**"
         lines.append(
-            f"| {c.key.impl} | {c.key.mode} | {c.metric} | {_fmt(c.base_median, c.unit)} | "
-            f"{_fmt(c.new_median, c.unit)} | {c.raw_ratio:.2f}x | {c.ratio:.2f}x "
+            f"| {c.key.impl} | {c.key.mode} | {c.metric} | {format_value(c.base_median, c.unit)} | "
+            f"{format_value(c.new_median, c.unit)} | {c.raw_ratio:.2f}x | {c.ratio:.2f}x "
             f"({c.judged}) | {_p(c.p_value)} | {c.min_p:.2g} | {c.n_base}/{c.n_new} | "
             f"{verdict} |"
         )

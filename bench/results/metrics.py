@@ -164,3 +164,13 @@ def metric(name: str) -> Metric:
         return BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown metric {name!r} (known: {', '.join(METRIC_NAMES)})") from None
+
+
+def format_value(value: float, unit: str) -> str:
+    """A metric's value for a table cell, by its unit: ns as µs, rates per second, the rest
+    to three significant digits."""
+    if unit == "ns":
+        return f"{value / 1000:.2f} µs"
+    if unit == "req/s":
+        return f"{value:,.0f}/s"
+    return f"{value:.3g}"
