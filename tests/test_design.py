@@ -100,7 +100,7 @@ def test_the_guest_measures_the_claim_and_its_watchdog_allows_for_every_phase(
     assert guest_timeout(given) == 60.0
 
 
-def test_by_default_the_guest_measures_the_vm_ladder_at_the_default_levels(
+def test_by_default_the_guest_measures_the_vm_ladder_at_both_receive_cpus(
     tmp_path: Path,
 ) -> None:
     standard = RunConfig(out_root=tmp_path, design="standard", trials=10)
@@ -111,8 +111,26 @@ def test_by_default_the_guest_measures_the_vm_ladder_at_the_default_levels(
     (ladder,) = blocks(RunConfig(out_root=tmp_path, design="ladder", trials=10))
     assert set(ladder.impls) == holders
     assert {"kmod-kthread", "kmod-kthread-poll", "blocking-c", "spin-c"} <= holders
-    assert (ladder.rx_cpus, ladder.idles, ladder.server_levels) == (("client",), ("default",), ())
-    assert guest_phases(standard) == 10 * len(holders)  # no placement levels, no doses
+    # The primary contrasts are evaluated with receive processing on the server's CPU, so
+    # the guest's ladder has that level beside the default; idle=poll is --full's.
+    assert "server" in ladder.rx_cpus
+    assert (ladder.rx_cpus, ladder.idles, ladder.server_levels) == (
+        ("client", "server"), ("default",), (),
+    )  # fmt: skip
+    assert ladder.rounds == 10 and ladder.modes == ("pingpong",)
+    assert guest_phases(standard) == 10 * len(holders) * 2  # two receive CPUs, no doses
+
+
+def test_the_ladder_on_its_own_measures_both_receive_cpus_and_needs_a_server_cpu(
+    tmp_path: Path,
+) -> None:
+    named = RunConfig(out_root=tmp_path, design="ladder", impls=("blocking-c",), trials=3)
+    (ladder,) = blocks(named)
+    assert ladder.impls == ("blocking-c",) and ladder.rx_cpus == ("client", "server")
+    assert ladder.describe()["rx_cpus"] == ["client", "server"]  # as results.json records it
+    assert design_impls(named) == ("blocking-c",)
+    with pytest.raises(ConfigError, match="--server-cpu"):
+        RunConfig(out_root=tmp_path, design="ladder", server_cpu=None)
 
 
 def test_a_quick_claim_measures_the_default_levels_only(tmp_path: Path) -> None:

@@ -59,8 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="standard (default without --impl): the claim's ladder at every receive-CPU "
         "and idle level plus the transition dose-response, then a survey of every impl and "
-        "mode; claim: the claim's blocks only; ladder: the vm ladder at the default levels; "
-        "matrix (default with --impl): the product of the options",
+        "mode; claim: the claim's blocks only; ladder: the vm ladder at both receive-CPU "
+        "levels and the default idle policy; matrix (default with --impl): the product of "
+        "the options",
     )
     p.add_argument(
         "--survey-trials", type=int, default=None, help="rounds of the standard survey (3)"
@@ -144,8 +145,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument(
         "--full",
         action="store_true",
-        help="the whole experiment: the vm's claim at every level too, the survey's whole "
-        "load sweep, 1 s phases (the default spends about ten minutes)",
+        help="the whole experiment: the vm's claim at every idle level and with the "
+        "dose-response too, the survey's whole load sweep, 1 s phases (the default spends "
+        "about ten minutes)",
     )
     p.add_argument("--no-calibrate", action="store_true")
     p.add_argument("--sample-cap", type=int, default=None)

@@ -28,8 +28,9 @@ MIN_GUEST_TIMEOUT_S = 1800.0
 def guest_design(cfg: RunConfig) -> str:
     """What the guest measures: the vm environment is there for the comparisons the host
     kernel cannot make, so the standard design's survey runs on the host only, and unless
-    the budget is ``full`` the claim becomes its ladder at the default levels (under TCG
-    a phase costs seconds; placement and the dose-response are measured on the host)."""
+    the budget is ``full`` the claim becomes its ladder (design.py: both receive-CPU
+    levels, the default idle policy; under TCG a phase costs seconds, so the idle policy's
+    second level and the dose-response are measured on the host)."""
     if cfg.design not in ("standard", "claim"):
         return cfg.design
     return "claim" if cfg.budget == "full" else "ladder"
