@@ -1,111 +1,160 @@
-"""The answer to the question the suite exists for, in a few generated sentences.
+"""The answer to the question the suite exists for, generated from the primary family only.
 
-Does putting the server in the kernel avoid the user/kernel transition overhead, and how
-much of a difference is transitions, wake-ups, placement and idle policy?  Per
-environment: what removing the server's transitions did to p50 RTT (the ``transitions``
-effect, measured between control impls one property apart), and which measured effect was
-largest, and what one extra syscall on the request path cost (the dose-response slope)
-beside the calibrated null syscall.  Only pingpong effects answer (in rate and flood modes
-the RTT is mostly queueing).  Every figure is a measured difference with its interval; the
-sentences only choose which to say.
+Per environment and idle level, at the primary placement (receive work on the server's
+CPU): how much faster or slower each kernel-side server answers than its user-space twin,
+how much of a difference the server's transitions make (an impl without them, or the
+twin's dose-response per extra syscall times its request-path syscalls), and how much the
+server's wake-up; then whether the transitions the kernel-side servers avoid are
+measurable, and how large next to their whole difference.  Every number is a member of the
+family with its simultaneous interval; the sentences only say them, they choose nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from bench.analysis.dose import DoseResponse, dose_responses
-from bench.analysis.effects import Effect, effects
+from bench.analysis.primary import Family, Finding, families
+from bench.analysis.stats import Interval
+from bench.question import DOSE, KERNEL_VS_TWIN, PRIMARY_RX_CPU, TRANSITIONS, WAKE_UP
+from bench.results.metrics import fmt_us
 from bench.results.run import Run
 
-ANSWER_MODE = "pingpong"  # the claim's mode: one request in flight, RTT without queueing
-
 NOT_MEASURED = (
-    "no effect measured: the claim's ladder was not run (the standard and claim designs "
-    "run it; --impl alone runs the matrix)"
+    "no primary contrast measured: the question is asked at rx on the server's CPU, and "
+    "this run measured no pair of its impls there (the standard, claim and ladder designs "
+    "do; --impl alone runs what it names)"
 )
 
 
 def _us(ns: float) -> str:
-    return f"{ns / 1000:+.1f} µs"
+    return f"{fmt_us(ns)} µs"
 
 
-def _interval(e: Effect) -> str:
-    i = e.estimate.interval
-    return f"[{_us(i.low)}, {_us(i.high)}]"
+def _span(interval: Interval, sign: float = 1.0) -> str:
+    lo, hi = sorted((sign * interval.low, sign * interval.high))
+    return f"[{fmt_us(lo)}, {fmt_us(hi)}]"
 
 
-def _default_context(candidates: Sequence[Effect]) -> Effect | None:
-    """The effect measured at the default levels of the other factors, else the first."""
-    plain = [e for e in candidates if not e.context]
-    chosen = plain or list(candidates)
-    return chosen[0] if chosen else None
+def _difference(f: Finding, subject: str, against: str) -> str:
+    """ "X answers 22.4 µs [18.0, 26.8] faster than Y (p50 33.0 vs 55.4 µs)"."""
+    if f.mean is None or f.interval is None:
+        return f"{subject} vs {against}: {f.note}"
+    values = ""
+    if f.other is not None and f.baseline is not None:
+        values = f" (p50 {fmt_us(f.other)} vs {fmt_us(f.baseline)} µs)"
+    if not f.significant:
+        return (
+            f"{subject} and {against} do not differ measurably{values}: "
+            f"{fmt_us(f.mean)} µs {_span(f.interval)}"
+        )
+    if f.mean < 0:
+        return (
+            f"{subject} answers {_us(-f.mean)} {_span(f.interval, -1.0)} faster than "
+            f"{against}{values}"
+        )
+    return f"{subject} answers {_us(f.mean)} {_span(f.interval)} slower than {against}{values}"
 
 
-def _dose_part(dose: DoseResponse | None) -> str | None:
-    slope = dose.slope("rtt_p50") if dose is not None else None
-    if dose is None or slope is None:
-        return None
-    i = slope.interval
-    said = (
-        f"each extra syscall on the request path added {slope.slope:.0f} ns of p50 RTT "
-        f"[{i.low:.0f}, {i.high:.0f}] (dose-response slope)"
+def _transitions(f: Finding) -> tuple[str, tuple[float, Interval] | None]:
+    """What removing the transitions did, and (value, interval) per request in ns."""
+    if DOSE in f.contrast.kinds:
+        twin = f.contrast.a.impl
+        if f.mean is None or f.interval is None:
+            return f"the transitions' dose-response: {f.note}", None
+        per = f"{f.mean:.0f} ns [{f.interval.low:.0f}, {f.interval.high:.0f}]"
+        scaled = f.scaled
+        if scaled is None:
+            return (
+                f"each extra syscall on {twin}'s request path costs {per} (dose-response; "
+                f"{twin}'s request-path syscalls were not counted apart in this run)",
+                None,
+            )
+        value, interval = scaled
+        count = f.per_request_count or 0.0
+        return (
+            f"{twin}'s transitions account for {_us(value)} {_span(interval)} per request "
+            f"({count:.2f} request-path syscalls × {per} each, dose-response)",
+            scaled,
+        )
+    if f.mean is None or f.interval is None:
+        return f"removing the transitions ({f.contrast.change}): {f.note}", None
+    return (
+        f"removing the transitions ({f.contrast.change}) moves p50 RTT by "
+        f"{fmt_us(f.mean)} µs {_span(f.interval)}",
+        (-f.mean, Interval(-f.interval.high, -f.interval.low)),
     )
-    if dose.predicted is not None:
-        said += f" against a calibrated null syscall of {dose.predicted:.0f} ns"
-    return said
 
 
-def env_answer(
-    run: Run, env: str, found: Sequence[Effect], doses: Sequence[DoseResponse] = ()
-) -> str | None:
-    """One sentence for ``env``: the transitions effect, the largest effect and the
-    transition dose-response."""
-    rtt = [
-        e for e in found if e.key.env == env and e.metric == "rtt_p50" and e.key.mode == ANSWER_MODE
-    ]
-    dose = next((d for d in doses if d.key.env == env and d.key.mode == ANSWER_MODE), None)
-    if not rtt:
+def _wake_up(f: Finding) -> str:
+    if f.mean is None or f.interval is None:
+        return f"the server's wake-up ({f.contrast.change}): {f.note}"
+    return f"not sleeping ({f.contrast.change}) moves it by {fmt_us(f.mean)} µs {_span(f.interval)}"
+
+
+def _verdict(kernel: Sequence[Finding], saved: tuple[float, Interval] | None) -> str:
+    """Whether the transitions the kernel-side servers avoid are measurable, and how large
+    next to their whole difference."""
+    measured = [f for f in kernel if f.mean is not None]
+    if not measured:
+        return ""
+    if saved is None:
+        return "the transitions' share of that cannot be told here (not measured)"
+    value, interval = saved
+    whole = ", ".join(f"{f.contrast.b.impl} {fmt_us(-(f.mean or 0.0))} µs" for f in measured)
+    if interval.excludes_zero:
+        return (
+            f"so the transitions they avoid are measurable: {fmt_us(value)} µs "
+            f"{_span(interval)}, next to whole differences of {whole}"
+        )
+    return (
+        f"so the transitions they avoid are not measurable here ({fmt_us(value)} µs "
+        f"{_span(interval)} includes zero), next to whole differences of {whole}"
+    )
+
+
+def _at_idle(fam: Family, idle: str) -> str:
+    here = fam.at(idle)
+    kernel = [f for f in here if KERNEL_VS_TWIN in f.contrast.kinds]
+    parts = [_difference(f, f.contrast.b.impl, f.contrast.a.impl) for f in kernel]
+    saved = None
+    for f in here:
+        if TRANSITIONS in f.contrast.kinds or DOSE in f.contrast.kinds:
+            said, found = _transitions(f)
+            saved = saved or found
+            if KERNEL_VS_TWIN not in f.contrast.kinds or DOSE in f.contrast.kinds:
+                parts.append(said)
+    parts += [_wake_up(f) for f in here if WAKE_UP in f.contrast.kinds]
+    verdict = _verdict(kernel, saved)
+    text = f"with idle {idle}: " + "; ".join(parts)
+    return text + (f"; {verdict}" if verdict else "")
+
+
+def env_answer(run: Run, fam: Family) -> str | None:
+    """The primary verdict of one environment, or None when its family is empty."""
+    if not fam.findings:
         return None
-    label = run.environment(env).label()
-    biggest = max(rtt, key=lambda e: abs(e.estimate.mean))
-    transitions = _default_context([e for e in rtt if e.factor == "transitions"])
-    parts = []
-    if transitions is not None:
-        parts.append(
-            f"taking the transitions off the server's path ({transitions.change}) moved p50 "
-            f"RTT by {_us(transitions.estimate.mean)} {_interval(transitions)}"
-        )
-    if biggest is not transitions:
-        at = f", {biggest.context}" if biggest.context else ""
-        who = "" if biggest.key.impl in biggest.change else f" of {biggest.key.impl}"
-        parts.append(
-            f"the largest effect is {biggest.factor}{who} ({biggest.change}{at}): "
-            f"{_us(biggest.estimate.mean)} {_interval(biggest)}"
-        )
-    dose_said = _dose_part(dose)
-    if dose_said:
-        parts.append(dose_said)
-    return f"in {env} ({label}), " + "; ".join(parts)
+    label = run.environment(fam.env).label()
+    levels = [_at_idle(fam, idle) for idle in fam.idles]
+    rest = "".join(f" {t[0].upper()}{t[1:]}." for t in levels[1:])
+    return (
+        f"In {fam.env} ({label}), at rx on the server's CPU (rx_cpu={PRIMARY_RX_CPU}), "
+        f"{levels[0]}.{rest} ({fam.adjustment}.)"
+    )
 
 
-def answers(run: Run, found: Sequence[Effect] | None = None) -> dict[str, str]:
-    """Per environment with effects, its sentence (``found``: the run's effects, when the
-    caller has them)."""
-    found = effects(run) if found is None else found
-    doses = dose_responses(run)
+def answers(run: Run, found: Mapping[str, Family] | None = None) -> dict[str, str]:
+    """Per environment with a primary family, its answer."""
+    found = families(run) if found is None else found
     out = {}
     for env in run.env_names:
-        said = env_answer(run, env, found, doses)
+        fam = found.get(env)
+        said = env_answer(run, fam) if fam is not None else None
         if said:
             out[env] = said
     return out
 
 
 def one_sentence(run: Run) -> str:
-    """Every environment's answer in one sentence (95 % paired-t intervals over rounds)."""
+    """Every environment's answer, one after the other."""
     said = answers(run)
-    if not said:
-        return NOT_MEASURED
-    text = "; ".join(said.values())
-    return text[0].upper() + text[1:] + " (95 % intervals over rounds)."
+    return " ".join(said.values()) if said else NOT_MEASURED[0].upper() + NOT_MEASURED[1:] + "."

@@ -12,12 +12,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from bench.analysis.equivalence import EquivalenceTest, equivalence
+from bench.analysis.prediction import price
 from bench.analysis.stats import CONFIDENCE, Interval
+from bench.question import PREDICTION_ALPHA, margin_ns
 from bench.results.metrics import metric
 from bench.results.rows import Configuration
 from bench.results.run import Run
 
 DOSE_METRICS = ("rtt_p50", "server_cpu_busy_ns_per_req", "cpu_ns_per_req")
+PREDICTED_METRICS = ("rtt_p50", "server_cpu_busy_ns_per_req")
 # What the calibration predicts one unit of a dose costs (calibration key, what it is).
 PREDICTIONS: Mapping[str, tuple[str, str]] = {
     "extra_syscalls": ("null_syscall_ns", "the calibrated null syscall"),
@@ -32,6 +36,7 @@ class Slope:
     interval: Interval
     n: int
     method: str
+    se: float = float("nan")  # standard error of the slope
 
 
 @dataclass(frozen=True)
@@ -42,15 +47,21 @@ class DoseResponse:
     slopes: tuple[Slope, ...]
     predicted: float | None  # per unit, from the calibration
     predicted_by: str
+    predicted_se: float | None = None
 
     def slope(self, name: str) -> Slope | None:
         return next((s for s in self.slopes if s.metric == name), None)
 
-    def prediction_held(self, name: str = "rtt_p50") -> bool | None:
+    def prediction_test(self, name: str = "rtt_p50") -> EquivalenceTest | None:
+        """The slope against the predicted price per unit (TOST, margin 10 % of it); None
+        where nothing is predicted (or for CPU time, which the price does not model)."""
         found = self.slope(name)
-        if found is None or self.predicted is None:
+        if found is None or self.predicted is None or name not in PREDICTED_METRICS:
             return None
-        return found.interval.contains(self.predicted)
+        return equivalence(
+            found.slope, found.se, found.n - 2, self.predicted, self.predicted_se or 0.0,
+            margin_ns(None, per_unit=self.predicted), PREDICTION_ALPHA,
+        )  # fmt: skip
 
 
 def _single_dose(options: str) -> tuple[str, float] | None:
@@ -63,9 +74,11 @@ def _single_dose(options: str) -> tuple[str, float] | None:
         return None
 
 
-def fit_slope(points: list[tuple[float, float]], name: str) -> Slope | None:
+def fit_slope(
+    points: list[tuple[float, float]], name: str, confidence: float = CONFIDENCE
+) -> Slope | None:
     """Ordinary least squares of value on dose, Student-t interval on n - 2 degrees of
-    freedom; None with fewer than three points or one dose."""
+    freedom at ``confidence``; None with fewer than three points or one dose."""
     if len(points) < 3 or len({x for x, _ in points}) < 2:
         return None
     x = np.array([p[0] for p in points])
@@ -73,12 +86,14 @@ def fit_slope(points: list[tuple[float, float]], name: str) -> Slope | None:
     from scipy import stats as sps  # imported when used: it costs seconds under TCG
 
     fit = sps.linregress(x, y)
-    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2.0, len(points) - 2) * fit.stderr)
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, len(points) - 2) * fit.stderr)
     slope = float(fit.slope)
-    if not math.isfinite(half):
+    if not math.isfinite(half) or not math.isfinite(slope):
         return None
-    method = f"OLS over trials, t interval {CONFIDENCE:.0%}, n={len(points)}"
-    return Slope(name, slope, Interval(slope - half, slope + half), len(points), method)
+    shown = f"{confidence * 100:.4g}%"
+    method = f"OLS over trials, t interval {shown}, n={len(points)}"
+    interval = Interval(slope - half, slope + half)
+    return Slope(name, slope, interval, len(points), method, float(fit.stderr))
 
 
 def dose_responses(run: Run) -> list[DoseResponse]:
@@ -102,16 +117,18 @@ def dose_responses(run: Run) -> list[DoseResponse]:
         if not slopes:
             continue
         doses = tuple(sorted({x for pts in by_metric.values() for x, _ in pts}))
-        predicted, by = _prediction(run, key.env, dose)
-        out.append(DoseResponse(key, dose, doses, slopes, predicted, by))
+        predicted, by, se = _prediction(run, key.env, dose)
+        out.append(DoseResponse(key, dose, doses, slopes, predicted, by, se))
     return out
 
 
-def _prediction(run: Run, env: str, dose: str) -> tuple[float | None, str]:
+def _prediction(run: Run, env: str, dose: str) -> tuple[float | None, str, float | None]:
     calibration_key, what = PREDICTIONS.get(dose, ("", "no prediction for this dose"))
     if dose == "delay_ns":
-        return 1.0, what
+        return 1.0, what, 0.0
     if not calibration_key:
-        return None, what
-    value = run.environment(env).calibration.get(calibration_key)
-    return (float(value), what) if value is not None else (None, f"{what} (not calibrated)")
+        return None, what, None
+    found = price(run.environment(env).calibration, calibration_key)
+    if found is None:
+        return None, f"{what} (not calibrated)", None
+    return found.value, what, found.se

@@ -1,15 +1,19 @@
-"""Effects, measured: each factor's difference paired within rounds, with its interval.
+"""Exploratory effects: every other difference the run can pair, each with its interval
+and a Benjamini-Hochberg q-value over its environment's exploratory family.
 
 - Run factors (``rx_cpu``, ``idle``, ``client_wait``): a configuration at one level
   against the same configuration at the other, trial by trial (a trial is a round).
 - Server-path factors (``transitions``, ``sleeps``): impls whose manifests' ``server_path``
-  differ in that property alone (blocking-c → spin-c isolates sleeping; blocking-c →
-  kmod-kthread transitions).  With all four corners of transitions × sleeps measured, the
-  two main effects and their interaction as well.
+  differ in that property alone; with all four corners measured, their interaction too.
+- Comparisons: each impl against every impl its manifest ``compare_with`` names, in the
+  same configuration otherwise.
 
-Every estimate is the mean over rounds of (level B − level A), Student-t, n = rounds with
-both sides ok; a metric is absent where either side lacks it.  Beside each one, what the
-calibration predicted it to be (bench/analysis/prediction.py) and whether that held.
+Every estimate is the mean over rounds of (B − A) with its Student-t interval over the
+same pairs, n = rounds with both sides ok (at least ``MIN_ROUNDS``; fewer are listed as
+too few rounds, never estimated).  In rate mode a pair counts only where both sides were
+offered the same absolute rate (within ``SAME_RATE``).  The members of the primary family
+(bench/analysis/primary.py) are left out here: they are reported there, adjusted for their
+own family.  Nothing here is a headline.
 """
 
 from __future__ import annotations
@@ -18,24 +22,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bench.analysis.equivalence import EquivalenceTest, equivalence
 from bench.analysis.prediction import Prediction, predict
-from bench.analysis.stats import PairedEstimate, paired_t_interval
+from bench.analysis.primary import Family, path_corners
+from bench.analysis.stats import MIN_ROUNDS, PairedEstimate, bh_qvalues, paired_t_interval
+from bench.question import PREDICTION_ALPHA, PRIMARY_METRIC, margin_ns
 from bench.results.metrics import metric
 from bench.results.rows import FACTOR_LEVELS, Configuration, PhaseRow
 from bench.results.run import Run
 
 EFFECT_METRICS = ("rtt_p50", "cpu_ns_per_req", "server_cpu_busy_ns_per_req")
 RUN_FACTORS = FACTOR_LEVELS  # each with two levels: the effect is the second − the first
+SAME_RATE = 0.01  # rate mode: offered rates within 1 % of each other are the same load
+COMPARISON = "comparison"
 
 
 @dataclass(frozen=True)
 class Effect:
-    factor: str  # a run factor, a server-path property, or "transitions × sleeps"
+    factor: str  # a run factor, a server-path property, "transitions × sleeps", comparison
     change: str  # what the difference is, e.g. "client → server" or "spin-c − blocking-c"
     key: Configuration  # the configuration at level A
+    other: Configuration  # the configuration at level B (A for an interaction)
     metric: str
     estimate: PairedEstimate  # level B − level A, in the metric's unit
     prediction: Prediction  # what the calibration predicted B − A to be
+    test: EquivalenceTest | None = None
+    q: float = float("nan")  # Benjamini-Hochberg over the environment's exploratory effects
 
     @property
     def context(self) -> str:
@@ -50,9 +62,26 @@ class Effect:
         return ", ".join(parts)
 
     @property
-    def held(self) -> bool | None:
-        """Whether the measured interval holds the prediction (None: nothing predicted)."""
-        return self.prediction.held(self.estimate.interval)
+    def outcome(self) -> str | None:
+        """The prediction's equivalence test: held | failed | inconclusive (None: nothing
+        predicted)."""
+        return None if self.test is None else self.test.outcome
+
+
+@dataclass(frozen=True)
+class TooFew:
+    """A difference that could not be estimated: fewer than MIN_ROUNDS paired rounds."""
+
+    factor: str
+    change: str
+    key: Configuration
+    n: int
+
+
+@dataclass(frozen=True)
+class Exploratory:
+    effects: tuple[Effect, ...]
+    too_few: tuple[TooFew, ...]
 
 
 def _by_trial(rows: Iterable[PhaseRow]) -> dict[Configuration, dict[int, PhaseRow]]:
@@ -63,16 +92,24 @@ def _by_trial(rows: Iterable[PhaseRow]) -> dict[Configuration, dict[int, PhaseRo
     return out
 
 
-def _paired(
-    a: Mapping[int, PhaseRow], b: Mapping[int, PhaseRow], name: str
-) -> PairedEstimate | None:
+def _same_load(a: PhaseRow, b: PhaseRow) -> bool:
+    """Rate mode compares only equal offered rates; other modes offer no rate."""
+    if a.mode != "rate":
+        return True
+    ra, rb = a.offered_rps, b.offered_rps
+    return ra is not None and rb is not None and abs(ra - rb) <= SAME_RATE * max(ra, rb)
+
+
+def _differences(a: Mapping[int, PhaseRow], b: Mapping[int, PhaseRow], name: str) -> list[float]:
     read = metric(name).read
     diffs = []
     for trial in sorted(set(a) & set(b)):
+        if not _same_load(a[trial], b[trial]):
+            continue
         va, vb = read(a[trial]), read(b[trial])
         if va is not None and vb is not None:
             diffs.append(float(vb) - float(va))
-    return paired_t_interval(diffs)
+    return diffs
 
 
 Side = tuple[Configuration, Mapping[int, PhaseRow]]
@@ -86,9 +123,53 @@ def _predicted(run: Run, name: str, terms: Sequence[tuple[float, Side]]) -> Pred
     )
 
 
-def run_factor_effects(run: Run) -> list[Effect]:
+def _baseline(rows: Mapping[int, PhaseRow], name: str) -> float | None:
+    read = metric(name).read
+    values = [float(v) for r in rows.values() if (v := read(r)) is not None]
+    return sum(values) / len(values) if values else None
+
+
+class _Collector:
+    """Effects and too-few-rounds differences as they are paired."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.effects: list[Effect] = []
+        self.too_few: list[TooFew] = []
+
+    def pair(self, factor: str, change: str, a: Side, b: Side) -> None:
+        (key, rows_a), (other, rows_b) = a, b
+        short = 0
+        for name in EFFECT_METRICS:
+            diffs = _differences(rows_a, rows_b, name)
+            estimate = paired_t_interval(diffs)
+            if estimate is None:
+                short = max(short, len(diffs)) if diffs else short
+                continue
+            guess = _predicted(self.run, name, [(-1.0, a), (1.0, b)])
+            test = _test(estimate, guess, _baseline(rows_a, name))
+            self.effects.append(Effect(factor, change, key, other, name, estimate, guess, test))
+        if (
+            short
+            and short < MIN_ROUNDS
+            and not any(e.key == key and e.other == other for e in self.effects)
+        ):
+            self.too_few.append(TooFew(factor, change, key, short))
+
+
+def _test(
+    estimate: PairedEstimate, guess: Prediction, baseline: float | None
+) -> EquivalenceTest | None:
+    if guess.value is None:
+        return None
+    return equivalence(
+        estimate.mean, estimate.se, estimate.df, guess.value, guess.se or 0.0,
+        margin_ns(baseline), PREDICTION_ALPHA,
+    )  # fmt: skip
+
+
+def _run_factors(run: Run, out: _Collector) -> None:
     trials = _by_trial(run.rows)
-    out: list[Effect] = []
     for factor, (level_a, level_b) in RUN_FACTORS.items():
         for key, a in sorted(trials.items(), key=lambda kv: kv[0].sort_key()):
             if getattr(key, factor) != level_a:
@@ -96,26 +177,8 @@ def run_factor_effects(run: Run) -> list[Effect]:
             partner: dict[str, Any] = {factor: level_b}
             b_key = replace(key, **partner)
             b = trials.get(b_key)
-            if b is None:
-                continue
-            for name in EFFECT_METRICS:
-                estimate = _paired(a, b, name)
-                if estimate is not None:
-                    guess = _predicted(run, name, [(-1.0, (key, a)), (1.0, (b_key, b))])
-                    change = f"{level_a} → {level_b}"
-                    out.append(Effect(factor, change, key, name, estimate, guess))
-    return out
-
-
-def _corners(run: Run) -> dict[tuple[bool, bool], str]:
-    """(transitions, sleeps) -> the path-control impl whose manifest says so (first by
-    name): other impls may declare their server path without joining the ladder."""
-    found: dict[tuple[bool, bool], str] = {}
-    for name in sorted(run.impls):
-        path = run.impls[name].server_path
-        if "path-control" in run.impls[name].roles and "transitions" in path and "sleeps" in path:
-            found.setdefault((path["transitions"], path["sleeps"]), name)
-    return found
+            if b is not None:
+                out.pair(factor, f"{level_a} → {level_b}", (key, a), (b_key, b))
 
 
 def _corner(factor: str, value: bool, other: bool) -> tuple[bool, bool]:
@@ -126,12 +189,11 @@ def _corner(factor: str, value: bool, other: bool) -> tuple[bool, bool]:
 ALL_CORNERS = ((True, True), (True, False), (False, True), (False, False))
 
 
-def server_path_effects(run: Run) -> list[Effect]:
+def _server_path(run: Run, out: _Collector) -> None:
     """Removing one server-path property (the impl without it − the impl with it), at each
     value of the other; the interaction when all four corners were measured."""
-    corners = _corners(run)
+    corners = path_corners(run)
     trials = _by_trial(run.rows)
-    out: list[Effect] = []
     for key in sorted(trials, key=Configuration.sort_key):
         if key.impl != corners.get((True, True)):
             continue
@@ -145,15 +207,9 @@ def server_path_effects(run: Run) -> list[Effect]:
                 change = f"{corners[without]} − {corners[with_it]}"
                 base = replace(key, impl=corners[with_it])
                 other_key = replace(key, impl=corners[without])
-                for name in EFFECT_METRICS:
-                    estimate = _paired(a, b, name)
-                    if estimate is not None:
-                        terms = [(-1.0, (base, a)), (1.0, (other_key, b))]
-                        guess = _predicted(run, name, terms)
-                        out.append(Effect(factor, change, base, name, estimate, guess))
+                out.pair(factor, change, (base, a), (other_key, b))
         if all(at.get(c) is not None for c in ALL_CORNERS):
-            out.extend(_interaction(run, key, at, corners))
-    return out
+            _interaction(run, key, at, corners, out)
 
 
 def _interaction(
@@ -161,12 +217,16 @@ def _interaction(
     key: Configuration,
     at: Mapping[tuple[bool, bool], Mapping[int, PhaseRow] | None],
     corners: Mapping[tuple[bool, bool], str],
-) -> list[Effect]:
+    out: _Collector,
+) -> None:
     """(T,S) − (¬T,S) − [(T,¬S) − (¬T,¬S)]: how much removing transitions saves more when
     the server also sleeps."""
     tt, tf, ft, ff = (at[(True, True)], at[(True, False)], at[(False, True)], at[(False, False)])
     assert tt is not None and tf is not None and ft is not None and ff is not None
-    out = []
+    change = (
+        f"({corners[(True, True)]} − {corners[(False, True)]}) − "
+        f"({corners[(True, False)]} − {corners[(False, False)]})"
+    )
     for name in EFFECT_METRICS:
         read = metric(name).read
         diffs = []
@@ -176,62 +236,63 @@ def _interaction(
                 a, b, c, d = (float(x) for x in v if x is not None)
                 diffs.append((a - b) - (c - d))
         estimate = paired_t_interval(diffs)
-        if estimate is not None:
-            change = (
-                f"({corners[(True, True)]} − {corners[(False, True)]}) − "
-                f"({corners[(True, False)]} − {corners[(False, False)]})"
-            )
-            signs = {(True, True): 1.0, (False, True): -1.0, (True, False): -1.0}
-            terms = [
-                (signs.get(c, 1.0), (replace(key, impl=corners[c]), rows))
-                for c, rows in ((c, at[c]) for c in ALL_CORNERS)
-                if rows is not None
-            ]
-            guess = _predicted(run, name, terms)
-            out.append(Effect("transitions × sleeps", change, key, name, estimate, guess))
-    return out
-
-
-def effects(run: Run) -> list[Effect]:
-    return run_factor_effects(run) + server_path_effects(run)
-
-
-def _us(ns: float) -> str:
-    return f"{ns / 1000:+.1f} µs"
-
-
-def _said(e: Effect) -> str:
-    i = e.estimate.interval
-    return (
-        f"{_us(e.estimate.mean)} [{_us(i.low)}, {_us(i.high)}] "
-        f"({e.estimate.method}{'' if i.excludes_zero else '; the interval includes zero'})"
-    )
-
-
-def verdicts(run: Run, found: Sequence[Effect]) -> dict[str, list[str]]:
-    """Per environment, sentences generated from the RTT effects: which factor moved p50
-    RTT most, and what each factor did."""
-    out: dict[str, list[str]] = {}
-    for env in run.env_names:
-        rtt = [e for e in found if e.key.env == env and e.metric == "rtt_p50"]
-        if not rtt:
+        if estimate is None:
             continue
-        label = run.environment(env).label()
-        # the largest among pingpong effects: in rate and flood the RTT is mostly queueing
-        biggest = max(
-            [e for e in rtt if e.key.mode == "pingpong"] or rtt, key=lambda e: abs(e.estimate.mean)
-        )
-        lines = [
-            f"In {env} ({label}), the largest measured effect on p50 RTT is {biggest.factor} "
-            f"({biggest.change}, {biggest.key.impl} {biggest.key.mode} {biggest.key.size} B "
-            f"{biggest.key.topology}): {_said(biggest)}."
+        signs = {(True, True): 1.0, (False, True): -1.0, (True, False): -1.0}
+        terms = [
+            (signs.get(c, 1.0), (replace(key, impl=corners[c]), rows))
+            for c, rows in ((c, at[c]) for c in ALL_CORNERS)
+            if rows is not None
         ]
-        for factor in ("transitions", "sleeps", "transitions × sleeps", *RUN_FACTORS):
-            for e in (x for x in rtt if x.factor == factor and x is not biggest):
-                at = f", {e.context}" if e.context else ""
-                lines.append(
-                    f"{factor} ({e.change}, {e.key.impl} {e.key.mode} {e.key.size} B{at}): "
-                    f"p50 RTT {_said(e)}."
-                )
-        out[env] = lines
-    return out
+        guess = _predicted(run, name, terms)
+        test = _test(estimate, guess, _baseline(tt, name))
+        out.effects.append(
+            Effect("transitions × sleeps", change, key, key, name, estimate, guess, test)
+        )
+
+
+def _comparisons(run: Run, out: _Collector) -> None:
+    """Each impl minus every impl its manifest compares it with, configuration by
+    configuration."""
+    trials = _by_trial(run.rows)
+    for key in sorted(trials, key=Configuration.sort_key):
+        info = run.impls.get(key.impl)
+        if info is None:
+            continue
+        for base in info.compare_with:
+            base_key = replace(key, impl=base)
+            if base_key in trials:
+                change = f"{key.impl} − {base}"
+                out.pair(COMPARISON, change, (base_key, trials[base_key]), (key, trials[key]))
+
+
+def _in_family(e: Effect, families: Mapping[str, Family]) -> bool:
+    fam = families.get(e.key.env)
+    if fam is None or e.metric != PRIMARY_METRIC:
+        return False
+    return any((f.contrast.a, f.contrast.b) == (e.key, e.other) for f in fam.findings)
+
+
+def _dedupe(found: Sequence[Effect]) -> list[Effect]:
+    """One effect per (A, B, metric): a pair of impls can be both a server-path step and a
+    manifest comparison."""
+    seen: dict[tuple[Configuration, Configuration, str], Effect] = {}
+    for e in found:
+        seen.setdefault((e.key, e.other, e.metric), e)
+    return list(seen.values())
+
+
+def exploratory(run: Run, families: Mapping[str, Family]) -> Exploratory:
+    """Every pairable difference outside the primary families, with q-values per
+    environment."""
+    out = _Collector(run)
+    _run_factors(run, out)
+    _server_path(run, out)
+    _comparisons(run, out)
+    kept = [e for e in _dedupe(out.effects) if not _in_family(e, families)]
+    with_q: list[Effect] = []
+    for env in run.env_names:
+        here = [e for e in kept if e.key.env == env]
+        qs = bh_qvalues([e.estimate.p for e in here])
+        with_q += [replace(e, q=q) for e, q in zip(here, qs, strict=True)]
+    return Exploratory(tuple(with_q), tuple(dict.fromkeys(out.too_few)))

@@ -1,11 +1,10 @@
-"""Statistics shared by the report and compare: medians, bootstrap intervals, Mann-Whitney U.
+"""Statistics shared by the report and compare: medians, paired t intervals with their
+p-values, family adjustments (Bonferroni intervals, Benjamini-Hochberg q-values) and the
+Mann-Whitney U test.
 
-The bootstrap is documented here because the report's numbers must be reproducible:
-:func:`bootstrap_diff_ci` draws ``resamples`` resamples of each group independently
-(with replacement, ``numpy.random.default_rng(seed)``, first all baseline index rows
-then all candidate index rows), takes the difference of the resample means
-``mean(baseline*) - mean(candidate*)`` and returns the 2.5th and 97.5th percentiles
-(numpy's default linear interpolation) for a 95% interval.
+Every interval here is over paired differences (one per round, both sides measured in it),
+so a point estimate and its interval always come from the same pairs; fewer than
+``MIN_ROUNDS`` pairs give no interval at all.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-BOOTSTRAP_SEED = 2493
-BOOTSTRAP_RESAMPLES = 10_000
 CONFIDENCE = 0.95
 
 
@@ -47,52 +44,79 @@ class Interval:
         return not self.contains(0.0)
 
 
-def bootstrap_diff_ci(
-    baseline: Sequence[float],
-    candidate: Sequence[float],
-    *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
-) -> Interval:
-    """Percentile bootstrap interval of ``mean(baseline) - mean(candidate)``."""
-    if not baseline or not candidate:
-        raise ValueError("bootstrap needs at least one value in each group")
-    a = np.asarray(baseline, dtype=float)
-    b = np.asarray(candidate, dtype=float)
-    rng = np.random.default_rng(seed)
-    ia = rng.integers(0, a.size, size=(resamples, a.size))
-    ib = rng.integers(0, b.size, size=(resamples, b.size))
-    diffs = a[ia].mean(axis=1) - b[ib].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(diffs, [tail, 100.0 - tail])
-    return Interval(float(low), float(high))
+MIN_ROUNDS = 3  # fewer paired rounds give no interval: the spread of one or two is no spread
 
 
 @dataclass(frozen=True)
 class PairedEstimate:
-    """Mean of paired differences with its Student-t interval; ``method`` says how."""
+    """Mean of paired differences with its Student-t interval and the two-sided p-value of
+    "the mean difference is zero"; ``method`` says how (confidence, adjustment, n)."""
 
     mean: float
     interval: Interval
     n: int
     method: str
+    p: float = float("nan")
+    se: float = float("nan")  # standard error of the mean difference
+
+    @property
+    def df(self) -> int:
+        return self.n - 1
 
 
 def paired_t_interval(
-    differences: Sequence[float], confidence: float = CONFIDENCE
+    differences: Sequence[float],
+    confidence: float = CONFIDENCE,
+    *,
+    min_n: int = MIN_ROUNDS,
+    adjustment: str = "",
 ) -> PairedEstimate | None:
     """Mean of ``differences`` (one per pair) with the two-sided Student-t interval on
-    n - 1 degrees of freedom; None with fewer than two pairs (no spread to go on)."""
+    n - 1 degrees of freedom at ``confidence`` (already adjusted by the caller when it is
+    one of a family: ``adjustment`` names how); None with fewer than ``min_n`` pairs or a
+    non-finite difference."""
     from scipy import stats as sps  # imported when used: it costs seconds under TCG
 
     d = np.asarray(differences, dtype=float)
-    if d.size < 2:
+    if d.size < max(2, min_n) or not np.all(np.isfinite(d)):
         return None
     mean = float(d.mean())
-    half = float(sps.t.ppf(0.5 + confidence / 2.0, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
-    method = f"paired t, {confidence:.0%}, n={d.size}"
-    return PairedEstimate(mean, Interval(mean - half, mean + half), int(d.size), method)
+    se = float(d.std(ddof=1) / math.sqrt(d.size))
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, d.size - 1) * se)
+    p = float(2.0 * sps.t.sf(abs(mean) / se, d.size - 1)) if se > 0 else float(mean == 0)
+    method = f"paired t, {confidence:.{_digits(confidence)}%}{adjustment}, n={d.size}"
+    return PairedEstimate(mean, Interval(mean - half, mean + half), int(d.size), method, p, se)
+
+
+def _digits(confidence: float) -> int:
+    """Decimals that show ``confidence`` as a percentage without rounding it to 100 %."""
+    for digits in range(0, 4):
+        if round(confidence * 100, digits) == round(confidence * 100, 6):
+            return digits
+    return 4
+
+
+def bonferroni_confidence(family_size: int, confidence: float = CONFIDENCE) -> float:
+    """Per-interval confidence that makes ``family_size`` intervals hold together with
+    probability at least ``confidence`` (Bonferroni)."""
+    return 1.0 - (1.0 - confidence) / max(1, family_size)
+
+
+def bh_qvalues(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg q-values (step-up adjusted p-values), in the order given."""
+    m = len(p_values)
+    if m == 0:
+        return []
+    order = sorted(range(m), key=lambda i: p_values[i])
+    q = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        p = p_values[i]
+        value = min(1.0, p * m / rank) if math.isfinite(p) else 1.0
+        running = min(running, value)
+        q[i] = running
+    return q
 
 
 def min_two_sided_p(n1: int, n2: int) -> float:

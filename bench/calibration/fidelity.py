@@ -235,7 +235,7 @@ def ratio_estimate(top: Sequence[float], bottom: Sequence[float]) -> dict[str, A
     """The geometric mean of the per-repetition ratios top/bottom with the Student-t
     interval of their logarithms (None bounds with fewer than two repetitions)."""
     logs = [math.log(a / b) for a, b in zip(top, bottom, strict=True)]
-    est = paired_t_interval(logs)
+    est = paired_t_interval(logs, min_n=2)
     if est is None:
         return {
             "ratio": math.exp(logs[0]) if logs else None,
