@@ -7,14 +7,15 @@ the larger of their round counts, with the longer of their durations.
 
 - ``matrix``: one block, the product of the run's own options (``--impl``, ``--mode``,
   ``--rx-cpu``, ...), ``--trials`` rounds.
-- ``claim``: the experiment the claim is judged by (under ``--quick``: at the default
-  levels only).  The ladder — the impls whose
-  manifests give them the ``claim`` role: the user-space twin, its controls one
+- ``claim``: the experiment the claim is judged by (under ``--quick``: at the question's
+  placement, rx on the server's CPU, and the default idle policy only).  The ladder — the
+  impls whose manifests give them the ``claim`` role: the user-space twin, its controls one
   server-path property away (one never sleeps, one makes no syscalls, one neither) and the
   kernel-side servers — in pingpong at the claim size, at both levels of the receive CPU
   and of the idle policy, for ``--trials`` rounds (10 unless given); and the transition
   dose-response of the ``transition-dose`` impl (``extra_syscalls`` = 0, 100, 200) at the
-  default levels, for as many rounds.  ``--impl`` replaces the ladder.
+  question's placement (bench/question.py) and each idle level, for as many rounds.
+  ``--impl`` replaces the ladder.
 - ``ladder``: the claim's ladder at both levels of the receive CPU and the default idle
   policy only, no dose-response; the ladder is the impls with the ``claim-vm`` role (the
   user-space twin, its controls and the kernel modules: the comparisons only a modular
@@ -34,6 +35,7 @@ from dataclasses import dataclass, replace
 
 from bench.driver.modes import Mode
 from bench.impl.registry import discover
+from bench.question import PRIMARY_RX_CPU
 from bench.results.rows import FACTOR_LEVELS
 from bench.runner.config import RunConfig
 
@@ -92,10 +94,10 @@ def claim_blocks(cfg: RunConfig) -> list[Block]:
     entries = discover()
     ladder = cfg.impls or tuple(n for n, e in entries.items() if CLAIM_ROLE in e.manifest.roles)
     dose = [n for n in ladder if DOSE_ROLE in entries[n].manifest.roles]
-    default = tuple(levels[0] for levels in FACTOR_LEVELS.values())
-    rx, idle, wait = default
-    # A quick look measures the ladder at the default levels only.
-    rx_cpus = (rx,) if cfg.budget == "quick" else FACTOR_LEVELS["rx_cpu"]
+    idle, wait = FACTOR_LEVELS["idle"][0], FACTOR_LEVELS["client_wait"][0]
+    # A quick look measures the ladder where the question is asked only: receive work on
+    # the server's CPU, the default idle policy.
+    rx_cpus = (PRIMARY_RX_CPU,) if cfg.budget == "quick" else FACTOR_LEVELS["rx_cpu"]
     idles = (idle,) if cfg.budget == "quick" else FACTOR_LEVELS["idle"]
     blocks = [
         Block(
@@ -104,10 +106,11 @@ def claim_blocks(cfg: RunConfig) -> list[Block]:
         )
     ]  # fmt: skip
     if dose:
+        # the transitions' price in place, at the question's placement and every idle level
         blocks.append(
             Block(
-                "dose", (dose[0],), (CLAIM_MODE,), (CLAIM_SIZE,), (rx,), (idle,), (wait,),
-                (DOSE_LEVELS,), cfg.trials, cfg.claim_duration_s,
+                "dose", (dose[0],), (CLAIM_MODE,), (CLAIM_SIZE,), (PRIMARY_RX_CPU,), idles,
+                (wait,), (DOSE_LEVELS,), cfg.trials, cfg.claim_duration_s,
             )
         )  # fmt: skip
     return blocks
