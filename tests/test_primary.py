@@ -175,10 +175,8 @@ def test_without_an_impl_free_of_transitions_the_dose_slope_answers() -> None:
     for t in range(4):
         for k in (0, 100, 200):
             p50 = 60.0 + 0.2 * k + NOISE[t] * (k / 200)  # 200 ns per extra syscall
-            rows.append(
-                _row("blocking-c", t, p50, server_options=f"extra_syscalls={k}",
-                     per_request=per_request)  # fmt: skip
-            )
+            options = f"extra_syscalls={k}"
+            rows.append(_row("blocking-c", t, p50, server_options=options, per_request=per_request))
     fam = family(_run(rows), "host")
     (dose,) = [f for f in fam.findings if DOSE in f.contrast.kinds]
     assert TRANSITIONS not in {k for f in fam.findings for k in f.contrast.kinds}
