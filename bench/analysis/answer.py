@@ -88,7 +88,10 @@ def _transitions(f: Finding) -> tuple[str, tuple[float, Interval] | None]:
 def _wake_up(f: Finding) -> str:
     if f.mean is None or f.interval is None:
         return f"the server's wake-up ({f.contrast.change}): {f.note}"
-    return f"not sleeping ({f.contrast.change}) moves it by {fmt_us(f.mean)} µs {_span(f.interval)}"
+    return (
+        f"a server that polls instead of sleeping ({f.contrast.change}) moves p50 RTT by "
+        f"{fmt_us(f.mean)} µs {_span(f.interval)}"
+    )
 
 
 def _verdict(kernel: Sequence[Finding], saved: tuple[float, Interval] | None) -> str:

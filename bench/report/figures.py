@@ -7,6 +7,7 @@ when many SVGs share one HTML page.
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,8 +20,6 @@ from hdrh.histogram import HdrHistogram
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from bench.analysis.claim import PairResult
-from bench.analysis.effects import Effect
 from bench.results.descriptions import ImplInfo
 
 # One hue per family (Okabe-Ito, safe for the common colour-vision deficiencies); the impls
@@ -38,7 +37,6 @@ UNKNOWN_FAMILY_COLOR = "#999999"
 SHADES = (0.0, -0.35, 0.35, -0.6, 0.55)  # mix toward black (<0) or white (>0)
 CPU_KINDS = ("user", "system", "softirq", "irq")
 CPU_COLORS = {"user": "#4e79a7", "system": "#e15759", "softirq": "#f28e2b", "irq": "#76b7b2"}
-PART_COLORS = {"syscalls": "#4e79a7", "switches": "#f28e2b", "rest": "#bab0ac"}
 
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
 
@@ -84,18 +82,42 @@ def _scope_ids(svg: str, name: str) -> str:
 
 
 def merge_histograms(encoded: Sequence[str | None]) -> HdrHistogram | None:
-    """The trials' HDR histograms added together, None when no trial has one."""
-    merged: HdrHistogram | None = None
-    for text in encoded:
-        if not text:
-            continue
-        h = HdrHistogram.decode(text)
-        if merged is None:
-            merged = HdrHistogram(
-                h.lowest_trackable_value, h.highest_trackable_value, h.significant_figures
-            )
+    """The trials' HDR histograms added together, None when no trial has one.  The sum
+    covers every trial's range at the finest precision among them (trials recorded with
+    different ranges still add up)."""
+    decoded = [HdrHistogram.decode(text) for text in encoded if text]
+    if not decoded:
+        return None
+    merged = HdrHistogram(
+        min(h.lowest_trackable_value for h in decoded),
+        max(h.highest_trackable_value for h in decoded),
+        max(h.significant_figures for h in decoded),
+    )
+    for h in decoded:
         merged.add(h)
     return merged
+
+
+def recorded(hist: HdrHistogram) -> list[tuple[int, int]]:
+    """(value, requests at or below it) at every recorded value, in order, the value as
+    hdrh's recorded iterator gives it (the highest equivalent of its bucket).
+
+    Read from the counts array at once: the iterator, in pure Python, visits every bucket
+    up to the largest value at each step, seconds for a histogram with a long tail."""
+    try:
+        stored = min(hist.counts_len, hist.encoder.payload.counts_len)
+        counts = np.ctypeslib.as_array(hist.counts)[:stored]
+    except (AttributeError, TypeError, ValueError):  # another hdrh layout: the iterator
+        return [
+            (int(item.value_iterated_to), int(item.total_count_to_this_value))
+            for item in hist.get_recorded_iterator()
+        ]
+    index = np.flatnonzero(counts)
+    total = np.cumsum(counts[index])
+    return [
+        (int(hist.get_highest_equivalent_value(hist.get_value_from_index(int(i)))), int(t))
+        for i, t in zip(index, total, strict=True)
+    ]
 
 
 CDF_RESOLUTION = 0.002  # a point at least every 0.2 % of the requests
@@ -112,11 +134,7 @@ def cdf_points(hist: HdrHistogram) -> tuple[list[float], list[float]]:
     ys: list[float] = []
     if not total:
         return xs, ys
-    # the iterator hands out one mutable item object: copy its fields at once
-    steps = [
-        (item.value_iterated_to, item.total_count_to_this_value)
-        for item in hist.get_recorded_iterator()
-    ]
+    steps = recorded(hist)
     last = -1.0
     for i, (value, count) in enumerate(steps):
         y = count / total
@@ -152,12 +170,21 @@ def percentile_points(hist: HdrHistogram) -> tuple[list[float], list[float]]:
     if not total:
         return [], []
     top = 1.0 / (1.0 - (1.0 - 1.0 / total)) if total > 1 else 1.0
+    # one pass over the recorded values (hdrh's get_value_at_percentile walks the whole
+    # counts array at every call), then each percentile as that method computes it: the
+    # first value whose cumulative count reaches round(p × total), at least 1
+    steps = recorded(hist)
+    values = [float(v) for v, _ in steps]
+    cumulative = [c for _, c in steps]
     xs: list[float] = []
     ys: list[float] = []
     for x in np.geomspace(1.0, max(top, 1.0 + 1e-9), PERCENTILE_POINTS):
         p = (1.0 - 1.0 / float(x)) * 100.0
+        target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
+        i = min(bisect.bisect_left(cumulative, target), len(values) - 1)
+        value = values[i] if p else float(hist.get_lowest_equivalent_value(int(values[i])))
         xs.append(float(x))
-        ys.append(hist.get_value_at_percentile(p) / 1000.0)
+        ys.append(value / 1000.0)
     return xs, ys
 
 
@@ -166,21 +193,45 @@ def _percent(x: float, _pos: int | None = None) -> str:
     return f"{p:.10g}%"
 
 
+def _timeout_lines(axes: Any, timeout_us: float | None, *, vertical: bool) -> None:
+    """The driver's reply timeout, where the data reach it: what sits on it is lost."""
+    if timeout_us is None:
+        return
+    style = {"color": "#a00", "linestyle": ":", "linewidth": 1.0, "label": "reply timeout (lost)"}
+    if vertical:
+        axes.axvline(timeout_us, **style)
+    else:
+        axes.axhline(timeout_us, **style)
+
+
 def latency_cdf(
-    series: Mapping[str, HdrHistogram | None], colors: Mapping[str, str], title: str, name: str
+    series: Mapping[str, HdrHistogram | None],
+    colors: Mapping[str, str],
+    title: str,
+    name: str,
+    *,
+    timeout_us: float | None = None,
 ) -> str:
     """The latency distribution twice, one line per impl (in the order given): the CDF on
     a log time axis, and beside it the HDR percentile plot (latency against 1/(1 − p) on
-    a log scale, ticks at 50 %, 90 %, 99 %, ...), where the tail is readable."""
+    a log scale, ticks at 50 %, 90 %, 99 %, ...), where the tail is readable.  Where some
+    request reached the driver's reply timeout ``timeout_us``, a dotted line marks it."""
     drawn = {impl: h for impl, h in series.items() if h is not None and h.get_total_count()}
     if not drawn:
         return _empty(f"{title}: no latency histograms recorded", name)
+    reached = timeout_us is not None and any(
+        h.get_max_value() / 1000.0 >= timeout_us * 0.998 for h in drawn.values()
+    )
     fig, (ax, ax_p) = _subplots(1, 2, figsize=(11.0, 3.9))
+    right = 1.0
     for impl, hist in drawn.items():
         xs, ys = cdf_points(hist)
         ax.step(xs, ys, where="post", color=colors.get(impl), label=impl, linewidth=1.4)
         px, py = percentile_points(hist)
         ax_p.plot(px, py, color=colors.get(impl), label=impl, linewidth=1.4)
+        right = max(right, *px)
+    _timeout_lines(ax, timeout_us if reached else None, vertical=True)
+    _timeout_lines(ax_p, timeout_us if reached else None, vertical=False)
     ax.set_xscale("log")
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("round-trip time (µs, log scale)")
@@ -194,7 +245,7 @@ def latency_cdf(
     ax_p.set_xticks(ticks)
     ax_p.xaxis.set_major_formatter(FuncFormatter(_percent))
     ax_p.xaxis.set_minor_locator(NullLocator())
-    ax_p.set_xlim(1.0, max(ticks[3], max(max(percentile_points(h)[0]) for h in drawn.values())))
+    ax_p.set_xlim(1.0, max(ticks[3], right))
     ax_p.set_xlabel("percentile (1/(1 − p), log scale)")
     ax_p.set_ylabel("round-trip time (µs, log scale)")
     ax_p.set_title(f"{title}: percentiles", fontsize="medium")
@@ -215,11 +266,21 @@ def _kilo(x: float, _pos: int | None = None) -> str:
 
 
 def load_curves(
-    curves: Mapping[str, Sequence[LoadPoint]], colors: Mapping[str, str], title: str, name: str
+    curves: Mapping[str, Sequence[LoadPoint]],
+    colors: Mapping[str, str],
+    title: str,
+    name: str,
+    *,
+    timeout_us: float | None = None,
 ) -> str:
-    """Throughput and latency vs offered load (rate mode), one line per impl (in order)."""
+    """Throughput and latency vs offered load (rate mode), one line per impl (in order);
+    a dotted line at the driver's reply timeout ``timeout_us`` where a latency reaches it
+    (such a point is lost requests, not a latency)."""
     if not curves:
         return _empty(f"{title}: no rate-mode rows", name)
+    reached = timeout_us is not None and any(
+        (p.p99_us or 0.0) >= timeout_us * 0.998 for pts in curves.values() for p in pts
+    )
     fig, (ax_t, ax_l) = _subplots(1, 2, figsize=(10.0, 3.8))
     for impl, points in curves.items():
         pts = sorted(points, key=lambda p: p.offered_rps)
@@ -246,6 +307,7 @@ def load_curves(
     ax_l.set_ylabel("RTT (µs, log scale)")
     ax_l.set_title(f"{title}: latency (p50 solid, p99 dashed)")
     ax_l.grid(True, which="both", alpha=0.3)
+    _timeout_lines(ax_l, timeout_us if reached else None, vertical=False)
     ax_l.plot([], [], "o-", color="black", label="p50")
     ax_l.plot([], [], "s--", color="black", alpha=0.6, label="p99")
     ax_l.legend(fontsize="x-small", title="colour: impl (left)", title_fontsize="x-small")
@@ -257,11 +319,15 @@ def cost_breakdown(costs: Mapping[str, Mapping[str, float | None]], title: str, 
     (in the order given)."""
     if not costs:
         return _empty(f"{title}: no CPU measurements", name)
-    impls = list(costs)
+    measured = [i for i in costs if any(v is not None for v in costs[i].values())]
+    if not measured:
+        return _empty(f"{title}: CPU per request not measured", name)
+    # an impl whose CPU was not measured gets a labelled gap, never a bar of zero
+    impls = [i if i in measured else f"{i}\n(not measured)" for i in costs]
     fig, ax = _subplots(figsize=(7.5, 3.8))
     bottom = [0.0] * len(impls)
     for kind in CPU_KINDS:
-        heights = [(costs[i].get(kind) or 0.0) / 1000.0 for i in impls]
+        heights = [(costs[i].get(kind) or 0.0) / 1000.0 for i in costs]
         ax.bar(impls, heights, bottom=bottom, color=CPU_COLORS[kind], label=kind)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     ax.set_ylabel("CPU per request (µs)")
@@ -272,103 +338,51 @@ def cost_breakdown(costs: Mapping[str, Mapping[str, float | None]], title: str, 
     return to_svg(fig, name)
 
 
-def claim_bars(pairs: Sequence[PairResult], title: str, name: str) -> str:
-    """Savings per pair split into syscalls, context switches and rest (RTT and CPU)."""
-    if not pairs:
-        return _empty(f"{title}: no pairs to compare", name)
-    labels = [
-        f"{p.candidate}\nvs {p.baseline}" + ("" if p.default_levels else f"\n{p.levels}")
-        for p in pairs
-    ]
-    fig, axes = _subplots(1, 2, figsize=(11.0, 4.2))
-    for ax, which in zip(axes, ("RTT p50", "CPU per request"), strict=True):
-        pos_bottom = [0.0] * len(pairs)
-        neg_bottom = [0.0] * len(pairs)
-        for part in ("syscalls", "switches", "rest"):
-            values: list[float] = []
-            for p in pairs:
-                parts = p.rtt_parts if which == "RTT p50" else p.cpu_parts
-                est = p.rtt if which == "RTT p50" else p.cpu
-                if est is None:
-                    values.append(0.0)
-                elif parts is None or not parts.available:
-                    values.append(est.saving / 1000.0 if part == "rest" else 0.0)
-                else:
-                    ns = {
-                        "syscalls": parts.syscall_part,
-                        "switches": parts.ctx_part,
-                        "rest": parts.rest,
-                    }[part]
-                    values.append(ns / 1000.0)
-            bottoms = [
-                pb if v >= 0 else nb
-                for v, pb, nb in zip(values, pos_bottom, neg_bottom, strict=True)
-            ]
-            ax.bar(
-                range(len(pairs)),
-                values,
-                bottom=bottoms,
-                color=PART_COLORS[part],
-                label={
-                    "syscalls": "Δsyscalls × null syscall",
-                    "switches": "Δswitches × switch cost",
-                    "rest": "rest",
-                }[part],
-            )
-            pos_bottom = [b + max(v, 0.0) for b, v in zip(pos_bottom, values, strict=True)]
-            neg_bottom = [b + min(v, 0.0) for b, v in zip(neg_bottom, values, strict=True)]
-        for i, p in enumerate(pairs):
-            est = p.rtt if which == "RTT p50" else p.cpu
-            if est is not None:
-                lo, hi = est.ci.low / 1000.0, est.ci.high / 1000.0
-                ax.errorbar(
-                    i,
-                    est.saving / 1000.0,
-                    yerr=[[est.saving / 1000.0 - lo], [hi - est.saving / 1000.0]],
-                    fmt="k.",
-                    capsize=4,
-                )
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(pairs)), labels, fontsize="x-small")
-        ax.set_ylabel(f"saving in {which} (µs)")
-        ax.set_title(f"{title}: {which}")
-        ax.grid(True, axis="y", alpha=0.3)
-    axes[0].legend(fontsize="x-small")
-    return to_svg(fig, name)
+@dataclass(frozen=True)
+class ForestPoint:
+    """One estimate of a forest plot, in µs: its mean and interval, what was predicted and
+    the prediction's equivalence outcome (None: nothing predicted)."""
+
+    label: str
+    mean: float
+    low: float
+    high: float
+    predicted: float | None = None
+    outcome: str | None = None
 
 
-def effects_forest(effects: Sequence[Effect], title: str, name: str) -> str:
-    """Each effect on p50 RTT as its mean with the 95% interval (whiskers), and what the
-    calibration predicted (a diamond; absent where nothing was predicted)."""
-    rtt = [e for e in effects if e.metric == "rtt_p50"]
-    if not rtt:
-        return _empty(f"{title}: no effect on p50 RTT measured", name)
-    sizes = len({(e.key.mode, e.key.size) for e in rtt}) > 1
+OUTCOME_COLORS = {"held": "#0072B2", "failed": "#D55E00", "inconclusive": "#999999"}
 
-    def where(e: Effect) -> str:
-        parts = [e.key.impl, *([f"{e.key.mode} {e.key.size} B"] if sizes else [])]
-        return ", ".join([*parts, *([e.context] if e.context else [])])
 
-    labels = [f"{e.factor}: {e.change}  ({where(e)})" for e in rtt]
-    fig, ax = _subplots(figsize=(9.5, 0.9 + 0.42 * len(rtt)))
-    for i, e in enumerate(rtt):
-        mean, iv = e.estimate.mean / 1000.0, e.estimate.interval
-        held = e.held
-        color = "#0072B2" if held is not False else "#D55E00"
-        ax.errorbar(
-            mean, i, xerr=[[mean - iv.low / 1000.0], [iv.high / 1000.0 - mean]],
-            fmt="o", color=color, capsize=3, markersize=5,
-        )  # fmt: skip
-        if e.prediction.value is not None:
-            ax.plot(e.prediction.value / 1000.0, i, "D", color="#555555", markersize=5,
-                    markerfacecolor="none")  # fmt: skip
-    ax.plot([], [], "o", color="#0072B2", label="measured (prediction held or none)")
-    ax.plot([], [], "o", color="#D55E00", label="measured (prediction failed)")
+def forest(points: Sequence[ForestPoint], title: str, name: str, xlabel: str) -> str:
+    """Each estimate as its mean with its interval (whiskers), and what the calibration
+    predicted (a diamond), coloured by the prediction's equivalence outcome.  Points that
+    are not finite are left out and said so in the title."""
+    shown = [
+        p for p in points
+        if all(np.isfinite(v) for v in (p.mean, p.low, p.high)) and p.low <= p.high
+    ]  # fmt: skip
+    if not shown:
+        return _empty(f"{title}: no estimate to draw", name)
+    dropped = len(points) - len(shown)
+    if dropped:
+        title += f" ({dropped} without a finite interval not drawn)"
+    fig, ax = _subplots(figsize=(9.5, 0.9 + 0.42 * len(shown)))
+    for i, p in enumerate(shown):
+        color = OUTCOME_COLORS.get(p.outcome or "", "#333333")
+        lo, hi = min(p.low, p.mean), max(p.high, p.mean)
+        ax.errorbar(p.mean, i, xerr=[[p.mean - lo], [hi - p.mean]], fmt="o", color=color,
+                    capsize=3, markersize=5)  # fmt: skip
+        if p.predicted is not None and np.isfinite(p.predicted):
+            ax.plot(p.predicted, i, "D", color="#555555", markersize=5, markerfacecolor="none")
+    for outcome, color in OUTCOME_COLORS.items():
+        ax.plot([], [], "o", color=color, label=f"measured (prediction {outcome})")
+    ax.plot([], [], "o", color="#333333", label="measured (nothing predicted)")
     ax.plot([], [], "D", color="#555555", markerfacecolor="none", label="predicted")
     ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(rtt)), labels, fontsize="x-small")
+    ax.set_yticks(range(len(shown)), [p.label for p in shown], fontsize="x-small")
     ax.invert_yaxis()
-    ax.set_xlabel("effect on p50 RTT (µs): level B − level A")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize="x-small", loc="best")

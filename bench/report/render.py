@@ -7,34 +7,47 @@ it links to the raw files with relative paths.
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from bench import PROJECT_ROOT
-from bench.analysis.answer import ANSWER_MODE, NOT_MEASURED, answers
-from bench.analysis.claim import Claim, evaluate_claim, fmt_us
+from bench import PROJECT_ROOT, question
+from bench.analysis.answer import NOT_MEASURED, answers
 from bench.analysis.dose import dose_responses
-from bench.analysis.effects import Effect, effects, verdicts
+from bench.analysis.effects import Effect, Exploratory, exploratory
+from bench.analysis.primary import Family, Finding
+from bench.analysis.primary import families as primary_families
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
 from bench.report import figures
-from bench.report.tables import SummaryTables, column_groups, summary_tables
+from bench.report.tables import SummaryTables, at_timeout, column_groups, fmt_rtt, summary_tables
 from bench.results.descriptions import Environment
-from bench.results.metrics import metric
-from bench.results.rows import Configuration, PhaseRow
+from bench.results.metrics import fmt_us, metric
+from bench.results.rows import (
+    DEFAULT_ARRIVALS,
+    DEFAULT_CLIENT_WAIT,
+    DEFAULT_IDLE,
+    DEFAULT_RX_CPU,
+    Configuration,
+    PhaseRow,
+)
 from bench.results.run import Run
 from bench.system.files import write_atomic
 
 Groups = Mapping[Configuration, list[PhaseRow]]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# rx_cpu, idle, client_wait, server_options, arrivals of a row that sets none of them
+DEFAULT_LEVELS = (DEFAULT_RX_CPU, DEFAULT_IDLE, DEFAULT_CLIENT_WAIT, "", DEFAULT_ARRIVALS)
 MODES = ("pingpong", "rate", "flood")
 SECTIONS = (
     ("answer", "The answer"),
@@ -72,6 +85,31 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class FigureNote:
+    """A figure the page does not draw, and why, in one line."""
+
+    title: str
+    reason: str
+    error: bool = False  # drawing it raised (the reason names the exception)
+
+
+log = logging.getLogger(__name__)
+
+
+def draw_figure(title: str, caption: str, draw: Callable[[], str]) -> Figure | FigureNote:
+    """Build one figure of the page: ``draw`` returns its SVG.  When drawing raises, the
+    page says in one line that the figure is not drawn, with the exception's type and
+    message, and the rest of the page renders: no figure takes the report down."""
+    try:
+        svg = draw()
+    except Exception as exc:  # any failure of one figure is said on the page, not raised
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+        log.warning("figure %r not drawn: %s", title, reason, exc_info=True)
+        return FigureNote(title, reason, error=True)
+    return Figure(title, svg, caption)
+
+
+@dataclass(frozen=True)
 class Link:
     label: str
     href: str
@@ -103,9 +141,76 @@ def _default_size(run: Run, env: str, mode: str, groups: Groups) -> int | None:
     return sizes[0]
 
 
-def _latency_figures(run: Run, env: str, groups: Groups) -> list[Figure]:
+def _finite_median(values: Iterable[float | None]) -> float | None:
+    """The median of the values that are numbers (None, NaN and infinities dropped)."""
+    return median(v for v in values if v is not None and math.isfinite(v))
+
+
+def _fraction(k: Configuration) -> float | None:
+    f = k.load_fraction
+    return f if f is not None and math.isfinite(f) else None
+
+
+def _highest_load(keys: Sequence[Configuration]) -> tuple[list[Configuration], str]:
+    """The rate-mode configurations at the highest load measured, and how it is named."""
+    fractions = [f for k in keys if (f := _fraction(k)) is not None]
+    if fractions:
+        top = max(fractions)
+        at = [k for k in keys if _fraction(k) == top]
+        return at, f" at load fraction {top:g} (the highest measured)"
+    rates = [r for k in keys if (r := k.offered_rps) is not None and math.isfinite(r)]
+    if rates:
+        top = max(rates)
+        return [k for k in keys if k.offered_rps == top], f" at {top:,.0f} requests/s offered"
+    return list(keys), ""
+
+
+def _default_levels_first(run: Run, k: Configuration) -> tuple[Any, ...]:
+    """Each impl's configurations, the one at the default factor levels first."""
+    levels = (k.rx_cpu, k.idle, k.client_wait, k.server_options, k.arrivals)
+    return (run.impl(k.impl).sort_key(), levels != DEFAULT_LEVELS, k.sort_key())
+
+
+def _timeout_ns(run: Run) -> float | None:
+    """The driver's reply timeout in ns, as the run's config records it (None: not
+    recorded): a request unanswered by then is in the latency record at the timeout."""
+    seconds = _number(run.config.get("reply_timeout_s"))
+    return seconds * 1e9 if seconds is not None and seconds > 0 else None
+
+
+def _lost_at_timeout(groups: Groups, timeout_ns: float | None) -> dict[Configuration, float]:
+    """Per configuration whose trials all have a histogram, the percent of its requests
+    recorded at the reply timeout (lost), from the histograms merged."""
+    out: dict[Configuration, float] = {}
+    if timeout_ns is None:
+        return out
+    for key, rows in groups.items():
+        if not rows or any(not r.histogram for r in rows):
+            continue
+        try:
+            merged = figures.merge_histograms([r.histogram for r in rows])
+        except Exception as exc:  # an unreadable histogram: the line's loss is shown instead
+            log.warning("%s: histograms not read: %s: %s", key.label(), type(exc).__name__, exc)
+            continue
+        if merged is not None and merged.get_total_count():
+            at = sum(
+                item.count_added_in_this_iter_step
+                for item in merged.get_recorded_iterator()
+                if at_timeout(item.value_iterated_to, timeout_ns)
+            )
+            out[key] = 100.0 * at / merged.get_total_count()
+    return out
+
+
+def _timeout_us(timeout_ns: float | None) -> float | None:
+    return None if timeout_ns is None else timeout_ns / 1000.0
+
+
+def _latency_figures(
+    run: Run, env: str, groups: Groups, timeout_ns: float | None = None
+) -> list[Figure | FigureNote]:
     colors = _colors(run)
-    out = []
+    out: list[Figure | FigureNote] = []
     for mode in MODES:
         size = _default_size(run, env, mode, groups)
         if size is None:
@@ -113,123 +218,244 @@ def _latency_figures(run: Run, env: str, groups: Groups) -> list[Figure]:
         keys = [k for k in groups if k.env == env and k.mode == mode and k.size == size]
         note = ""
         if mode == "rate":
-            top = max((k.load_fraction or 0.0) for k in keys)
-            keys = [k for k in keys if (k.load_fraction or 0.0) == top]
-            note = f" at load fraction {top:g} (the highest measured)"
-        series: dict[str, Any] = {}
-        for k in sorted(keys, key=lambda k: run.impl(k.impl).sort_key()):
-            hist = figures.merge_histograms([r.histogram for r in groups[k]])
-            if k.impl not in series or series[k.impl] is None:
-                series[k.impl] = hist
+            keys, note = _highest_load(keys)
         title = f"{env}: {mode}, {size} B{note}"
-        svg = figures.latency_cdf(series, colors, title, f"cdf-{env}-{mode}")
         caption = (
             f"Latency in {env}, {mode} mode, {size}-byte requests{note}: HDR histograms of "
-            "every trial merged per impl; left the CDF, right the percentile plot (latency at "
+            "every trial merged per impl (at the default levels of the run factors where "
+            "measured there); left the CDF, right the percentile plot (latency at "
             "percentile p against 1/(1 − p), so 99 %, 99.9 % and 99.99 % are evenly spaced)."
+            + (
+                " The dotted line is the driver's reply timeout: a request not answered by "
+                "then is recorded at it, so what sits on it is lost requests."
+                if timeout_ns is not None
+                else ""
+            )
         )
-        out.append(Figure(title, svg, caption))
+
+        def draw(keys: list[Configuration] = keys, title: str = title, mode: str = mode) -> str:
+            series: dict[str, Any] = {}
+            for k in sorted(keys, key=lambda k: _default_levels_first(run, k)):
+                if series.get(k.impl) is None:
+                    series[k.impl] = figures.merge_histograms([r.histogram for r in groups[k]])
+            return figures.latency_cdf(
+                series, colors, title, f"cdf-{env}-{mode}", timeout_us=_timeout_us(timeout_ns)
+            )
+
+        out.append(draw_figure(title, caption, draw))
     return out
 
 
-def _load_figure(run: Run, env: str, groups: Groups) -> Figure | None:
-    curves: dict[str, list[figures.LoadPoint]] = {}
-    p50_of, p99_of = metric("rtt_p50").read, metric("rtt_p99").read
+def _load_figure(
+    run: Run, env: str, groups: Groups, timeout_ns: float | None = None
+) -> Figure | FigureNote | None:
     sizes = sorted({k.size for k in groups if k.env == env and k.mode == "rate"})
     if not sizes:
         return None
     size = 64 if 64 in sizes else sizes[0]
-    for k, rows in groups.items():
-        if k.env != env or k.mode != "rate" or k.size != size:
-            continue
-        offered = median(r.offered_rps or r.send_rps for r in rows)
-        thr = median(r.throughput_rps for r in rows)
-        if offered is None or thr is None:
-            continue
-        p50 = median(p50_of(r) for r in rows)
-        p99 = median(p99_of(r) for r in rows)
-        curves.setdefault(k.impl, []).append(
-            figures.LoadPoint(
-                offered,
-                thr,
-                None if p50 is None else p50 / 1000,
-                None if p99 is None else p99 / 1000,
-            )
-        )
     title = f"{env}: rate mode, {size} B"
-    return Figure(
-        title,
-        figures.load_curves(
+
+    def draw() -> str:
+        curves: dict[str, list[figures.LoadPoint]] = {}
+        p50_of, p99_of = metric("rtt_p50").read, metric("rtt_p99").read
+        for k, rows in groups.items():
+            if k.env != env or k.mode != "rate" or k.size != size:
+                continue
+            offered = _finite_median(r.offered_rps or r.send_rps for r in rows)
+            thr = _finite_median(r.throughput_rps for r in rows)
+            if offered is None or thr is None:
+                continue
+            p50 = _finite_median(p50_of(r) for r in rows)
+            p99 = _finite_median(p99_of(r) for r in rows)
+            curves.setdefault(k.impl, []).append(
+                figures.LoadPoint(
+                    offered,
+                    thr,
+                    None if p50 is None else p50 / 1000,
+                    None if p99 is None else p99 / 1000,
+                )
+            )
+        return figures.load_curves(
             {i: curves[i] for i in run.impl_order(curves)},
             _colors(run),
             title,
             f"load-{env}",
-        ),
+            timeout_us=_timeout_us(timeout_ns),
+        )
+
+    caption = (
         f"Open-loop rate mode in {env}: replies/s and RTT (from the scheduled send time) "
-        "against the offered load; medians over trials.",
+        "against the offered load; medians over trials."
     )
+    if timeout_ns is not None:
+        caption += " A latency on the dotted line is the driver's reply timeout: lost requests."
+    return draw_figure(title, caption, draw)
 
 
-def _cost_figure(run: Run, env: str, groups: Groups) -> Figure | None:
-    mode = next((m for m in MODES if any(k.env == env and k.mode == m for k in groups)), None)
+def _cost_figure(run: Run, env: str, groups: Groups) -> Figure | FigureNote | None:
+    here = [k for k in groups if k.env == env]
+    # the first mode with a configuration at no load fraction (rate mode at a fraction is
+    # a different load per impl, so its costs do not compare)
+    mode = next(
+        (m for m in MODES if any(k.mode == m and k.load_fraction is None for k in here)), None
+    )
     if mode is None:
         return None
-    size = _default_size(run, env, mode, groups)
-    costs: dict[str, dict[str, float | None]] = {}
-    for k, rows in groups.items():
-        if k.env == env and k.mode == mode and k.size == size and k.load_fraction is None:
-            costs[k.impl] = {
-                kind: median(r.per_request.cpu_ns.get(kind) for r in rows)
-                for kind in figures.CPU_KINDS
-            }
+    size = _default_size(run, env, mode, {k: groups[k] for k in here if k.load_fraction is None})
     title = f"{env}: CPU per request, {mode}, {size} B"
-    return Figure(
-        title,
-        figures.cost_breakdown({i: costs[i] for i in run.impl_order(costs)}, title, f"cost-{env}"),
-        f"System-wide CPU time per answered request in {env} by kind (medians over trials); "
-        "kernel-thread and softirq work belong to no process, hence system-wide.",
+
+    def draw() -> str:
+        costs: dict[str, dict[str, float | None]] = {}
+        for k in sorted(here, key=lambda k: _default_levels_first(run, k)):
+            if k.mode != mode or k.size != size or k.load_fraction is not None:
+                continue
+            if k.impl not in costs:
+                costs[k.impl] = {
+                    kind: _finite_median(r.per_request.cpu_ns.get(kind) for r in groups[k])
+                    for kind in figures.CPU_KINDS
+                }
+        ordered = {i: costs[i] for i in run.impl_order(costs)}
+        return figures.cost_breakdown(ordered, title, f"cost-{env}")
+
+    caption = (
+        f"System-wide CPU time per answered request in {env} by kind (medians over trials, "
+        "at the default levels of the run factors where measured there); kernel-thread and "
+        "softirq work belong to no process, hence system-wide."
+    )
+    return draw_figure(title, caption, draw)
+
+
+def _finding_point(f: Finding) -> figures.ForestPoint | None:
+    if f.mean is None or f.interval is None:
+        return None
+    c = f.contrast
+    unit = " (ns per syscall)" if c.dose else ""
+    scale = 1.0 if c.dose else 1000.0
+    predicted = f.prediction.value
+    return figures.ForestPoint(
+        f"{c.kind}: {c.change}, idle {c.idle}{unit}",
+        f.mean / scale,
+        f.interval.low / scale,
+        f.interval.high / scale,
+        None if predicted is None else predicted / scale,
+        None if f.test is None else f.test.outcome,
     )
 
 
-def _effect_figures(
-    run: Run, found: Sequence[Effect], *, default_levels_only: bool, prefix: str
-) -> dict[str, Figure]:
-    """Per environment, the forest of its pingpong effects on p50 RTT: all of them, or
-    (for the answer) only those measured at the default levels of the other factors."""
-    out = {}
-    for env in run.env_names:
-        here = [e for e in found if e.key.env == env and e.key.mode == ANSWER_MODE]
-        if default_levels_only:
-            here = [e for e in here if not e.context]
-        if any(e.metric == "rtt_p50" for e in here):
-            scope = "at the default levels" if default_levels_only else "at every level"
-            title = f"{env}: effects on pingpong p50 RTT {scope}, measured and predicted"
-            out[env] = Figure(
-                title,
-                figures.effects_forest(here, title, f"{prefix}-{env}"),
-                "Each factor's effect: mean over rounds of the paired difference (level B "
-                "minus level A) with its 95% Student-t interval (n = rounds, in the table); "
-                "the diamond is what the calibration predicted from the counted syscalls and "
-                "switches. Orange: the interval does not contain the prediction."
-                + (" Effects at the other levels: in The claim." if default_levels_only else ""),
-            )
+def _primary_figures(fams: Mapping[str, Family]) -> dict[str, Figure | FigureNote]:
+    """Per environment, the forest of its primary family (µs; a dose slope in ns)."""
+    out: dict[str, Figure | FigureNote] = {}
+    for env, fam in fams.items():
+        if not fam.findings:
+            continue
+        points = [p for f in fam.findings if (p := _finding_point(f)) is not None]
+        title = f"{env}: the primary contrasts, p50 RTT at rx on the server's CPU"
+        caption = (
+            "Each member of the primary family: the mean over rounds of the paired "
+            f"difference (B − A) with its interval, {fam.adjustment}; a dose-response slope "
+            "in ns per extra syscall. Diamond: what the calibration predicted; colour: the "
+            "prediction's equivalence test (held, failed, inconclusive). Members with too "
+            "few rounds are in the table, not drawn."
+        )
+        if not points:
+            out[env] = FigureNote(title, "no member of the family has enough rounds to draw")
+            continue
+        xlabel = "difference in p50 RTT (µs): B − A"
+        draw = functools.partial(figures.forest, points, title, f"primary-{env}", xlabel)
+        out[env] = draw_figure(title, caption, draw)
     return out
 
 
-def _claim_figures(run: Run, claim: Claim) -> dict[str, Figure]:
-    out = {}
-    for env in run.env_names:
-        pairs = [p for p in claim.pairs if p.env == env]
-        if pairs:
-            title = f"{env}: savings vs baseline"
-            out[env] = Figure(
-                title,
-                figures.claim_bars(pairs, title, f"claim-{env}"),
-                "Saving (baseline minus candidate, mean over trials) split into Δsyscalls × "
-                "calibrated null-syscall cost, Δcontext switches × calibrated switch cost and "
-                "the rest; whiskers: the 95% interval (paired t over rounds, or bootstrap where "
-                "rounds do not pair). Negative: the candidate costs more.",
+@dataclass(frozen=True)
+class PrimaryRow:
+    """One member of a primary family as the table shows it (µs; a dose in ns/syscall)."""
+
+    finding: Finding
+    unit: str
+    baseline: str
+    other: str
+    difference: str
+    interval: str
+    predicted: str
+    test: str
+
+
+def _primary_rows(fam: Family) -> list[PrimaryRow]:
+    rows = []
+    for f in fam.findings:
+        dose = bool(f.contrast.dose)
+
+        def show(ns: float | None, *, per_unit: bool = dose) -> str:
+            if ns is None:
+                return "—"
+            return f"{ns:+.1f}" if per_unit else f"{ns / 1000:+.2f}"
+
+        interval = (
+            f"[{show(f.interval.low)}, {show(f.interval.high)}]"
+            if f.interval is not None
+            else f.note
+        )
+        if f.scaled is not None:
+            value, iv = f.scaled
+            interval += (
+                f"; × {f.per_request_count:.2f} request-path syscalls = "
+                f"{value / 1000:+.2f} µs [{iv.low / 1000:+.2f}, {iv.high / 1000:+.2f}]"
             )
+        predicted = (
+            f"{show(f.prediction.value)} ({f.prediction.basis})"
+            if f.prediction.value is not None
+            else f"— ({f.prediction.basis})"
+        )
+        test = "—" if f.test is None else f"{f.test.outcome} ({f.test.method})"
+        rows.append(
+            PrimaryRow(
+                f,
+                "ns per syscall" if dose else "µs",
+                "—" if f.baseline is None else fmt_us(f.baseline),
+                "—" if f.other is None else fmt_us(f.other),
+                show(f.mean),
+                interval,
+                predicted,
+                test,
+            )
+        )
+    return rows
+
+
+def _effect_point(e: Effect) -> figures.ForestPoint:
+    where = ", ".join(x for x in (e.key.impl, f"{e.key.mode} {e.key.size} B", e.context) if x)
+    predicted = e.prediction.value
+    return figures.ForestPoint(
+        f"{e.factor}: {e.change} ({where})",
+        e.estimate.mean / 1000.0,
+        e.estimate.interval.low / 1000.0,
+        e.estimate.interval.high / 1000.0,
+        None if predicted is None else predicted / 1000.0,
+        e.outcome,
+    )
+
+
+def _exploratory_figures(run: Run, found: Exploratory) -> dict[str, Figure | FigureNote]:
+    """Per environment, the forest of its exploratory pingpong effects on p50 RTT."""
+    out: dict[str, Figure | FigureNote] = {}
+    for env in run.env_names:
+        here = [
+            e for e in found.effects
+            if e.key.env == env and e.key.mode == question.PRIMARY_MODE
+            and e.metric == question.PRIMARY_METRIC
+        ]  # fmt: skip
+        if not here:
+            continue
+        title = f"{env}: exploratory effects on pingpong p50 RTT"
+        caption = (
+            "Exploratory: every other pingpong difference the run could pair, each with its "
+            "own 95% paired-t interval over rounds (not adjusted: read the q-values in the "
+            "table). Diamond: the calibration's prediction; colour: its equivalence test."
+        )
+        points = [_effect_point(e) for e in here]
+        xlabel = "effect on p50 RTT (µs): B − A"
+        draw = functools.partial(figures.forest, points, title, f"exploratory-{env}", xlabel)
+        out[env] = draw_figure(title, caption, draw)
     return out
 
 
@@ -259,17 +485,72 @@ def _show(value: object) -> str:
     return str(value)
 
 
+def _number(value: Any) -> float | None:
+    """``value`` as a finite number, None when it is not one (absent, text, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def _show_ratio_interval(ci: Any) -> str:
     if not isinstance(ci, list) or len(ci) != 2:
         return "— (fewer than two repetitions)"
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+    low, high = _number(ci[0]), _number(ci[1])
+    if low is None or high is None:
+        return f"— (not a number: {ci!r})"
+    return f"[{low:.3f}, {high:.3f}]"
 
 
 def _show_ratio(part: Mapping[str, Any]) -> str:
-    ratio = part.get("ratio")
+    ratio = _number(part.get("ratio"))
     if ratio is None:
         return "— (not measured)"
     return f"{ratio:.3f} {_show_ratio_interval(part.get('ci95'))} ({part.get('method')})"
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """One cross-check of the driver against an independent client, as the page shows it."""
+
+    env: str
+    impl: str
+    topology: str
+    rx_cpu: str
+    idle: str
+    error: str | None
+    ours: str
+    independent: str
+    ratio: float | None
+    within: str
+    method: str
+
+
+def _crosschecks(run: Run, timeout_ns: float | None) -> list[CrossCheck]:
+    """The run's cross-checks (``crosschecks``: records the runner wrote, read leniently)."""
+    raw = run.extra.get("crosschecks")
+    out = []
+    for c in raw if isinstance(raw, list) else []:
+        if not isinstance(c, Mapping):
+            continue
+        ratio = _number(c.get("ratio"))
+        within = c.get("within_tolerance")
+        error = c.get("error")
+        out.append(
+            CrossCheck(
+                env=str(c.get("env")),
+                impl=str(c.get("impl", "?")),
+                topology=str(c.get("topology", "?")),
+                rx_cpu=str(c.get("rx_cpu", "?")),
+                idle=str(c.get("idle", "?")),
+                error=None if error is None else str(error),
+                ours=fmt_rtt(_number(c.get("ours_p50_ns")), timeout_ns),
+                independent=fmt_rtt(_number(c.get("probe_p50_ns")), timeout_ns),
+                ratio=ratio,
+                within="—" if within is None else ("yes" if within else "no"),
+                method=str(c.get("method") or ""),
+            )
+        )
+    return out
 
 
 def _pm_qos(value: Any) -> str:
@@ -335,23 +616,26 @@ def _env_info(environment: Environment) -> EnvInfo:
         )
     for vuln, state in sorted((env.get("mitigations") or {}).items()):
         facts.append((f"mitigation: {vuln}", str(state)))
-    cal = env.get("calibration") or {}
+    cal = env.get("calibration")
+    cal = cal if isinstance(cal, Mapping) else {}
     calibration = [
-        (label, "— (not calibrated)" if cal.get(key) is None else f"{cal[key]:,.0f} ns")
+        (label, "— (not calibrated)" if (ns := _number(cal.get(key))) is None else f"{ns:,.0f} ns")
         for key, label in (
             ("null_syscall_ns", "null syscall"),
             ("context_switch_ns", "context switch"),
             ("wakeup_ns", "wake-up"),
         )
     ]
-    fid: Mapping[str, Any] = cal.get("driver_fidelity") or {}
+    fid = cal.get("driver_fidelity")
+    fid = fid if isinstance(fid, Mapping) else {}
     first = [k for k in FIDELITY_KEYS if k in fid]
     fidelity = [
         (k, _show_ratio_interval(fid[k]) if k.endswith("_ci95") else _show(fid[k]))
         for k in first + [k for k in fid if k not in first]
         if k.endswith("_ci95") or not isinstance(fid[k], Mapping | list)
     ]
-    parts: Mapping[str, Any] = fid.get("rtt_ratio_parts") or {}
+    parts = fid.get("rtt_ratio_parts")
+    parts = parts if isinstance(parts, Mapping) else {}
     fidelity += [
         (f"rtt ratio, {name.replace('_', ' ')}", _show_ratio(part))
         for name, part in parts.items()
@@ -469,44 +753,51 @@ def build_page(run: Run, out_dir: Path) -> str:
     """The report's HTML for ``run`` as it will sit in ``out_dir``."""
     groups = run.groups()
     families = {name: info.family for name, info in run.impls.items()}
-    summary: SummaryTables = summary_tables(summarize(run), families)
-    claim = evaluate_claim(run)
+    timeout_ns = _timeout_ns(run)
+    summary: SummaryTables = summary_tables(
+        summarize(run),
+        families,
+        timeout_ns=timeout_ns,
+        lost_pct=_lost_at_timeout(groups, timeout_ns),
+    )
+    fams = primary_families(run)
+    found = exploratory(run, fams)
     envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)
-    found_effects = effects(run)
-    effect_figures = _effect_figures(
-        run, found_effects, default_levels_only=False, prefix="effects"
-    )
-    answer_figures = _effect_figures(
-        run, found_effects, default_levels_only=True, prefix="answer-effects"
-    )
-    said = answers(run, found_effects)
+    primary_figures = _primary_figures(fams)
+    said = answers(run, fams)
     context = {
         "run": run,
         "sections": SECTIONS,
         "synthetic": run.config.get("note") if run.config.get("synthetic") else None,
         "summary": summary,
         "column_groups": column_groups,
-        "latency": {e: _latency_figures(run, e, groups) for e in envs},
-        "load": {e: _load_figure(run, e, groups) for e in envs},
+        "latency": {e: _latency_figures(run, e, groups, timeout_ns) for e in envs},
+        "load": {e: _load_figure(run, e, groups, timeout_ns) for e in envs},
+        "rtt": lambda ns: fmt_rtt(ns, timeout_ns),
         "cost": {e: _cost_figure(run, e, groups) for e in envs},
-        "claim": claim,
-        "claim_figures": _claim_figures(run, claim),
+        "question": question.statement(),
+        "families": fams,
+        "primary_rows": {env: _primary_rows(fam) for env, fam in fams.items()},
         "envs": [_env_info(run.environment(n)) for n in envs],
         "run_facts": _run_facts(run),
         "probe_costs": probe_costs(run),
         "doses": dose_responses(run),
-        "effects": found_effects,
-        "effect_verdicts": verdicts(run, found_effects),
-        "effect_figures": effect_figures,
+        "exploratory": found,
+        "exploratory_figures": _exploratory_figures(run, found),
         "answers": [
-            (env, said.get(env), _caveat(run.environment(env)), answer_figures.get(env))
+            (
+                env,
+                said.get(env),
+                fams[env].why_empty,
+                _caveat(run.environment(env)),
+                primary_figures.get(env),
+            )
             for env in envs
-            if env in said or env in answer_figures
         ],
         "not_measured": NOT_MEASURED,
         "reproduce": _reproduce(run),
-        "crosschecks": list(run.extra.get("crosschecks") or []),
+        "crosschecks": _crosschecks(run, timeout_ns),
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,
