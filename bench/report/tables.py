@@ -10,11 +10,47 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.analysis.claim import fmt_us
 from bench.analysis.summary import Failure, Summary, SummaryLine
+from bench.results.metrics import fmt_us
 from bench.results.rows import Configuration
 
 NOT_MEASURED = "not measured in this run"
+# A request the driver gave up on is recorded at its reply timeout (its RTT is at least
+# that): a percentile at the timeout is lost requests, not a latency.  The histograms keep
+# 3 significant digits, so "at the timeout" is within their resolution of it.
+TIMEOUT_RESOLUTION = 0.998
+
+
+def at_timeout(ns: float | None, timeout_ns: float | None) -> bool:
+    """Whether the latency ``ns`` is the driver's timeout (a lost request), not a time."""
+    return ns is not None and timeout_ns is not None and ns >= timeout_ns * TIMEOUT_RESOLUTION
+
+
+def fmt_lost(lost_pct: float | None) -> str:
+    """A percentile that fell on the timeout, with the share of requests lost there."""
+    if lost_pct is None or lost_pct != lost_pct:
+        return "≥ timeout (lost)"
+    return f"≥ timeout (lost {_fmt_pct(lost_pct)} %)"
+
+
+def fmt_rtt(
+    ns: float | None, timeout_ns: float | None = None, lost_pct: float | None = None
+) -> str:
+    """A latency percentile in µs, "lost (x %)" when it is the timeout, "—" when absent."""
+    if ns is None or ns != ns:
+        return "—"
+    if at_timeout(ns, timeout_ns):
+        return fmt_lost(lost_pct)
+    return fmt_us(ns)
+
+
+def timeout_note(timeout_ns: float) -> str:
+    return (
+        f"≥ timeout: more requests than this percentile leaves above it got no reply within "
+        f"the driver's {fmt_us(timeout_ns)} µs reply timeout; the driver records such a "
+        "request at the timeout, so the value is lost requests, not a latency (lost: the "
+        "share of requests recorded at the timeout)"
+    )
 
 
 def _fmt_rate(x: float) -> str:
@@ -122,6 +158,7 @@ class Cell:
     text: str
     value: float | None
     note: int | None = None
+    timeout: bool = False  # a latency percentile at the driver's timeout: lost requests
 
 
 @dataclass(frozen=True)
@@ -158,8 +195,24 @@ class _Notes:
         return self.texts.index(text) + 1
 
 
-def _cell(line: SummaryLine, col: Column, notes: _Notes) -> Cell:
+RTT_METRICS = frozenset(
+    c.metric for c in COLUMNS if c.metric.startswith(("rtt_p", "rtt_uncorrected_p"))
+)
+
+
+def _cell(
+    line: SummaryLine,
+    col: Column,
+    notes: _Notes,
+    timeout_ns: float | None = None,
+    lost_pct: float | None = None,
+) -> Cell:
     value = line.value(col.metric)
+    if value is not None and value != value:  # NaN: not a measurement either
+        value = None
+    if value is not None and col.metric in RTT_METRICS and at_timeout(value, timeout_ns):
+        assert timeout_ns is not None
+        return Cell(fmt_lost(lost_pct), value, notes.number(timeout_note(timeout_ns)), True)
     if value is not None:
         return Cell(col.fmt(value), value)
     if col.null_note is not None:
@@ -167,9 +220,18 @@ def _cell(line: SummaryLine, col: Column, notes: _Notes) -> Cell:
     return Cell("—", None, notes.number(line.why_missing or NOT_MEASURED))
 
 
-def summary_tables(summary: Summary, families: Mapping[str, str] | None = None) -> SummaryTables:
+def summary_tables(
+    summary: Summary,
+    families: Mapping[str, str] | None = None,
+    *,
+    timeout_ns: float | None = None,
+    lost_pct: Mapping[Configuration, float] | None = None,
+) -> SummaryTables:
     """The report's summary tables: one per environment, nulls as "—" with a footnote;
-    lines grouped by the impls' ``families`` (impl -> family) where given."""
+    lines grouped by the impls' ``families`` (impl -> family) where given.  A latency
+    percentile at the driver's reply timeout ``timeout_ns`` reads "≥ timeout, lost (x %)",
+    x from ``lost_pct`` (configuration -> percent of requests at the timeout) or else the
+    line's loss."""
     notes = _Notes()
     tables: list[EnvTable] = []
     for env, lines in summary.lines.items():
@@ -183,13 +245,18 @@ def summary_tables(summary: Summary, families: Mapping[str, str] | None = None) 
                 ln.key,
                 ln.trials,
                 ln.attempted,
-                tuple(_cell(ln, c, notes) for c in columns),
+                tuple(_cell(ln, c, notes, timeout_ns, _lost(ln, lost_pct)) for c in columns),
                 (families or {}).get(ln.key.impl, ""),
             )
             for ln in lines
         )
         tables.append(EnvTable(env, columns, rendered))
     return SummaryTables(tuple(tables), tuple(notes.texts), summary.failures, summary.skipped)
+
+
+def _lost(line: SummaryLine, lost_pct: Mapping[Configuration, float] | None) -> float | None:
+    found = (lost_pct or {}).get(line.key)
+    return found if found is not None else line.value("loss_pct")
 
 
 def column_groups(columns: Sequence[Column]) -> list[tuple[str, int]]:
