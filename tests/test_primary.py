@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.analysis.answer import NOT_MEASURED, answers, one_sentence
 from bench.analysis.effects import exploratory
@@ -239,3 +241,43 @@ def test_a_real_injected_delay_is_recovered_by_the_primary_contrast(tmp_path: Pa
     two.rows = [r for r in run.rows if r.trial < 2]
     (short,) = family(two, "host").findings
     assert short.mean is None and short.note.startswith("too few rounds")
+
+
+@st.composite
+def _ladders(draw: st.DrawFn) -> list[PhaseRow]:
+    """Ladders at rx on the server's CPU: 1-10 rounds per impl, idle levels, failed rounds,
+    missing values, uneven rounds across impls."""
+    rows: list[PhaseRow] = []
+    for idle in draw(st.sampled_from([("default",), ("default", "poll"), ("poll",)])):
+        for impl in draw(st.sets(st.sampled_from(["blocking-c", "spin-c", "ebpf-xdp"]))):
+            rounds = draw(st.integers(1, 10))
+            for t in range(rounds):
+                p50 = draw(st.one_of(st.none(), st.floats(1.0, 500.0)))
+                failed = draw(st.booleans()) and draw(st.booleans())
+                row = _row(impl, t, 1.0 if p50 is None else p50, idle=idle)
+                if p50 is None:
+                    row = dataclasses.replace(row, latency_ns=Latency())
+                rows.append(dataclasses.replace(row, status="failed") if failed else row)
+    return rows
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ladders())
+def test_any_ladder_gives_a_family_and_an_answer_that_says_only_its_numbers(
+    rows: list[PhaseRow],
+) -> None:
+    run = _run(rows)
+    fam = family(run, "host")
+    said = answers(run).get("host")
+    assert (said is None) == (fam.m == 0)
+    for f in fam.findings:
+        assert (f.mean is None) == (f.interval is None)
+        if f.interval is not None and f.mean is not None:
+            assert f.n >= 3 and f.interval.low <= f.mean <= f.interval.high
+            assert f"m={fam.m}" in f.method
+        else:
+            assert f.note
+    if said is not None:
+        numbers = set(re.findall(r"-?\d+\.\d+", said))
+        allowed = {fmt_us(v) for f in fam.findings for v in _values(f)}
+        assert numbers <= allowed, numbers - allowed
