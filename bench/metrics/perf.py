@@ -30,6 +30,16 @@ PERF_EVENT_IOC_DISABLE = 0x2401
 PERF_EVENT_IOC_RESET = 0x2403
 
 
+def _iow(group: str, nr: int, size: int) -> int:
+    """The generic _IOW(group, nr, type of ``size`` bytes) of asm-generic/ioctl.h."""
+    return (1 << 30) | (size << 16) | (ord(group) << 8) | nr
+
+
+# _IOW('$', 6, char *): 0x40082406 on x86-64 (and every 64-bit machine of the generic
+# encoding); the filter string is the one perf's --filter passes.
+PERF_EVENT_IOC_SET_FILTER = _iow("$", 6, ctypes.sizeof(ctypes.c_void_p))
+
+
 class PerfError(HellobenchError, OSError):
     """perf_event_open is unavailable or refused a counter; the message says why."""
 
@@ -103,6 +113,18 @@ def disable(fd: int) -> None:
     fcntl.ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
 
 
+def set_filter(fd: int, expression: str) -> None:
+    """Sets the tracepoint filter ``expression`` (ftrace syntax, e.g. ``ret == -11``) on a
+    tracepoint counter; counters it inherits to threads born later match through it too.
+
+    PerfError with the reason when the kernel refuses it."""
+    try:
+        fcntl.ioctl(fd, PERF_EVENT_IOC_SET_FILTER, expression.encode() + b"\0")
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise PerfError(e.errno or 0, f"tracepoint filter {expression!r} refused: {why}") from e
+
+
 def read_count(fd: int) -> int:
     """The counter's value: its own task plus every inherited child, live or exited."""
     data = os.read(fd, 8)
@@ -123,12 +145,16 @@ class TaskCounters:
     threads that exit keep what they counted, so the total covers the whole process tree.
     ``open`` attaches disabled counters (the slow part), ``start`` enables them all,
     ``stop`` disables them and returns the sum; ``close`` releases the fds.
+    With ``filter_expr`` (tracepoints only) every counter counts only the events it matches.
     """
 
-    def __init__(self, pids: Iterable[int], type_: int, config: int) -> None:
+    def __init__(
+        self, pids: Iterable[int], type_: int, config: int, filter_expr: str | None = None
+    ) -> None:
         self.pids = tuple(pids)
         self.type = type_
         self.config = config
+        self.filter_expr = filter_expr
         self._fds: list[int] = []
         self.total: int | None = None
 
@@ -145,6 +171,9 @@ class TaskCounters:
                     except PerfError as e:
                         if e.errno != _ESRCH:  # else the thread exited meanwhile
                             raise
+                        continue
+                    if self.filter_expr is not None:
+                        set_filter(self._fds[-1], self.filter_expr)
         except BaseException:
             self.close()
             raise
