@@ -92,14 +92,16 @@ def test_a_version_1_file_is_migrated_on_load() -> None:
 
 def test_a_version_1_file_renders_the_report_of_its_version_2_twin(tmp_path: Path) -> None:
     """The committed v1 fixture and the same fixture written for v2 give the same page,
-    except for the one line that says the file was read from version 1."""
+    except for the one line that says from which version each file was read."""
     old_run = _copy_run(LEGACY, tmp_path / "v1", "run")
     new_run = _copy_run(BASE, tmp_path / "v2", "run")
     old = render_report(Run.load(old_run), tmp_path / "v1" / "report").read_text()
     new = render_report(Run.load(new_run), tmp_path / "v2" / "report").read_text()
-    read_from = re.compile(r"<dt>read from</dt><dd>[^<]*</dd>\n?")
-    assert read_from.search(old) and not read_from.search(new)
-    assert read_from.sub("", old) == new
+    read_from = re.compile(r"<dt>read from</dt><dd>([^<]*)</dd>\n?")
+    old_from, new_from = read_from.search(old), read_from.search(new)
+    assert old_from and old_from.group(1).startswith("hellobench/1")
+    assert new_from and new_from.group(1).startswith("hellobench/2")
+    assert read_from.sub("", old) == read_from.sub("", new)
 
 
 def test_the_migration_keeps_failed_pingpong_rows_with_their_configuration() -> None:

@@ -126,6 +126,7 @@ def test_run_gives_healthy_rows_with_both_hosts(host: SshHost, tmp_path: Path) -
         assert row["per_request"]["server_host_cpu_ns"]["total"] is not None  # counted there
     blocking = [r for r in rows if r["impl"] == "blocking-c"]
     assert all(r["per_request"]["server_syscalls"] > 0 for r in blocking)  # counted there
+    assert all(r["per_request"]["server_eagain_syscalls"] is not None for r in blocking)
     xdp = [r for r in rows if r["impl"] == "ebpf-xdp"]
     assert all(r["per_request"]["bpf_run_ns"] is not None for r in xdp)
     env = doc["environments"]["host"]

@@ -16,7 +16,7 @@ from bench.bpf import BpfError
 from bench.bpf.progstats import ProgStats, total_stats
 from bench.impl.api import Accounting
 from bench.metrics import bpf, ctxswitch, perf, procstat, taskcpu, tasks
-from bench.metrics.syscalls import SyscallCounter
+from bench.metrics.syscalls import EagainCounter, SyscallCounter
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class PhaseMetrics:
     ``bpf_run_ns``/``bpf_run_cnt`` are summed over the accounted BPF programs.
     With the server on another host, the server figures are that host's and
     ``server_host_cpu_ns_by_cpu`` its CPU by CPU (``cpu_ns`` stays this host's).
+    ``*_eagain_syscalls`` are the syscalls (of those counted in ``*_syscalls``) that
+    returned EAGAIN: polls that found nothing, not on a request's path.
     """
 
     wall_s: float
@@ -48,6 +50,8 @@ class PhaseMetrics:
     notes: tuple[str, ...] = field(default=())
     # the server host's CPU by CPU, when the server ran on another host than the client
     server_host_cpu_ns_by_cpu: dict[int, dict[str, float]] | None = None
+    server_eagain_syscalls: int | None = None
+    client_eagain_syscalls: int | None = None
 
 
 class _Figure:
@@ -123,7 +127,8 @@ class _Figure:
 
 
 class _Party:
-    """Syscalls, context switches and CPU time of one accounted party (server or client)."""
+    """Syscalls (those that returned EAGAIN apart), context switches and CPU time of one
+    accounted party (server or client)."""
 
     def __init__(self, name: str, pids: tuple[int, ...]) -> None:
         self.name = name
@@ -131,7 +136,8 @@ class _Party:
         self.syscalls = _Figure(name, "syscalls", pids, SyscallCounter, None)
         self.ctx = _Figure(name, "context switches", pids, ctxswitch.counters, ctxswitch.snapshot)
         self.cpu = _Figure(name, "CPU time", pids, taskcpu.counters, taskcpu.snapshot)
-        self.figures = (self.syscalls, self.ctx, self.cpu)
+        self.eagain = _Figure(name, "EAGAIN syscalls", pids, EagainCounter, None)
+        self.figures = (self.syscalls, self.eagain, self.ctx, self.cpu)
 
 
 class PhaseProbe:
@@ -244,8 +250,8 @@ class PhaseProbe:
         srv, cli = self._server, self._client
         for figure in (*srv.figures, *cli.figures):
             figure.halt()
-        server_sys, server_ctx, server_cpu_own = (f.stop(notes) for f in srv.figures)
-        client_sys, client_ctx, client_cpu = (f.stop(notes) for f in cli.figures)
+        server_sys, server_eagain, server_ctx, server_cpu_own = (f.stop(notes) for f in srv.figures)
+        client_sys, client_eagain, client_ctx, client_cpu = (f.stop(notes) for f in cli.figures)
         stat = procstat.delta(self._stat_start, procstat.snapshot())
         kernel_ctx: int | None = None
         kernel_cpu: int | None = None
@@ -286,6 +292,8 @@ class PhaseProbe:
             bpf_run_ns=bpf_ns,
             bpf_run_cnt=bpf_cnt,
             notes=tuple(dict.fromkeys(n for n in notes if n)),
+            server_eagain_syscalls=server_eagain,
+            client_eagain_syscalls=client_eagain,
         )
         return self.metrics
 

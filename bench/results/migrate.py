@@ -10,6 +10,14 @@ hellobench/1 → hellobench/2:
   from the manifests registered now (bench/impl/registry.py, manifests only); an impl no
   manifest describes gets its kind from its rows and the family "unknown".  The document
   records under ``migrated`` what was filled in.
+
+hellobench/2 → hellobench/3:
+- every row's ``per_request`` gets ``server_eagain_syscalls`` and
+  ``client_eagain_syscalls`` as null (version 2 did not count the syscalls that returned
+  EAGAIN apart: not measured, never 0), and ``migrated`` says so.
+
+``migrated`` keeps the version the file was written in (``from``); the note of each step
+taken is appended to ``note``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from bench.results.descriptions import ImplInfo
 from bench.results.schema import SCHEMA_ID, ResultsError
 
 Document = dict[str, Any]
+EAGAIN_FIELDS = ("server_eagain_syscalls", "client_eagain_syscalls")
 
 
 def _impls_from_manifests(document: Document) -> tuple[dict[str, Any], list[str]]:
@@ -68,8 +77,32 @@ def v1_to_v2(document: Document) -> Document:
     return out
 
 
+def _noted(document: Document, version: str, note: str) -> dict[str, Any]:
+    """``migrated`` of ``document`` read from ``version``, with ``note`` appended."""
+    earlier = document.get("migrated")
+    if not isinstance(earlier, dict):
+        return {"from": version, "note": note}
+    return {**earlier, "note": f"{earlier.get('note', '')}; {note}".lstrip("; ")}
+
+
+def v2_to_v3(document: Document) -> Document:
+    out = copy.deepcopy(document)
+    for row in out["results"]:
+        per_request = row["per_request"]
+        for name in EAGAIN_FIELDS:
+            per_request.setdefault(name, None)
+    out["schema"] = "hellobench/3"
+    note = (
+        "syscalls that returned EAGAIN (polls that found nothing) not counted apart in "
+        "hellobench/2: server_eagain_syscalls and client_eagain_syscalls not measured (null)"
+    )
+    out["migrated"] = _noted(out, "hellobench/2", note)
+    return out
+
+
 MIGRATIONS: dict[str, tuple[str, Callable[[Document], Document]]] = {
     "hellobench/1": ("hellobench/2", v1_to_v2),
+    "hellobench/2": ("hellobench/3", v2_to_v3),
 }
 
 

@@ -2,7 +2,7 @@
 latency, per-request costs and accounting, and the :class:`Configuration` that names what
 its trials are trials of.
 
-Every record converts to and from the JSON of schema hellobench/2 (``to_json`` /
+Every record converts to and from the JSON of schema hellobench/3 (``to_json`` /
 ``from_json``); nothing else in the suite reads a row's JSON.
 """
 
@@ -103,6 +103,10 @@ class PerRequest:
 
     server_syscalls: float | None = None
     client_syscalls: float | None = None
+    # Of those syscalls, the ones that returned EAGAIN: polls of a non-blocking socket that
+    # found nothing (a busy-polling server, a spinning client), on no request's path.
+    server_eagain_syscalls: float | None = None
+    client_eagain_syscalls: float | None = None
     server_ctx_switches: float | None = None
     client_ctx_switches: float | None = None
     kernel_thread_ctx_switches: float | None = None

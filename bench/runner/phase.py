@@ -109,6 +109,7 @@ def with_server_side(here: PhaseMetrics, there: PhaseMetrics) -> PhaseMetrics:
     return replace(
         here,
         server_syscalls=there.server_syscalls,
+        server_eagain_syscalls=there.server_eagain_syscalls,
         server_ctx_switches=there.server_ctx_switches,
         kernel_thread_ctx_switches=there.kernel_thread_ctx_switches,
         server_cpu_ns=there.server_cpu_ns,
@@ -169,6 +170,8 @@ def per_request(
     return PerRequest(
         server_syscalls=div(metrics.server_syscalls),
         client_syscalls=div(metrics.client_syscalls),
+        server_eagain_syscalls=div(metrics.server_eagain_syscalls),
+        client_eagain_syscalls=div(metrics.client_eagain_syscalls),
         server_ctx_switches=div(metrics.server_ctx_switches),
         client_ctx_switches=div(metrics.client_ctx_switches),
         kernel_thread_ctx_switches=div(metrics.kernel_thread_ctx_switches),
