@@ -88,6 +88,34 @@ def _syscalls_both(row: PhaseRow) -> float | None:
     return server + pr.client_syscalls
 
 
+def _request_path(syscalls: float | None, eagain: float | None) -> float | None:
+    """Syscalls less the ones that returned EAGAIN; None when either is unknown."""
+    if syscalls is None or eagain is None:
+        return None
+    return syscalls - eagain
+
+
+def _server_request_syscalls(row: PhaseRow) -> float | None:
+    pr = row.per_request
+    return _request_path(pr.server_syscalls, pr.server_eagain_syscalls)
+
+
+def _client_request_syscalls(row: PhaseRow) -> float | None:
+    pr = row.per_request
+    return _request_path(pr.client_syscalls, pr.client_eagain_syscalls)
+
+
+def _request_syscalls_both(row: PhaseRow) -> float | None:
+    """Server + client request-path syscalls; an impl without a server process makes none."""
+    server = _server_request_syscalls(row)
+    if server is None and row.per_request.server_syscalls is None and not row.has_server_process:
+        server = 0.0
+    client = _client_request_syscalls(row)
+    if server is None or client is None:
+        return None
+    return server + client
+
+
 _LATENCY = (
     ("min", "min RTT"), ("p50", "p50 RTT"), ("p90", "p90 RTT"), ("p99", "p99 RTT"),
     ("p999", "p99.9 RTT"), ("max", "max RTT"), ("mean", "mean RTT"),
@@ -116,6 +144,21 @@ METRICS: tuple[Metric, ...] = (
            _per_request("client_syscalls"), "syscalls of the driver per reply"),
     Metric("syscalls_per_req", "syscalls/req", "per request", "lower", "count", _syscalls_both,
            "server + client syscalls per reply (no server process: none counted)"),
+    Metric("server_eagain_per_req", "server EAGAIN polls/req", "per request", "lower",
+           "count", _per_request("server_eagain_syscalls"),
+           "syscalls of the server's threads that returned EAGAIN (polls that found nothing)"),
+    Metric("client_eagain_per_req", "client EAGAIN polls/req", "per request", "lower",
+           "count", _per_request("client_eagain_syscalls"),
+           "syscalls of the driver that returned EAGAIN (polls that found nothing)"),
+    Metric("server_request_syscalls_per_req", "server request syscalls/req", "per request",
+           "lower", "count", _server_request_syscalls,
+           "server syscalls per reply less those that returned EAGAIN: the request path's"),
+    Metric("client_request_syscalls_per_req", "client request syscalls/req", "per request",
+           "lower", "count", _client_request_syscalls,
+           "driver syscalls per reply less those that returned EAGAIN: the request path's"),
+    Metric("request_syscalls_per_req", "request syscalls/req", "per request", "lower",
+           "count", _request_syscalls_both,
+           "server + client request-path syscalls per reply (no server process: none counted)"),
     Metric("server_ctx_per_req", "server ctx/req", "per request", "lower", "count",
            _per_request("server_ctx_switches"), "context switches of the server's threads"),
     Metric("client_ctx_per_req", "client ctx/req", "per request", "lower", "count",
