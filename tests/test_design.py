@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.impl.registry import discover
+from bench.question import PRIMARY_RX_CPU
 from bench.runner.config import ConfigError, RunConfig
 from bench.runner.design import CLAIM_ROLE, DOSE_LEVELS, LADDER_VM_ROLE, blocks, design_impls
 from bench.runner.in_guest import (
@@ -71,8 +72,11 @@ def test_a_standard_run_measures_each_block_for_its_rounds(tmp_path: Path) -> No
             for idle in ("default", "poll"):
                 assert rounds[impl, "pingpong", rx, idle, ""] == 2  # the claim's rounds
         assert rounds[impl, "flood", "client", "default", ""] == 1  # the survey's
-    for dose in ("0", "100", "200"):
-        assert rounds["blocking-c", "pingpong", "client", "default", f"extra_syscalls={dose}"] == 2
+    for dose in ("0", "100", "200"):  # at the question's placement, every idle level
+        for idle in ("default", "poll"):
+            level = f"extra_syscalls={dose}"
+            assert rounds["blocking-c", "pingpong", PRIMARY_RX_CPU, idle, level] == 2
+            assert rounds["blocking-c", "pingpong", "client", idle, level] == 0
     assert not [k for k in rounds if k[0] == "spin-c" and k[4]]  # the dose is one impl's
     checks = run.extra["crosschecks"]
     assert {(c["impl"], c["rx_cpu"]) for c in checks} == {
@@ -90,7 +94,8 @@ def test_the_guest_measures_the_claim_and_its_watchdog_allows_for_every_phase(
     assert args[args.index("--design") + 1] == "claim"  # the survey stays on the host
     assert "--full" in args and "--progress-lines" in args
     ladder = len(blocks(RunConfig(out_root=tmp_path, design="claim", trials=10))[0].impls)
-    assert guest_phases(standard) == 10 * ladder * 4 + 10 * 3  # 4 placement levels; doses
+    # 4 placement levels; the doses at the question's placement and both idle levels
+    assert guest_phases(standard) == 10 * ladder * 4 + 10 * 3 * 2
     longest = max(standard.claim_duration_s, standard.duration_s)  # an upper bound
     per_phase = 2 * (longest + standard.warmup_s) + GUEST_PHASE_OVERHEAD_S
     assert guest_timeout(standard) == max(
@@ -113,7 +118,7 @@ def test_by_default_the_guest_measures_the_vm_ladder_at_both_receive_cpus(
     assert {"kmod-kthread", "kmod-kthread-poll", "blocking-c", "spin-c"} <= holders
     # The primary contrasts are evaluated with receive processing on the server's CPU, so
     # the guest's ladder has that level beside the default; idle=poll is --full's.
-    assert "server" in ladder.rx_cpus
+    assert PRIMARY_RX_CPU == "server" and PRIMARY_RX_CPU in ladder.rx_cpus
     assert (ladder.rx_cpus, ladder.idles, ladder.server_levels) == (
         ("client", "server"), ("default",), (),
     )  # fmt: skip
@@ -133,9 +138,9 @@ def test_the_ladder_on_its_own_measures_both_receive_cpus_and_needs_a_server_cpu
         RunConfig(out_root=tmp_path, design="ladder", server_cpu=None)
 
 
-def test_a_quick_claim_measures_the_default_levels_only(tmp_path: Path) -> None:
+def test_a_quick_claim_measures_the_question_s_placement_only(tmp_path: Path) -> None:
     claim, dose = blocks(RunConfig(out_root=tmp_path, design="claim", trials=3, budget="quick"))
-    assert (claim.rx_cpus, claim.idles) == (("client",), ("default",))
+    assert (claim.rx_cpus, claim.idles) == ((PRIMARY_RX_CPU,), ("default",))
     assert dose.server_levels == (DOSE_LEVELS,)
     with pytest.raises(ConfigError, match="budget"):
         RunConfig(out_root=tmp_path, budget="lavish")
