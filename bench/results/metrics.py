@@ -217,3 +217,14 @@ def format_value(value: float, unit: str) -> str:
     if unit == "req/s":
         return f"{value:,.0f}/s"
     return f"{value:.3g}"
+
+
+def fmt_us(ns: float) -> str:
+    """Nanoseconds as microseconds with three significant figures or so."""
+    us = ns / 1000.0
+    a = abs(us)
+    if a >= 100:
+        return f"{us:.0f}"
+    if a >= 10:
+        return f"{us:.1f}"
+    return f"{us:.2f}"
