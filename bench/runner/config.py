@@ -61,7 +61,7 @@ class RunConfig:
     idles: tuple[str, ...] = ("default",)
     client_waits: tuple[str, ...] = ("block",)
     vm_timeout_s: float | None = None  # the guest watchdog; None: from the design's size
-    design: str = "matrix"  # runner/design.py: standard | claim | matrix
+    design: str = "matrix"  # runner/design.py: standard | claim | ladder | matrix
     matrix_trials: int = 3  # rounds of the standard design's survey
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
     arrivals: str = "uniform"  # rate mode's schedule: uniform | poisson

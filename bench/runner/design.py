@@ -21,9 +21,9 @@ the larger of their round counts, with the longer of their durations.
   user-space twin, its controls and the kernel modules: the comparisons only a modular
   kernel can make).  What the vm environment measures unless the run's budget is
   ``full``: the primary contrasts are evaluated with receive processing on the server's
-  CPU (where a NIC would put it), so that level is measured wherever the ladder is; under
-  TCG a phase costs seconds, so the idle policy's second level and the dose-response are
-  the host's to measure.
+  CPU (bench/question.py: where a NIC would put it), so that level is measured wherever
+  the ladder is; under TCG a phase costs seconds, so the idle policy's second level and
+  the dose-response are the host's to measure.
 - ``standard`` (what ``bench run`` measures when no impl is named): ``claim``, then the
   survey — the run's own product (every impl in every mode unless the options narrow it)
   for ``matrix_trials`` rounds, its rate and flood phases for one round fewer.
@@ -117,8 +117,8 @@ def claim_blocks(cfg: RunConfig) -> list[Block]:
 
 
 def ladder_block(cfg: RunConfig) -> Block:
-    """The ``claim-vm`` ladder (or ``--impl``) at every receive-CPU level (the primary
-    contrasts are evaluated at rx_cpu=server), the default idle policy and client wait."""
+    """The ``claim-vm`` ladder (or ``--impl``) at every receive-CPU level, the question's
+    placement (bench/question.py) among them, the default idle policy and client wait."""
     entries = discover()
     ladder = cfg.impls or tuple(n for n, e in entries.items() if LADDER_VM_ROLE in e.manifest.roles)
     idle, wait = FACTOR_LEVELS["idle"][0], FACTOR_LEVELS["client_wait"][0]
