@@ -1,9 +1,10 @@
 """Syscall counts of processes: an inherited perf counter on the raw_syscalls:sys_enter
 tracepoint on each thread present at the start, so threads created later count too; and,
-counted apart, the syscalls that returned EAGAIN (a counter on raw_syscalls:sys_exit with
-the tracepoint filter ``ret == -11``, as ``perf stat --filter`` sets it): the polls of a
-non-blocking socket that found nothing (a busy-polling server's or client's empty
-recvfrom(MSG_DONTWAIT)), which are not on any request's path.
+counted apart, the empty polls (a counter on raw_syscalls:sys_exit with a tracepoint
+filter, as ``perf stat --filter`` sets it: ``ret == -11``, or a ppoll() whose ``ret`` is 0):
+the polls that found nothing — a busy-polling server's or client's empty
+recvfrom(MSG_DONTWAIT), the spinning driver's zero-timeout ppoll() — which are not on any
+request's path.
 
 Needs tracefs (mounted at /sys/kernel/tracing here when missing) and perf_event_open on
 tracepoints (root, or perf_event_paranoid <= -1).  A filter is set on each counter opened
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import platform
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,8 +27,13 @@ from bench.metrics import perf
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 SYS_ENTER = "events/raw_syscalls/sys_enter/id"
 SYS_EXIT = "events/raw_syscalls/sys_exit/id"
-# raw_syscalls:sys_exit's ``ret`` is the syscall's return value: -errno on failure.
-EAGAIN_FILTER = f"ret == -{errno.EAGAIN}"
+# raw_syscalls:sys_exit's ``ret`` is the syscall's return value (-errno on failure) and
+# ``id`` its number.  An empty poll is a call that returned EAGAIN, or a ppoll() that
+# returned 0 (nothing ready: the spinning driver polls with a zero timeout).
+PPOLL_NR = {"x86_64": 271, "aarch64": 73}.get(platform.machine())
+EAGAIN_FILTER = f"ret == -{errno.EAGAIN}" + (
+    f" || (id == {PPOLL_NR} && ret == 0)" if PPOLL_NR is not None else ""
+)
 
 
 def _mount_tracefs(target: str) -> bool:
@@ -79,8 +86,8 @@ class SyscallCounter(perf.TaskCounters):
 
 
 class EagainCounter(perf.TaskCounters):
-    """Counts the syscalls of every thread of ``pids`` that returned EAGAIN (EWOULDBLOCK)
-    between ``start`` and ``stop``.  ``open`` raises PerfError with the reason when the
+    """Counts the empty polls of every thread of ``pids`` between ``start`` and ``stop``:
+    syscalls that returned EAGAIN (EWOULDBLOCK), and ppoll() calls that returned 0.  ``open`` raises PerfError with the reason when the
     tracepoint or its filter is refused: the count is then unknown, never 0."""
 
     def __init__(self, pids: Iterable[int]) -> None:

@@ -103,8 +103,9 @@ class PerRequest:
 
     server_syscalls: float | None = None
     client_syscalls: float | None = None
-    # Of those syscalls, the ones that returned EAGAIN: polls of a non-blocking socket that
-    # found nothing (a busy-polling server, a spinning client), on no request's path.
+    # Of those syscalls, the empty polls: the ones that returned EAGAIN, or a ppoll() that
+    # returned 0 — polls that found nothing (a busy-polling server, a spinning client), on
+    # no request's path.
     server_eagain_syscalls: float | None = None
     client_eagain_syscalls: float | None = None
     server_ctx_switches: float | None = None
