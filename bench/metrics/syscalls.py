@@ -87,8 +87,9 @@ class SyscallCounter(perf.TaskCounters):
 
 class EagainCounter(perf.TaskCounters):
     """Counts the empty polls of every thread of ``pids`` between ``start`` and ``stop``:
-    syscalls that returned EAGAIN (EWOULDBLOCK), and ppoll() calls that returned 0.  ``open`` raises PerfError with the reason when the
-    tracepoint or its filter is refused: the count is then unknown, never 0."""
+    syscalls that returned EAGAIN (EWOULDBLOCK), and ppoll() calls that returned 0.
+    ``open`` raises PerfError with the reason when the tracepoint or its filter is refused:
+    the count is then unknown, never 0."""
 
     def __init__(self, pids: Iterable[int]) -> None:
         super().__init__(pids, perf.PERF_TYPE_TRACEPOINT, -1, filter_expr=EAGAIN_FILTER)
