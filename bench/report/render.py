@@ -326,18 +326,32 @@ def _cost_figure(run: Run, env: str, groups: Groups) -> Figure | FigureNote | No
 
 
 def _finding_point(f: Finding) -> figures.ForestPoint | None:
+    """A member in µs; a dose slope drawn as what it accounts for per request (slope × the
+    twin's request-path syscalls), or not drawn when those were not counted."""
+    c = f.contrast
+    predicted = f.prediction.value
+    if c.dose:
+        if f.scaled is None or f.per_request_count is None:
+            return None
+        value, interval = f.scaled
+        k = f.per_request_count
+        # drawn as B − A like the others: the twin without its request-path transitions
+        return figures.ForestPoint(
+            f"{c.kind}: {c.a.impl} without its {k:.2f} request-path syscalls, idle {c.idle}",
+            -value / 1000.0,
+            -interval.high / 1000.0,
+            -interval.low / 1000.0,
+            None if predicted is None else -predicted * k / 1000.0,
+            None if f.test is None else f.test.outcome,
+        )
     if f.mean is None or f.interval is None:
         return None
-    c = f.contrast
-    unit = " (ns per syscall)" if c.dose else ""
-    scale = 1.0 if c.dose else 1000.0
-    predicted = f.prediction.value
     return figures.ForestPoint(
-        f"{c.kind}: {c.change}, idle {c.idle}{unit}",
-        f.mean / scale,
-        f.interval.low / scale,
-        f.interval.high / scale,
-        None if predicted is None else predicted / scale,
+        f"{c.kind}: {c.change}, idle {c.idle}",
+        f.mean / 1000.0,
+        f.interval.low / 1000.0,
+        f.interval.high / 1000.0,
+        None if predicted is None else predicted / 1000.0,
         None if f.test is None else f.test.outcome,
     )
 
@@ -353,7 +367,8 @@ def _primary_figures(fams: Mapping[str, Family]) -> dict[str, Figure | FigureNot
         caption = (
             "Each member of the primary family: the mean over rounds of the paired "
             f"difference (B − A) with its interval, {fam.adjustment}; a dose-response slope "
-            "in ns per extra syscall. Diamond: what the calibration predicted; colour: the "
+            "drawn as what removing the twin's request-path syscalls would save (−slope × "
+            "their count). Diamond: what the calibration predicted; colour: the "
             "prediction's equivalence test (held, failed, inconclusive). Members with too "
             "few rounds are in the table, not drawn."
         )
