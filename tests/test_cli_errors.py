@@ -91,6 +91,20 @@ def test_run_bad_input_creates_no_out_folder(case: str, tmp_path: Path, ledger: 
     assert not (tmp_path / "not-yet").exists()
 
 
+@pytest.mark.parametrize("flag", ["--server-cpu", "--client-cpu"])
+def test_run_cpu_not_allowed(flag: str, tmp_path: Path, ledger: Path) -> None:
+    """A CPU this process may not run on is a usage error naming it and the allowed set,
+    found before any server starts (not a pinning failure in a child)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["run", "--impl", "blocking-c", flag, "4096", "--mode", "pingpong"]
+    proc = bench([*args, "--duration", "0.1", "--trials", "1", "--out", str(out)], ledger)
+    assert_usage_error(proc, flag, "4096", ", ".join(str(c) for c in allowed))
+    assert list(out.iterdir()) == [], "a run folder was created"
+    assert list(ledger.iterdir()) == []
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "proc"])
 def test_run_unwritable_out(where: str, tmp_path: Path, ledger: Path) -> None:
     if where == "under-a-file":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,6 +144,7 @@ def check(cfg: RunConfig) -> None:
             raise ConfigError(f"{flag}: give at least one level")
         if len(set(chosen)) != len(chosen):
             raise ConfigError("--rx-cpu, --idle and --client-wait levels must not repeat")
+    _check_cpus(cfg)
     if "server" in cfg.rx_cpus and cfg.server_cpu is None:
         raise ConfigError(
             "--rx-cpu server steers receive processing to the server CPU: give --server-cpu"
@@ -165,6 +167,27 @@ def check(cfg: RunConfig) -> None:
             raise ConfigError(
                 f"--size {small[0]}: rate and flood modes need at least 24 bytes "
                 "(the driver header with sequence number); use --mode pingpong for smaller"
+            )
+
+
+def allowed_cpus() -> str:
+    """The CPUs this process may run on, as ``0, 1, ...`` (what CPU errors name)."""
+    return ", ".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+
+
+def _check_cpus(cfg: RunConfig) -> None:
+    """--server-cpu and --client-cpu among this machine's allowed CPUs, where they pin here:
+    not in a guest (--env vm pins inside it) nor the server on --server-host."""
+    if cfg.env == "vm":
+        return
+    allowed = os.sched_getaffinity(0)
+    pinned = [("--client-cpu", cfg.client_cpu)]
+    if cfg.server_host is None:
+        pinned.insert(0, ("--server-cpu", cfg.server_cpu))
+    for flag, number in pinned:
+        if number is not None and number not in allowed:
+            raise ConfigError(
+                f"{flag} {number}: not a CPU this process may run on (allowed: {allowed_cpus()})"
             )
 
 
