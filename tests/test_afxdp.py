@@ -310,6 +310,34 @@ def test_lo_sysctls_are_in_the_ledger_while_held_and_the_cleaner_restores_them()
     assert not [r for r in ledger.records() if r.kind == sysctl.KIND]
 
 
+@pytest.mark.parametrize("option", ["bind", "xdp_mode", "wait", "queue"])
+def test_a_bad_option_on_lo_fails_before_the_sysctls_are_held(
+    option: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.impl.api import ImplError
+    from bench.system import ledger, sysctl
+
+    assert ENTRY is not None and ENTRY.impl is not None
+    controller = type(ENTRY.impl).start.__globals__  # the controller module's names
+    holds: list[sysctl.SysctlHold] = []
+
+    def recorded_hold(*args: object) -> sysctl.SysctlHold:
+        holds.append(sysctl.SysctlHold(*args))  # type: ignore[arg-type]
+        return holds[-1]
+
+    monkeypatch.setitem(controller, "SysctlHold", recorded_hold)
+    before = {name: _lo_sysctl(name) for name in LO_SYSCTLS}
+    try:
+        with pytest.raises(ImplError, match=f"{option} must be .*'bogus'"):
+            _start(ServerConfig(port=free_udp_port(), options={option: "bogus"}))
+        assert holds == [], "the lo sysctls were held before the options were checked"
+        assert {name: _lo_sysctl(name) for name in LO_SYSCTLS} == before
+        assert not [r for r in ledger.records() if r.kind == sysctl.KIND]
+    finally:
+        for hold in holds:
+            hold.release()
+
+
 def test_refusing_the_lo_sysctls_says_why() -> None:
     from dataclasses import replace
 

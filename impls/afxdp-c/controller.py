@@ -130,14 +130,18 @@ class AfxdpC(Impl):
 
     def start(self, config: ServerConfig) -> RunningServer:
         self.prepare()
+        # every option checked (ImplError) before anything outside the process changes
+        queue = self._option("queue", config)
+        if not queue.isdigit():
+            raise ImplError(f"queue must be a whole number, not {queue!r}")
+        options = ["--xdp-mode", self._option("xdp_mode", config)]
+        options += ["--bind", self._option("bind", config), "--wait", self._option("wait", config)]
         hold = self._hold_lo(config)
         tmp = Path(tempfile.mkdtemp(prefix="hb-afxdp-"))
         info_path = tmp / "info.json"
         argv = [str(self.binary), "--obj", str(self.obj), "--info", str(info_path)]
         argv += ["--addr", config.addr, "--port", str(config.port)]
-        argv += ["--ifname", config.interface, "--queue", str(int(self._option("queue", config)))]
-        argv += ["--xdp-mode", self._option("xdp_mode", config)]
-        argv += ["--bind", self._option("bind", config), "--wait", self._option("wait", config)]
+        argv += ["--ifname", config.interface, "--queue", str(int(queue)), *options]
         try:
             process = ServerProcess(argv, config)
             info = json.loads(info_path.read_text())
