@@ -8,6 +8,7 @@ when many SVGs share one HTML page.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -60,8 +61,23 @@ def impl_colors(impls: Iterable[ImplInfo]) -> dict[str, str]:
     return colors
 
 
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def safe_id(name: str) -> str:
+    """``name`` as an XML id fragment: letters, digits, ``_`` and ``-`` kept, anything else
+    (quotes, markup from a results file's strings) replaced, and a short hash of the whole
+    name appended wherever something was replaced, so that two names stay two ids."""
+    cleaned = _UNSAFE_ID.sub("_", name)
+    if cleaned == name:
+        return name
+    return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def to_svg(fig: Figure, name: str) -> str:
-    """The figure as an inline SVG element (no XML prologue), ids salted by ``name``."""
+    """The figure as an inline SVG element (no XML prologue), ids salted by ``name`` (made
+    safe for an attribute first: names are built from a results file's strings)."""
+    name = safe_id(name)
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": name, "svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")

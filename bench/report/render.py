@@ -41,6 +41,7 @@ from bench.results.rows import (
     PhaseRow,
 )
 from bench.results.run import Run
+from bench.results.schema import ResultsError
 from bench.system.files import write_atomic
 
 Groups = Mapping[Configuration, list[PhaseRow]]
@@ -823,7 +824,13 @@ def build_page(run: Run, out_dir: Path) -> str:
 def render_report(run: Run, out_dir: Path | None = None) -> Path:
     """Write ``run``'s report and return the index.html path (default folder:
     reports/<run-id> under the project)."""
-    out = Path(out_dir) if out_dir is not None else PROJECT_ROOT / "reports" / run.run_id
+    if out_dir is not None:
+        out = Path(out_dir)
+    else:
+        reports = (PROJECT_ROOT / "reports").resolve()
+        out = (reports / run.run_id).resolve()
+        if out.parent != reports:
+            raise ResultsError(f"run id {run.run_id!r} would write outside {reports}")
     out.mkdir(parents=True, exist_ok=True)
     index = out / "index.html"
     write_atomic(index, build_page(run, out))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,20 @@ INCOMPLETE_MARKER = "INCOMPLETE"
 INCOMPLETE_TEXT = "this run did not finish; results.json holds the rows measured so far\n"
 _KNOWN = {"schema", "run_id", "created", "complete", "tool", "config", "impls", "environments",
           "results", "skipped"}  # fmt: skip
+
+
+# A run id names folders (reports/<run-id>, results/<run-id>): never a path of its own.
+SAFE_RUN_ID = re.compile(r"[0-9A-Za-z_.-]{1,128}")
+
+
+def _check_run_id(value: object, where: str) -> None:
+    if not isinstance(value, str) or not SAFE_RUN_ID.fullmatch(value) or set(value) == {"."}:
+        raise ResultsError(
+            one_line(
+                f"{where}: run_id {str(value)[:80]!r} is not a run id (1-128 letters, digits, "
+                "'_', '.', '-'; not a path)"
+            )
+        )
 
 
 def new_run_id() -> str:
@@ -66,6 +81,7 @@ class Run:
     def from_json(cls, document: Mapping[str, Any], where: str = "results") -> Run:
         """A Run from a document of any known schema (validated, then migrated)."""
         version = validate(document, where)
+        _check_run_id(document.get("run_id"), where)
         current = migrate(dict(document), version, where)
         if version != SCHEMA_ID:
             validate(current, f"{where} (migrated from {version})")
