@@ -66,11 +66,10 @@ def test_the_report_folder_is_checked_even_for_a_run_built_in_memory(
 def _hostile() -> dict[str, Any]:
     """The fixture with markup in every kind of string a results file carries: an
     environment's name, an impl's name, notes, errors, skip reasons, the command."""
-    document = _document()
-    text = json.dumps(document)
+    text = json.dumps(_document())
     text = text.replace('"host"', json.dumps(HOSTILE_ENV))
     text = text.replace('"asyncio-py"', json.dumps(HOSTILE_IMPL))
-    document = _document() | json.loads(text)
+    document: dict[str, Any] = json.loads(text)
     document["config"]["command"] = f"python -m bench run {SCRIPT}"
     for row in document["results"][:20]:
         row["metric_notes"] = [f"note {SCRIPT}"]
