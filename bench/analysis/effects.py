@@ -18,13 +18,13 @@ own family.  Nothing here is a headline.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.analysis.equivalence import EquivalenceTest, equivalence
 from bench.analysis.prediction import Prediction, predict
-from bench.analysis.primary import Family, path_corners
+from bench.analysis.primary import Family, ok_trials, path_corners
 from bench.analysis.stats import MIN_ROUNDS, PairedEstimate, bh_qvalues, paired_t_interval
 from bench.question import PREDICTION_ALPHA, PRIMARY_METRIC, margin_ns
 from bench.results.metrics import metric
@@ -82,14 +82,6 @@ class TooFew:
 class Exploratory:
     effects: tuple[Effect, ...]
     too_few: tuple[TooFew, ...]
-
-
-def _by_trial(rows: Iterable[PhaseRow]) -> dict[Configuration, dict[int, PhaseRow]]:
-    out: dict[Configuration, dict[int, PhaseRow]] = {}
-    for row in rows:
-        if row.ok:
-            out.setdefault(row.configuration, {})[row.trial] = row
-    return out
 
 
 def _same_load(a: PhaseRow, b: PhaseRow) -> bool:
@@ -169,7 +161,7 @@ def _test(
 
 
 def _run_factors(run: Run, out: _Collector) -> None:
-    trials = _by_trial(run.rows)
+    trials = ok_trials(run.rows)
     for factor, (level_a, level_b) in RUN_FACTORS.items():
         for key, a in sorted(trials.items(), key=lambda kv: kv[0].sort_key()):
             if getattr(key, factor) != level_a:
@@ -193,7 +185,7 @@ def _server_path(run: Run, out: _Collector) -> None:
     """Removing one server-path property (the impl without it − the impl with it), at each
     value of the other; the interaction when all four corners were measured."""
     corners = path_corners(run)
-    trials = _by_trial(run.rows)
+    trials = ok_trials(run.rows)
     for key in sorted(trials, key=Configuration.sort_key):
         if key.impl != corners.get((True, True)):
             continue
@@ -254,7 +246,7 @@ def _interaction(
 def _comparisons(run: Run, out: _Collector) -> None:
     """Each impl minus every impl its manifest compares it with, configuration by
     configuration."""
-    trials = _by_trial(run.rows)
+    trials = ok_trials(run.rows)
     for key in sorted(trials, key=Configuration.sort_key):
         info = run.impls.get(key.impl)
         if info is None:

@@ -11,7 +11,7 @@ calibration's prediction and its equivalence test.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from bench.analysis.dose import fit_slope
@@ -246,9 +246,10 @@ def _dose_contrast(
     return Contrast(env, (DOSE,), base, base, TRANSITION_DOSE)
 
 
-def _by_trial(run: Run) -> dict[Configuration, dict[int, PhaseRow]]:
+def ok_trials(rows: Iterable[PhaseRow]) -> dict[Configuration, dict[int, PhaseRow]]:
+    """Per configuration, its ok rows by trial (a trial is a round)."""
     out: dict[Configuration, dict[int, PhaseRow]] = {}
-    for row in run.rows:
+    for row in rows:
         if row.ok:
             out.setdefault(row.configuration, {})[row.trial] = row
     return out
@@ -359,7 +360,7 @@ def family(run: Run, env: str) -> Family:
             else f"no two impls of a primary contrast were attempted at rx_cpu={PRIMARY_RX_CPU}"
         )
         return Family(env, size, topology, (), (), why)
-    trials = _by_trial(run)
+    trials = ok_trials(run.rows)
     m = len(found)
     findings = tuple(
         _evaluate_dose(run, c, trials, m) if c.dose else _evaluate_pair(run, c, trials, m)
