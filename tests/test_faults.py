@@ -45,6 +45,16 @@ def _records(ledger: Path) -> list[dict[str, Any]]:
     return found
 
 
+def _started_processes(ledger: Path) -> list[dict[str, Any]]:
+    """Process records whose process exists: a record is written before its spawn
+    (pid still null) so that a crash in between leaves nothing unowned."""
+    return [
+        r
+        for r in _records(ledger)
+        if r.get("kind") == "process" and r.get("details", {}).get("pid") is not None
+    ]
+
+
 def _argv(record: dict[str, Any]) -> str:
     return " ".join(str(a) for a in record.get("details", {}).get("argv", []))
 
@@ -54,7 +64,7 @@ def wait_for_phase_of(ledger: Path, server_marker: str, done: threading.Event) -
     against it (both in the ledger), or None if ``done`` is set first."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline and not done.is_set():
-        records = [r for r in _records(ledger) if r.get("kind") == "process"]
+        records = _started_processes(ledger)
         servers = [r for r in records if server_marker in _argv(r)]
         drivers = [r for r in records if "hello-client" in _argv(r)]
         if servers and drivers:
@@ -152,9 +162,7 @@ def test_driver_killed_mid_phase_fails_its_row_and_the_run_goes_on(
     done = threading.Event()
     try:
         assert wait_for_phase_of(ledger, f"impls/{FIRST}/", done) is not None
-        drivers = [
-            r for r in _records(ledger) if r.get("kind") == "process" and "hello-client" in _argv(r)
-        ]
+        drivers = [r for r in _started_processes(ledger) if "hello-client" in _argv(r)]
         assert drivers, "no driver in the ledger"
         kill(int(drivers[0]["details"]["pid"]))
         code = proc.wait(WAIT_S)
