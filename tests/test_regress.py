@@ -71,10 +71,18 @@ def test_unchanged_tree_passes_and_writes_the_ci_files(baseline: Path, tmp_path:
 def test_blocking_c_slowed_by_half_its_round_trip_is_flagged(
     baseline: Path, tmp_path: Path
 ) -> None:
+    """The rule declines to judge a metric whose reference moved on its own (a noisy
+    neighbour on a shared VM can halve blocking-py's round trip for a minute); such a
+    guard run is repeated once, and the second must flag blocking-c."""
+    from bench.analysis.compare import REFERENCE_MOVED
+
     delay = half_the_round_trip_ns(baseline, "blocking-c")
-    proc = regress(
-        "--baseline", str(baseline), "--out", str(tmp_path), "--server-option", f"delay_ns={delay}"
-    )
+    for attempt in range(2):
+        proc = regress("--baseline", str(baseline), "--out", str(tmp_path / f"run{attempt}"),
+                       "--server-option", f"delay_ns={delay}",
+                       env={**os.environ, "COLUMNS": "300"})  # fmt: skip
+        if REFERENCE_MOVED not in proc.stdout:
+            break
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     flagged = [line for line in proc.stdout.splitlines() if line.startswith("REGRESSION")]
     assert flagged, proc.stdout[-3000:]
