@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from bench.errors import UsageError
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
 from bench.remote.ssh import ServerHost
 from bench.results.rows import ARRIVALS, FACTOR_LEVELS
+from bench.system.cpus import cpu_problem
 from bench.topology import TOPOLOGIES, TWO_HOSTS
 
 DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
@@ -170,25 +170,18 @@ def check(cfg: RunConfig) -> None:
             )
 
 
-def allowed_cpus() -> str:
-    """The CPUs this process may run on, as ``0, 1, ...`` (what CPU errors name)."""
-    return ", ".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-
-
 def _check_cpus(cfg: RunConfig) -> None:
     """--server-cpu and --client-cpu among this machine's allowed CPUs, where they pin here:
     not in a guest (--env vm pins inside it) nor the server on --server-host."""
     if cfg.env == "vm":
         return
-    allowed = os.sched_getaffinity(0)
     pinned = [("--client-cpu", cfg.client_cpu)]
     if cfg.server_host is None:
         pinned.insert(0, ("--server-cpu", cfg.server_cpu))
     for flag, number in pinned:
-        if number is not None and number not in allowed:
-            raise ConfigError(
-                f"{flag} {number}: not a CPU this process may run on (allowed: {allowed_cpus()})"
-            )
+        problem = None if number is None else cpu_problem(flag, number)
+        if problem is not None:
+            raise ConfigError(problem)
 
 
 def _check_two_hosts(cfg: RunConfig) -> None:
