@@ -7,6 +7,11 @@ and removed once it is gone.  A record names the function that removes its objec
 this module depends on nothing of the suite above it and nothing has to import a list of
 cleaners.  A cleaner takes the :class:`Record` and must tolerate the object's absence.
 Nothing that is not recorded is ever touched.
+
+A record makes this process call a function and restore values, so only this user may
+write one: the ledger folder (and the folder above it that the suite creates) must belong
+to this user and is kept at mode 0700, a record file must belong to this user, and a
+cleaner must be a function of the suite's own package.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import importlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -22,10 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.errors import HellobenchError
 from bench.system.files import write_atomic
 from bench.system.processes import ProcessIdentity
 
 PRIVATE = 0o600
+PRIVATE_FOLDER = 0o700
+CLEANER_PACKAGE = "bench."
+
+
+class LedgerError(HellobenchError):
+    """The ledger folder is not private to this user."""
 
 
 @dataclass(frozen=True)
@@ -45,17 +58,44 @@ class Record:
         return self.owner is not None and self.owner.alive()
 
 
+def _private_folder(path: Path) -> None:
+    """Create ``path`` (its parent exists) at mode 0700, or accept an existing one only if
+    it is a real folder of this user, made 0700."""
+    try:
+        path.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise LedgerError(f"ledger folder {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise LedgerError(f"ledger folder {path} is not a folder (a link or a file)")
+    if info.st_uid != os.geteuid():
+        raise LedgerError(
+            f"ledger folder {path} belongs to uid {info.st_uid}, not to this user "
+            f"({os.geteuid()}): its records would run as you; remove it or set HELLOBENCH_LEDGER"
+        )
+    if stat.S_IMODE(info.st_mode) != PRIVATE_FOLDER:
+        os.chmod(path, PRIVATE_FOLDER)
+
+
 def ledger_dir() -> Path:
-    """$HELLOBENCH_LEDGER, else /run/hellobench/owned for root, else a per-user temp folder."""
+    """$HELLOBENCH_LEDGER, else /run/hellobench/owned for root, else hellobench/owned in
+    the user's runtime folder ($XDG_RUNTIME_DIR, or a per-user folder in the temp folder);
+    every folder the suite creates there is private (see the module's docstring)."""
     base = os.environ.get("HELLOBENCH_LEDGER")
     if base:
         path = Path(base)
-    elif os.geteuid() == 0:
-        path = Path("/run/hellobench/owned")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_folder(path)
+        return path
+    if os.geteuid() == 0:
+        top = Path("/run/hellobench")
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        top = Path(os.environ["XDG_RUNTIME_DIR"]) / "hellobench"
     else:
-        path = Path(tempfile.gettempdir()) / f"hellobench-{os.geteuid()}" / "owned"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        top = Path(tempfile.gettempdir()) / f"hellobench-{os.geteuid()}"
+    _private_folder(top)
+    _private_folder(top / "owned")
+    return top / "owned"
 
 
 def _file_name(kind: str, ident: str) -> str:
@@ -66,6 +106,10 @@ def _check_cleaner(cleaner: str) -> None:
     module, sep, function = cleaner.partition(":")
     if not sep or not module or not function.isidentifier():
         raise ValueError(f"cleaner {cleaner!r} is not 'package.module:function'")
+    if not module.startswith(CLEANER_PACKAGE) or not all(
+        part.isidentifier() for part in module.split(".")
+    ):
+        raise ValueError(f"cleaner {cleaner!r} is not a function of the suite's package")
 
 
 def record(kind: str, ident: str, cleaner: str, **details: Any) -> Path:
@@ -93,6 +137,8 @@ def release(kind: str, ident: str) -> None:
 
 
 def _parse(path: Path) -> Record:
+    if os.lstat(path).st_uid != os.geteuid():
+        raise ValueError(f"{path} does not belong to this user")
     raw = json.loads(path.read_text())
     started = raw.get("owner_started")
     owner = ProcessIdentity(int(raw["owner_pid"]), float(started)) if started else None

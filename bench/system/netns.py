@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,19 +18,28 @@ NETNS_DIR = Path("/run/netns")
 SUITE_PREFIX = "hb-"
 COMMAND_TIMEOUT_S = 30.0
 _CLONE_NEWNET = 0x40000000
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")  # a file name in /run/netns
 
 
 class NetnsError(HellobenchError):
     """A namespace could not be removed."""
 
 
+def checked(name: str) -> str:
+    """``name`` if it can name a namespace (a record read back from a file is checked
+    before its name reaches a path or a command)."""
+    if not NAME.fullmatch(name):
+        raise NetnsError(f"{name!r} is not a network namespace name")
+    return name
+
+
 def exec_prefix(netns: str | None) -> list[str]:
     """The argv prefix that runs a command inside ``netns`` (empty for this namespace)."""
-    return ["ip", "netns", "exec", netns] if netns else []
+    return ["ip", "netns", "exec", checked(netns)] if netns else []
 
 
 def exists(name: str) -> bool:
-    return (NETNS_DIR / name).exists()
+    return (NETNS_DIR / checked(name)).exists()
 
 
 def _setns(fd: int) -> None:
@@ -51,7 +61,7 @@ def entered(netns: str | None) -> Iterator[None]:
         return
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(NETNS_DIR / checked(netns), os.O_RDONLY | os.O_CLOEXEC)
         try:
             _setns(target)
         finally:

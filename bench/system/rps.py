@@ -5,10 +5,14 @@ RPS a kernel-side reply (XDP, tc, an encap socket) is built on the client's CPU,
 its send.  Steering the server end's receive queues to the server CPU moves that work where
 a NIC's interrupt would put it.  The previous masks are recorded in the ledger before the
 first write, so a run that is killed still has them restored by ``bench cleanup``.
+
+Device names, queue paths and masks are checked before use (a ledger record is read back
+from a file), and reach the commands as arguments, never as script text.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +22,17 @@ from bench.errors import HellobenchError
 from bench.system import ledger
 from bench.system.ledger import Record
 from bench.system.netns import COMMAND_TIMEOUT_S, exec_prefix
+from bench.system.netns import exists as netns_exists
 
 KIND = "rps"
 CLEANER = "bench.system.rps:restore_recorded"
 SYS_NET = Path("/sys/class/net")
+DEVICE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")  # IFNAMSIZ - 1, no "/" and no space
+QUEUE_FILE = re.compile(rf"{SYS_NET}/{DEVICE.pattern}/queues/rx-[0-9]{{1,5}}/rps_cpus")
+MASK = re.compile(r"[0-9a-fA-F]{1,16}(,[0-9a-fA-F]{1,16}){0,63}")
+# read every receive queue's mask of the device named by $1; write $1 into the file $2
+READ_SCRIPT = 'for f in /sys/class/net/"$1"/queues/rx-*/rps_cpus; do echo "$f $(cat "$f")"; done'
+WRITE_SCRIPT = 'printf "%s\\n" "$1" > "$2"'
 
 
 class RpsError(HellobenchError):
@@ -33,14 +44,26 @@ def cpu_mask(cpu: int | None) -> str:
     return "0" if cpu is None else format(1 << cpu, "x")
 
 
-def _queue_files(device: str) -> str:
-    return f"{SYS_NET}/{device}/queues/rx-*/rps_cpus"
+def _checked_device(device: str) -> str:
+    if not DEVICE.fullmatch(device):
+        raise RpsError(f"{device!r} is not a network device name")
+    return device
 
 
-def _shell(netns: str | None, script: str) -> str:
-    """Run ``script`` with sh in ``netns``: sysfs shows a namespace's devices only to a
-    process that mounted it there, which ``ip netns exec`` does."""
-    argv = [*exec_prefix(netns), "sh", "-c", script]
+def _checked_masks(masks: dict[str, str]) -> dict[str, str]:
+    for path, mask in masks.items():
+        if not QUEUE_FILE.fullmatch(path):
+            raise RpsError(f"{path!r} is not a receive queue's rps_cpus file")
+        if not MASK.fullmatch(mask):
+            raise RpsError(f"{mask!r} is not a CPU mask")
+    return masks
+
+
+def _run(netns: str | None, script: str, *values: str) -> str:
+    """Run the fixed ``script`` with ``values`` as its arguments, in ``netns``: sysfs shows
+    a namespace's devices only to a process that mounted it there, which ``ip netns exec``
+    does."""
+    argv = [*exec_prefix(netns), "sh", "-c", script, "sh", *values]
     try:
         proc = subprocess.run(
             argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
@@ -54,19 +77,19 @@ def _shell(netns: str | None, script: str) -> str:
 
 def read_masks(netns: str | None, device: str) -> dict[str, str]:
     """rps_cpus of every receive queue of ``device``, by queue file path."""
-    out = _shell(netns, f'for f in {_queue_files(device)}; do echo "$f $(cat "$f")"; done')
+    out = _run(netns, READ_SCRIPT, _checked_device(device))
     masks: dict[str, str] = {}
     for line in out.splitlines():
         path, _, mask = line.partition(" ")
         if not mask or "*" in path:
             raise RpsError(f"{device} in {netns or 'this namespace'} has no RPS queues")
         masks[path] = mask.strip()
-    return masks
+    return _checked_masks(masks)
 
 
 def write_masks(netns: str | None, masks: dict[str, str]) -> None:
-    script = "; ".join(f"echo {mask} > {path}" for path, mask in masks.items())
-    _shell(netns, script)
+    for path, mask in _checked_masks(masks).items():
+        _run(netns, WRITE_SCRIPT, mask, path)
 
 
 def _ident(netns: str | None, device: str) -> str:
@@ -100,6 +123,6 @@ def restore_recorded(rec: Record) -> None:
     """Ledger cleaner for kind ``rps``: put the recorded masks back (a namespace that is
     gone took its devices with it)."""
     netns = rec.details.get("netns")
-    if netns and not Path("/run/netns", str(netns)).exists():
+    if netns and not netns_exists(str(netns)):
         return
     write_masks(netns, {str(k): str(v) for k, v in dict(rec.details.get("masks") or {}).items()})

@@ -2,11 +2,13 @@
 ledger before the first write, so ``bench cleanup`` restores them after a killed run.
 
 Holds are counted per (namespace, key) inside this process, so that two holders of the
-same setting restore it only when the last one lets go.
+same setting restore it only when the last one lets go.  Only network sysctls
+(``net.*``) are held, and a key read back from a ledger record is checked again.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ from bench.system.netns import exists as netns_exists
 KIND = "sysctl"
 CLEANER = "bench.system.sysctl:restore_recorded"
 PROC_SYS = Path("/proc/sys")
+KEY = re.compile(r"net(\.[A-Za-z0-9_-]{1,64}){1,8}")
+VALUE = re.compile(r"[0-9A-Za-z_ .:-]{0,256}")
 
 _holders: dict[tuple[str | None, str], int] = {}
 _previous: dict[tuple[str | None, str], str] = {}  # values this process changed
@@ -30,6 +34,8 @@ class SysctlError(HellobenchError):
 
 
 def _path(key: str) -> Path:
+    if not KEY.fullmatch(key):
+        raise SysctlError(f"{key!r} is not a network sysctl (net.<name>...)")
     return PROC_SYS / key.replace(".", "/")
 
 
@@ -42,6 +48,8 @@ def read(netns: str | None, key: str) -> str:
 
 
 def write(netns: str | None, key: str, value: str) -> None:
+    if not VALUE.fullmatch(value):
+        raise SysctlError(f"{value!r} is not a sysctl value")
     try:
         with entered(netns):
             _path(key).write_text(f"{value}\n")
