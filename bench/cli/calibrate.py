@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from bench.calibration.record import run_calibration
+from bench.cli.host import holding_host
 from bench.cli.options import cpu
 from bench.errors import EXIT_OK
 
@@ -64,7 +65,8 @@ def print_calibration(result: Mapping[str, Any], console: Console) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    result = run_calibration(client_cpu=args.client_cpu, server_cpu=args.server_cpu)
+    with holding_host(args):
+        result = run_calibration(client_cpu=args.client_cpu, server_cpu=args.server_cpu)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

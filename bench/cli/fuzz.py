@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from bench.cli.host import holding_host
 from bench.errors import EXIT_FAILED, EXIT_OK
 from bench.fuzz.campaign import check_count, run_fuzz
-from bench.fuzz.checks import FuzzResult
+from bench.fuzz.checks import FuzzResult, spoofed_answered
 from bench.fuzz.in_guest import DEFAULT_TIMEOUT_S, GuestFuzz, fuzz_in_vm
 from bench.topology import TOPOLOGIES
 
@@ -39,6 +40,14 @@ def _yes_no(value: bool | None, na: str = "n/a") -> str:
     return na if value is None else ("yes" if value else "[red]no[/red]")
 
 
+def _spoofed_cell(r: FuzzResult) -> str:
+    """Hostile-source requests answered of those sent, "not checked" when not run."""
+    if r.spoofed_sent is None:
+        return "not checked"
+    cell = f"{spoofed_answered(r):,} of {sum(r.spoofed_sent.values()):,}"
+    return f"[red]{cell}[/red]" if spoofed_answered(r) else cell
+
+
 def results_table(results: Sequence[FuzzResult]) -> Table:
     table = Table(title="fuzz: hostile datagrams (replies classified by content)")
     table.add_column("impl")
@@ -53,11 +62,12 @@ def results_table(results: Sequence[FuzzResult]) -> Table:
     ):
         table.add_column(numeric, justify="right")
     table.add_column("impl counted rejected", justify="right")
+    table.add_column("spoofed answered", justify="right")
     for column in ("alive", "BPF attached", "kernel log", "result"):
         table.add_column(column)
     for r in results:
         if r.status == "skipped":
-            table.add_row(r.impl, r.topology, *[""] * 10, "[yellow]skipped[/yellow]")
+            table.add_row(r.impl, r.topology, *[""] * 11, "[yellow]skipped[/yellow]")
             continue
         if r.kernel_log_readable is False:
             klog = "not readable"
@@ -78,6 +88,7 @@ def results_table(results: Sequence[FuzzResult]) -> Table:
             f"{r.valid_missing:,}",
             f"{r.retries:,}",
             f"{r.counters['rejected']:,}" if r.counters and "rejected" in r.counters else "n/a",
+            _spoofed_cell(r),
             _yes_no(r.alive),
             _yes_no(r.bpf_attached),
             klog,
@@ -95,6 +106,14 @@ def _print_results(results: Sequence[FuzzResult], console: Console) -> None:
             console.print(f"[red]{r.impl} ({r.topology}): {failure}[/red]")
         for example in r.unexpected_examples:
             console.print(f"  unexpected reply — {example}")
+        sent = r.spoofed_sent or {}
+        for category, n in sorted((r.spoofed_answered or {}).items()):
+            if n:
+                console.print(
+                    f"  spoofed ({r.impl}): {category}: {n} of {sent.get(category, 0)} answered"
+                )
+        for note in r.spoofed_notes:
+            console.print(f"  spoofed ({r.impl}): {note}")
         for problem in r.kernel_log_problems:
             console.print(f"  kernel log ({r.impl}): {problem}")
         if r.kernel_log_readable is False and r.status != "skipped":
@@ -128,6 +147,11 @@ def _run_in_guest(args: argparse.Namespace, topologies: list[str], console: Cons
 def run(args: argparse.Namespace, console: Console) -> int:
     check_count(args.count)
     topologies = list(dict.fromkeys(args.topology or ["lo"]))
+    with holding_host(args):
+        return _fuzz(args, topologies, console)
+
+
+def _fuzz(args: argparse.Namespace, topologies: list[str], console: Console) -> int:
     if args.env == "vm":
         return _run_in_guest(args, topologies, console)
 

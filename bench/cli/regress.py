@@ -12,6 +12,7 @@ from rich.console import Console
 
 from bench import PROJECT_ROOT
 from bench.cli.compare import print_comparison
+from bench.cli.host import holding_host
 from bench.cli.options import key_values
 from bench.errors import EXIT_OK
 from bench.regress import BASELINE, METRICS, guard
@@ -36,13 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    outcome = guard(
-        args.out,
-        lambda line: console.log(line),
-        baseline=args.baseline,
-        record=args.record,
-        server_options=key_values(args.server_option, "--server-option"),
-    )
+    server_options = key_values(args.server_option, "--server-option")
+    with holding_host(args):
+        outcome = guard(
+            args.out,
+            lambda line: console.log(line),
+            baseline=args.baseline,
+            record=args.record,
+            server_options=server_options,
+        )
     console.print(f"results: {outcome.run.path}")
     if outcome.recorded is not None:
         console.print(f"baseline recorded: {outcome.recorded}")

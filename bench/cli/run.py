@@ -15,6 +15,7 @@ from rich.table import Table
 from bench import PROJECT_ROOT
 from bench.analysis.answer import one_sentence
 from bench.analysis.summary import Summary, SummaryLine, summarize
+from bench.cli.host import holding_host
 from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
 from bench.cli.remote_options import add_server_host_arguments, server_host
@@ -333,11 +334,12 @@ def footnotes(run: Run) -> list[str]:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     cfg = run_config(args)
-    if args.progress_lines:
-        outcome = run_all(cfg, StepLines(), vm_fault=args.vm_fault)
-    else:
-        with display(console) as shown:
-            outcome = run_all(cfg, shown, vm_fault=args.vm_fault)
+    with holding_host(args):
+        if args.progress_lines:
+            outcome = run_all(cfg, StepLines(), vm_fault=args.vm_fault)
+        else:
+            with display(console) as shown:
+                outcome = run_all(cfg, shown, vm_fault=args.vm_fault)
     recording = outcome.recording
     console.print(summary_table(recording.run, summarize(recording.run)))
     for line in footnotes(recording.run):

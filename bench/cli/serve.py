@@ -8,10 +8,11 @@ import time
 
 from rich.console import Console
 
+from bench.cli.host import holding_host
 from bench.cli.options import cpu, port
 from bench.errors import EXIT_FAILED, EXIT_OK, UsageError
 from bench.impl.api import ImplError, ServerConfig
-from bench.impl.registry import discover
+from bench.impl.registry import Entry, discover
 from bench.protocol import DEFAULT_ADDR, DEFAULT_PORT
 from bench.runner.lifecycle import prepare, select
 
@@ -45,6 +46,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
             f"--addr {args.addr} is not loopback; add --allow-non-loopback to expose the server"
         )
     (entry,) = select([args.impl], discover())
+    with holding_host(args):
+        return _serve(args, entry, console)
+
+
+def _serve(args: argparse.Namespace, entry: Entry, console: Console) -> int:
     ready = prepare(entry)
     if ready.impl is None:
         console.print(f"{args.impl} cannot run here: {ready.reason}")
