@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -36,12 +37,14 @@ from bench.remote.protocol import (
     Stop,
 )
 from bench.system import ledger
+from bench.system.cpus import cpu_problem
 from bench.system.owned import stop_recorded
 from bench.system.processes import ProcessIdentity
 
 AGENT_LEDGER = "/run/hellobench/agent"
 AGENT_KIND = "agent"
 AGENT_CLEANER = "bench.system.owned:stop_recorded"
+AGENT_SELF = "the server host's agent"  # who a CPU error says may not run there
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 # Generic XDP where the link is a veth whose peer is on the other host: a native XDP_TX
 # into a veth waits for the peer's NAPI, which only a program on the peer schedules.
@@ -95,7 +98,15 @@ class Agent:
         """The response line to one request line (errors as error lines)."""
         try:
             return self._dispatch(protocol.decode_request(line))
-        except (HellobenchError, OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        except (
+            HellobenchError,
+            OSError,
+            ValueError,
+            TypeError,
+            KeyError,
+            RuntimeError,
+            subprocess.SubprocessError,  # a child that failed before its exec (its pinning)
+        ) as exc:
             return protocol.error(" ".join(str(exc).split()) or type(exc).__name__)
 
     def _dispatch(self, request: Request) -> str:
@@ -163,12 +174,13 @@ class Agent:
         return impl
 
     def _start(self, request: Start) -> str:
+        problem = None if request.cpu is None else cpu_problem("cpu", request.cpu, AGENT_SELF)
+        if problem is not None:
+            raise ProtocolError(f"start: {problem}")
         if self.server is not None:
             raise ProtocolError("start: a server is already running (stop it first)")
         address, interface = self._where()
         entry = self._entry(request.impl)
-        if request.cpu is not None and request.cpu >= (os.cpu_count() or 1):
-            raise HellobenchError(f"--server-cpu {request.cpu}: the server host has no such CPU")
         options = dict(request.options)
         if "xdp_mode" in entry.manifest.options and driver_name(interface) in GENERIC_XDP_LINKS:
             options.setdefault("xdp_mode", "skb")
@@ -232,11 +244,14 @@ def serve(infile: IO[bytes], outfile: IO[bytes], address: str | None) -> None:
     with recorded_agent():
         agent = Agent(address)
         try:
-            for raw in iter(infile.readline, b""):
-                text = raw.decode(errors="replace").strip()
-                if not text:
+            for raw in protocol.read_lines(infile):
+                if raw is None:
+                    reply = protocol.error(protocol.TOO_LONG)
+                elif raw.strip():
+                    reply = agent.handle(raw.decode(errors="replace").strip())
+                else:
                     continue
-                outfile.write(agent.handle(text).encode() + b"\n")
+                outfile.write(reply.encode() + b"\n")
                 outfile.flush()
         finally:
             agent.stop()

@@ -2,17 +2,26 @@
 
 A request is ``{"op": NAME, ...fields}``; the response is ``{"ok": true, ...}`` or
 ``{"error": "..."}``.  A line that is not a known, well-formed request gets an error
-response, never a crash.  Requests are frozen dataclasses, one per operation."""
+response, never a crash.  Requests are frozen dataclasses, one per operation.
+
+Input is bounded: a request line is at most ``MAX_LINE`` bytes (a longer one is read in
+pieces, dropped, and answered with one error), and nothing queues: the agent reads the next
+request only once it has answered the last, so what the driver sends ahead waits in the
+pipe, whose size the kernel bounds."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from bench.errors import HellobenchError
 
 PROTOCOL_VERSION = 1
+MAX_LINE = 64 * 1024  # bytes of one request line, its newline not counted
+MAX_OPTIONS = 64  # server options in one start request
+TOO_LONG = f"a request line longer than {MAX_LINE} bytes: refused"
 
 
 class ProtocolError(HellobenchError):
@@ -99,10 +108,16 @@ def _check_types(cls: type[Request], body: dict[str, Any]) -> None:
         expected = _TYPES[f.name]
         if not isinstance(value, expected) or isinstance(value, bool):
             raise ProtocolError(f"{cls.op}: field {f.name!r} has the wrong type")
-    if "options" in body and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in body["options"].items()
-    ):
-        raise ProtocolError(f"{cls.op}: options must map strings to strings")
+    if "impl" in body and not body["impl"]:
+        raise ProtocolError(f"{cls.op}: field 'impl' is empty")
+    if "port" in body and not 0 < body["port"] < 65536:
+        raise ProtocolError(f"{cls.op}: field 'port' {body['port']}: must be 1..65535")
+    if "options" in body:
+        options = body["options"]
+        if len(options) > MAX_OPTIONS:
+            raise ProtocolError(f"{cls.op}: field 'options': more than {MAX_OPTIONS}")
+        if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in options.items()):
+            raise ProtocolError(f"{cls.op}: field 'options' must map non-empty strings to strings")
 
 
 def decode_request(line: str) -> Request:
@@ -126,6 +141,22 @@ def decode_request(line: str) -> Request:
         return cls(**body)
     except TypeError as exc:
         raise ProtocolError(f"{op}: {exc}") from exc
+
+
+def read_lines(infile: IO[bytes], limit: int = MAX_LINE) -> Iterator[bytes | None]:
+    """Each line of ``infile`` without its newline, or None for a line longer than
+    ``limit`` bytes.  A line is read in pieces of at most ``limit`` + 1 bytes and a long
+    one's rest is dropped as it comes, so no more than that is ever held."""
+    while True:
+        piece = infile.readline(limit + 1)
+        if not piece:
+            return
+        if piece.endswith(b"\n") or len(piece) <= limit:  # a whole line, or the last
+            yield piece.removesuffix(b"\n")
+            continue
+        while piece and not piece.endswith(b"\n"):
+            piece = infile.readline(limit + 1)
+        yield None
 
 
 def ok(**body: Any) -> str:

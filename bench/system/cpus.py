@@ -17,9 +17,9 @@ def allowed_text() -> str:
     return ", ".join(str(c) for c in allowed_cpus())
 
 
-def cpu_problem(name: str, number: int) -> str | None:
+def cpu_problem(name: str, number: int, who: str = "this process") -> str | None:
     """None when ``number`` is a CPU this process may run on; else the message naming
-    ``name`` (a flag or a field), the number and the allowed set."""
+    ``name`` (a flag or a field), the number, ``who`` runs here and the allowed set."""
     if number in os.sched_getaffinity(0):
         return None
-    return f"{name} {number}: not a CPU this process may run on (allowed: {allowed_text()})"
+    return f"{name} {number}: not a CPU {who} may run on (allowed: {allowed_text()})"
