@@ -11,7 +11,10 @@
  * offset 6), built here and handed to ip_local_out() as the kernel's own
  * in-softirq senders do: routed with ip_route_output_key(), UDP and IP
  * headers written by hand, the UDP checksum left to udp_set_csum() (partial,
- * completed by the device or by the stack when the device cannot).  Nothing
+ * completed by the device or by the stack when the device cannot).  A request
+ * whose source may not be answered (hello_source_ok()) is dropped as rejected;
+ * a reply routed as a broadcast or multicast is not sent and counts as a send
+ * error, as udp_sendmsg() would refuse it.  Nothing
  * on the way can sleep: the socket's sendmsg is not used because
  * udp_sendmsg() takes the socket lock (lock_sock, which may sleep) when a
  * cgroup BPF sendmsg4 program is attached anywhere.  Checksums of requests
@@ -146,6 +149,15 @@ static int hello_reply(struct sock *sk, struct sk_buff *req, const u8 *payload,
 	rt = ip_route_output_key(net, &fl4);
 	if (IS_ERR(rt))
 		return PTR_ERR(rt);
+	/*
+	 * Never to a broadcast (a directed one is known only here) nor to a
+	 * multicast group: udp_sendmsg() refuses a broadcast to a socket
+	 * without SO_BROADCAST, and a server must not answer a whole subnet.
+	 */
+	if (rt->rt_flags & (RTCF_BROADCAST | RTCF_MULTICAST)) {
+		ip_rt_put(rt);
+		return -EACCES;
+	}
 
 	hlen = LL_RESERVED_SPACE(rt->dst.dev) + sizeof(*iph) + sizeof(*uh);
 	skb = alloc_skb(hlen + len, GFP_ATOMIC);
@@ -202,6 +214,11 @@ static int hello_encap_rcv(struct sock *sk, struct sk_buff *skb)
 	if (!rcu_dereference_sk_user_data(sk) || READ_ONCE(fault_hang))
 		goto drop;
 
+	if (!hello_source_ok(ip_hdr(skb)->saddr, udp_hdr(skb)->source)) {
+		this_cpu_inc(hello_stats.rejected);
+		reason = SKB_DROP_REASON_IP_INADDRERRORS;
+		goto drop;
+	}
 	payload = hello_payload(skb, &len, &reason);
 	if (!payload) {
 		this_cpu_inc(hello_stats.rejected);

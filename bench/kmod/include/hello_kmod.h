@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What the hellobench kernel modules share: their parameters, per-CPU counters and
- * the sysfs attributes that show them.  Each module includes it once, from its only
+ * What the hellobench kernel modules share: their parameters, which request
+ * sources may be answered, per-CPU counters and the sysfs attributes that show them.  Each module includes it once, from its only
  * source file, after defining:
  *
  *   HELLO_FAULT_MAX    the highest fault_hang value it understands
@@ -14,6 +14,7 @@
 #define HELLO_KMOD_H
 
 #include <linux/cpumask.h>
+#include <linux/in.h>
 #include <linux/inet.h>
 #include <linux/kernel.h>
 #include <linux/kobject.h>
@@ -85,6 +86,20 @@ static int hello_check_params(__be32 *sin_addr)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/*
+ * Whether a request from @saddr:@sport may be answered at all: never to port 0
+ * (udp_sendmsg() refuses it), nor to an address no host can have as its own:
+ * the zero network, the limited broadcast, multicast.  The receive path's
+ * martian checks keep such sources from coming in through a device, but not
+ * from a local raw socket over lo, whose datagram keeps its output route.  A
+ * directed broadcast shows only once the reply is routed.
+ */
+static bool hello_source_ok(__be32 saddr, __be16 sport)
+{
+	return sport && !ipv4_is_zeronet(saddr) && !ipv4_is_lbcast(saddr) &&
+	       !ipv4_is_multicast(saddr);
 }
 
 struct hello_stats {
