@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from bench import PROJECT_ROOT
-from bench.fuzz import campaign, checks
+from bench.fuzz import campaign, checks, spoofed
 from bench.fuzz import exchange as fuzz_exchange
 from bench.fuzz.campaign import fuzz_impl
 from bench.fuzz.checks import FuzzResult
@@ -76,6 +76,11 @@ def test_impl_survives_fuzz(name: str, topology: str) -> None:
     assert result.final_hello is True, summary
     if ENTRIES[name].manifest.kind == "ebpf":
         assert result.bpf_attached is True, summary
+    if os.geteuid() == 0:  # AF_PACKET: the spoofed sources run as root only
+        assert result.spoofed_sent is not None, (result.spoofed_notes, summary)
+        assert set(result.spoofed_sent) == set(spoofed.CATEGORIES), summary
+        assert result.spoofed_answered == dict.fromkeys(spoofed.CATEGORIES, 0), summary
+        assert not result.spoofed_unconfirmed and not result.spoofed_unattributed, summary
     # The impl's own count agrees (on lo: on veth, oversized datagrams arrive as fragments)
     if topology == "lo" and result.counters and "rejected" in result.counters:
         assert result.counters["rejected"] == SHORT_COUNT, (result.counters, summary)
@@ -309,6 +314,134 @@ def test_fuzz_of_a_crashed_server_fails() -> None:
     assert any("server stopped" in f for f in result.failures), result.failures
 
 
+# -- spoofed sources ------------------------------------------------------------------
+
+
+def test_spoofed_frames_carry_valid_checksums() -> None:
+    frame = spoofed.udp_ipv4_frame(
+        dst_mac=b"\x02" * 6, src_mac=spoofed.BROADCAST_MAC, src="255.255.255.255",
+        dst="198.18.0.1", sport=0, dport=3000, payload=b"HELLO x", ident=7,
+    )  # fmt: skip
+    assert frame[:6] == b"\x02" * 6 and frame[6:12] == spoofed.BROADCAST_MAC
+    ip, udp = frame[14:34], frame[34:]
+    assert spoofed.ones_sum(ip) == 0xFFFF
+    pseudo = ip[12:20] + bytes([0, socket.IPPROTO_UDP]) + len(udp).to_bytes(2, "big")
+    assert spoofed.ones_sum(pseudo + udp) == 0xFFFF and udp[6:8] != b"\0\0"
+    assert udp[:2] == b"\0\0" and udp[8:] == b"HELLO x"
+
+
+def test_directed_broadcast_of_a_subnet() -> None:
+    assert spoofed.directed_broadcast("127.0.0.1", "255.0.0.0") == "127.255.255.255"
+    assert spoofed.directed_broadcast("198.18.0.2", "255.255.255.252") == "198.18.0.3"
+    assert [s.category for s in spoofed.spoofs("127.255.255.255")] == list(spoofed.CATEGORIES)
+    assert "source-ip-directed-broadcast" not in {s.category for s in spoofed.spoofs(None)}
+    for spoof in spoofed.spoofs("127.255.255.255"):
+        assert is_request(spoofed.payload_for(spoof.category, 0))
+
+
+def _lo_ends(port: int) -> spoofed.Endpoints:
+    return spoofed.Endpoints(None, "lo", "127.0.0.1", None, "lo", "127.0.0.1", port)
+
+
+@contextmanager
+def raw_reflector(port: int) -> Iterator[None]:
+    """A reflector that answers, from an AF_PACKET socket on lo, every HELLO frame for
+    ``port`` whatever its source (as an in-place reflector without source checks does)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    sock.bind(("lo", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            if not select.select([sock], [], [], 0.05)[0]:
+                continue
+            frame, addr = sock.recvfrom(65536)
+            if addr[2] == spoofed.PACKET_OUTGOING or frame[12:14] != b"\x08\x00":
+                continue
+            ip, udp = frame[14:34], frame[34:]
+            if ip[9] != socket.IPPROTO_UDP or int.from_bytes(udp[2:4], "big") != port:
+                continue
+            reply = make_reply(udp[8 : int.from_bytes(udp[4:6], "big")])
+            if reply is None:
+                continue
+            sock.send(
+                spoofed.udp_ipv4_frame(
+                    dst_mac=frame[6:12],
+                    src_mac=frame[:6],
+                    src=socket.inet_ntoa(ip[16:20]),
+                    dst=socket.inet_ntoa(ip[12:16]),
+                    sport=port,
+                    dport=int.from_bytes(udp[:2], "big"),
+                    payload=reply,
+                )
+            )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+@pytest.mark.root
+def test_spoofed_sources_answered_are_caught() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("AF_PACKET needs root")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # absorbs the controls
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        with raw_reflector(port):
+            tally = spoofed.run_spoofed(_lo_ends(port))
+    assert tally.sent == dict.fromkeys(spoofed.CATEGORIES, spoofed.FRAMES_PER_CATEGORY)
+    assert tally.answered == tally.sent, tally
+    assert not tally.unconfirmed and tally.control_answered >= len(spoofed.CATEGORIES)
+    result = FuzzResult("fake", "lo", "fail")
+    checks.apply_spoofed(result, tally)
+    checks.judge(result, Tally())
+    assert result.status == "fail"
+    assert any("hostile sources answered" in f for f in result.failures), result.failures
+
+
+@pytest.mark.root
+def test_a_silent_server_does_not_pass_the_spoofed_sources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("AF_PACKET needs root")
+    monkeypatch.setattr(spoofed, "CONTROL_WAIT_S", 0.1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        tally = spoofed.run_spoofed(_lo_ends(silent.getsockname()[1]), frames_per_category=1)
+    assert sum(tally.answered.values()) == 0
+    assert tally.unconfirmed == list(spoofed.CATEGORIES)
+    result = FuzzResult("fake", "lo", "fail")
+    checks.apply_spoofed(result, tally)
+    checks.judge(result, Tally())
+    assert result.status == "fail"
+    assert any("no reply to the control" in f for f in result.failures), result.failures
+
+
+def test_spoofed_results_survive_json() -> None:
+    from bench.fuzz.in_guest import _result
+
+    tally = spoofed.SpoofedTally(
+        sent={"source-ip-zero": 3, "source-mac-broadcast": 3},
+        answered={"source-ip-zero": 0, "source-mac-broadcast": 2},
+        control_sent=2, control_answered=2, unicast={"source-mac-broadcast": 1},
+    )  # fmt: skip
+    result = FuzzResult("fake", "veth", "fail", seed=3)
+    checks.apply_spoofed(result, tally)
+    checks.judge(result, Tally())
+    assert result.status == "fail"
+    again = _result(json.loads(json.dumps(result.to_json())))
+    assert again == result
+    assert again.spoofed_answered == {"source-ip-zero": 0, "source-mac-broadcast": 2}
+    assert FuzzResult("old", "lo", "pass").spoofed_sent is None  # documents without the phase
+
+
 # -- the corpus -----------------------------------------------------------------------
 
 
@@ -399,6 +532,9 @@ def test_fuzz_command_json(tmp_path: Path) -> None:
     assert row["malformed_replied"] == 0
     assert row["valid_answered"] == row["valid_sent"] + row["sync_sent"]
     assert row["alive"] is True and row["final_hello"] is True
+    if os.geteuid() == 0:
+        assert sum(row["spoofed_sent"].values()) > 0
+        assert set(row["spoofed_answered"].values()) == {0}
     assert not list((tmp_path / "ledger").glob("*.json"))
 
 

@@ -9,9 +9,17 @@ import time
 from collections.abc import Callable, Sequence
 
 from bench.errors import UsageError
-from bench.fuzz.checks import FuzzResult, apply_tally, bpf_attachment, judge, socket_drops
+from bench.fuzz.checks import (
+    FuzzResult,
+    apply_spoofed,
+    apply_tally,
+    bpf_attachment,
+    judge,
+    socket_drops,
+)
 from bench.fuzz.corpus import Corpus
 from bench.fuzz.exchange import Exchange, client_socket, final_hello
+from bench.fuzz.spoofed import Endpoints, run_spoofed
 from bench.host.kernel_log import KernelLogWatch, marked_watch
 from bench.impl.api import ImplError, RunningServer
 from bench.impl.registry import Entry, discover
@@ -46,8 +54,14 @@ def fuzz_server(
     count: int,
     seed: int,
     watch: KernelLogWatch | None = None,
+    client_interface: str = "lo",
+    client_addr: str | None = None,
 ) -> FuzzResult:
-    """Fuzz an already running ``server``; the caller starts and stops it."""
+    """Fuzz an already running ``server``; the caller starts and stops it.
+
+    After the malformed stream, valid requests from hostile sources are injected on the
+    client's ``client_interface`` (bench/fuzz/spoofed.py); ``client_addr`` is the client's
+    normal source (the server's address when None, as on lo)."""
     result = FuzzResult(impl=impl, topology=topology, status="fail", seed=seed)
     accounting = server.accounting()
     drops_before = socket_drops(accounting.pids, port)
@@ -59,6 +73,22 @@ def fuzz_server(
         result.alive = server.health() is None
         result.final_hello = final_hello(sock, corpus) if result.alive else False
     apply_tally(result, tally)
+    if result.alive:
+        ends = Endpoints(
+            client_netns=client_netns,
+            client_interface=client_interface,
+            client_addr=client_addr or addr,
+            server_netns=server_netns,
+            server_interface=interface,
+            server_addr=addr,
+            port=port,
+        )
+        try:
+            apply_spoofed(result, run_spoofed(ends))
+        except OSError as exc:  # e.g. no AF_PACKET without CAP_NET_RAW: not checked, said so
+            result.spoofed_notes.append(f"spoofed sources not checked: {exc}")
+        if server.health() is not None:
+            result.alive = False
     drops_after = socket_drops(accounting.pids, port)
     if drops_before is not None and drops_after is not None:
         result.server_socket_drops = drops_after - drops_before
@@ -106,6 +136,8 @@ def fuzz_impl(entry: Entry, topo: Topology, count: int, seed: int) -> FuzzResult
                 count=count,
                 seed=seed,
                 watch=watch,
+                client_interface=topo.client_interface or "lo",
+                client_addr=topo.client_addr,
             )
     except ImplError as exc:  # raised by start, or by stop (e.g. a module that will not unload)
         reason = f"server failed to start or stop: {exc}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fuzz.exchange import Tally
+from bench.fuzz.spoofed import SpoofedTally
 from bench.impl.api import Accounting
 from bench.system.netns import exec_prefix
 
@@ -102,6 +103,15 @@ class FuzzResult:
     counters: dict[str, int] | None = None
     bpf_attached: bool | None = None
     bpf_detail: str | None = None
+    # the spoofed-sources phase (bench/fuzz/spoofed.py), per category; None: not run
+    spoofed_sent: dict[str, int] | None = None
+    spoofed_answered: dict[str, int] | None = None
+    spoofed_unicast: dict[str, int] = field(default_factory=dict)
+    spoofed_control_sent: int = 0
+    spoofed_control_answered: int = 0
+    spoofed_unconfirmed: list[str] = field(default_factory=list)
+    spoofed_unattributed: int = 0
+    spoofed_notes: list[str] = field(default_factory=list)
     kernel_log_readable: bool | None = None
     kernel_log_problems: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -128,6 +138,21 @@ def apply_tally(result: FuzzResult, tally: Tally) -> None:
     result.elapsed_s = tally.elapsed_s
 
 
+def apply_spoofed(result: FuzzResult, tally: SpoofedTally) -> None:
+    result.spoofed_sent = dict(tally.sent)
+    result.spoofed_answered = dict(tally.answered)
+    result.spoofed_unicast = dict(tally.unicast)
+    result.spoofed_control_sent = tally.control_sent
+    result.spoofed_control_answered = tally.control_answered
+    result.spoofed_unconfirmed = list(tally.unconfirmed)
+    result.spoofed_unattributed = tally.unattributed
+    result.spoofed_notes.extend(tally.notes)
+
+
+def spoofed_answered(result: FuzzResult) -> int:
+    return sum((result.spoofed_answered or {}).values())
+
+
 def judge(result: FuzzResult, tally: Tally) -> None:
     """Fill ``result.failures`` and ``result.status`` from what was observed."""
     failures = result.failures
@@ -140,6 +165,19 @@ def judge(result: FuzzResult, tally: Tally) -> None:
         failures.append(f"{tally.valid_missing} of {tally.valid_total} valid request(s) unanswered")
     if tally.duplicates > tally.retries:
         failures.append(f"{tally.duplicates} duplicate replies for {tally.retries} retries")
+    if spoofed_answered(result):
+        answered = result.spoofed_answered or {}
+        cats = ", ".join(f"{k} {v}" for k, v in sorted(answered.items()) if v)
+        failures.append(
+            f"{spoofed_answered(result)} request(s) from hostile sources answered ({cats})"
+        )
+    if result.spoofed_unconfirmed:
+        cats = ", ".join(result.spoofed_unconfirmed)
+        failures.append(f"spoofed sources: no reply to the control datagram after {cats}")
+    if result.spoofed_unattributed:
+        failures.append(
+            f"spoofed sources: {result.spoofed_unattributed} reply(ies) to nothing sent"
+        )
     if result.alive is False:
         failures.append("server not alive afterwards")
     if result.final_hello is False:
