@@ -20,6 +20,10 @@
  *               leaves datagrams queued, rmmod still returns at once); 2 the
  *               thread exits as if it had died
  *
+ * A request whose source may not be answered (hello_source_ok()) is counted
+ * as rejected; udp_sendmsg() refuses a reply to a broadcast (no SO_BROADCAST),
+ * counted as a send error.
+ *
  * The socket lives in the network namespace of the process that loads the
  * module.  Counters and the thread id are under /sys/kernel/hellobench_kthread/.
  */
@@ -203,7 +207,8 @@ static void hello_serve_one(struct hello_server *srv)
 	this_cpu_inc(hello_stats.received);
 	if (READ_ONCE(fault_hang))
 		return;		/* set while we were blocked: stall from this one on */
-	if (!hello_is_request(srv->buf, len, msg.msg_flags)) {
+	if (!hello_is_request(srv->buf, len, msg.msg_flags) ||
+	    !hello_source_ok(from.sin_addr.s_addr, from.sin_port)) {
 		this_cpu_inc(hello_stats.rejected);
 		return;
 	}
