@@ -25,7 +25,8 @@
  * counted as a send error.
  *
  * The socket lives in the network namespace of the process that loads the
- * module.  Counters and the thread id are under /sys/kernel/hellobench_kthread/.
+ * module.  Counters and the thread id are under /sys/kernel/hellobench_kthread/,
+ * present only while the thread exists.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -117,6 +118,7 @@ struct hello_server {
 	struct task_struct *task;
 	struct kobject *kobj;
 	u8 *buf;
+	pid_t tid;		/* the thread's, kept for sysfs */
 	__be32 addr;
 	unsigned int recv_flags;	/* MSG_DONTWAIT when polling */
 	bool poll;
@@ -128,7 +130,7 @@ static struct hello_server server;
 static ssize_t thread_pid_show(struct kobject *kobj,
 			       struct kobj_attribute *attr, char *buf)
 {
-	return sysfs_emit(buf, "%d\n", task_pid_nr(server.task));
+	return sysfs_emit(buf, "%d\n", server.tid);
 }
 static struct kobj_attribute thread_pid_attr = __ATTR_RO(thread_pid);
 
@@ -279,6 +281,7 @@ static int hello_thread_start(struct hello_server *srv)
 	if (cpu >= 0)
 		kthread_bind(task, cpu);
 	srv->task = task;
+	srv->tid = task_pid_nr(task);
 	WRITE_ONCE(srv->running, true);
 	wake_up_process(task);
 	return 0;
@@ -313,16 +316,17 @@ static int __init hello_init(void)
 	if (err)
 		goto err_net;
 
+	err = hello_thread_start(srv);
+	if (err)
+		goto err_sock;
+
+	/* Anyone may read the attributes: they appear once the thread exists. */
 	srv->kobj = kobject_create_and_add(KBUILD_MODNAME, kernel_kobj);
 	if (!srv->kobj) {
 		err = -ENOMEM;
-		goto err_sock;
+		goto err_thread;
 	}
 	err = sysfs_create_group(srv->kobj, &hello_group);
-	if (err)
-		goto err_kobj;
-
-	err = hello_thread_start(srv);
 	if (err)
 		goto err_kobj;
 
@@ -332,6 +336,8 @@ static int __init hello_init(void)
 
 err_kobj:
 	kobject_put(srv->kobj);
+err_thread:
+	hello_thread_stop(srv);
 err_sock:
 	sock_release(srv->sock);
 err_net:
@@ -344,6 +350,11 @@ static void __exit hello_exit(void)
 {
 	struct hello_server *srv = &server;
 
+	/*
+	 * The attributes go before the thread: kobject_del() returns once no
+	 * read is under way, and none can start after it.
+	 */
+	kobject_del(srv->kobj);
 	kobject_put(srv->kobj);
 	hello_thread_stop(srv);
 	sock_release(srv->sock);
