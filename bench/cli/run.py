@@ -20,6 +20,7 @@ from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
 from bench.cli.remote_options import add_server_host_arguments, server_host
 from bench.driver.modes import MODES
+from bench.impl.registry import discover
 from bench.protocol import DEFAULT_PORT
 from bench.results.rows import ARRIVALS, Configuration
 from bench.results.run import Run
@@ -32,6 +33,8 @@ from bench.runner.config import (
     ConfigError,
     RunConfig,
 )
+from bench.runner.design import design_impls
+from bench.runner.lifecycle import select
 from bench.runner.orchestrate import run_all
 from bench.runner.progress import StepLines
 from bench.topology import TOPOLOGIES, TWO_HOSTS
@@ -334,6 +337,7 @@ def footnotes(run: Run) -> list[str]:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     cfg = run_config(args)
+    select(design_impls(cfg), discover())  # an unknown impl is bad input: said before any wait
     with holding_host(args):
         if args.progress_lines:
             outcome = run_all(cfg, StepLines(), vm_fault=args.vm_fault)
