@@ -91,10 +91,11 @@ static int hello_check_params(__be32 *sin_addr)
 /*
  * Whether a request from @saddr:@sport may be answered at all: never to port 0
  * (udp_sendmsg() refuses it), nor to an address no host can have as its own:
- * the zero network, the limited broadcast, multicast.  The receive path's
- * martian checks keep such sources from coming in through a device, but not
- * from a local raw socket over lo, whose datagram keeps its output route.  A
- * directed broadcast shows only once the reply is routed.
+ * 0.0.0.0 (ipv4_is_zeronet(); the rest of 0.0.0.0/8 may be assigned), the
+ * limited broadcast, multicast.  The receive path's martian checks keep such
+ * sources from coming in through a device, but not from a local raw socket
+ * over lo, whose datagram keeps its output route.  A directed broadcast shows
+ * only once the reply is routed.
  */
 static bool hello_source_ok(__be32 saddr, __be16 sport)
 {
