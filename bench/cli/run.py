@@ -6,7 +6,6 @@ import argparse
 import secrets
 import shlex
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,9 +23,9 @@ from bench.impl.registry import discover
 from bench.protocol import DEFAULT_PORT
 from bench.results.rows import ARRIVALS, Configuration
 from bench.results.run import Run
+from bench.runner.budget import BUDGETS, DEFAULT_BUDGET, defaults_text
 from bench.runner.config import (
     CLIENT_WAITS,
-    DEFAULT_RATE_FRACTIONS,
     DESIGNS,
     IDLES,
     RX_CPUS,
@@ -48,14 +47,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", action="append", choices=MODES, default=[])
     p.add_argument("--size", action="append", type=int, default=[], help="bytes; repeatable")
     p.add_argument("--topology", action="append", choices=TOPOLOGIES, default=[])
-    p.add_argument("--duration", type=float, default=None, help="seconds per measured phase")
-    p.add_argument("--warmup", type=float, default=None, help="seconds before each phase")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help=f"seconds per measured phase ({defaults_text('duration_s')})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help=f"seconds before each phase ({defaults_text('warmup_s')})",
+    )
     p.add_argument(
         "--trials",
         type=int,
         default=None,
-        help="rounds; of the claim's blocks under --design standard|claim (default 10), "
-        "of everything under --design matrix (default 5)",
+        help="rounds; of the claim's blocks under --design standard|claim "
+        f"({defaults_text('claim_trials')}), of everything under --design matrix "
+        f"({defaults_text('matrix_trials')})",
     )
     p.add_argument(
         "--design",
@@ -68,13 +78,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the options",
     )
     p.add_argument(
-        "--survey-trials", type=int, default=None, help="rounds of the standard survey (3)"
+        "--survey-trials",
+        type=int,
+        default=None,
+        help=f"rounds of the standard survey ({defaults_text('survey_trials')})",
     )
     p.add_argument(
         "--claim-duration",
         type=positive_float,
         default=None,
-        help="seconds per phase of the claim's blocks (0.5)",
+        help=f"seconds per phase of the claim's blocks ({defaults_text('claim_duration_s')})",
     )
     p.add_argument(
         "--rate",
@@ -88,7 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         type=float,
         default=[],
-        help="offered rate as a fraction of the impl's measured maximum",
+        help="offered rate as a fraction of the impl's measured maximum; repeatable "
+        f"({defaults_text('rate_fractions')})",
     )
     p.add_argument("--outstanding", type=int, default=1, help="pingpong requests in flight")
     p.add_argument("--server-cpu", type=cpu, default=1)
@@ -154,7 +168,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "about ten minutes)",
     )
     p.add_argument("--no-calibrate", action="store_true")
-    p.add_argument("--sample-cap", type=int, default=None)
+    p.add_argument(
+        "--sample-cap",
+        type=int,
+        default=None,
+        help=f"latency samples kept per phase ({defaults_text('sample_cap')})",
+    )
     p.add_argument(
         "--vm-timeout",
         type=positive_float,
@@ -193,48 +212,36 @@ def server_levels(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(levels)
 
 
-# What each budget spends, unless an option says otherwise: phase and warm-up seconds of
-# the survey (or matrix), phase seconds of the claim's blocks, the survey's rounds and
-# rate-mode loads.  The claim's pingpong phases get the rounds (10 unless --quick); the
-# survey's load sweep and flood get fewer and shorter phases.
-BUDGET_DEFAULTS: dict[str, dict[str, object]] = {
-    "quick": {"duration": 0.2, "warmup": 0.05, "claim": 0.2, "survey": 1, "fractions": (0.5,)},
-    "default": {"duration": 0.5, "warmup": 0.1, "claim": 0.3, "survey": 2, "fractions": (0.5,)},
-    "full": {
-        "duration": 1.0, "warmup": 0.2, "claim": 0.5, "survey": 3,
-        "fractions": DEFAULT_RATE_FRACTIONS,
-    },
-}  # fmt: skip
-
-
 def budget_of(args: argparse.Namespace) -> str:
-    return "quick" if args.quick else "full" if args.full else "default"
+    return "quick" if args.quick else "full" if args.full else DEFAULT_BUDGET
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the arguments ask for (ConfigError, a usage error, when they do not fit)."""
     budget = budget_of(args)
     quick = budget == "quick"
-    spend: Any = BUDGET_DEFAULTS[budget]
+    spend = BUDGETS[budget]
     remote = server_host(args, args.server_host)
     design = args.design or ("matrix" if args.impl or remote else "standard")
     topologies = tuple(args.topology) or ("lo",)
     if remote is not None:
         topologies = tuple(args.topology) or (TWO_HOSTS,)
-    default_trials = (3 if quick else 5) if design == "matrix" else (3 if quick else 10)
+    default_trials = spend.matrix_trials if design == "matrix" else spend.claim_trials
     return RunConfig(
         out_root=args.out,
         impls=tuple(args.impl),
-        modes=tuple(args.mode) or (("pingpong",) if quick else MODES),
+        modes=tuple(args.mode) or spend.modes,
         sizes=tuple(args.size) or (64,),
         topologies=topologies,
-        duration_s=args.duration if args.duration is not None else spend["duration"],
-        warmup_s=args.warmup if args.warmup is not None else spend["warmup"],
+        duration_s=args.duration if args.duration is not None else spend.duration_s,
+        warmup_s=args.warmup if args.warmup is not None else spend.warmup_s,
         trials=args.trials if args.trials is not None else default_trials,
         design=design,
-        matrix_trials=args.survey_trials if args.survey_trials is not None else spend["survey"],
-        claim_duration_s=args.claim_duration or spend["claim"],
-        rate_fractions=tuple(args.rate_fraction) or spend["fractions"],
+        matrix_trials=(
+            args.survey_trials if args.survey_trials is not None else spend.survey_trials
+        ),
+        claim_duration_s=args.claim_duration or spend.claim_duration_s,
+        rate_fractions=tuple(args.rate_fraction) or spend.rate_fractions,
         rates=tuple(args.rate),
         outstanding=args.outstanding,
         server_cpu=args.server_cpu,
@@ -244,7 +251,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         env_name=args.env_name,
         accel=args.accel,
         calibrate=not args.no_calibrate,
-        sample_cap=args.sample_cap if args.sample_cap is not None else (2000 if quick else 10000),
+        sample_cap=args.sample_cap if args.sample_cap is not None else spend.sample_cap,
         server_options=key_values(args.server_option, "--server-option"),
         vm_timeout_s=args.vm_timeout,
         order_seed=args.seed if args.seed is not None else secrets.randbits(32),

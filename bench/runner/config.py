@@ -11,10 +11,10 @@ from bench.errors import UsageError
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
 from bench.remote.ssh import ServerHost
 from bench.results.rows import ARRIVALS, FACTOR_LEVELS
+from bench.runner.budget import BUDGETS, DEFAULT_BUDGET, FULL_RATE_FRACTIONS
 from bench.system.cpus import cpu_problem
 from bench.topology import TOPOLOGIES, TWO_HOSTS
 
-DEFAULT_RATE_FRACTIONS = (0.25, 0.5, 0.75)
 # Where receive processing (and so any kernel-side reply) runs: wherever the sender's
 # transmit puts it (no RPS: the client's CPU on lo and veth), or steered to the server CPU.
 RX_CPUS = FACTOR_LEVELS["rx_cpu"]
@@ -23,9 +23,6 @@ IDLES = FACTOR_LEVELS["idle"]
 # How the client waits for replies: sleeping in the kernel, or busy-polling (never woken).
 CLIENT_WAITS = FACTOR_LEVELS["client_wait"]  # the driver's WAITS
 DESIGNS = ("standard", "claim", "ladder", "matrix")  # runner/design.py
-# How much a run spends: quick (a look, host only), default (the claim's rounds, a short
-# survey, the vm ladder), full (every level everywhere, the whole survey).
-BUDGETS = ("quick", "default", "full")
 
 
 class ConfigError(UsageError):
@@ -42,7 +39,7 @@ class RunConfig:
     duration_s: float = 1.0
     warmup_s: float = 0.2
     trials: int = 5
-    rate_fractions: tuple[float, ...] = DEFAULT_RATE_FRACTIONS
+    rate_fractions: tuple[float, ...] = FULL_RATE_FRACTIONS
     rates: tuple[float, ...] = ()
     outstanding: int = 1
     server_cpu: int | None = 1
@@ -66,7 +63,7 @@ class RunConfig:
     matrix_trials: int = 3  # rounds of the standard design's survey
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
     arrivals: str = "uniform"  # rate mode's schedule: uniform | poisson
-    budget: str = "default"  # BUDGETS
+    budget: str = DEFAULT_BUDGET  # a key of BUDGETS
     command: str = ""  # the command line that asked for the run, as recorded
     server_host: ServerHost | None = None  # the server on another host (topology two-hosts)
 
