@@ -19,10 +19,13 @@ import pytest
 
 from bench import PROJECT_ROOT
 from bench.protocol import make_reply, make_request
-from bench.remote.protocol import Start, Stop
+from bench.remote import agent as agent_module
+from bench.remote.protocol import Health, Start, Stop
 from bench.remote.ssh import AgentConnection, ServerHost
 from bench.report.render import render_report
 from bench.results.run import Run
+from bench.system import ledger as ledger_module
+from bench.system.processes import ProcessIdentity
 from tests.conftest import free_udp_port
 from tests.ssh_host import SshHost, ssh_host
 from tests.test_conformance import MALFORMED
@@ -103,6 +106,17 @@ def cleanup(host: SshHost) -> subprocess.CompletedProcess[str]:
 
 def server_host(host: SshHost) -> ServerHost:
     return ServerHost(host.target, host.ssh_options)
+
+
+def hello_answered(address: str, port: int) -> bool:
+    """A server answers HELLO on ``address``:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(REPLY_WAIT_S)
+        sock.sendto(b"HELLO\n", (address, port))
+        try:
+            return sock.recv(100) == b"GOT IT"
+        except TimeoutError:
+            return False
 
 
 # -- (a) a run ----------------------------------------------------------------------------
@@ -203,6 +217,32 @@ def test_killed_run_then_cleanup_leaves_nothing(host: SshHost, tmp_path: Path) -
     assert wait_for(lambda: not agents_here(), SETTLE_S), agents_here()
 
 
+def test_cleanup_spares_a_live_agent_then_removes_a_dead_ones_leftovers(host: SshHost) -> None:
+    """Another driver's run goes on through a cleanup: its agent still answers and its
+    server still serves; once that agent is dead, the next cleanup removes its server."""
+    port = free_udp_port()
+    agent = AgentConnection(server_host(host))
+    try:
+        agent.call(Start("blocking-c", port), timeout_s=120)
+        proc = cleanup(host)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"{host.address}: spared live agent" in proc.stdout, proc.stdout
+        assert agent.call(Health())["health"] is None
+        assert hello_answered(host.address, port)
+        agents = [pid for pid, cmd in host.processes().items() if "bench agent" in cmd]
+        assert len(agents) == 1, agents
+        os.kill(agents[0], signal.SIGKILL)
+        assert wait_for(lambda: agents[0] not in host.processes(), SETTLE_S)
+    finally:
+        agent.close()
+    assert hello_answered(host.address, port)  # left behind by the killed agent
+    proc = cleanup(host)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{host.address}: removed process server-" in proc.stdout, proc.stdout
+    assert "spared" not in proc.stdout
+    assert wait_for(lambda: nothing_left(host), SETTLE_S), host.processes()
+
+
 def test_interrupted_run_leaves_nothing_on_either_host(host: SshHost, tmp_path: Path) -> None:
     args = run_args(host, tmp_path / "r", "blocking-c", "ebpf-xdp", duration="1", trials="5")
     run = start_bench(*args)
@@ -298,6 +338,94 @@ def test_malformed_lines_get_errors_and_eof_ends_the_agent(tmp_path: Path) -> No
     assert all("error" in a for a in answers[:-1]), answers
     assert answers[-1] == {"ok": True, "health": "no server running", "counters": {}}
     assert agent.returncode == 0
+
+
+def agent_cleanup(ledger: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "agent", "--cleanup"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HELLOBENCH_AGENT_LEDGER": str(ledger)},
+    )
+
+
+def test_agent_cleanup_spares_a_live_agent_and_its_server(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    agent = local_agent(ledger)
+    assert agent.stdin is not None and agent.stdout is not None
+    server: ProcessIdentity | None = None
+    try:
+        request = {"op": "start", "impl": "blocking-c", "port": free_udp_port()}
+        agent.stdin.write(json.dumps(request).encode() + b"\n")
+        agent.stdin.flush()
+        (pid,) = json.loads(agent.stdout.readline())["pids"]
+        server = ProcessIdentity.of(pid)
+        assert server is not None
+        proc = agent_cleanup(ledger)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"spared live agent agent-{agent.pid} "), lines
+        agent.stdin.write(b'{"op": "health"}\n')
+        agent.stdin.flush()
+        assert json.loads(agent.stdout.readline())["health"] is None
+        assert server.alive()
+        agent.kill()
+        agent.wait(timeout=30)
+        assert server.alive()  # left behind by the killed agent
+        proc = agent_cleanup(ledger)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"removed agent agent-{agent.pid}" in proc.stdout
+        assert "removed process server-" in proc.stdout
+        assert "spared" not in proc.stdout
+        assert wait_for(lambda: server is not None and not server.alive(), SETTLE_S)
+        assert not list(ledger.glob("*.json"))
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(timeout=30)
+        if server is not None and server.alive():
+            os.kill(server.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("reused", [False, True])
+def test_agent_cleanup_knows_an_agent_by_pid_and_start_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reused: bool
+) -> None:
+    """A recorded agent whose pid runs with its recorded start time is live: spared; a pid
+    now running with another start time is someone else's: the record goes, the process is
+    left alone."""
+    monkeypatch.setenv("HELLOBENCH_LEDGER", str(tmp_path / "ledger"))
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        identity = ProcessIdentity.of(other.pid)
+        assert identity is not None
+        if reused:
+            identity = ProcessIdentity(other.pid, identity.started - 1000.0)
+        with monkeypatch.context() as m:
+            m.setattr(ProcessIdentity, "of", classmethod(lambda cls, pid: identity))
+            m.setattr(os, "getpid", lambda: other.pid)
+            ledger_module.record(
+                agent_module.AGENT_KIND,
+                f"agent-{other.pid}",
+                agent_module.AGENT_CLEANER,
+                pid=other.pid,
+                started=identity.started,
+            )
+        lines = agent_module.cleanup()
+        left = [rec.ident for rec in ledger_module.records()]
+        if reused:
+            assert lines == [f"removed agent agent-{other.pid}"]
+            assert left == []
+        else:
+            assert len(lines) == 1 and lines[0].startswith("spared live agent"), lines
+            assert left == [f"agent-{other.pid}"]
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait(timeout=30)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])

@@ -1,9 +1,10 @@
 """``bench agent``: the server host's side of a two-host run, speaking JSON lines on
 stdin/stdout (bench/remote/protocol.py); started by the driver through ssh, not by hand.
 
-``--check`` prints what this host lacks (one JSON line); ``--cleanup`` stops stale agents
-and removes what dead ones left.  The agent keeps its own ledger, and stops its server when
-its stdin closes and on SIGTERM or SIGHUP."""
+``--check`` prints what this host lacks (one JSON line); ``--cleanup`` removes what dead
+agents left and spares a live one (another driver's run) with what it owns.  The agent
+keeps its own ledger, and stops its server when its stdin closes and on SIGTERM or
+SIGHUP."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ HELP = "the server host's side of a two-host run (started through ssh)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     action = p.add_mutually_exclusive_group()
     action.add_argument("--check", action="store_true", help="report what this host lacks")
-    action.add_argument("--cleanup", action="store_true", help="remove what agents left")
+    action.add_argument("--cleanup", action="store_true", help="remove what dead agents left")
     p.add_argument(
         "--address",
         default=None,

@@ -1,6 +1,7 @@
 """``bench cleanup``: remove what interrupted runs left behind (servers, netns, XDP and tc
-programs, modules, guests), as the ledger records them; with ``--server-host``, what the
-agents left on that host too (through ssh)."""
+programs, modules, guests), as the ledger records them; with ``--server-host``, what dead
+agents left on that host too (through ssh), sparing a live agent and what it owns, as the
+local sweep spares what a live run owns."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 JSON line each way) until its stdin closes, then stops what it started.
 
 It keeps its own ledger (``AGENT_LEDGER``, apart from a driver's on the same filesystem),
-records itself there so that ``bench agent --cleanup`` can stop a stale agent, and stops
-its server on EOF, SIGTERM and SIGHUP alike (the command turns signals into
+records itself there so that ``bench agent --cleanup`` tells a live agent (spared, with
+what it owns) from a dead one's leftovers (removed), and stops its server on EOF, SIGTERM
+and SIGHUP alike (the command turns signals into
 KeyboardInterrupt, and ``serve`` stops the server on every way out)."""
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from bench.remote.protocol import (
 )
 from bench.system import ledger
 from bench.system.cpus import cpu_problem
-from bench.system.owned import stop_recorded
 from bench.system.processes import ProcessIdentity
 
 AGENT_LEDGER = "/run/hellobench/agent"
@@ -258,14 +258,19 @@ def serve(infile: IO[bytes], outfile: IO[bytes], address: str | None) -> None:
 
 
 def cleanup() -> list[str]:
-    """Stop every live agent but this process, then remove what dead agents left."""
-    lines: list[str] = []
-    for rec in ledger.records():
-        if rec.kind != AGENT_KIND or rec.details.get("pid") == os.getpid():
-            continue
-        if rec.owner_alive():
-            stop_recorded(rec)
-            lines.append(f"stopped agent {rec.ident}")
-        rec.path.unlink(missing_ok=True)
-    lines += ledger.sweep()
+    """Remove what dead agents left, as the local cleanup does.  A live agent (its recorded
+    pid still running with its recorded start time) serves another driver's run: it and
+    what it owns are spared, and one line says so."""
+    records = ledger.records()
+    live = [rec for rec in records if rec.kind == AGENT_KIND and rec.owner_alive()]
+    owners = {rec.owner for rec in live}
+    owned = sum(1 for rec in records if rec.kind != AGENT_KIND and rec.owner in owners)
+    lines = ledger.sweep(include_live=False)
+    if live:
+        names = ", ".join(f"{rec.ident} (pid {rec.owner_pid})" for rec in live)
+        agents, own = ("agent", "it owns") if len(live) == 1 else ("agents", "they own")
+        lines.append(
+            f"spared live {agents} {names} and the {owned} object(s) {own}: a run is using "
+            "them, and they go when it ends"
+        )
     return lines
