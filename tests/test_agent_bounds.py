@@ -1,7 +1,8 @@
 """The agent's input is bounded and checked: a line too long, a line that is not a JSON
 object, a field of the wrong type or out of range (a port outside 1..65535, a CPU the
 server host's agent may not run on) each get one error reply, and the agent goes on
-answering; a long line is read in bounded pieces, never held whole."""
+answering; a long line is read in bounded pieces, never held whole.  The driver bounds the
+agent's response lines too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from bench import PROJECT_ROOT
 from bench.remote import agent as agent_module
 from bench.remote import protocol
+from bench.remote.ssh import AgentConnection, RemoteError, ServerHost
 from tests.conftest import free_udp_port
 
 AGENT_TIMEOUT_S = 120.0
@@ -172,4 +174,28 @@ def test_a_cpu_the_agent_may_not_run_on_is_one_error_then_a_start_works(
     assert answers[2].get("ok") is True and answers[2]["pids"], answers[2]
     assert answers[3] == {"ok": True}
     assert code == 0
+    assert not list((tmp_path / "ledger").glob("*.json"))
+
+
+# A stand-in for ssh and the agent: it answers the first request with a line that never ends.
+ENDLESS_ANSWER = (
+    "import sys; sys.stdin.readline(); sys.stdout.write('x' * (4 << 20)); sys.stdout.flush(); "
+    "sys.stdin.read()"
+)
+
+
+class EndlessAnswerHost(ServerHost):
+    def argv(self, remote_command: str) -> list[str]:
+        return [sys.executable, "-c", ENDLESS_ANSWER]
+
+
+def test_the_driver_refuses_a_response_line_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELLOBENCH_LEDGER", str(tmp_path / "ledger"))
+    with (
+        AgentConnection(EndlessAnswerHost("root@localhost")) as agent,
+        pytest.raises(RemoteError, match="longer than"),
+    ):
+        agent.call(protocol.Health(), timeout_s=AGENT_TIMEOUT_S)
     assert not list((tmp_path / "ledger").glob("*.json"))

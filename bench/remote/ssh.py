@@ -26,6 +26,7 @@ from bench.remote.protocol import Request
 from bench.system.owned import OwnedProcess
 
 CALL_TIMEOUT_S = 30.0
+MAX_RESPONSE = 1024 * 1024  # bytes of one response line (a describe is a few KiB)
 CLOSE_TIMEOUT_S = 10.0
 # ssh's own defaults for an unattended connection; options given by the user come first,
 # and ssh takes the first value it sees of each.
@@ -163,6 +164,8 @@ class AgentConnection:
     def _read_line(self, fd: int, timeout_s: float, op: str) -> str:
         deadline = time.monotonic() + timeout_s
         while b"\n" not in self._pending:
+            if len(self._pending) > MAX_RESPONSE:
+                raise self._lost(f"{op}: the agent sent a line longer than {MAX_RESPONSE} bytes")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._lost(f"{op}: no answer from the agent within {timeout_s:g} s")
