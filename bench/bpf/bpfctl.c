@@ -1,16 +1,31 @@
 // SPDX-License-Identifier: MIT
 /*
  * hb-bpfctl: loads, attaches, queries and detaches hellobench's BPF programs
- * and reads their counters.  Each call does one thing and prints one JSON line;
- * attachments are made through netlink, so they outlive this process and are
- * removed with an explicit detach (or by the ledger sweep: python -m bench cleanup).
+ * and reads their counters.  Each call prints one JSON line.
+ *
+ * The attach commands stay in the foreground after their line and hold the
+ * attachment until SIGTERM, SIGINT or SIGHUP, then remove it and exit:
+ *
+ *   - XDP is attached through a bpf_link (Linux 5.9 or later) whose only file
+ *     descriptor is this process's, so when the process dies, however it dies,
+ *     the kernel detaches the program;
+ *   - tc uses a tcx bpf_link on ingress where the kernel has tcx (Linux 6.6 or
+ *     later), released the same way; elsewhere (or with --attach netlink) a
+ *     direct-action filter on the clsact ingress, made through netlink: that
+ *     one outlives the process if it is killed, and is otherwise removed at the
+ *     signal.  The answer says which ("attach": "tcx" or "netlink").
+ *
+ * The detach commands remove netlink attachments (the tc fallback, and what
+ * older versions of the suite left), for the ledger sweep: python -m bench cleanup.
  *
  *   attach-xdp --obj O --prog P --ifname I --mode skb|drv [--set VAR=N]...
- *   attach-tc  --obj O --prog P --ifname I --handle H --priority N [--set ..]
+ *   attach-tc  --obj O --prog P --ifname I --handle H --priority N
+ *              [--attach auto|tcx|netlink] [--set ..]
  *   detach-xdp --ifname I --mode skb|drv (--prog-id N | --prefix S)
  *   detach-tc  --ifname I --handle H --priority N (--prog-id N | --prefix S)
  *   query-xdp  --ifname I --mode skb|drv
  *   query-tc   --ifname I --handle H --priority N
+ *   query-tcx  --ifname I
  *   counters   --map-id N
  *
  * --netns NAME runs the command inside /run/netns/NAME.  --set writes an
@@ -22,6 +37,8 @@
  *
  * Needs libbpf 1.0 or later (checked below): NULL and -errno returns from
  * bpf_object__open_file() and the attach calls, bpf_xdp_attach/detach/query.
+ * tcx is reached through bpf_link_create() and bpf_prog_query(), so neither a
+ * libbpf nor kernel headers that know it are needed to build.
  * Detaching only ever removes the program named by id, or when the id is not
  * known, a program whose name starts with the given prefix.
  */
@@ -31,6 +48,7 @@
 #include <getopt.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +77,16 @@
 #endif
 
 #define MAX_SETS	8
+#define MAX_TCX_PROGS	64
+
+/* enum bpf_attach_type values of Linux 6.6, for headers older than tcx */
+#ifdef BPF_F_BEFORE		/* came with tcx */
+#define HB_TCX_INGRESS	BPF_TCX_INGRESS
+#else
+#define HB_TCX_INGRESS	46
+#endif
+
+enum tc_attach { TC_AUTO, TC_TCX, TC_NETLINK };
 
 struct options {
 	const char *cmd;
@@ -70,6 +98,7 @@ struct options {
 	const char *sets[MAX_SETS];
 	int nsets;
 	int skb_mode;
+	enum tc_attach tc_attach;
 	unsigned int handle;
 	unsigned int priority;
 	unsigned int prog_id;
@@ -335,21 +364,69 @@ static __u32 xdp_mode_flag(const struct options *o)
 	return o->skb_mode ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
 }
 
+static unsigned int link_id_of(int fd)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return 0;
+	return info.id;
+}
+
+static sigset_t stop_signals;
+
+/*
+ * The attach commands block the signals that stop them from the start, so that
+ * one arriving while the program is being attached is taken here, after the
+ * answer, and the attachment is removed all the same.
+ */
+static void block_stop_signals(void)
+{
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL))
+		fail("sigprocmask: %s", strerror(errno));
+	/* nothing is written after the answer but errors: never die of it */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Hold what was attached until SIGTERM, SIGINT or SIGHUP. */
+static void wait_for_stop(void)
+{
+	int sig;
+
+	fflush(stdout);
+	do
+		sig = sigwaitinfo(&stop_signals, NULL);
+	while (sig < 0 && errno == EINTR);
+}
+
 static int attach_xdp(const struct options *o)
 {
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = xdp_mode_flag(o));
 	struct bpf_object *obj;
-	int fd, err;
+	int fd, link;
 
 	fd = load(o, &obj);
-	err = bpf_xdp_attach(o->ifindex, fd,
-			     XDP_FLAGS_UPDATE_IF_NOEXIST | xdp_mode_flag(o), NULL);
-	if (err == -EBUSY || err == -EEXIST)
+	link = bpf_link_create(fd, o->ifindex, BPF_XDP, &opts);
+	if (link < 0)
+		link = -errno;
+	if (link == -EBUSY || link == -EEXIST)
 		fail("%s already has an XDP program; not replacing it", o->ifname);
-	if (err)
-		fail("attaching XDP to %s failed: %s", o->ifname, strerror(-err));
-	printf("{\"prog_id\": %u, \"map_id\": %u, \"ifindex\": %d}\n",
-	       prog_id_of(fd), map_id_of(obj, "hb_counters"), o->ifindex);
-	bpf_object__close(obj);
+	if (link < 0)
+		fail("attaching XDP to %s through a bpf_link failed: %s "
+		     "(XDP links need Linux 5.9 or later)", o->ifname,
+		     strerror(-link));
+	printf("{\"prog_id\": %u, \"map_id\": %u, \"ifindex\": %d, "
+	       "\"link_id\": %u, \"attach\": \"link\"}\n",
+	       prog_id_of(fd), map_id_of(obj, "hb_counters"), o->ifindex,
+	       link_id_of(link));
+	bpf_object__close(obj);	/* the link holds the program */
+	wait_for_stop();
+	close(link);		/* the last reference: the kernel detaches */
 	return 0;
 }
 
@@ -424,36 +501,23 @@ static void tc_hook_init(const struct options *o, struct bpf_tc_hook *hook)
 	hook->attach_point = BPF_TC_INGRESS;
 }
 
-static int attach_tc(const struct options *o)
+/* The programs on tcx ingress; -EINVAL on kernels without tcx (before 6.6). */
+static int tcx_query(const struct options *o, __u32 *ids, __u32 *count)
 {
-	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = o->handle,
-		    .priority = o->priority);
-	struct bpf_tc_hook hook;
-	struct bpf_object *obj;
-	int created, err;
+	__u32 flags = 0;
+	int err;
 
-	if (!o->handle || !o->priority)
-		fail("attach-tc needs --handle and --priority");
-	opts.prog_fd = load(o, &obj);
-	tc_hook_init(o, &hook);
-	err = bpf_tc_hook_create(&hook);
-	if (err && err != -EEXIST)
-		fail("creating clsact on %s: %s", o->ifname, strerror(-err));
-	created = !err;
-	err = bpf_tc_attach(&hook, &opts);
-	if (err) {
-		if (created) {
-			hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
-			bpf_tc_hook_destroy(&hook);
-		}
-		fail("attaching tc filter to %s: %s", o->ifname, strerror(-err));
-	}
-	printf("{\"prog_id\": %u, \"map_id\": %u, \"ifindex\": %d, "
-	       "\"created_qdisc\": %s}\n", opts.prog_id,
-	       map_id_of(obj, "hb_counters"), o->ifindex,
-	       created ? "true" : "false");
-	bpf_object__close(obj);
-	return 0;
+	err = bpf_prog_query(o->ifindex, (enum bpf_attach_type)HB_TCX_INGRESS,
+			     0, &flags, ids, count);
+	return err < 0 ? -errno : 0;
+}
+
+/* Does the kernel have tcx? */
+static int tcx_available(const struct options *o)
+{
+	__u32 count = 0;
+
+	return !tcx_query(o, NULL, &count);
 }
 
 static unsigned int tc_attached_id(const struct options *o,
@@ -471,25 +535,129 @@ static unsigned int tc_attached_id(const struct options *o,
 	return opts.prog_id;
 }
 
-static int detach_tc(const struct options *o)
+/*
+ * Remove the filter at handle/priority if it is ours; 1 when removed, 0 when
+ * none of ours was there, -errno when removing failed.  *found: its program.
+ */
+static int remove_tc(const struct options *o, unsigned int *found)
 {
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = o->handle,
 		    .priority = o->priority);
 	struct bpf_tc_hook hook;
-	unsigned int id;
 	int err;
 
 	tc_hook_init(o, &hook);
-	id = tc_attached_id(o, &hook);
-	if (!ours(o, id)) {
-		printf("{\"detached\": false, \"attached_id\": %u}\n", id);
+	*found = tc_attached_id(o, &hook);
+	if (!ours(o, *found))
+		return 0;
+	err = bpf_tc_detach(&hook, &opts);
+	return err ? err : 1;
+}
+
+/* A direct-action filter on clsact ingress, through netlink; *created: clsact. */
+static void attach_tc_netlink(const struct options *o, int prog_fd,
+			      unsigned int *prog_id, int *created)
+{
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = o->handle,
+		    .priority = o->priority, .prog_fd = prog_fd);
+	struct bpf_tc_hook hook;
+	int err;
+
+	tc_hook_init(o, &hook);
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		fail("creating clsact on %s: %s", o->ifname, strerror(-err));
+	*created = !err;
+	err = bpf_tc_attach(&hook, &opts);
+	if (err) {
+		if (*created) {
+			hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
+			bpf_tc_hook_destroy(&hook);
+		}
+		fail("attaching tc filter to %s: %s", o->ifname, strerror(-err));
+	}
+	*prog_id = opts.prog_id;
+}
+
+static int attach_tc(const struct options *o)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, lopts);
+	struct options mine = *o;
+	struct bpf_object *obj;
+	unsigned int prog_id, found;
+	int fd, tcx, link = -1, created = 0, err;
+
+	if (!o->handle || !o->priority)
+		fail("attach-tc needs --handle and --priority");
+	tcx = o->tc_attach != TC_NETLINK && tcx_available(o);
+	if (o->tc_attach == TC_TCX && !tcx)
+		fail("this kernel has no tcx (Linux 6.6 or later)");
+	fd = load(o, &obj);
+	prog_id = prog_id_of(fd);
+	if (tcx) {
+		/* appended after the programs already there, none replaced */
+		link = bpf_link_create(fd, o->ifindex,
+				       (enum bpf_attach_type)HB_TCX_INGRESS,
+				       &lopts);
+		if (link < 0)
+			fail("attaching tcx ingress to %s failed: %s",
+			     o->ifname, strerror(errno));
+	} else {
+		attach_tc_netlink(o, fd, &prog_id, &created);
+	}
+	printf("{\"prog_id\": %u, \"map_id\": %u, \"ifindex\": %d, "
+	       "\"link_id\": %u, \"attach\": \"%s\", "
+	       "\"created_qdisc\": %s}\n", prog_id,
+	       map_id_of(obj, "hb_counters"), o->ifindex,
+	       tcx ? link_id_of(link) : 0, tcx ? "tcx" : "netlink",
+	       created ? "true" : "false");
+	bpf_object__close(obj);
+	wait_for_stop();
+	if (tcx) {
+		close(link);
 		return 0;
 	}
-	err = bpf_tc_detach(&hook, &opts);
-	if (err)
+	/* the filter stays unless removed; clsact is left to the caller */
+	mine.prog_id = prog_id;
+	err = remove_tc(&mine, &found);
+	if (err < 0)
+		fail("detaching tc filter %u from %s: %s", prog_id, o->ifname,
+		     strerror(-err));
+	return 0;
+}
+
+static int detach_tc(const struct options *o)
+{
+	unsigned int id;
+	int err;
+
+	err = remove_tc(o, &id);
+	if (err < 0)
 		fail("detaching tc filter %u from %s: %s", id, o->ifname,
 		     strerror(-err));
-	printf("{\"detached\": true, \"attached_id\": %u}\n", id);
+	printf("{\"detached\": %s, \"attached_id\": %u}\n",
+	       err ? "true" : "false", id);
+	return 0;
+}
+
+static int query_tcx(const struct options *o)
+{
+	__u32 ids[MAX_TCX_PROGS], count = MAX_TCX_PROGS, i;
+	int err;
+
+	err = tcx_query(o, ids, &count);
+	if (err == -EINVAL) {
+		printf("{\"tcx\": false, \"attached_ids\": []}\n");
+		return 0;
+	}
+	if (err && err != -ENOSPC)
+		fail("querying tcx on %s: %s", o->ifname, strerror(-err));
+	if (count > MAX_TCX_PROGS)
+		count = MAX_TCX_PROGS;
+	printf("{\"tcx\": true, \"attached_ids\": [");
+	for (i = 0; i < count; i++)
+		printf("%s%u", i ? ", " : "", ids[i]);
+	printf("]}\n");
 	return 0;
 }
 
@@ -554,6 +722,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		{ "prog-id", required_argument, NULL, 'I' },
 		{ "prefix", required_argument, NULL, 'x' },
 		{ "map-id", required_argument, NULL, 'M' },
+		{ "attach", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -578,6 +747,16 @@ static void parse_args(int argc, char **argv, struct options *o)
 			if (o->nsets == MAX_SETS)
 				fail("too many --set");
 			o->sets[o->nsets++] = optarg;
+			break;
+		case 'A':
+			if (!strcmp(optarg, "auto"))
+				o->tc_attach = TC_AUTO;
+			else if (!strcmp(optarg, "tcx"))
+				o->tc_attach = TC_TCX;
+			else if (!strcmp(optarg, "netlink"))
+				o->tc_attach = TC_NETLINK;
+			else
+				fail("--attach must be auto, tcx or netlink");
 			break;
 		case 'H': o->handle = parse_uint(optarg, "handle"); break;
 		case 'P': o->priority = parse_uint(optarg, "priority"); break;
@@ -607,8 +786,11 @@ int main(int argc, char **argv)
 	o.ifindex = if_nametoindex(o.ifname);
 	if (!o.ifindex)
 		fail("no interface %s", o.ifname);
-	if (!strncmp(o.cmd, "attach-", 7) && (!o.obj || !o.prog))
-		fail("%s needs --obj and --prog", o.cmd);
+	if (!strncmp(o.cmd, "attach-", 7)) {
+		if (!o.obj || !o.prog)
+			fail("%s needs --obj and --prog", o.cmd);
+		block_stop_signals();
+	}
 	if (!strcmp(o.cmd, "attach-xdp"))
 		return attach_xdp(&o);
 	if (!strcmp(o.cmd, "attach-tc"))
@@ -621,6 +803,8 @@ int main(int argc, char **argv)
 		return query_xdp(&o);
 	if (!strcmp(o.cmd, "query-tc"))
 		return query_tc(&o);
+	if (!strcmp(o.cmd, "query-tcx"))
+		return query_tcx(&o);
 	fail("unknown command %s", o.cmd);
 	return 1;
 }

@@ -1,6 +1,8 @@
-"""Compiles hello_xdp.bpf.c (cached) and attaches it to the server interface; stopping
-detaches it.  Generic (skb) mode on lo, native (drv) mode elsewhere, unless the
-``xdp_mode`` option says otherwise.
+"""Compiles hello_xdp.bpf.c (cached) and attaches it to the server interface through a
+bpf_link held by an hb-bpfctl process (bench/bpf/control.py): stopping ends that process,
+and when it dies any other way (a killed run) the kernel detaches the program all the same.
+Generic (skb) mode on lo, native (drv) mode elsewhere, unless the ``xdp_mode`` option says
+otherwise.  XDP links need Linux 5.9 or later.
 
 In native mode on a veth end the replies (XDP_TX) go into the peer's NAPI ring, which the
 driver kicks only when the peer has an XDP program of its own (GRO on the peer is not
