@@ -12,9 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import errno
 import importlib
 import json
 import multiprocessing
+import multiprocessing.queues
+import multiprocessing.sharedctypes
+import multiprocessing.synchronize
 import os
 import platform
 import socket
@@ -48,7 +52,7 @@ from bench.kmod.impl import KernelModuleImpl
 from bench.kmod.server import ModuleServer, module_params
 from bench.protocol import make_reply
 from bench.system import ledger
-from tests.test_ebpf import Capture
+from tests.test_ebpf import ETH_P_IP, Capture, Datagram, ones_sum
 
 IMPLS = {"kmod-kthread": "hellobench_kthread", "kmod-softirq": "hellobench_softirq"}
 # every registered kernel-module impl: the two modules and kmod-kthread's wait=poll variant
@@ -56,6 +60,7 @@ VARIANTS = {**IMPLS, "kmod-kthread-poll": "hellobench_kthread"}
 IN_GUEST = os.environ.get("HELLOBENCH_GUEST") == "1"
 GUEST_PORT = 3000
 RMMOD_BOUND_S = 5.0
+GUEST_SELECTION_ENV = "HELLOBENCH_GUEST_K"
 
 
 def _header_releases() -> list[str]:
@@ -242,7 +247,8 @@ def test_rmmod_of_absent_module_is_a_no_op() -> None:
 @pytest.mark.vm
 @pytest.mark.slow
 def test_in_guest(tmp_path: Path) -> None:
-    """Boot a guest with the stock kernel and run the test_guest_* tests in it."""
+    """Boot a guest with the stock kernel and run the test_guest_* tests in it (those of
+    them that the -k expression in HELLOBENCH_GUEST_K selects, when it is set)."""
     try:
         from bench.vm.guest import run_in_guest
         from bench.vm.kernel import GuestKernelError, find_guest_kernel
@@ -258,6 +264,8 @@ def test_in_guest(tmp_path: Path) -> None:
         pytest.skip(f"no headers for the guest kernel {kernel.release}")
     for impl_name in IMPLS:
         _kmod_impl(impl_name).build_for(kernel.release)  # the guest finds these in the cache
+    only = os.environ.get(GUEST_SELECTION_ENV, "").strip()
+    selection = f"guest_ and ({only})" if only else "guest_"
 
     outcome = run_in_guest(
         [
@@ -270,7 +278,7 @@ def test_in_guest(tmp_path: Path) -> None:
             "no:cacheprovider",
             __file__,
             "-k",
-            "guest_",
+            selection,
         ],
         workdir=tmp_path,
         timeout_s=800,
@@ -862,3 +870,212 @@ def test_guest_answers_over_veth(impl_name: str, clean_kernel_log: None) -> None
     finally:
         for ns in (server_ns, client_ns):
             subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+# A subnet on a veth in the guest's root namespace, its broadcast address a broadcast route.
+HOSTILE_DEV, HOSTILE_PEER = "hbk-hostile0", "hbk-hostile1"
+HOSTILE_ADDR, HOSTILE_PREFIX = "198.18.5.1", 24
+HOSTILE_CLIENT_PORT = 4242
+# Sources a reply may never go to, sent from a raw socket to HOSTILE_ADDR over lo (the
+# output route stays with the packet, so no martian check stands in the way): refused
+# before the reply is routed, counted as rejected...
+RAW_REFUSED_SOURCES = {
+    "limited broadcast": ("255.255.255.255", HOSTILE_CLIENT_PORT),
+    "multicast": ("224.0.0.1", HOSTILE_CLIENT_PORT),
+    "source port 0": ("127.0.0.1", 0),
+}
+# ...or refused once the reply's route says broadcast, counted as a send error (as
+# udp_sendmsg() refuses a socket without SO_BROADCAST)
+RAW_BROADCAST_ROUTED_SOURCES = {"directed broadcast": ("198.18.5.255", HOSTILE_CLIENT_PORT)}
+# 0.0.0.0, which a raw socket would replace by its own address, gets past the receive
+# path's martian checks only to the limited broadcast (as DHCP's requests do): a frame
+# from the veth's peer to a server bound to 0.0.0.0, counted as rejected
+ZERO_SOURCE = ("0.0.0.0", HOSTILE_CLIENT_PORT)
+
+
+def _udp_ipv4(source: tuple[str, int], dest: tuple[str, int], payload: bytes) -> bytes:
+    """An IPv4/UDP datagram from ``source`` to ``dest`` with valid checksums."""
+    saddr, daddr = socket.inet_aton(source[0]), socket.inet_aton(dest[0])
+    length = 8 + len(payload)
+    udp = struct.pack("!HHHH", source[1], dest[1], length, 0) + payload
+    pseudo = saddr + daddr + struct.pack("!BBH", 0, socket.IPPROTO_UDP, length)
+    udp = udp[:6] + struct.pack("!H", (0xFFFF - ones_sum(pseudo + udp)) or 0xFFFF) + udp[8:]
+    fields = [0x45, 0, 20 + length, 0x1234, 0, 64, socket.IPPROTO_UDP, 0, saddr, daddr]
+    header = struct.pack("!BBHHHBBH4s4s", *fields)
+    fields[7] = 0xFFFF - ones_sum(header)
+    return struct.pack("!BBHHHBBH4s4s", *fields) + udp
+
+
+@contextlib.contextmanager
+def _hostile_subnet() -> Iterator[None]:
+    """HOSTILE_ADDR/HOSTILE_PREFIX with its broadcast address on a veth whose peer is up."""
+    add = ["ip", "link", "add", HOSTILE_DEV, "type", "veth", "peer", "name", HOSTILE_PEER]
+    subprocess.run(add, check=True)
+    try:
+        address = f"{HOSTILE_ADDR}/{HOSTILE_PREFIX}"
+        subprocess.run(["ip", "addr", "add", address, "brd", "+", "dev", HOSTILE_DEV], check=True)
+        for dev in (HOSTILE_DEV, HOSTILE_PEER):
+            subprocess.run(["ip", "link", "set", dev, "up"], check=True)
+        yield
+    finally:
+        subprocess.run(["ip", "link", "del", HOSTILE_DEV], check=False)
+
+
+def _send_hostile_requests() -> int:
+    """Every hostile request above, sent once; how many."""
+    peer_mac = bytes.fromhex(
+        Path(f"/sys/class/net/{HOSTILE_PEER}/address").read_text().strip().replace(":", "")
+    )
+    datagram = _udp_ipv4(ZERO_SOURCE, ("255.255.255.255", GUEST_PORT), b"HELLO from 0.0.0.0")
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as frames:
+        frame = b"\xff" * 6 + peer_mac + struct.pack("!H", ETH_P_IP) + datagram
+        frames.sendto(frame, (HOSTILE_PEER, ETH_P_IP))
+    sources = {**RAW_REFUSED_SOURCES, **RAW_BROADCAST_ROUTED_SOURCES}
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        for name, source in sources.items():
+            datagram = _udp_ipv4(source, (HOSTILE_ADDR, GUEST_PORT), f"HELLO from {name}".encode())
+            raw.sendto(datagram, (HOSTILE_ADDR, 0))
+    return 1 + len(sources)
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_hostile_sources_get_no_reply(impl_name: str, clean_kernel_log: None) -> None:
+    """Requests whose source no socket could answer (the limited broadcast, a directed
+    broadcast of a local subnet, multicast, 0.0.0.0, source port 0) reach the module and
+    get no reply: captures on lo and on the subnet's interface see nothing from the
+    server's port but the reply to an ordinary request sent after them."""
+    with _hostile_subnet():
+        local = subprocess.run(
+            ["ip", "route", "show", "table", "local", "dev", HOSTILE_DEV],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        ((directed, _port),) = RAW_BROADCAST_ROUTED_SOURCES.values()
+        assert f"broadcast {directed} " in local, local
+        server = _kmod_impl(impl_name).start(ServerConfig(addr="0.0.0.0"))
+        assert isinstance(server, ModuleServer)
+        captures = [Capture(None, dev, GUEST_PORT) for dev in ("lo", HOSTILE_DEV)]
+        datagrams: list[Datagram] = []
+        try:
+            hostile = _send_hostile_requests()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.bind(("127.0.0.1", 0))
+                client.settimeout(2.0)
+                client_port = client.getsockname()[1]
+                client.sendto(b"HELLO ordinary", (HOSTILE_ADDR, GUEST_PORT))
+                assert client.recv(2048) == b"GOT ITordinary"
+            time.sleep(0.3)  # settles what is still on its way before the captures are read
+            for cap in captures:
+                datagrams += cap.datagrams()
+            counters = server.counters()
+        finally:
+            for cap in captures:
+                cap.close()
+            server.stop()
+    replies = [d for d in datagrams if d.ports[0] == GUEST_PORT]
+    seen = [(socket.inet_ntoa(d.ip[16:20]), d.ports[1], d.payload[:24]) for d in replies]
+    print(f"\n{impl_name}: from the server's port {seen}; counters {counters}")
+    assert replies and all(d.ports[1] == client_port for d in replies), seen
+    assert counters == {
+        "received": hostile + 1,
+        "answered": 1,
+        "rejected": len(RAW_REFUSED_SOURCES) + 1,
+        "send_errors": len(RAW_BROADCAST_ROUTED_SOURCES),
+    }
+
+
+SYSFS_CYCLES = 20
+SYSFS_PASS_WAIT_S = 30.0
+# a file removed before its open finds nothing; one removed between open and read, ENODEV
+SYSFS_GONE_ERRNOS = (errno.ENOENT, errno.ENODEV)
+
+
+def _module_sysfs_files(impl: KernelModuleImpl) -> list[str]:
+    """Every sysfs file of the loaded module: its attributes and its parameters."""
+    folders = (
+        module.SYS_KERNEL / impl.module_name,
+        Path("/sys/module") / impl.module_name / "parameters",
+    )
+    return sorted(str(entry) for folder in folders for entry in folder.iterdir())
+
+
+def _read_until_stopped(
+    paths: list[str],
+    stop: multiprocessing.synchronize.Event,
+    full_passes: multiprocessing.sharedctypes.Synchronized[int],
+    results: multiprocessing.queues.Queue[dict[str, dict[int, int]]],
+) -> None:
+    """Reads every path over and over until ``stop``, counting the passes in which every
+    read succeeded; puts, per path, the number of reads by outcome (0: read, else the
+    errno) in ``results``."""
+    outcomes: dict[str, dict[int, int]] = {path: {} for path in paths}
+    while not stop.is_set():
+        failed = False
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.read(fd, 4096)
+                finally:
+                    os.close(fd)
+                code = 0
+            except OSError as exc:
+                code = exc.errno or -1
+                failed = True
+            outcomes[path][code] = outcomes[path].get(code, 0) + 1
+        if not failed:
+            with full_passes.get_lock():
+                full_passes.value += 1
+    results.put(outcomes)
+
+
+@guest_only
+@pytest.mark.parametrize("impl_name", sorted(IMPLS))
+def test_guest_sysfs_reads_while_loading_and_unloading(
+    impl_name: str, clean_kernel_log: None
+) -> None:
+    """Another process reads every sysfs file of the module in a tight loop while it is
+    loaded and unloaded SYSFS_CYCLES times (each time loaded until one pass read them all):
+    the kernel log stays clean, and every read either succeeds or finds the file gone."""
+    impl = _kmod_impl(impl_name)
+    first = impl.start(ServerConfig())
+    paths = _module_sysfs_files(impl)
+    first.stop()
+    assert impl._ko is not None
+    params = module_params(ServerConfig())
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    full_passes = ctx.Value("q", 0)
+    results: multiprocessing.queues.Queue[dict[str, dict[int, int]]] = ctx.Queue()
+    reader = ctx.Process(target=_read_until_stopped, args=(paths, stop, full_passes, results))
+    reader.start()
+    try:
+        for cycle in range(SYSFS_CYCLES):
+            module.insmod(impl._ko, params)
+            passes = full_passes.value
+            deadline = time.monotonic() + SYSFS_PASS_WAIT_S
+            while full_passes.value == passes:
+                assert reader.is_alive(), f"the reader died (cycle {cycle}): {reader.exitcode}"
+                assert time.monotonic() < deadline, f"no full pass while loaded (cycle {cycle})"
+                time.sleep(0.005)
+            module.rmmod(impl.module_name)
+        stop.set()
+        outcomes = results.get(timeout=SYSFS_PASS_WAIT_S)
+    finally:
+        stop.set()
+        reader.join(timeout=SYSFS_PASS_WAIT_S)
+        if reader.is_alive():
+            reader.kill()
+        module.rmmod(impl.module_name)
+    print(f"\n{impl_name}: reads by outcome (0: read, else errno) {outcomes}")
+    assert sorted(outcomes) == paths
+    for path, counts in outcomes.items():
+        assert counts.get(0, 0) >= SYSFS_CYCLES, (path, counts)
+        unexpected = {
+            os.strerror(code): n
+            for code, n in counts.items()
+            if code not in (0, *SYSFS_GONE_ERRNOS)
+        }
+        assert unexpected == {}, (path, counts)
