@@ -347,6 +347,7 @@ class TcAttachment:
     ident: str
     holder: Holder
     via: str  # "tcx" or "netlink"
+    link_id: int = 0  # the tcx link (0: netlink)
     detached: bool = False
 
     @classmethod
@@ -401,6 +402,7 @@ class TcAttachment:
             ident,
             holder,
             attach,
+            int(answer.get("link_id", 0)),
         )
 
     def attached_id(self) -> int:
