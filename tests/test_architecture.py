@@ -106,6 +106,62 @@ def test_no_import_cycle_in_bench() -> None:
     assert cycles(import_graph()) == []
 
 
+def readme_layers() -> list[set[str]]:
+    """The packages (and top-level modules) of bench/ in the README's layout, bottom first;
+    names on one line form one layer."""
+    lines = (PROJECT_ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("bench/ "))
+    layers: list[set[str]] = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        if line.startswith("   "):
+            continue  # a description's second line
+        words = [w for w in line.split() if w.endswith(("/", ".py"))]
+        layers.append({w.removesuffix("/").removesuffix(".py") for w in words})
+    return layers
+
+
+def _unit(module: str) -> str:
+    """The package or top-level module of bench/ a module belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_imports() -> set[tuple[str, str]]:
+    """(importer, imported) between two packages or top-level modules of bench/."""
+    return {
+        (_unit(module), _unit(target))
+        for module, targets in import_graph().items()
+        for target in targets
+        if _unit(module) != _unit(target)
+    }
+
+
+def test_the_readme_lists_every_package_of_bench() -> None:
+    listed = set().union(*readme_layers())
+    units = {_unit(m) for m in import_graph()} - {"bench", "__main__"}
+    assert units == listed
+
+
+def test_packages_import_only_from_layers_below_as_the_readme_orders_them() -> None:
+    """The package root (``bench``) is below everything and ``bench.__main__`` above."""
+    layer = {name: n for n, names in enumerate(readme_layers(), start=1) for name in names}
+    layer["bench"], layer["__main__"] = 0, len(layer) + 1
+    upward = sorted(
+        f"{importer} imports {imported}"
+        for importer, imported in package_imports()
+        if layer[imported] >= layer[importer]
+    )
+    assert upward == []
+
+
+def test_the_layering_check_reads_the_readme_in_order() -> None:
+    layers = readme_layers()
+    assert layers[0] == {"errors"} and layers[-1] == {"cli"}
+    assert {"bpf", "kmod", "vm"} in layers
+
+
 def test_the_ledger_sits_at_the_bottom() -> None:
     graph = import_graph()
     below = {"bench.system.files", "bench.system.processes", "bench.errors"}

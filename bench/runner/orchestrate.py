@@ -10,7 +10,6 @@ from bench import __version__
 from bench.errors import EXIT_FAILED, EXIT_OK
 from bench.host.capabilities import capabilities
 from bench.impl.registry import discover
-from bench.remote.measure import measure_two_hosts
 from bench.results.descriptions import ImplInfo
 from bench.results.provenance import suite_commit
 from bench.results.run import Run
@@ -21,6 +20,7 @@ from bench.runner.lifecycle import select
 from bench.runner.measure import measure_here
 from bench.runner.progress import Progress, Step
 from bench.runner.recording import Recording
+from bench.runner.two_hosts import measure_two_hosts
 
 
 @dataclass(frozen=True)
