@@ -31,6 +31,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -450,10 +451,13 @@ class Probe:
     dst_mac: bytes | None = None
     options: bytes = b""
     bad_ip_csum: bool = False
+    src_mac: bytes | None = None  # None: the client interface's
+    sport: int | None = None  # None: the client socket's port
 
 
 BROADCAST_MAC = b"\xff" * 6
 OTHER_HOST_MAC = bytes.fromhex("02005e102030")
+MULTICAST_MAC = bytes.fromhex("01005e000001")
 
 
 def _probes(topology: Topology) -> list[Probe]:
@@ -483,6 +487,12 @@ def _probes(topology: Topology) -> list[Probe]:
             dst_mac=None if on_lo else BROADCAST_MAC,
         ),
         Probe("zero-destination", "declined_dst", wildcard=True, dst="0.0.0.0"),
+        # a reply to a group source MAC would flood the segment; to port 0 it goes nowhere
+        Probe("broadcast-source-mac", "declined_src", src_mac=BROADCAST_MAC),
+        Probe("multicast-source-mac", "declined_src", src_mac=MULTICAST_MAC),
+        Probe("source-port-zero", "declined_src", sport=0),
+        # with the wildcard address, transit traffic: a unicast address not this host's
+        Probe("transit-destination", "declined_dst", wildcard=True, dst="192.0.2.77"),
     ]
     if on_lo:
         probes.append(Probe("lo-broadcast", "declined_dst", wildcard=True, dst="127.255.255.255"))
@@ -498,17 +508,34 @@ def _probes(topology: Topology) -> list[Probe]:
                 dst="198.18.0.3",  # the broadcast address of the veth /30
                 dst_mac=BROADCAST_MAC,
             ),
+            # the same address in a frame for the server's own MAC
+            Probe(
+                "directed-broadcast-unicast-mac", "declined_dst", wildcard=True, dst="198.18.0.3"
+            ),
+            # told apart by the route lookup, which needs forwarding on (see forwarding())
+            Probe("directed-broadcast-source", "declined_src", src="198.18.0.3"),
         ]
     return probes
 
 
-def _frame(probe: Probe, topology: Topology, sport: int, dport: int, payload: bytes) -> bytes:
-    """The probe as an Ethernet frame, with a valid UDP checksum (and IP one, unless not)."""
+def _frame(
+    probe: Probe, topology: Topology, sport: int, dport: int, payload: bytes, udp_csum: str = "full"
+) -> bytes:
+    """The probe as an Ethernet frame, with a valid UDP checksum (and IP one, unless not).
+
+    ``udp_csum`` "pseudo": the field holds the folded pseudo-header sum, as a partial
+    checksum does, in a frame without checksum state; "wrong": a wrong full checksum."""
     src = socket.inet_aton(probe.src or topology.client_addr or "127.0.0.1")
     dst = socket.inet_aton(probe.dst or topology.server_addr)
+    sport = sport if probe.sport is None else probe.sport
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_UDP, len(udp))
     check = 0xFFFF - ones_sum(pseudo + udp) or 0xFFFF
+    if udp_csum == "pseudo":
+        check = ones_sum(pseudo)
+        assert ones_sum(pseudo + udp[:6] + struct.pack("!H", check) + udp[8:]) != 0xFFFF
+    elif udp_csum == "wrong":
+        check ^= 0x0101
     udp = udp[:6] + struct.pack("!H", check) + udp[8:]
     ihl = 5 + len(probe.options) // 4
     header = struct.pack(
@@ -521,6 +548,7 @@ def _frame(probe: Probe, topology: Topology, sport: int, dport: int, payload: by
     header = header[:10] + struct.pack("!H", ip_check) + header[12:]
     server_mac = _link_mac(topology.server_netns, topology.server_interface)
     client_mac = _link_mac(topology.client_netns, topology.client_interface or "lo")
+    client_mac = client_mac if probe.src_mac is None else probe.src_mac
     dst_mac = server_mac if probe.dst_mac is None else probe.dst_mac
     return dst_mac + client_mac + struct.pack("!H", ETH_P_IP) + header + udp
 
@@ -592,6 +620,24 @@ class ProbeBench:
         return self.settle(probe, before)
 
 
+@contextmanager
+def forwarding(topology: Topology) -> Iterator[None]:
+    """IPv4 forwarding on in the server's namespace (veth only: never the host's), so that
+    bpf_fib_lookup() answers: it looks nothing up for an interface without forwarding."""
+    if topology.server_netns is None:
+        yield
+        return
+    path = Path("/proc/sys/net/ipv4/conf/all/forwarding")
+    with entered(topology.server_netns):
+        before = path.read_text()
+        path.write_text("1")
+    try:
+        yield
+    finally:
+        with entered(topology.server_netns):
+            path.write_text(before)
+
+
 @pytest.mark.parametrize("name", IMPLS)
 def test_declines_what_a_socket_server_would_not_answer(topology: Topology, name: str) -> None:
     """Broadcast, multicast and martian addresses, frames for another MAC, a bad IP header
@@ -610,16 +656,19 @@ def test_declines_what_a_socket_server_would_not_answer(topology: Topology, name
     cap = Capture(topology.client_netns, topology.client_interface or "lo", port)
     problems: list[str] = []
     try:
-        baseline = {probe.name: bench.stack_only(probe) for probe in probes}
-        for wildcard in (False, True):
-            config = topology.server_config(port)
-            server = entry.impl.start(replace(config, addr="0.0.0.0") if wildcard else config)
-            served = Served(name, topology, server, port, client)
-            try:
-                for seq, probe in enumerate(p for p in probes if p.wildcard == wildcard):
-                    problems += _check_probe(served, bench, cap, probe, baseline[probe.name], seq)
-            finally:
-                server.stop()
+        with forwarding(topology):
+            baseline = {probe.name: bench.stack_only(probe) for probe in probes}
+            for wildcard in (False, True):
+                config = topology.server_config(port)
+                server = entry.impl.start(replace(config, addr="0.0.0.0") if wildcard else config)
+                served = Served(name, topology, server, port, client)
+                try:
+                    for seq, probe in enumerate(p for p in probes if p.wildcard == wildcard):
+                        problems += _check_probe(
+                            served, bench, cap, probe, baseline[probe.name], seq
+                        )
+                finally:
+                    server.stop()
     finally:
         cap.close()
         bench.close()
@@ -655,6 +704,88 @@ def _check_probe(
     if any(moved[k] != v for k, v in expected.items()) or moved.get("passed", 0) < 2:
         problems.append(f"{probe.name}: counters moved {moved}, expected {expected} (passed 2+)")
     return problems
+
+
+def _udp_csum_errors(netns: str | None) -> int:
+    with entered(netns):
+        lines = Path("/proc/thread-self/net/snmp").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("Udp:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["InCsumErrors"])
+    raise AssertionError("no Udp line in /proc/net/snmp")
+
+
+@pytest.mark.parametrize("udp_csum", ["wrong", "pseudo"])
+@pytest.mark.parametrize("name", IMPLS)
+def test_no_reply_vouches_for_an_unverified_checksum(
+    topology: Topology, name: str, udp_csum: str
+) -> None:
+    """A request the stack would drop for its UDP checksum - a wrong full one, or a field
+    holding the pseudo-header sum in a frame that is not CHECKSUM_PARTIAL - never gets a
+    reply the client accepts, and where the program can tell (tc, which asks the kernel;
+    native XDP, which verifies) none at all: it goes to the stack, which drops it.  Generic
+    XDP leaves a pseudo-header field as it is on the request's own skb: its reply, if any,
+    must carry the same unverifiable checksum, which the client's stack drops."""
+    entry = ENTRIES[name]
+    if not entry.available or entry.impl is None:
+        pytest.skip(f"{name}: {entry.unavailable}")
+    port = free_udp_port()
+    with entered(topology.client_netns):
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(REPLY_WAIT_S)
+    client.bind((topology.client_addr or "127.0.0.1", 0))
+    bench = ProbeBench(topology, port, client)
+    cap = Capture(topology.client_netns, topology.client_interface or "lo", port)
+    server = entry.impl.start(topology.server_config(port))
+    served = Served(name, topology, server, port, client)
+    probe = Probe(f"udp-{udp_csum}-checksum", "")
+    problems: list[str] = []
+    try:
+        errors_before = _udp_csum_errors(topology.server_netns)
+        before = served.counters()
+        bench.inject.send(
+            _frame(probe, topology, bench.sport, port, bench.payload(probe), udp_csum)
+        )
+        valid = make_request(24, seq=7)
+        client.sendto(valid, served.addr)
+        reply, _source = client.recvfrom(65536)
+        if reply != make_reply(valid):
+            problems.append(f"the client got {reply[:24]!r} before the valid reply")
+        answers = [
+            d
+            for d in cap.datagrams()
+            if d.ports[0] == port and d.payload == make_reply(bench.payload(probe))
+        ]
+        after = served.counters()
+        vouched = []
+        for d in answers:
+            try:
+                d.check_checksums()
+                vouched.append(d)
+            except AssertionError:
+                pass
+        if vouched:
+            problems.append(f"{len(vouched)} reply(ies) with a valid checksum")
+        tolerated = udp_csum == "pseudo" and name == "ebpf-xdp" and not served.native_xdp()
+        if answers and not tolerated:
+            problems.append(f"{len(answers)} reply(ies) at all")
+        if not tolerated and after["answered"] - before["answered"] != 1:
+            problems.append(f"answered moved {after['answered'] - before['answered']}")
+        # on lo the stack drops an injected 127.0.0.1 frame as a martian before UDP sees it
+        drops = _udp_csum_errors(topology.server_netns) - errors_before
+        if not tolerated and topology.name != "lo" and drops != 1:
+            problems.append("the stack did not drop the request for its checksum")
+    finally:
+        server.stop()
+        cap.close()
+        bench.close()
+        client.close()
+    if problems and udp_csum == "pseudo" and served.native_xdp():
+        pytest.xfail(
+            "native XDP cannot tell a partial checksum from a forged one, and gives the "
+            f"reply a full checksum (hello_xdp.bpf.c): {problems}"
+        )
+    assert not problems, f"{name} on {topology.name}: {problems}"
 
 
 def _xdp_object() -> Path:

@@ -34,7 +34,7 @@ int hb_xdp_afxdp(struct xdp_md *ctx)
 	enum hb_verdict verdict;
 	struct hb_pkt pkt;
 
-	verdict = hb_parse(data, data_end, 0, &pkt);
+	verdict = hb_parse(ctx, ctx->ingress_ifindex, data, data_end, 0, &pkt);
 	if (verdict == HB_ANSWER) {
 		if (bpf_map_lookup_elem(&hb_xsks, &queue)) {
 			hb_count(HB_ANSWER);
