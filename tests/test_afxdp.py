@@ -12,10 +12,13 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psutil
 import pytest
 
+from bench.fuzz import spoofed
 from bench.impl.api import RunningServer, ServerConfig
 from bench.impl.registry import discover
 from bench.protocol import make_reply, make_request
@@ -204,6 +207,96 @@ def test_other_traffic_goes_to_the_stack(lo_server: tuple[RunningServer, int]) -
     assert after["answered"] == before["answered"]
     assert after["passed"] > before["passed"]  # the HELLO to the other port
     assert server.health() is None
+
+
+@contextmanager
+def _forwarding(netns: str | None) -> Iterator[None]:
+    """IPv4 forwarding on in the server's namespace (never the host's), so that the XDP
+    program's route lookups answer (bpf_fib_lookup() looks nothing up without it)."""
+    if netns is None:
+        yield
+        return
+    path = Path("/proc/sys/net/ipv4/conf/all/forwarding")
+    with entered(netns):
+        before = path.read_text()
+        path.write_text("1")
+    try:
+        yield
+    finally:
+        with entered(netns):
+            path.write_text(before)
+
+
+def _spoofed_ends(topo: Topology | None, port: int) -> spoofed.Endpoints:
+    if topo is None:
+        return spoofed.Endpoints(None, "lo", "127.0.0.1", None, "lo", "127.0.0.1", port)
+    assert topo.client_interface is not None and topo.client_addr is not None
+    return spoofed.Endpoints(
+        topo.client_netns, topo.client_interface, topo.client_addr,
+        topo.server_netns, topo.server_interface, topo.server_addr, port,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["lo", "veth"])
+def test_hostile_sources_get_no_reply(where: str, request: pytest.FixtureRequest) -> None:
+    """Valid HELLOs from a group source MAC, source port 0, a broadcast, multicast, zero or
+    (veth) directed-broadcast source address: none is answered, and a normal request after
+    each one is (bench/fuzz/spoofed.py)."""
+    topo: Topology | None = request.getfixturevalue("veth") if where == "veth" else None
+    port = free_udp_port()
+    with _forwarding(topo.server_netns if topo else None):
+        server = _start(topo.server_config(port) if topo else ServerConfig(port=port))
+        try:
+            tally = spoofed.run_spoofed(_spoofed_ends(topo, port))
+        finally:
+            server.stop()
+    assert set(tally.sent) == set(spoofed.CATEGORIES)
+    assert not tally.unconfirmed and not tally.unattributed, tally
+    assert tally.answered == dict.fromkeys(spoofed.CATEGORIES, 0), tally
+
+
+def test_wildcard_address_answers_only_this_host(veth: Topology) -> None:
+    """Served on 0.0.0.0, a request for another (transit) address or for the subnet's
+    broadcast address in a frame for the server's MAC gets no reply; one for the server's
+    own address does."""
+    assert veth.client_interface is not None and veth.client_addr is not None
+    port = free_udp_port()
+    fwd = _forwarding(veth.server_netns)
+    fwd.__enter__()
+    server = _start(ServerConfig(
+        addr="0.0.0.0", port=port, netns=veth.server_netns, interface=veth.server_interface,
+        peer=veth.peer,
+    ))  # fmt: skip
+    server_mac = spoofed.link_mac(veth.server_netns, veth.server_interface)
+    client_mac = spoofed.link_mac(veth.client_netns, veth.client_interface)
+    with entered(veth.client_netns):
+        inject = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cap = spoofed.ReplyCapture(veth.client_netns, veth.client_interface, port)
+    answered: list[str] = []
+    try:
+        inject.bind((veth.client_interface, 0))
+        client.bind((veth.client_addr, 0))
+        client.settimeout(WAIT_S)
+        for n, dst in enumerate(("192.0.2.77", "198.18.0.3", "198.18.0.2")):
+            payload = f"HELLO for {dst}".encode()
+            inject.send(spoofed.udp_ipv4_frame(
+                dst_mac=server_mac, src_mac=client_mac, src=veth.client_addr, dst=dst,
+                sport=client.getsockname()[1], dport=port, payload=payload, ident=n,
+            ))  # fmt: skip
+            valid = make_request(24, seq=n)
+            client.sendto(valid, (veth.server_addr, port))
+            assert client.recv(1 << 16) == make_reply(valid)
+            replies = [r.payload for r in cap.replies()]
+            if make_reply(payload) in replies:
+                answered.append(dst)
+    finally:
+        cap.close()
+        inject.close()
+        client.close()
+        server.stop()
+        fwd.__exit__(None, None, None)
+    assert not answered, f"answered for {answered}"
 
 
 def _lo_sysctl(name: str, netns: str | None = None) -> str:

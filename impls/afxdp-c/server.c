@@ -180,6 +180,29 @@ static __u64 pseudo_sum(const struct iphdr *ip, const struct udphdr *udp)
 /* -- the reply ------------------------------------------------------------- */
 
 /*
+ * Could a reply go back to the request's source as a unicast datagram, as
+ * udp_sendmsg() insists for a socket's reply?  Not to a group MAC (the group
+ * bit of the Ethernet source: broadcast ff:ff:.. or multicast 01:..; the reply
+ * would flood the segment), not to UDP port 0, not to 0.0.0.0/8, a multicast
+ * group or the limited broadcast.  A directed broadcast source (the subnet's
+ * broadcast address) is declined by the XDP program's route lookup
+ * (hb_reflect.h) before the frame ever reaches this socket.
+ */
+static int unicast_source(const struct ethhdr *eth, const struct iphdr *ip,
+			  const struct udphdr *udp)
+{
+	__u32 src = ntohl(ip->saddr);
+
+	if (eth->h_source[0] & 1)
+		return 0;
+	if (!udp->source)
+		return 0;
+	if ((src >> 24) == 0 || (src >> 28) == 0xe || src == 0xffffffff)
+		return 0;
+	return 1;
+}
+
+/*
  * Rewrite the request in frame (len bytes) into its reply; returns the reply's
  * frame length, or 0 when the frame is not to be answered.  The XDP program
  * has checked the request; the bounds are checked again here all the same.
@@ -213,6 +236,9 @@ static __u32 make_reply(__u8 *frame, __u32 len)
 	    ulen < sizeof(*udp) + HELLO_MIN_REQUEST ||
 	    ulen > sizeof(*udp) + HELLO_MAX_REQUEST ||
 	    memcmp(payload, HELLO_MAGIC, HELLO_MAGIC_LEN))
+		return 0;
+
+	if (!unicast_source(eth, ip, udp))
 		return 0;
 
 	pseudo = pseudo_sum(ip, udp);	/* the same after the swap */
