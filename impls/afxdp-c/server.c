@@ -212,6 +212,11 @@ static int unicast_source(const struct ethhdr *eth, const struct iphdr *ip,
  * socket over lo or veth carries only the folded pseudo-header sum
  * (CHECKSUM_PARTIAL), recognised by value.  The reply leaves the TX ring as a
  * plain frame without checksum state, so it always gets the full checksum.
+ * Recognised by value only, which is a known gap: a forged or corrupted
+ * request whose field holds that sum gets a reply with a valid checksum where
+ * the stack would have dropped the request.  A frame in the UMEM carries no
+ * checksum state to tell it from a partial one, and verifying it would refuse
+ * every request a local socket sends over lo or veth.
  */
 static __u32 make_reply(__u8 *frame, __u32 len)
 {
