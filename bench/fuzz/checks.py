@@ -72,9 +72,32 @@ def bpf_attachment(accounting: Accounting, interface: str, netns: str | None) ->
                 for prog in hook.get("programs", []) if isinstance(hook, dict) else []:
                     if "id" in prog:
                         attached.add(int(prog["id"]))
-    if not attached.intersection(ids):
-        return False, f"none of {list(ids)} attached to {interface}"
-    return True, f"program(s) {list(ids)} loaded, attached to {interface}"
+    if attached.intersection(ids):
+        return True, f"program(s) {list(ids)} loaded, attached to {interface}"
+    links = _linked(ids)
+    if links:
+        # a tcx link is not listed by ``net show`` in older bpftool, nor its interface
+        return True, f"program(s) {list(ids)} loaded, held by bpf_link(s) {links}"
+    return False, f"none of {list(ids)} attached to {interface}"
+
+
+def _linked(ids: Iterable[int]) -> list[int]:
+    """The ids of the bpf_links that hold one of the programs ``ids`` (``bpftool link``)."""
+    proc = _run_quiet(["bpftool", "-j", "link", "show"])
+    if proc is None or proc.returncode != 0:
+        return []
+    try:
+        listing = json.loads(proc.stdout or "[]")
+    except ValueError:
+        return []
+    if not isinstance(listing, list):
+        return []
+    wanted = set(ids)
+    return [
+        int(link["id"])
+        for link in listing
+        if isinstance(link, dict) and link.get("prog_id") in wanted and "id" in link
+    ]
 
 
 @dataclass
