@@ -67,6 +67,13 @@ const volatile __u32 hb_flags = 0;
 /* Written by hb-bpfctl from the interface the program is attached to. */
 const volatile __u8 hb_ifmac[ETH_ALEN] = {};	/* all zero on lo */
 const volatile __u32 hb_ifloopback = 0;		/* IFF_LOOPBACK was set */
+/*
+ * The broadcast address of the interface's IPv4 subnet (network byte order,
+ * SIOCGIFBRDADDR), written by a loader that knows it; 0: unknown.  It lets
+ * the program refuse a directed broadcast source where the route lookup
+ * answers nothing (hb_route_back()).
+ */
+const volatile __u32 hb_ifbcast = 0;
 
 /* Order and names as bench/bpf/control.py COUNTER_NAMES. */
 struct hb_counters {
@@ -244,8 +251,10 @@ static __always_inline long hb_fib_out(void *ctx, __u32 ifindex, __be32 dst,
  * bpf_fib_lookup() looks nothing up for an interface without IPv4 forwarding
  * (FWD_DISABLED, whatever the flags; the default on a host and in a new
  * namespace).  There the source is checked by its address class only
- * (hb_unicast_addr()), and a directed broadcast source, which only the
- * routing table can tell from a unicast address, is not recognised.
+ * (hb_unicast_addr()) and against the interface's broadcast address when the
+ * loader wrote it (hb_ifbcast); without either, a directed broadcast source,
+ * which only the routing table can tell from a unicast address, is not
+ * recognised.
  */
 static __always_inline int hb_route_back(void *ctx, __u32 ifindex, __be32 src)
 {
@@ -362,6 +371,10 @@ static __always_inline enum hb_verdict hb_parse(void *ctx, __u32 ifindex,
 		return HB_DECLINE_SRC;
 	if (hb_group_mac(eth->h_source) || !udp->source)
 		return HB_DECLINE_SRC;
+	if (hb_ifbcast && ip->saddr == hb_ifbcast)
+		return HB_DECLINE_SRC;
+	if (hb_ifbcast && ip->daddr == hb_ifbcast)
+		return HB_DECLINE_DST;
 	if (not_host || !hb_frame_for_us(eth))
 		return HB_DECLINE_NOT_HOST;
 	if (hb_ifloopback) {

@@ -625,7 +625,7 @@ static void configure_program(struct bpf_object *obj, const struct options *o,
 {
 	struct ifreq ifr = { 0 };
 	__u16 port = (__u16)o->port;
-	__u32 loopback;
+	__u32 loopback, bcast = 0;
 	int fd;
 
 	memcpy(rodata_var(obj, "hb_port", 2), &port, 2);
@@ -641,6 +641,25 @@ static void configure_program(struct bpf_object *obj, const struct options *o,
 	if (ioctl(fd, SIOCGIFHWADDR, &ifr))
 		die("address of %s: %s", o->ifname, strerror(errno));
 	memcpy(rodata_var(obj, "hb_ifmac", 6), ifr.ifr_hwaddr.sa_data, 6);
+	/*
+	 * The broadcast address of the primary address's subnet, as the kernel
+	 * routes it (a broadcast route for prefixes up to /30, whether or not
+	 * the address was given a brd): never a source.  0 without an address.
+	 */
+	if (!ioctl(fd, SIOCGIFADDR, &ifr)) {
+		struct sockaddr_in sin;
+		__u32 addr4, mask;
+
+		memcpy(&sin, &ifr.ifr_addr, sizeof(sin));
+		addr4 = sin.sin_addr.s_addr;
+		if (!ioctl(fd, SIOCGIFNETMASK, &ifr)) {
+			memcpy(&sin, &ifr.ifr_netmask, sizeof(sin));
+			mask = sin.sin_addr.s_addr;
+			if (ntohl(mask) < 0xfffffffe)	/* shorter than /31 */
+				bcast = addr4 | ~mask;
+		}
+	}
+	memcpy(rodata_var(obj, "hb_ifbcast", 4), &bcast, 4);
 	close(fd);
 }
 
