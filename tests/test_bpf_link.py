@@ -34,6 +34,7 @@ import pytest
 
 from bench import PROJECT_ROOT
 from bench.bpf.build import loader_unavailable_reason
+from bench.bpf.control import run_tool
 from bench.host.capabilities import capabilities
 from bench.impl.registry import discover
 from bench.protocol import make_reply, make_request
@@ -254,10 +255,17 @@ def _hello_reaches_the_stack(port: int) -> None:
         assert client.recvfrom(65536) == (b"from the stack", ("127.0.0.1", port))
 
 
+def _tcx() -> bool:
+    """Does this kernel have tcx (6.6 or later)?"""
+    return bool(run_tool(["query-tcx", "--ifname", "lo"])["tcx"])
+
+
 def _serve(start: Start, name: str) -> Run:
     entry = ENTRIES.get(name)
     if entry is None or not entry.available:
         pytest.skip(f"{name}: {entry.unavailable if entry else 'not registered'}")
+    if name == "ebpf-tc" and not _tcx():
+        pytest.skip("no tcx here: ebpf-tc attaches through netlink (see the fallback test)")
     port = free_udp_port()
     run = start(["-m", "bench", "serve", name, "--port", str(port)], port)
     _wait_for_line(run, b"serving HELLO")
