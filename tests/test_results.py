@@ -279,3 +279,22 @@ def test_export_json_and_parquet_hold_the_same_table(tmp_path: Path) -> None:
 def test_export_of_parquet_to_stdout_is_refused() -> None:
     proc = _bench("export", str(BASE), "--format", "parquet")
     assert proc.returncode == 2 and "--out" in proc.stderr
+
+
+# A published schema is never edited again: a change is a new version with a migration.
+PUBLISHED_SCHEMAS = {
+    "hellobench/1": "323f26de1c9aafd7763590dc467fbd40566fdb2150417a4755085857265b83f3",
+    "hellobench/2": "21a063b8eef1d403205f0a7a35cd13ca3609182907c7236823bd4b9391156c66",
+    "hellobench/3": "35f36aafb580fc0e8b30300671c17f05d9015a79ac1e30cb7a21f3231c6c436f",
+}
+
+
+def test_published_schemas_are_never_edited() -> None:
+    import hashlib
+
+    from bench.results.schema import SCHEMA_FILES
+
+    assert set(SCHEMA_FILES) == set(PUBLISHED_SCHEMAS)
+    for version, path in SCHEMA_FILES.items():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest == PUBLISHED_SCHEMAS[version], f"{version} ({path.name}) was edited"
