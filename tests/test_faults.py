@@ -287,7 +287,11 @@ def test_ebpf_program_detached_mid_phase(impl_name: str, tmp_path: Path, ledger:
         assert server.health() is None
         ns, dev = topo.server_netns, topo.server_interface
         assert ns is not None
-        if impl_name == "ebpf-xdp":
+        # a bpf_link (XDP, tcx) is detached through the link; a netlink tc filter by tc
+        link_id = int(getattr(getattr(server, "attachment", None), "link_id", 0))
+        if link_id:
+            detach = ["bpftool", "link", "detach", "id", str(link_id)]
+        elif impl_name == "ebpf-xdp":
             detach = ["ip", "netns", "exec", ns, "ip", "link", "set", "dev", dev, "xdp", "off"]
         else:
             detach = ["ip", "netns", "exec", ns, "tc", "filter", "del", "dev", dev, "ingress"]

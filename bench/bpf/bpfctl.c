@@ -61,7 +61,9 @@
 #if __has_include(<bpf/libbpf_version.h>)	/* since libbpf 0.6 */
 #include <bpf/libbpf_version.h>
 #endif
+#include <arpa/inet.h>
 #include <linux/if_link.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -283,12 +285,37 @@ static void set_rodata(struct bpf_object *obj, const char *assignment)
 	store_host(dst, value, size);
 }
 
-/* The interface's hardware address and loopback flag, for the reflectors. */
+/*
+ * The broadcast address of the interface's primary IPv4 subnet, as the kernel
+ * routes it (a broadcast route for prefixes up to /30, whether or not the
+ * address was given a brd), in network byte order; 0 without an address.
+ */
+static __u32 subnet_broadcast(int fd, const char *ifname)
+{
+	struct ifreq ifr = {};
+	struct sockaddr_in sin;
+	__u32 addr4, mask;
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (ioctl(fd, SIOCGIFADDR, &ifr))
+		return 0;
+	memcpy(&sin, &ifr.ifr_addr, sizeof(sin));
+	addr4 = sin.sin_addr.s_addr;
+	if (ioctl(fd, SIOCGIFNETMASK, &ifr))
+		return 0;
+	memcpy(&sin, &ifr.ifr_netmask, sizeof(sin));
+	mask = sin.sin_addr.s_addr;
+	if (ntohl(mask) >= 0xfffffffe)	/* /31 and /32 have no broadcast */
+		return 0;
+	return addr4 | ~mask;
+}
+
+/* The interface's hardware address, loopback flag and subnet broadcast. */
 static void set_interface(struct bpf_object *obj, const struct options *o)
 {
 	struct ifreq ifr = {};
-	__u32 size, type_id;
-	__u8 *mac, *loopback;
+	__u32 size, type_id, bcast;
+	__u8 *mac, *loopback, *ifbcast;
 	int fd;
 
 	mac = find_rodata_var(obj, "hb_ifmac", &size, &type_id);
@@ -297,7 +324,10 @@ static void set_interface(struct bpf_object *obj, const struct options *o)
 	loopback = find_rodata_var(obj, "hb_ifloopback", &size, &type_id);
 	if (loopback && size != 4)
 		fail("hb_ifloopback in %s is not 4 bytes", o->obj);
-	if (!mac && !loopback)
+	ifbcast = find_rodata_var(obj, "hb_ifbcast", &size, &type_id);
+	if (ifbcast && size != 4)
+		fail("hb_ifbcast in %s is not 4 bytes", o->obj);
+	if (!mac && !loopback && !ifbcast)
 		return;
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -311,6 +341,10 @@ static void set_interface(struct bpf_object *obj, const struct options *o)
 		if (ioctl(fd, SIOCGIFHWADDR, &ifr))
 			fail("address of %s: %s", o->ifname, strerror(errno));
 		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	}
+	if (ifbcast) {
+		bcast = subnet_broadcast(fd, o->ifname);
+		memcpy(ifbcast, &bcast, 4);
 	}
 	close(fd);
 }

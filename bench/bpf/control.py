@@ -58,6 +58,7 @@ COUNTER_NAMES = (
     "declined_dst",
     "declined_src",
     "declined_not_host",
+    "declined_udp_csum",
 )
 TOOL_TIMEOUT_S = 10.0
 HOLDER_GRACE_S = 3.0
