@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -286,6 +287,7 @@ PUBLISHED_SCHEMAS = {
     "hellobench/1": "323f26de1c9aafd7763590dc467fbd40566fdb2150417a4755085857265b83f3",
     "hellobench/2": "21a063b8eef1d403205f0a7a35cd13ca3609182907c7236823bd4b9391156c66",
     "hellobench/3": "35f36aafb580fc0e8b30300671c17f05d9015a79ac1e30cb7a21f3231c6c436f",
+    "hellobench/4": "58962c2148708500c014e5bb2ff125a599c8cf74a0d4b734a20ab3e3dea855dc",
 }
 
 
@@ -298,3 +300,29 @@ def test_published_schemas_are_never_edited() -> None:
     for version, path in SCHEMA_FILES.items():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert digest == PUBLISHED_SCHEMAS[version], f"{version} ({path.name}) was edited"
+
+
+def _declared(node: dict[str, Any], defs: dict[str, Any]) -> set[str]:
+    while "$ref" in node:
+        node = defs[node["$ref"].rsplit("/", 1)[1]]
+    return set(node.get("properties", {}))
+
+
+def test_every_field_a_row_writes_is_declared_and_nothing_else() -> None:
+    """The current schema declares exactly what the typed row writes, at the row and in
+    each of its records (and admits nothing undeclared there)."""
+    from bench.results.schema import schema
+
+    current = dict(schema())
+    defs = current["$defs"]
+    row_schema = defs["row"]
+    assert row_schema["additionalProperties"] is False
+    for path in sorted(FIXTURES.glob("*/results.json")):
+        for row in Run.load(path.parent).rows:
+            written = row.to_json()
+            assert set(written) <= _declared(row_schema, defs), path
+            for name, value in written.items():
+                declared = row_schema["properties"][name]
+                if isinstance(value, dict) and "additionalProperties" not in declared:
+                    assert set(value) <= _declared(declared, defs), (path, name)
+    assert {f.name for f in dataclasses.fields(PhaseRow)} == _declared(row_schema, defs)

@@ -16,6 +16,11 @@ hellobench/2 → hellobench/3:
   ``client_eagain_syscalls`` as null (version 2 did not count the syscalls that returned
   EAGAIN apart: not measured, never 0), and ``migrated`` says so.
 
+hellobench/3 → hellobench/4:
+- every row gets ``server_options`` where it is missing (empty: the manifest's defaults;
+  writers of version 3 wrote it although the schema did not declare it), and ``migrated``
+  says so when any was filled in.  Version 4 admits no undeclared property.
+
 ``migrated`` keeps the version the file was written in (``from``); the note of each step
 taken is appended to ``note``.
 """
@@ -100,9 +105,24 @@ def v2_to_v3(document: Document) -> Document:
     return out
 
 
+def v3_to_v4(document: Document) -> Document:
+    out = copy.deepcopy(document)
+    filled = 0
+    for row in out["results"]:
+        if "server_options" not in row:
+            row["server_options"] = ""
+            filled += 1
+    out["schema"] = "hellobench/4"
+    if filled:
+        note = f"server_options not written in {filled} row(s): the manifest's defaults ('')"
+        out["migrated"] = _noted(out, "hellobench/3", note)
+    return out
+
+
 MIGRATIONS: dict[str, tuple[str, Callable[[Document], Document]]] = {
     "hellobench/1": ("hellobench/2", v1_to_v2),
     "hellobench/2": ("hellobench/3", v2_to_v3),
+    "hellobench/3": ("hellobench/4", v3_to_v4),
 }
 
 
