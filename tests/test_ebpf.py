@@ -501,9 +501,11 @@ def _probes(topology: Topology) -> list[Probe]:
             Probe("loopback-source", "declined_src", src="127.0.0.1"),
             Probe("own-source", "declined_src", src=topology.server_addr),
             Probe("loopback-destination", "declined_dst", wildcard=True, dst="127.0.0.1"),
+            # the subnet's broadcast (hb_ifbcast, written by the loader) is refused as a
+            # destination before the frame's broadcast MAC is looked at
             Probe(
                 "directed-broadcast",
-                "declined_not_host",
+                "declined_dst",
                 wildcard=True,
                 dst="198.18.0.3",  # the broadcast address of the veth /30
                 dst_mac=BROADCAST_MAC,
