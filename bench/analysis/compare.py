@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis.stats import mann_whitney_p, median, min_two_sided_p
+from bench.host.identity import differences
 from bench.results.frame import round_values
 from bench.results.metrics import Metric, metric
 from bench.results.rows import Configuration
@@ -412,23 +413,14 @@ def pooled_samples(runs: Sequence[Run], m: Metric, reference: str) -> Samples:
     return out
 
 
-MACHINE_FIELDS = ("hostname", "cpu_model", "cpu_count", "kernel", "accel")
-
-
-def _machine(run: Run, env: str) -> tuple[object, ...]:
-    described = run.environments.get(env) or {}
-    return tuple(described.get(name) for name in MACHINE_FIELDS)
-
-
 def different_machines(base: Sequence[Run], new: Run) -> dict[str, list[str]]:
     """Per environment both sides ran, what differs about the machine (hostname, CPU,
-    count, kernel, accel) between a base run and ``new`` (empty: the same machine)."""
+    count, kernel, accel: bench/host/identity.py) between a base run and ``new`` (empty:
+    the same machine)."""
     out: dict[str, list[str]] = {}
     for run in base:
         for env in sorted(set(run.environments) & set(new.environments)):
-            b, n = _machine(run, env), _machine(new, env)
-            diffs = [f"{f} {x} -> {y}" for f, x, y in zip(MACHINE_FIELDS, b, n, strict=True)
-                     if x != y]  # fmt: skip
+            diffs = differences(run.environments.get(env) or {}, new.environments.get(env) or {})
             if diffs and env not in out:
                 out[env] = diffs
     return out

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from bench.history.machine import MachineKey
 from bench.history.schema import SERIES_FIELDS
+from bench.host.identity import MachineKey
 from bench.results.frame import KEY, phase_frame
 from bench.results.metrics import METRIC_NAMES
 from bench.results.rows import Configuration

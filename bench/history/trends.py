@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from bench.history.machine import MachineKey
+from bench.host.identity import MachineKey
 
 if TYPE_CHECKING:
     import pandas as pd
