@@ -68,19 +68,10 @@ def veth() -> Iterator[Topology]:
 # -- checksums, computed here -----------------------------------------------------------
 
 
-def _ones_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
 def _udp_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
     """The checksum field ``udp`` (its field zeroed) must carry."""
     pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_UDP, len(udp))
-    check = 0xFFFF ^ _ones_sum(pseudo + udp)
+    check = 0xFFFF ^ spoofed.ones_sum(pseudo + udp)
     return check or 0xFFFF
 
 
@@ -105,7 +96,7 @@ def _check_frame(frame: bytes) -> bytes:
     """Assert both checksums of a captured frame are valid; return its UDP payload."""
     ip = frame[14:34]
     assert frame[14] == 0x45, "IPv4 without options"
-    assert _ones_sum(ip) == 0xFFFF, f"IPv4 header checksum wrong: {ip.hex()}"
+    assert spoofed.ones_sum(ip) == 0xFFFF, f"IPv4 header checksum wrong: {ip.hex()}"
     tot_len = struct.unpack("!H", ip[2:4])[0]
     udp = frame[34 : 14 + tot_len]
     ulen, check = struct.unpack("!HH", udp[4:8])
@@ -124,7 +115,7 @@ def _raw_request(port: int, src_port: int, payload: bytes, bad: bool = False) ->
     check = _udp_checksum(addr, addr, udp) ^ (0x0101 if bad else 0)
     udp = udp[:6] + struct.pack("!H", check) + udp[8:]
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, addr, addr)
-    header = header[:10] + struct.pack("!H", 0xFFFF ^ _ones_sum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", 0xFFFF ^ spoofed.ones_sum(header)) + header[12:]
     return header + udp
 
 

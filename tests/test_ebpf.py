@@ -41,6 +41,7 @@ from bench import PROJECT_ROOT
 from bench.bpf import BpfError
 from bench.bpf.build import LIBBPF_MIN_VERSION, libbpf_version, loader_unavailable_reason
 from bench.bpf.control import COUNTER_NAMES, XdpAttachment, run_tool
+from bench.fuzz.spoofed import ones_sum
 from bench.host.capabilities import capabilities
 from bench.impl.api import RunningServer
 from bench.impl.registry import discover
@@ -141,15 +142,6 @@ def served(request: pytest.FixtureRequest, topology: Topology) -> Iterator[Serve
     finally:
         client.close()
         server.stop()
-
-
-def ones_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
 
 
 @dataclass(frozen=True)

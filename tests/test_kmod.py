@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from bench import PROJECT_ROOT
+from bench.fuzz.spoofed import ones_sum
 from bench.host.capabilities import HostCapabilities, capabilities
 from bench.host.kernel_log import scan_kernel_log
 from bench.impl.api import ImplError, ServerConfig
@@ -52,7 +53,7 @@ from bench.kmod.impl import KernelModuleImpl
 from bench.kmod.server import ModuleServer, module_params
 from bench.protocol import make_reply
 from bench.system import ledger
-from tests.test_ebpf import ETH_P_IP, Capture, Datagram, ones_sum
+from tests.test_ebpf import ETH_P_IP, Capture, Datagram
 
 IMPLS = {"kmod-kthread": "hellobench_kthread", "kmod-softirq": "hellobench_softirq"}
 # every registered kernel-module impl: the two modules and kmod-kthread's wait=poll variant
