@@ -10,11 +10,13 @@ back after the first had restored the originals.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -112,7 +114,15 @@ def test_two_runs_at_once_leave_rps_and_sysctls_as_they_found_them(tmp_path: Pat
         while not steering.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_S)
         assert steering.exists(), "the first run never steered lo"
-        second = _run(tmp_path, "second", server_cpu=0, client_cpu=1)
+        # the first run is stopped while it holds the lock, so the second cannot find it
+        # finished however slowly it starts; it goes on once the second says it waits
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = _run(tmp_path, "second", server_cpu=0, client_cpu=1)
+            assert second.stderr is not None
+            said = _first_line_with(second.stderr, "waiting for ")
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         out1, err1 = first.communicate(timeout=WAIT_S)
         out2, err2 = second.communicate(timeout=WAIT_S)
     finally:
@@ -121,6 +131,16 @@ def test_two_runs_at_once_leave_rps_and_sysctls_as_they_found_them(tmp_path: Pat
                 proc.kill()
                 proc.wait(WAIT_S)
     assert first.returncode == 0, out1[-2000:] + err1[-2000:]
-    assert second.returncode == 0, out2[-2000:] + err2[-2000:]
-    assert f"waiting for pid {first.pid} " in err2, err2[-2000:]
+    assert second.returncode == 0, out2[-2000:] + said + err2[-2000:]
+    assert said.startswith(f"waiting for pid {first.pid} "), said + err2[-2000:]
     assert _state() == before
+
+
+def _first_line_with(stream: IO[str], text: str) -> str:
+    """Lines read up to and including the first that contains ``text`` (all, at EOF)."""
+    lines: list[str] = []
+    for line in stream:
+        lines.append(line)
+        if text in line:
+            return line + "".join(lines[:-1])
+    return "".join(lines)
