@@ -1,4 +1,10 @@
-"""Compiles C programs with the system compiler, cached by a hash of sources and flags."""
+"""Compiles C programs with the system compiler, cached by a hash of sources and flags.
+
+An executable may be built from several ``.c`` files (compiled and linked in one call).
+The cache key covers every source, every header of the sources' folders and of the
+include folders (``bench/native`` and each ``-I`` given), the compiler and the flags: a
+changed source or header gives a new key, hence a rebuild.
+"""
 
 from __future__ import annotations
 
@@ -35,13 +41,22 @@ def compiler() -> str:
     raise BuildError("no C compiler found (install gcc: apt-get install gcc libc6-dev)")
 
 
+def include_dirs(sources: Sequence[Path], flags: Sequence[str]) -> list[Path]:
+    """The folders whose headers the sources may include: their own and every ``-I``."""
+    dirs = {src.resolve().parent for src in sources}
+    dirs |= {Path(flag[2:]).resolve() for flag in flags if flag.startswith("-I") and flag[2:]}
+    return sorted(dirs)
+
+
 def _digest(sources: Sequence[Path], flags: Sequence[str], cc: str) -> str:
     h = hashlib.sha256()
     for src in sources:
         h.update(src.name.encode())
         h.update(src.read_bytes())
-    for header in sorted({*sources[0].parent.glob("*.h"), *NATIVE_DIR.glob("*.h")}):
-        h.update(header.read_bytes())
+    for folder in include_dirs(sources, flags):
+        for header in sorted(folder.glob("*.h")):
+            h.update(header.name.encode())
+            h.update(header.read_bytes())
     h.update(" ".join([cc, *flags]).encode())
     return h.hexdigest()[:16]
 
@@ -61,3 +76,16 @@ def build_executable(
         if proc.returncode != 0:
             raise BuildError(f"building {name} failed:\n{' '.join(cmd)}\n{proc.stderr[-2000:]}")
     return target
+
+
+SERVER_SCAFFOLD = NATIVE_DIR / "hb_server.c"
+
+
+def server_sources(folder: Path) -> list[Path]:
+    """A C server's sources: its folder's ``server.c`` and the shared scaffold."""
+    return [folder / "server.c", SERVER_SCAFFOLD]
+
+
+def build_server(name: str, folder: Path, libs: Sequence[str] = ()) -> Path:
+    """The C server of impl ``folder`` (server.c linked with bench/native/hb_server.c)."""
+    return build_executable(name, server_sources(folder), libs=libs)
