@@ -20,7 +20,7 @@ import pytest
 from bench.impl.api import ImplError, RunningServer, ServerConfig
 from bench.impl.memfd_counters import MEMFD_NAME, CountedServerProcess, find_memfd, read_counters
 from bench.impl.registry import Entry, discover
-from bench.native.build import build_executable
+from bench.native.build import build_server
 from bench.protocol import make_reply, make_request
 from tests.conftest import free_udp_port, unrunnable_reason
 
@@ -55,7 +55,7 @@ def _entry(name: str) -> Entry:
 def _binary(name: str) -> Path:
     """The server binary, built as its controller builds it (the same cached file)."""
     folder = _entry(name).manifest.folder
-    return build_executable(f"hello-{name}", [folder / "server.c"])
+    return build_server(f"hello-{name}", folder)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench import PROJECT_ROOT
-from bench.native.build import build_executable
+from bench.native.build import build_server
 from bench.system.ports import free_udp_port
 
 pytestmark = pytest.mark.skipif(
@@ -114,7 +114,7 @@ def _on_syscall_instruction(pid: int, regs: Regs) -> bool:
 
 @pytest.fixture
 def server_binary() -> str:
-    return str(build_executable("hello-blocking-c", [PROJECT_ROOT / "impls/blocking-c/server.c"]))
+    return str(build_server("hello-blocking-c", PROJECT_ROOT / "impls/blocking-c"))
 
 
 @pytest.fixture

@@ -3,21 +3,42 @@
 The server creates a memfd named ``hellobench-counters``, maps it and bumps plain 64-bit
 counters in it; the controller reads the memfd through ``/proc/PID/fd`` whenever asked,
 so keeping count costs the server no syscall on its request path.  The counters' names,
-in the order the server lays them out, come from the controller.
+in the order the server lays them out, come from the server binary itself: ``--counters``
+prints them, one a line, from the same X-macro list (bench/native/hb_counters.h) that
+lays out its memfd.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import subprocess
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
-from bench.impl.api import ServerConfig
+from bench.impl.api import ImplError, ServerConfig
 from bench.impl.process import ServerProcess
 
 MEMFD_NAME = "hellobench-counters"
 _LINK = f"/memfd:{MEMFD_NAME}"
+COUNTERS_TIMEOUT_S = 10.0
+
+
+@cache
+def counter_names(binary: Path) -> tuple[str, ...]:
+    """The counters ``binary`` keeps, in memfd order (asked once per built binary)."""
+    try:
+        proc = subprocess.run(
+            [str(binary), "--counters"], capture_output=True, text=True, timeout=COUNTERS_TIMEOUT_S
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ImplError(f"{binary.name} --counters: {exc}") from exc
+    names = tuple(proc.stdout.split())
+    if proc.returncode != 0 or not names or not all(n.isidentifier() for n in names):
+        detail = proc.stderr.strip() or f"status {proc.returncode}, output {proc.stdout!r}"
+        raise ImplError(f"{binary.name} --counters gave no counter names: {detail}")
+    return names
 
 
 def find_memfd(pid: int) -> Path | None:

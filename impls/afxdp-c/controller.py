@@ -29,7 +29,7 @@ from bench.host.capabilities import HostCapabilities
 from bench.impl.api import Accounting, Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest
 from bench.impl.process import ServerProcess
-from bench.native.build import BuildError, build_executable
+from bench.native.build import BuildError, build_server
 from bench.system.sysctl import SysctlError, SysctlHold
 
 IF_XDP_H = Path("/usr/include/linux/if_xdp.h")
@@ -124,7 +124,7 @@ class AfxdpC(Impl):
         try:
             clang()
             self.obj = build_bpf_object(folder / "afxdp_hello.bpf.c")
-            self.binary = build_executable("hello-afxdp-c", [folder / "server.c"], libs=LOADER_LIBS)
+            self.binary = build_server("hello-afxdp-c", folder, libs=LOADER_LIBS)
         except BuildError as exc:
             raise ImplError(str(exc)) from exc
 

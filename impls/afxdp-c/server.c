@@ -52,6 +52,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "hb_server.h"
 #include "hello_proto.h"
 
 #ifndef SOL_XDP
@@ -112,14 +113,6 @@ struct server {
 	__u32 tx_outstanding;
 	__u64 answered, dropped, stack_discarded;
 };
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -547,7 +540,7 @@ static void serve(struct server *s, int spin)
 	__u32 idle = 0, kicks = 0;
 	int polled = 0;
 
-	while (!stop) {
+	while (!hb_stopping) {
 		if (s->tx_outstanding)
 			complete_tx(s);
 		if (serve_batch(s)) {
@@ -842,7 +835,6 @@ int main(int argc, char **argv)
 			     .ifname = "lo", .xdp_mode = "auto",
 			     .bind_mode = "auto" };
 	struct server s = { .xsk = -1, .udp = -1, .link = -1 };
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct bpf_map *xsks;
 	struct in_addr ia;
 	__u32 key;
@@ -851,7 +843,7 @@ int main(int argc, char **argv)
 	parse_options(argc, argv, &o);
 	if (inet_pton(AF_INET, o.addr, &ia) != 1)
 		die("bad address %s", o.addr);
-	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL))
+	if (hb_stop_on_signal(-1))
 		die("sigaction: %s", strerror(errno));
 	s.ifindex = if_nametoindex(o.ifname);
 	if (!s.ifindex)

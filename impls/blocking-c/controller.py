@@ -1,17 +1,17 @@
-"""Builds server.c with the system compiler (cached) and runs it."""
+"""Builds server.c with the shared server scaffold (cached) and runs it."""
 
 from __future__ import annotations
 
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest
 from bench.impl.process import ServerProcess
-from bench.native.build import BuildError, build_executable
+from bench.native.build import BuildError, build_server
 
 
 class BlockingC(Impl):
     def prepare(self) -> None:
         try:
-            self._binary = build_executable("hello-blocking-c", [self.manifest.folder / "server.c"])
+            self._binary = build_server("hello-blocking-c", self.manifest.folder)
         except BuildError as exc:
             raise ImplError(str(exc)) from exc
 

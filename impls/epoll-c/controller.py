@@ -5,23 +5,21 @@ from __future__ import annotations
 
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest
-from bench.impl.memfd_counters import CountedServerProcess
-from bench.native.build import BuildError, build_executable
-
-COUNTERS = ("answered", "rejected", "send_dropped", "send_failed", "wakeups")
+from bench.impl.memfd_counters import CountedServerProcess, counter_names
+from bench.native.build import BuildError, build_server
 
 
 class EpollC(Impl):
     def prepare(self) -> None:
         try:
-            self._binary = build_executable("hello-epoll-c", [self.manifest.folder / "server.c"])
+            self._binary = build_server("hello-epoll-c", self.manifest.folder)
         except BuildError as exc:
             raise ImplError(str(exc)) from exc
 
     def start(self, config: ServerConfig) -> RunningServer:
         self.prepare()
         argv = [str(self._binary), "--addr", config.addr, "--port", str(config.port)]
-        return CountedServerProcess(argv, config, COUNTERS)
+        return CountedServerProcess(argv, config, counter_names(self._binary))
 
 
 def create(manifest: Manifest) -> Impl:

@@ -13,97 +13,30 @@
  * SIGTERM and SIGINT are blocked and read from a signalfd in the same epoll set, so a
  * stop can never land between a check and a sleep.
  *
- * Counters (answered, rejected, send_dropped, send_failed, wakeups) live in a shared
- * memfd named "hellobench-counters", which the controller reads from /proc.
+ * Counters (HB_COUNTERS_EPOLL in hb_counters.h: answered, rejected, send_dropped,
+ * send_failed, wakeups) live in a shared memfd named "hellobench-counters", which the
+ * controller reads from /proc.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include "hb_counters.h"
+#include "hb_server.h"
 #include "hello_proto.h"
 
 #define DRAIN_BUDGET	256
 #define SLOT_SIZE	2048	/* > HELLO_MAX_REQUEST: a longer datagram shows up truncated */
 
-struct counters {
-	uint64_t answered;
-	uint64_t rejected;
-	uint64_t send_dropped;
-	uint64_t send_failed;
-	uint64_t wakeups;
-};
-
-static struct counters *open_counters(void)
-{
-	static struct counters fallback;
-	struct counters *c;
-	int fd;
-
-	fd = memfd_create("hellobench-counters", MFD_CLOEXEC);
-	if (fd < 0)
-		return &fallback;
-	if (ftruncate(fd, sizeof(*c)) < 0) {
-		close(fd);
-		return &fallback;
-	}
-	c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (c == MAP_FAILED) {
-		close(fd);
-		return &fallback;
-	}
-	return c;	/* fd stays open: the controller finds it in /proc/PID/fd */
-}
-
-static int open_socket(const char *addr, int port)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd;
-
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(addr, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1)
-			return -EINVAL;
-		len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
-			return -EINVAL;
-		len = sizeof(*s4);
-	}
-	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
+HB_DEFINE_COUNTERS(HB_COUNTERS_EPOLL);
 
 static void answer(int fd, char *buf, ssize_t n, const struct sockaddr_storage *peer,
-		   socklen_t plen, struct counters *c)
+		   socklen_t plen, struct hb_counters *c)
 {
 	if (n < HELLO_MIN_REQUEST || n > HELLO_MAX_REQUEST ||
 	    memcmp(buf, HELLO_MAGIC, HELLO_MAGIC_LEN) != 0) {
@@ -120,7 +53,7 @@ static void answer(int fd, char *buf, ssize_t n, const struct sockaddr_storage *
 }
 
 /* Take what is queued; returns 0, or -1 on an error that ends the server. */
-static int drain(int fd, struct counters *c)
+static int drain(int fd, struct hb_counters *c)
 {
 	static char buf[SLOT_SIZE];
 	struct sockaddr_storage peer;
@@ -145,18 +78,6 @@ static int drain(int fd, struct counters *c)
 	return 0;
 }
 
-static int open_signalfd(void)
-{
-	sigset_t mask;
-
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-		return -1;
-	return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-}
-
 static int add_fd(int ep, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
@@ -164,7 +85,7 @@ static int add_fd(int ep, int fd)
 	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
-static int serve(int ep, int fd, int sfd, struct counters *c)
+static int serve(int ep, int fd, int sfd, struct hb_counters *c)
 {
 	struct epoll_event events[2];
 	int i, n;
@@ -189,46 +110,22 @@ static int serve(int ep, int fd, int sfd, struct counters *c)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "addr", required_argument, NULL, 'a' },
-		{ "port", required_argument, NULL, 'p' },
-		{ NULL, 0, NULL, 0 },
+	static struct hb_counters fallback;
+	struct hb_server s = {
+		.counters = hb_counter_names,
+		.ncounters = HB_NCOUNTERS,
 	};
-	const char *addr = "127.0.0.1";
-	unsigned long port = HELLO_DEFAULT_PORT;
-	struct counters *counters;
-	int fd, sfd, ep, c;
-	char *end;
+	struct hb_counters *counters;
+	int fd, sfd, ep, ret;
 
-	while ((c = getopt_long(argc, argv, "a:p:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			addr = optarg;
-			break;
-		case 'p':
-			errno = 0;
-			port = strtoul(optarg, &end, 10);
-			if (errno || !*optarg || *end || port < 1 || port > 65535) {
-				fprintf(stderr, "--port must be 1..65535\n");
-				return 2;
-			}
-			break;
-		default:
-			fprintf(stderr, "usage: %s [--addr A] [--port N]\n", argv[0]);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "usage: %s [--addr A] [--port N]\n", argv[0]);
-		return 2;
-	}
-	fd = open_socket(addr, (int)port);
-	if (fd < 0) {
-		fprintf(stderr, "cannot bind %s:%lu: %s\n", addr, port, strerror(-fd));
+	ret = hb_server_args(&s, argc, argv, NULL, NULL, NULL);
+	if (ret)
+		return ret;
+	fd = hb_server_socket(&s, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
 		return 1;
-	}
 	/* Signals blocked only once the socket exists: until then their default ends us. */
-	sfd = open_signalfd();
+	sfd = hb_stop_signalfd(SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		perror("signalfd");
 		return 1;
@@ -242,7 +139,7 @@ int main(int argc, char **argv)
 		perror("epoll_ctl");
 		return 1;
 	}
-	counters = open_counters();
+	counters = hb_counters_open(sizeof(*counters), &fallback);
 	printf("READY\n");
 	fflush(stdout);
 	return serve(ep, fd, sfd, counters);

@@ -22,7 +22,7 @@ from bench.host.capabilities import HostCapabilities
 from bench.impl.api import Accounting, Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest
 from bench.impl.process import ServerProcess
-from bench.native.build import BuildError, build_executable
+from bench.native.build import BuildError, build_server
 
 IO_URING_DISABLED = Path("/proc/sys/kernel/io_uring_disabled")
 PROBE_TIMEOUT_S = 10.0
@@ -104,9 +104,7 @@ class IouringC(Impl):
         return self.manifest.options.get("sqpoll", "0") == "1"
 
     def _build(self) -> Path:
-        return build_executable(
-            "hello-iouring-c", [self.manifest.folder / "server.c"], libs=["-luring"]
-        )
+        return build_server("hello-iouring-c", self.manifest.folder, libs=["-luring"])
 
     def unavailable_reason(self, host: HostCapabilities) -> str | None:
         reason = super().unavailable_reason(host) or disabled_reason()

@@ -26,8 +26,8 @@
  * context.  The wait asks for the CQEs of the replies in flight plus one, so a
  * ping-pong costs one io_uring_enter per request.
  *
- * Stopping: SIGTERM and SIGINT are blocked and read from a signalfd through the
- * ring, so a stop is a completion like any other and is never lost.  Before
+ * Stopping: SIGTERM and SIGINT are blocked and read from a signalfd
+ * (hb_stop_signalfd) through the ring, so a stop is a completion like any other and is never lost.  Before
  * exiting, every request on the socket is cancelled and reaped: a ring torn
  * down with requests armed releases the socket (and the port) only later.
  *
@@ -40,12 +40,9 @@
  * Startup prints one line "recv=METHOD submit=enter|sqpoll ...", then READY.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <liburing.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hb_server.h"
 #include "hello_proto.h"
 
 #define NSLOTS		1024		/* buffers; a power of two (buffer ring) */
@@ -120,42 +118,6 @@ static uint64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int open_socket(const char *addr, int port)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd;
-
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(addr, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1)
-			return -EINVAL;
-		len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
-			return -EINVAL;
-		len = sizeof(*s4);
-	}
-	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
 }
 
 /* A free SQE; when the SQ is full, what is queued is submitted first. */
@@ -617,40 +579,49 @@ static int setup_receive(struct server *s, int force_recvmsg)
 	return ret < 0 ? ret : 0;
 }
 
-static int block_signals(void)
+struct args {
+	struct server *s;
+	int sq_cpu;
+	int probe;
+	int force_recvmsg;
+};
+
+static int option(int key, const char *arg, void *ctx)
 {
-	sigset_t set;
+	struct args *a = ctx;
+	unsigned long val;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return -errno;
-	return signalfd(-1, &set, SFD_CLOEXEC);
-}
-
-static int parse_uint(const char *arg, unsigned long max, unsigned long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoul(arg, &end, 10);
-	return errno || *end || !*arg || arg[0] == '-' || *out > max ? -1 : 0;
-}
-
-static void usage(const char *argv0)
-{
-	fprintf(stderr,
-		"usage: %s [--addr A] [--port N] [--sqpoll] [--sq-cpu N] [--sq-idle-ms N]\n"
-		"       [--force-recvmsg] [--probe]\n",
-		argv0);
+	switch (key) {
+	case 'q':
+		a->s->sqpoll = 1;
+		return 0;
+	case 'c':
+		if (!hb_parse_ulong(arg, 0, 4095, &val)) {
+			fprintf(stderr, "--sq-cpu must be a CPU number\n");
+			return -1;
+		}
+		a->sq_cpu = (int)val;
+		return 0;
+	case 'i':
+		if (!hb_parse_ulong(arg, 0, 3600000, &val)) {
+			fprintf(stderr, "--sq-idle-ms must be 0..3600000\n");
+			return -1;
+		}
+		a->s->sq_idle_ms = (unsigned int)val;
+		return 0;
+	case 'P':
+		a->probe = 1;
+		return 0;
+	case 'R':
+		a->force_recvmsg = 1;
+		return 0;
+	}
+	return -1;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "addr", required_argument, NULL, 'a' },
-		{ "port", required_argument, NULL, 'p' },
 		{ "sqpoll", no_argument, NULL, 'q' },
 		{ "sq-cpu", required_argument, NULL, 'c' },
 		{ "sq-idle-ms", required_argument, NULL, 'i' },
@@ -659,73 +630,38 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct server s;
-	const char *addr = "127.0.0.1";
-	unsigned long port = HELLO_DEFAULT_PORT, val;
-	int sq_cpu = -1, probe = 0, force_recvmsg = 0, c, ret;
+	struct hb_server hs = {
+		.usage = "[--sqpoll] [--sq-cpu N] [--sq-idle-ms N]\n"
+			 "       [--force-recvmsg] [--probe]",
+	};
+	struct args a = { .s = &s, .sq_cpu = -1 };
+	int sq_cpu, ret;
 
 	s.sq_idle_ms = 1000;
-	while ((c = getopt_long(argc, argv, "a:p:qc:i:PR", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			addr = optarg;
-			break;
-		case 'p':
-			if (parse_uint(optarg, 65535, &port) || !port) {
-				fprintf(stderr, "port must be 1..65535\n");
-				return 2;
-			}
-			break;
-		case 'q':
-			s.sqpoll = 1;
-			break;
-		case 'c':
-			if (parse_uint(optarg, 4095, &val)) {
-				fprintf(stderr, "--sq-cpu must be a CPU number\n");
-				return 2;
-			}
-			sq_cpu = (int)val;
-			break;
-		case 'i':
-			if (parse_uint(optarg, 3600000, &val)) {
-				fprintf(stderr, "--sq-idle-ms must be 0..3600000\n");
-				return 2;
-			}
-			s.sq_idle_ms = (unsigned int)val;
-			break;
-		case 'P':
-			probe = 1;
-			break;
-		case 'R':
-			force_recvmsg = 1;
-			break;
-		default:
-			usage(argv[0]);
-			return 2;
-		}
-	}
+	ret = hb_server_args(&hs, argc, argv, opts, option, &a);
+	if (ret)
+		return ret;
+	sq_cpu = a.sq_cpu;
 	s.bufs = aligned_alloc(4096, (size_t)NSLOTS * BUF_SIZE);
 	if (!s.bufs) {
 		perror("aligned_alloc");
 		return 1;
 	}
-	s.sfd = block_signals();
+	s.sfd = hb_stop_signalfd(SFD_CLOEXEC);
 	if (s.sfd < 0) {
 		perror("signalfd");
 		return 1;
 	}
 	if (setup_ring(&s, sq_cpu) < 0)
 		return 1;
-	if (probe) {
+	if (a.probe) {
 		io_uring_queue_exit(&s.ring);
 		return 0;
 	}
-	s.fd = open_socket(addr, (int)port);
-	if (s.fd < 0) {
-		fprintf(stderr, "cannot bind %s:%lu: %s\n", addr, port,
-			strerror(-s.fd));
+	s.fd = hb_server_socket(&hs, SOCK_CLOEXEC);
+	if (s.fd < 0)
 		return 1;
-	}
-	ret = setup_receive(&s, force_recvmsg);
+	ret = setup_receive(&s, a.force_recvmsg);
 	if (ret < 0) {
 		fprintf(stderr, "arming the receive: %s\n", strerror(-ret));
 		return 1;

@@ -10,11 +10,10 @@ from collections.abc import Mapping
 
 from bench.impl.api import Impl, ImplError, RunningServer, ServerConfig
 from bench.impl.manifest import Manifest
-from bench.impl.memfd_counters import CountedServerProcess
-from bench.native.build import BuildError, build_executable
+from bench.impl.memfd_counters import CountedServerProcess, counter_names
+from bench.native.build import BuildError, build_server
 
 MAX_BATCH = 1024  # the kernel's UIO_MAXIOV: recvmmsg takes no more at once
-COUNTERS = ("answered", "rejected", "send_failed", "batches")
 
 
 def batch_size(options: Mapping[str, str], default: Mapping[str, str]) -> int:
@@ -32,7 +31,7 @@ def batch_size(options: Mapping[str, str], default: Mapping[str, str]) -> int:
 class RecvmmsgC(Impl):
     def prepare(self) -> None:
         try:
-            self._binary = build_executable("hello-recvmmsg-c", [self.manifest.folder / "server.c"])
+            self._binary = build_server("hello-recvmmsg-c", self.manifest.folder)
         except BuildError as exc:
             raise ImplError(str(exc)) from exc
 
@@ -41,7 +40,7 @@ class RecvmmsgC(Impl):
         self.prepare()
         argv = [str(self._binary), "--addr", config.addr, "--port", str(config.port)]
         argv += ["--batch", str(batch)]
-        return CountedServerProcess(argv, config, COUNTERS)
+        return CountedServerProcess(argv, config, counter_names(self._binary))
 
 
 def create(manifest: Manifest) -> Impl:
