@@ -5,10 +5,16 @@ keys, and values are shown through it, unknown keys raw."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 from bench.host import metadata
 from bench.host.description import collect_environment
 from bench.host.identity import MachineKey
+from bench.report.render import render_report
+from bench.results.run import Run
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 
 
 def test_the_environment_record_writes_only_registered_keys() -> None:
@@ -57,3 +63,25 @@ def test_a_value_of_the_wrong_shape_is_shown_not_raised() -> None:
     rows = dict(metadata.ENVIRONMENT.rows(odd))
     assert rows["cpuidle"] == "none" and rows["mitigations"] == "all"
     assert rows["PM QoS CPU latency"].startswith("— (not readable")
+
+
+def test_an_old_results_file_with_unknown_keys_renders_them_escaped(tmp_path: Path) -> None:
+    document = json.loads((FIXTURES / "legacy-v1" / "results.json").read_text())
+    host = document["environments"]["host"]
+    host["gpu<script>"] = "<script>alert(1)</script>"
+    host["calibration"]["future_ns"] = {"<b>": 1.5}
+    host["calibration"]["driver_fidelity"]["odd"] = ["<i>", None]
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(document))
+    page = render_report(Run.load(folder), tmp_path / "out").read_text()
+    assert "<script" not in page and "<b>" not in page and "<i>" not in page
+    assert "<dt>gpu&lt;script&gt;</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>" in page
+    assert "<dt>future_ns</dt><dd>&lt;b&gt;=1.5</dd>" in page
+    assert "<dt>odd</dt>" in page
+    # registered values are shown with their units
+    null = host["calibration"]["null_syscall_ns"]
+    assert (
+        f"<dt>null syscall</dt><dd>{metadata.CALIBRATION['null_syscall_ns'].format(null)}" in page
+    )
+    assert "<dt>our_rtt_p50_ns</dt><dd>14,300 ns</dd>" in page

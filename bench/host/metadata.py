@@ -172,6 +172,8 @@ class Key:
     def format(self, value: Any) -> str:
         if value is None:
             return NOT_MEASURED
+        if isinstance(value, bool):
+            return _flag(value)
         if self.formatter is not None:
             return self.formatter(value)
         if self.unit and number(value) is not None:
@@ -224,10 +226,11 @@ class Registry(Mapping[str, Key]):
         for key in self._keys.values():
             if key.name in record and not key.hidden:
                 out += key.show(record[key.name])
-        for name, value in record.items():
-            if name not in self._keys:
-                out.append((str(name), show(value)))
-        return out
+        return out + self.unknown_rows(record)
+
+    def unknown_rows(self, record: Mapping[str, Any]) -> list[Row]:
+        """The keys of ``record`` this registry does not know, shown as they are."""
+        return [(str(name), show(value)) for name, value in record.items() if name not in self]
 
     def has_hidden(self, record: Mapping[str, Any]) -> bool:
         return any(name in record and key.hidden for name, key in self._keys.items())

@@ -28,6 +28,7 @@ from bench.analysis.primary import families as primary_families
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
+from bench.host import metadata
 from bench.report import figures
 from bench.report.tables import SummaryTables, at_timeout, column_groups, fmt_rtt, summary_tables
 from bench.results.descriptions import Environment
@@ -59,22 +60,6 @@ SECTIONS = (
     ("claim", "The claim"),
     ("environment", "Environment and methodology"),
     ("raw-data", "Raw data"),
-)
-
-
-FIDELITY_KEYS = (
-    "our_rtt_p50_ns",
-    "sockperf_rtt_p50_ns",
-    "rtt_ratio",
-    "rtt_ratio_ci95",
-    "rtt_ratio_method",
-    "rtt_within_5pct_verdict",
-    "rtt_ratio_socket_matched",
-    "rtt_ratio_socket_matched_ci95",
-    "rtt_socket_matched_within_5pct_verdict",
-    "our_send_rps",
-    "sockperf_send_rps",
-    "send_ratio",
 )
 
 
@@ -175,7 +160,7 @@ def _default_levels_first(run: Run, k: Configuration) -> tuple[Any, ...]:
 def _timeout_ns(run: Run) -> float | None:
     """The driver's reply timeout in ns, as the run's config records it (None: not
     recorded): a request unanswered by then is in the latency record at the timeout."""
-    seconds = _number(run.config.get("reply_timeout_s"))
+    seconds = metadata.number(run.config.get("reply_timeout_s"))
     return seconds * 1e9 if seconds is not None and seconds > 0 else None
 
 
@@ -491,39 +476,6 @@ def _caveat(environment: Environment) -> str:
     )
 
 
-def _show(value: object) -> str:
-    if value is None:
-        return "— (not measured)"
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={_show(v)}" for k, v in value.items()) or "—"
-    return str(value)
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a finite number, None when it is not one (absent, text, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _show_ratio_interval(ci: Any) -> str:
-    if not isinstance(ci, list) or len(ci) != 2:
-        return "— (fewer than two repetitions)"
-    low, high = _number(ci[0]), _number(ci[1])
-    if low is None or high is None:
-        return f"— (not a number: {ci!r})"
-    return f"[{low:.3f}, {high:.3f}]"
-
-
-def _show_ratio(part: Mapping[str, Any]) -> str:
-    ratio = _number(part.get("ratio"))
-    if ratio is None:
-        return "— (not measured)"
-    return f"{ratio:.3f} {_show_ratio_interval(part.get('ci95'))} ({part.get('method')})"
-
-
 @dataclass(frozen=True)
 class CrossCheck:
     """One cross-check of the driver against an independent client, as the page shows it."""
@@ -548,7 +500,7 @@ def _crosschecks(run: Run, timeout_ns: float | None) -> list[CrossCheck]:
     for c in raw if isinstance(raw, list) else []:
         if not isinstance(c, Mapping):
             continue
-        ratio = _number(c.get("ratio"))
+        ratio = metadata.number(c.get("ratio"))
         within = c.get("within_tolerance")
         error = c.get("error")
         out.append(
@@ -559,8 +511,8 @@ def _crosschecks(run: Run, timeout_ns: float | None) -> list[CrossCheck]:
                 rx_cpu=str(c.get("rx_cpu", "?")),
                 idle=str(c.get("idle", "?")),
                 error=None if error is None else str(error),
-                ours=fmt_rtt(_number(c.get("ours_p50_ns")), timeout_ns),
-                independent=fmt_rtt(_number(c.get("probe_p50_ns")), timeout_ns),
+                ours=fmt_rtt(metadata.number(c.get("ours_p50_ns")), timeout_ns),
+                independent=fmt_rtt(metadata.number(c.get("probe_p50_ns")), timeout_ns),
                 ratio=ratio,
                 within="—" if within is None else ("yes" if within else "no"),
                 method=str(c.get("method") or ""),
@@ -569,100 +521,33 @@ def _crosschecks(run: Run, timeout_ns: float | None) -> list[CrossCheck]:
     return out
 
 
-def _pm_qos(value: Any) -> str:
-    if value is None:
-        return "— (not readable)"
-    return "no limit requested" if int(value) >= 2_000_000_000 else f"{int(value)} µs"
-
-
-def _server_host_facts(env: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Two hosts: the topology, and the server host's kernel, CPU and interface."""
-    there: Mapping[str, Any] = env.get("server_host") or {}
-    if not there:
-        return []
-    nic = there.get("nic")
-    link = (
-        f"{nic.get('interface')}, driver {nic.get('driver')}, queues {nic.get('sysfs_queues')}"
-        if isinstance(nic, Mapping)
-        else _show(nic)
-    )
-    return [
-        ("topology", f"two-hosts: the driver here, the server on {there.get('target')}"),
-        ("server host kernel", _show(there.get("kernel"))),
-        ("server host CPU", f"{there.get('cpu_model')} × {there.get('cpu_count')}"),
-        ("server host link", f"{there.get('address')} on {link}"),
-    ]
-
-
 def _env_info(environment: Environment) -> EnvInfo:
+    """The environment's facts, calibration and driver fidelity, each shown through its
+    registry (bench/host/metadata.py); keys it does not know are shown as they are."""
     name, env = environment.name, environment.record
     if not env:
         missing = (("description", "— results.json does not describe this environment"),)
         return EnvInfo(name, False, "unknown", missing, (), ())
-    facts = [
-        ("kernel", _show(env.get("kernel"))),
-        ("CPU", f"{env.get('cpu_model')} × {env.get('cpu_count')}"),
-        ("machine", environment.label()),
-        ("acceleration", f"{env.get('accel')}" + (" (emulated)" if env.get("emulated") else "")),
-        ("Python", _show(env.get("python"))),
-        ("placement", _show(env.get("placement") or None)),
-    ]
-    evidence = (env.get("virtualization") or {}).get("evidence") or []
-    if evidence:
-        facts.append(("virtualization evidence", "; ".join(str(e) for e in evidence)))
-    facts += _server_host_facts(env)
-    idle: Mapping[str, Any] = env.get("cpuidle") or {}
-    if idle:
-        states = ", ".join(
-            f"{s.get('name')} ({s.get('latency_us')} µs{', disabled' if s.get('disabled') else ''})"
-            for s in idle.get("states") or []
-        )
-        facts.append(
-            ("cpuidle", f"driver {idle.get('driver')}, governor {idle.get('governor')}; {states}")
-        )
-    if "pm_qos_cpu_latency_us" in env:
-        facts.append(("PM QoS CPU latency", _pm_qos(env.get("pm_qos_cpu_latency_us"))))
-    clock: Mapping[str, Any] = env.get("clocksource") or {}
-    if clock:
-        facts.append(
-            (
-                "clocksource",
-                f"{clock.get('current')} (available: {', '.join(clock.get('available') or [])})",
-            )
-        )
-    for vuln, state in sorted((env.get("mitigations") or {}).items()):
-        facts.append((f"mitigation: {vuln}", str(state)))
+    facts = [("machine", environment.label()), *metadata.ENVIRONMENT.rows(env)]
     cal = env.get("calibration")
     cal = cal if isinstance(cal, Mapping) else {}
     calibration = [
-        (label, "— (not calibrated)" if (ns := _number(cal.get(key))) is None else f"{ns:,.0f} ns")
-        for key, label in (
-            ("null_syscall_ns", "null syscall"),
-            ("context_switch_ns", "context switch"),
-            ("wakeup_ns", "wake-up"),
+        (
+            key.title,
+            "— (not calibrated)" if cal.get(key.name) is None else key.format(cal[key.name]),
         )
-    ]
+        for key in metadata.CALIBRATION.values()
+        if not key.hidden
+    ] + metadata.CALIBRATION.unknown_rows(cal)
     fid = cal.get("driver_fidelity")
     fid = fid if isinstance(fid, Mapping) else {}
-    first = [k for k in FIDELITY_KEYS if k in fid]
-    fidelity = [
-        (k, _show_ratio_interval(fid[k]) if k.endswith("_ci95") else _show(fid[k]))
-        for k in first + [k for k in fid if k not in first]
-        if k.endswith("_ci95") or not isinstance(fid[k], Mapping | list)
-    ]
-    parts = fid.get("rtt_ratio_parts")
-    parts = parts if isinstance(parts, Mapping) else {}
-    fidelity += [
-        (f"rtt ratio, {name.replace('_', ' ')}", _show_ratio(part))
-        for name, part in parts.items()
-        if isinstance(part, Mapping)
-    ]
-    if any(isinstance(v, Mapping | list) for v in fid.values()):
+    fidelity = metadata.FIDELITY.rows(fid)
+    if metadata.FIDELITY.has_hidden(fid):
         fidelity.append(("per-repetition values", "in results.json"))
     return EnvInfo(
         name,
-        bool(env.get("emulated")),
-        str(env.get("accel")),
+        environment.emulated,
+        str(env.get(metadata.ACCEL)),
         tuple(facts),
         tuple(calibration),
         tuple(fidelity),
@@ -718,9 +603,9 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
         "order_seed",
     ):
         if key in cfg:
-            facts.append((key, _show(cfg[key])))
+            facts.append((key, metadata.show(cfg[key])))
     if run.tool:
-        facts.append(("tool", _show(run.tool)))
+        facts.append(("tool", metadata.show(run.tool)))
     migrated = run.extra.get("migrated")
     if isinstance(migrated, Mapping):
         facts.append(("read from", f"{migrated.get('from')}: {migrated.get('note')}"))
