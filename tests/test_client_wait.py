@@ -152,7 +152,7 @@ def test_binary_rejects_a_bad_wait_with_status_2(args: list[str]) -> None:
 @pytest.mark.parametrize("waits", [("doze",), ("block", "block"), ()])
 def test_run_config_refuses_bad_or_repeated_levels(tmp_path: Path, waits: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError):
-        RunConfig(out_root=tmp_path, client_waits=waits)
+        RunConfig(out_root=tmp_path, levels={"client_wait": waits})
 
 
 @pytest.mark.parametrize("levels", [["doze"], ["block", "block"]])
@@ -169,9 +169,10 @@ def test_cli_exits_2_on_a_bad_or_repeated_level(tmp_path: Path, levels: list[str
 
 
 def test_levels_go_to_the_guest_and_into_the_rows(tmp_path: Path) -> None:
-    cfg = RunConfig(out_root=tmp_path, client_waits=("block", "spin"))
-    args = guest_args(cfg)
-    assert [args[i + 1] for i, a in enumerate(args) if a == "--client-wait"] == ["block", "spin"]
+    cfg = RunConfig(out_root=tmp_path, levels={"client_wait": ("block", "spin")})
+    args = guest_args(cfg, tmp_path / "vm")
+    written = json.loads(Path(args[args.index("--config") + 1]).read_text())
+    assert written["levels"]["client_wait"] == ["block", "spin"]
     spec = PhaseSpec(env="host", topology="lo", impl="x", kind="userspace", mode="pingpong",
                      size=64, trial=0, client_wait="spin")  # fmt: skip
     row = spec.row("ok")
@@ -188,6 +189,6 @@ def test_levels_go_to_the_guest_and_into_the_rows(tmp_path: Path) -> None:
 
 def test_the_factor_levels_are_the_drivers_waits() -> None:
     from bench.driver.client import WAITS
-    from bench.runner.config import CLIENT_WAITS
+    from bench.factors import factor
 
-    assert set(CLIENT_WAITS) == set(WAITS)
+    assert set(factor("client_wait").levels) == set(WAITS)

@@ -141,13 +141,13 @@ def test_a_killed_holder_leaves_nothing_after_cleanup(own_ledger: Path) -> None:
 
 def test_levels_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--rx-cpu sideways"):
-        RunConfig(out_root=tmp_path, rx_cpus=("sideways",))
+        RunConfig(out_root=tmp_path, levels={"rx_cpu": ("sideways",)})
     with pytest.raises(ConfigError, match="--idle deep"):
-        RunConfig(out_root=tmp_path, idles=("deep",))
+        RunConfig(out_root=tmp_path, levels={"idle": ("deep",)})
     with pytest.raises(ConfigError, match="--server-cpu"):
-        RunConfig(out_root=tmp_path, rx_cpus=("server",), server_cpu=None)
+        RunConfig(out_root=tmp_path, levels={"rx_cpu": ("server",)}, server_cpu=None)
     with pytest.raises(ConfigError, match="repeat"):
-        RunConfig(out_root=tmp_path, idles=("poll", "poll"))
+        RunConfig(out_root=tmp_path, levels={"idle": ("poll", "poll")})
 
 
 @needs_root

@@ -4,6 +4,7 @@ cross-checks, and the survey of the standard design gets its own rounds."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,7 @@ from bench.runner.in_guest import (
     GUEST_PHASE_OVERHEAD_S,
     MIN_GUEST_TIMEOUT_S,
     guest_args,
+    guest_config,
     guest_phases,
     guest_timeout,
 )
@@ -30,7 +32,7 @@ def test_the_claim_ladder_is_the_impls_with_the_claim_role(tmp_path: Path) -> No
     claim, dose = blocks(cfg)
     holders = {n for n, e in discover().items() if CLAIM_ROLE in e.manifest.roles}
     assert set(claim.impls) == holders and len(holders) >= 4
-    assert (claim.modes, claim.rx_cpus, claim.idles) == (
+    assert (claim.modes, claim.levels_of("rx_cpu"), claim.levels_of("idle")) == (
         ("pingpong",), ("client", "server"), ("default", "poll"),
     )  # fmt: skip
     assert claim.rounds == dose.rounds == 10
@@ -90,9 +92,13 @@ def test_the_guest_measures_the_claim_and_its_watchdog_allows_for_every_phase(
     tmp_path: Path,
 ) -> None:
     standard = RunConfig(out_root=tmp_path, design="standard", trials=10, budget="full")
-    args = guest_args(standard)
-    assert args[args.index("--design") + 1] == "claim"  # the survey stays on the host
-    assert "--full" in args and "--progress-lines" in args
+    guest = guest_config(standard)
+    assert guest.design == "claim"  # the survey stays on the host
+    assert guest.budget == "full" and guest.env == "host"
+    args = guest_args(standard, tmp_path / "vm")
+    assert "--progress-lines" in args
+    written = json.loads(Path(args[args.index("--config") + 1]).read_text())
+    assert RunConfig.from_json(written) == guest
     ladder = len(blocks(RunConfig(out_root=tmp_path, design="claim", trials=10))[0].impls)
     # 4 placement levels; the doses at the question's placement and both idle levels
     assert guest_phases(standard) == 10 * ladder * 4 + 10 * 3 * 2
@@ -109,17 +115,17 @@ def test_by_default_the_guest_measures_the_vm_ladder_at_both_receive_cpus(
     tmp_path: Path,
 ) -> None:
     standard = RunConfig(out_root=tmp_path, design="standard", trials=10)
-    args = guest_args(standard)
-    assert args[args.index("--design") + 1] == "ladder"
-    assert "--full" not in args and "--quick" not in args
+    guest = guest_config(standard)
+    assert guest.design == "ladder"
+    assert guest.budget == "default"
     holders = {n for n, e in discover().items() if LADDER_VM_ROLE in e.manifest.roles}
     (ladder,) = blocks(RunConfig(out_root=tmp_path, design="ladder", trials=10))
     assert set(ladder.impls) == holders
     assert {"kmod-kthread", "kmod-kthread-poll", "blocking-c", "spin-c"} <= holders
     # The primary contrasts are evaluated with receive processing on the server's CPU, so
     # the guest's ladder has that level beside the default; idle=poll is --full's.
-    assert PRIMARY_RX_CPU == "server" and PRIMARY_RX_CPU in ladder.rx_cpus
-    assert (ladder.rx_cpus, ladder.idles, ladder.server_levels) == (
+    assert PRIMARY_RX_CPU == "server" and PRIMARY_RX_CPU in ladder.levels_of("rx_cpu")
+    assert (ladder.levels_of("rx_cpu"), ladder.levels_of("idle"), ladder.server_levels) == (
         ("client", "server"), ("default",), (),
     )  # fmt: skip
     assert ladder.rounds == 10 and ladder.modes == ("pingpong",)
@@ -131,8 +137,12 @@ def test_the_ladder_on_its_own_measures_both_receive_cpus_and_needs_a_server_cpu
 ) -> None:
     named = RunConfig(out_root=tmp_path, design="ladder", impls=("blocking-c",), trials=3)
     (ladder,) = blocks(named)
-    assert ladder.impls == ("blocking-c",) and ladder.rx_cpus == ("client", "server")
-    assert ladder.describe()["rx_cpus"] == ["client", "server"]  # as results.json records it
+    assert ladder.impls == ("blocking-c",) and ladder.levels_of("rx_cpu") == ("client", "server")
+    # as results.json records it
+    assert ladder.describe()["levels"] == {
+        "rx_cpu": ["client", "server"], "idle": ["default"], "client_wait": ["block"],
+        "arrivals": ["uniform"],
+    }  # fmt: skip
     assert design_impls(named) == ("blocking-c",)
     with pytest.raises(ConfigError, match="--server-cpu"):
         RunConfig(out_root=tmp_path, design="ladder", server_cpu=None)
@@ -140,7 +150,7 @@ def test_the_ladder_on_its_own_measures_both_receive_cpus_and_needs_a_server_cpu
 
 def test_a_quick_claim_measures_the_question_s_placement_only(tmp_path: Path) -> None:
     claim, dose = blocks(RunConfig(out_root=tmp_path, design="claim", trials=3, budget="quick"))
-    assert (claim.rx_cpus, claim.idles) == ((PRIMARY_RX_CPU,), ("default",))
+    assert (claim.levels_of("rx_cpu"), claim.levels_of("idle")) == ((PRIMARY_RX_CPU,), ("default",))
     assert dose.server_levels == (DOSE_LEVELS,)
     with pytest.raises(ConfigError, match="budget"):
         RunConfig(out_root=tmp_path, budget="lavish")

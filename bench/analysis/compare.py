@@ -55,7 +55,7 @@ from bench.analysis.stats import mann_whitney_p, median, min_two_sided_p
 from bench.host.identity import differences
 from bench.results.frame import round_values
 from bench.results.metrics import Metric, metric
-from bench.results.rows import Configuration
+from bench.results.rows import CONFIG_FIELDS, Configuration
 from bench.results.run import Run
 
 DEFAULT_FACTOR = 1.1  # chosen by the replay of recorded guard runs (README: the rule)
@@ -197,21 +197,7 @@ class MetricChange:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "env": self.key.env,
-            "impl": self.key.impl,
-            "mode": self.key.mode,
-            "size": self.key.size,
-            "topology": self.key.topology,
-            "load_fraction": self.key.load_fraction,
-            "offered_rps": self.key.offered_rps,
-            "outstanding": self.key.outstanding,
-            "server_cpu": self.key.server_cpu,
-            "client_cpu": self.key.client_cpu,
-            "rx_cpu": self.key.rx_cpu,
-            "idle": self.key.idle,
-            "client_wait": self.key.client_wait,
-            "arrivals": self.key.arrivals,
-            "server_options": self.key.server_options,
+            **{name: getattr(self.key, name) for name in CONFIG_FIELDS},
             "metric": self.metric,
             "unit": self.unit,
             "base_median": self.base_median,

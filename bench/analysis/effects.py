@@ -1,8 +1,9 @@
 """Exploratory effects: every other difference the run can pair, each with its interval
 and a Benjamini-Hochberg q-value over its environment's exploratory family.
 
-- Run factors (``rx_cpu``, ``idle``, ``client_wait``): a configuration at one level
-  against the same configuration at the other, trial by trial (a trial is a round).
+- Run factors (bench/factors.py: ``rx_cpu``, ``idle``, ``client_wait``, ``arrivals``): a
+  configuration at each other level against the same configuration at the default,
+  trial by trial (a trial is a round).
 - Server-path factors (``transitions``, ``sleeps``): impls whose manifests' ``server_path``
   differ in that property alone; with all four corners measured, their interaction too.
 - Comparisons: each impl against every impl its manifest ``compare_with`` names, in the
@@ -26,13 +27,13 @@ from bench.analysis.equivalence import EquivalenceTest, equivalence
 from bench.analysis.prediction import Prediction, predict
 from bench.analysis.primary import Family, ok_trials, path_corners
 from bench.analysis.stats import MIN_ROUNDS, PairedEstimate, bh_qvalues, paired_t_interval
+from bench.factors import FACTORS
 from bench.question import PREDICTION_ALPHA, PRIMARY_METRIC, margin_ns
 from bench.results.metrics import metric
-from bench.results.rows import FACTOR_LEVELS, Configuration, PhaseRow
+from bench.results.rows import Configuration, PhaseRow
 from bench.results.run import Run
 
 EFFECT_METRICS = ("rtt_p50", "cpu_ns_per_req", "server_cpu_busy_ns_per_req")
-RUN_FACTORS = FACTOR_LEVELS  # each with two levels: the effect is the second − the first
 SAME_RATE = 0.01  # rate mode: offered rates within 1 % of each other are the same load
 COMPARISON = "comparison"
 
@@ -53,9 +54,9 @@ class Effect:
     def context(self) -> str:
         """The other factors' levels where they are not the default, e.g. "idle=poll"."""
         parts = [
-            f"{name}={getattr(self.key, name)}"
-            for name, levels in FACTOR_LEVELS.items()
-            if name != self.factor and getattr(self.key, name) != levels[0]
+            f"{f.name}={getattr(self.key, f.name)}"
+            for f in FACTORS
+            if f.name != self.factor and getattr(self.key, f.name) != f.default
         ]
         if self.key.server_options:
             parts.append(self.key.server_options)
@@ -162,15 +163,18 @@ def _test(
 
 def _run_factors(run: Run, out: _Collector) -> None:
     trials = ok_trials(run.rows)
-    for factor, (level_a, level_b) in RUN_FACTORS.items():
-        for key, a in sorted(trials.items(), key=lambda kv: kv[0].sort_key()):
-            if getattr(key, factor) != level_a:
-                continue
-            partner: dict[str, Any] = {factor: level_b}
-            b_key = replace(key, **partner)
-            b = trials.get(b_key)
-            if b is not None:
-                out.pair(factor, f"{level_a} → {level_b}", (key, a), (b_key, b))
+    # each run factor's other levels against its default (bench/factors.py)
+    for factor in FACTORS:
+        level_a = factor.default
+        for level_b in factor.levels[1:]:
+            for key, a in sorted(trials.items(), key=lambda kv: kv[0].sort_key()):
+                if getattr(key, factor.name) != level_a:
+                    continue
+                partner: dict[str, Any] = {factor.name: level_b}
+                b_key = replace(key, **partner)
+                b = trials.get(b_key)
+                if b is not None:
+                    out.pair(factor.name, f"{level_a} → {level_b}", (key, a), (b_key, b))
 
 
 def _corner(factor: str, value: bool, other: bool) -> tuple[bool, bool]:

@@ -18,6 +18,7 @@ from bench.analysis.dose import fit_slope
 from bench.analysis.equivalence import EquivalenceTest, equivalence
 from bench.analysis.prediction import Prediction, predict, price
 from bench.analysis.stats import MIN_ROUNDS, Interval, bonferroni_confidence, paired_t_interval
+from bench.factors import factor
 from bench.question import (
     ADJUSTMENT,
     DOSE,
@@ -36,12 +37,7 @@ from bench.question import (
     margin_ns,
 )
 from bench.results.metrics import metric
-from bench.results.rows import (
-    DEFAULT_CLIENT_WAIT,
-    FACTOR_LEVELS,
-    Configuration,
-    PhaseRow,
-)
+from bench.results.rows import DEFAULT_CLIENT_WAIT, Configuration, PhaseRow
 from bench.results.run import Run
 
 PREFERRED_SIZE = 64
@@ -193,7 +189,7 @@ def contrasts(run: Run, env: str) -> list[Contrast]:
     keys = _primary_keys(run, env)
     twin = user_space_twin(run)
     corners = path_corners(run)
-    idles = [i for i in FACTOR_LEVELS["idle"] if any(k[1] == i for k in keys)]
+    idles = [i for i in factor("idle").levels if any(k[1] == i for k in keys)]
     out: list[Contrast] = []
     for idle in idles:
         here: list[Contrast] = []

@@ -55,8 +55,7 @@ def _line_order(run: Run) -> Callable[[Configuration], tuple[Any, ...]]:
         lf = -1.0 if c.load_fraction is None else c.load_fraction
         rate = -1.0 if c.offered_rps is None else c.offered_rps
         return (run.impl(c.impl).sort_key(), MODE_ORDER.get(c.mode, 9), c.size, c.topology,
-                lf, rate, c.rx_cpu, c.idle, c.client_wait, c.server_options,
-                c.arrivals)  # fmt: skip
+                lf, rate, *c.factor_levels().values(), c.server_options)  # fmt: skip
 
     return key
 

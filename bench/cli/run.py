@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -19,19 +21,14 @@ from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
 from bench.cli.remote_options import add_server_host_arguments, server_host
 from bench.driver.modes import MODES
+from bench.factors import FACTORS
+from bench.factors import label as factors_label
 from bench.impl.registry import discover
 from bench.protocol import DEFAULT_PORT
-from bench.results.rows import ARRIVALS, Configuration
+from bench.results.rows import Configuration
 from bench.results.run import Run
 from bench.runner.budget import BUDGETS, DEFAULT_BUDGET, defaults_text
-from bench.runner.config import (
-    CLIENT_WAITS,
-    DESIGNS,
-    IDLES,
-    RX_CPUS,
-    ConfigError,
-    RunConfig,
-)
+from bench.runner.config import DESIGNS, ConfigError, RunConfig
 from bench.runner.design import design_impls
 from bench.runner.lifecycle import select
 from bench.runner.orchestrate import run_all
@@ -108,43 +105,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-cpu", type=cpu, default=1)
     p.add_argument("--client-cpu", type=cpu, default=0)
     p.add_argument(
-        "--rx-cpu",
-        action="append",
-        choices=RX_CPUS,
-        default=[],
-        help="where receive processing runs: client (no RPS, the default) or server (RPS "
-        "steers it to --server-cpu); repeatable, each level measured",
-    )
-    p.add_argument(
-        "--idle",
-        action="append",
-        choices=IDLES,
-        default=[],
-        help="default (the machine's idle states) or poll (PM QoS CPU latency held at 0 "
-        "during phases); repeatable, each level measured",
-    )
-    p.add_argument(
         "--seed",
         type=int,
         default=None,
         help="seed of the schedule (impl and phase order in each round); default: drawn "
         "anew and recorded in results.json",
     )
-    p.add_argument(
-        "--client-wait",
-        action="append",
-        choices=CLIENT_WAITS,
-        default=[],
-        help="how the driver waits for replies: block (sleeps in recv/ppoll, the default) "
-        "or spin (busy-polls, never sleeps); repeatable, each level measured",
-    )
-    p.add_argument(
-        "--arrivals",
-        choices=ARRIVALS,
-        default="uniform",
-        help="rate mode's schedule: uniform (evenly spaced, the default) or poisson "
-        "(exponential gaps of the same mean); both corrected and uncorrected latency are kept",
-    )
+    for f in FACTORS:  # the run factors (bench/factors.py): repeatable, each level measured
+        p.add_argument(
+            f.flag,
+            dest=f.name,
+            action="append",
+            choices=f.levels,
+            default=[],
+            help=f"{f.help}; default {f.default}; repeatable, each level measured"
+            + ("" if f.modes is None else f" (applies to --mode {', '.join(f.modes)})"),
+        )
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     p.add_argument(
@@ -194,6 +170,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(a dose-response); repeatable, every combination measured",
     )
     p.add_argument("--vm-fault", default=None, help=argparse.SUPPRESS)
+    # a whole RunConfig as JSON (bench/runner/in_guest.py writes one for the guest)
+    p.add_argument("--config", type=Path, default=None, help=argparse.SUPPRESS)
     # A guest's run prints its steps as lines for the host to render (bench/runner/progress.py)
     p.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)
 
@@ -216,8 +194,25 @@ def budget_of(args: argparse.Namespace) -> str:
     return "quick" if args.quick else "full" if args.full else DEFAULT_BUDGET
 
 
+def config_file(path: Path, args: argparse.Namespace) -> RunConfig:
+    """The RunConfig a file holds (as results.json's ``config`` records one: how a guest
+    is told what to measure); only where its results go and what it is called here come
+    from the arguments."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: not readable as JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config {path}: not a JSON object")
+    return replace(
+        RunConfig.from_json(raw), out_root=args.out, env_name=args.env_name, accel=args.accel
+    )
+
+
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the arguments ask for (ConfigError, a usage error, when they do not fit)."""
+    if args.config is not None:
+        return config_file(args.config, args)
     budget = budget_of(args)
     quick = budget == "quick"
     spend = BUDGETS[budget]
@@ -256,10 +251,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         vm_timeout_s=args.vm_timeout,
         order_seed=args.seed if args.seed is not None else secrets.randbits(32),
         server_levels=server_levels(args.server_levels),
-        rx_cpus=tuple(args.rx_cpu) or ("client",),
-        idles=tuple(args.idle) or ("default",),
-        client_waits=tuple(args.client_wait) or ("block",),
-        arrivals=args.arrivals,
+        levels={f.name: tuple(getattr(args, f.name)) or (f.default,) for f in FACTORS},
         budget=budget,
         command=shlex.join(["python", "-m", "bench", *getattr(args, "raw_argv", [])]),
         server_host=remote,
@@ -284,16 +276,9 @@ def _mode_label(key: Configuration) -> str:
         label = f"{key.mode}@{key.load_fraction:g}"
     elif key.offered_rps is not None:
         label = f"{key.mode}@{key.offered_rps:.0f}/s"
-    if key.rx_cpu != "client":
-        label += f" rx@{key.rx_cpu}"
-    if key.idle != "default":
-        label += f" idle={key.idle}"
+    label += factors_label(key.factor_levels())
     if key.server_options:
         label += escape(f" [{key.server_options}]")
-    if key.client_wait != "block":
-        label += f" {key.client_wait}"
-    if key.arrivals != "uniform":
-        label += f" {key.arrivals}"
     return label
 
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,27 +30,25 @@ from hdrh.histogram import HdrHistogram
 from bench.driver import histogram as hdr
 from bench.driver.modes import MODES, Mode
 from bench.errors import HellobenchError
+from bench.factors import factor
 from bench.native.build import NATIVE_DIR, BuildError, build_executable
 from bench.protocol import DEFAULT_ADDR, DEFAULT_PORT, HEADER_SIZE, MAX_REQUEST, MIN_REQUEST
 from bench.system.netns import exec_prefix
 from bench.system.owned import OwnedProcess
 
-SOURCE = NATIVE_DIR / "hello_client.c"
+# main (hello_client.c) and its parts (hc_*.c), built into one executable
+SOURCES = (NATIVE_DIR / "hello_client.c", *sorted(NATIVE_DIR.glob("hc_*.c")))
 BINARY_NAME = "hello-client"
-
-# Limits the C client enforces too (it exits 2 on anything outside them).
-MAX_DURATION_S = 86400.0
-MAX_RATE_RPS = 1e9
-MAX_OUTSTANDING = 65536
-MAX_BATCH = 1024
-MAX_SAMPLE_CAP = 16 << 20
+LIMITS_SCHEMA = "hello-client-limits/1"
+LIMITS_TIMEOUT_S = 10.0
 
 # How the client waits for replies (and, in rate mode, for the next send): block sleeps in
 # the kernel (blocking recv, ppoll); spin never sleeps (non-blocking receives and
 # zero-timeout polls, retried until the reply, the timeout or the next send is due).
-WAITS = ("block", "spin")
-DEFAULT_WAIT = "block"
-ARRIVALS = ("uniform", "poisson")  # rate mode's schedule: even spacing, or a Poisson process
+# (the client_wait factor); in rate mode, arrivals schedule the sends (bench/factors.py)
+WAITS = factor("client_wait").levels
+DEFAULT_WAIT = factor("client_wait").default
+ARRIVALS = factor("arrivals").levels
 
 COUNT_KEYS = ("requests", "replies", "lost", "duplicates", "reordered", "corrupt")
 
@@ -60,6 +59,57 @@ class DriverError(HellobenchError):
     def __init__(self, message: str, stderr: str = "") -> None:
         super().__init__(f"{message}\n{stderr.strip()}" if stderr.strip() else message)
         self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """The limits the C client enforces (it exits 2 on anything outside them), as its
+    option table prints them (``hello-client --limits``)."""
+
+    max_duration_s: float
+    max_rate_rps: float
+    max_outstanding: int
+    max_batch: int
+    max_sample_cap: int
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ClientLimits:
+        """From the ``--limits`` document; ValueError when it is not one."""
+        if raw.get("schema") != LIMITS_SCHEMA:
+            raise ValueError(f"schema {raw.get('schema')!r}, not {LIMITS_SCHEMA}")
+        options = raw["options"]
+        durations = {float(options[name]["max"]) for name in ("duration", "warmup", "timeout")}
+        if len(durations) != 1:
+            raise ValueError(f"duration, warmup and timeout differ in their maximum: {durations}")
+        return cls(
+            max_duration_s=durations.pop(),
+            max_rate_rps=float(options["rate"]["max"]),
+            max_outstanding=int(options["outstanding"]["max"]),
+            max_batch=int(options["batch"]["max"]),
+            max_sample_cap=int(options["sample-cap"]["max"]),
+        )
+
+
+@cache
+def read_limits(binary: Path) -> ClientLimits:
+    """The limits ``binary`` enforces (asked once per built binary)."""
+    try:
+        proc = subprocess.run(
+            [str(binary), "--limits"], capture_output=True, text=True, timeout=LIMITS_TIMEOUT_S
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DriverError(f"{binary.name} --limits: {exc}") from exc
+    if proc.returncode != 0:
+        raise DriverError(f"{binary.name} --limits exited with {proc.returncode}", proc.stderr)
+    try:
+        return ClientLimits.from_json(json.loads(proc.stdout))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DriverError(f"{binary.name} --limits printed no limits: {exc}") from exc
+
+
+def client_limits() -> ClientLimits:
+    """The limits of the client as built from the sources now."""
+    return read_limits(driver_binary())
 
 
 def _check(ok: bool, message: str) -> None:
@@ -106,16 +156,18 @@ class DriverConfig:
             _is_int(self.size) and MIN_REQUEST <= self.size <= MAX_REQUEST,
             f"size {self.size!r} outside {MIN_REQUEST}..{MAX_REQUEST} bytes",
         )
+        limits = client_limits()
+        max_duration_s = limits.max_duration_s
         _check(
-            _finite(self.duration_s) and 0 < self.duration_s <= MAX_DURATION_S,
-            f"duration_s must be > 0 and <= {MAX_DURATION_S:g}, not {self.duration_s!r}",
+            _finite(self.duration_s) and 0 < self.duration_s <= max_duration_s,
+            f"duration_s must be > 0 and <= {max_duration_s:g}, not {self.duration_s!r}",
         )
         _check(
-            _finite(self.warmup_s) and 0 <= self.warmup_s <= MAX_DURATION_S,
+            _finite(self.warmup_s) and 0 <= self.warmup_s <= max_duration_s,
             f"warmup_s must be >= 0, not {self.warmup_s!r}",
         )
         _check(
-            _finite(self.timeout_s) and 0 < self.timeout_s <= MAX_DURATION_S,
+            _finite(self.timeout_s) and 0 < self.timeout_s <= max_duration_s,
             f"timeout_s must be > 0, not {self.timeout_s!r}",
         )
         _check(
@@ -123,16 +175,16 @@ class DriverConfig:
             f"max_requests must be None or >= 1, not {self.max_requests!r}",
         )
         _check(
-            _is_int(self.outstanding) and 1 <= self.outstanding <= MAX_OUTSTANDING,
-            f"outstanding must be 1..{MAX_OUTSTANDING}, not {self.outstanding!r}",
+            _is_int(self.outstanding) and 1 <= self.outstanding <= limits.max_outstanding,
+            f"outstanding must be 1..{limits.max_outstanding}, not {self.outstanding!r}",
         )
         _check(
-            _is_int(self.batch) and 1 <= self.batch <= MAX_BATCH,
-            f"batch must be 1..{MAX_BATCH}, not {self.batch!r}",
+            _is_int(self.batch) and 1 <= self.batch <= limits.max_batch,
+            f"batch must be 1..{limits.max_batch}, not {self.batch!r}",
         )
         _check(
-            _is_int(self.sample_cap) and 0 <= self.sample_cap <= MAX_SAMPLE_CAP,
-            f"sample_cap must be 0..{MAX_SAMPLE_CAP}, not {self.sample_cap!r}",
+            _is_int(self.sample_cap) and 0 <= self.sample_cap <= limits.max_sample_cap,
+            f"sample_cap must be 0..{limits.max_sample_cap}, not {self.sample_cap!r}",
         )
         _check(_is_int(self.seed) and 0 <= self.seed < 2**64, f"seed must be a u64: {self.seed!r}")
         _check(
@@ -152,15 +204,15 @@ class DriverConfig:
             self.arrivals == "uniform" or self.mode == "rate",
             "arrivals applies to rate mode only",
         )
-        self._check_mode()
+        self._check_mode(limits)
 
-    def _check_mode(self) -> None:
+    def _check_mode(self, limits: ClientLimits) -> None:
         if self.mode == "rate":
             _check(
                 self.rate_rps is not None
                 and _finite(self.rate_rps)
-                and 0 < self.rate_rps <= MAX_RATE_RPS,
-                f"rate mode needs 0 < rate_rps <= {MAX_RATE_RPS:g}, not {self.rate_rps!r}",
+                and 0 < self.rate_rps <= limits.max_rate_rps,
+                f"rate mode needs 0 < rate_rps <= {limits.max_rate_rps:g}, not {self.rate_rps!r}",
             )
         elif self.rate_rps is not None:
             raise ValueError(f"rate_rps applies to rate mode only, not {self.mode}")
@@ -255,7 +307,7 @@ class DriverResult:
 def driver_binary() -> Path:
     """The built client (compiled on first use, then cached by source hash)."""
     try:
-        return build_executable(BINARY_NAME, [SOURCE], libs=["-lm"])
+        return build_executable(BINARY_NAME, SOURCES, libs=["-lm"])
     except BuildError as exc:
         raise DriverError(str(exc)) from exc
 

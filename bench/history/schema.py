@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from bench import factors
+from bench.results.rows import CONFIG_FIELDS
+
 SCHEMA_VERSION = "hellobench-history/1"
 
 metadata = sa.MetaData()
@@ -72,13 +75,15 @@ series = sa.Table(
     sa.Column("offered_rps", sa.Float),
     sa.Column("server_cpu", sa.Integer),
     sa.Column("client_cpu", sa.Integer),
-    sa.Column("rx_cpu", sa.String(32), nullable=False),
-    sa.Column("idle", sa.String(32), nullable=False),
-    sa.Column("client_wait", sa.String(32), nullable=False),
-    sa.Column("arrivals", sa.String(32), nullable=False),
+    # a run factor's column comes from its entry (bench/factors.py): a new factor is a new
+    # column and so a new SCHEMA_VERSION (tests pin each version's columns)
+    *(sa.Column(name, sa.String(32), nullable=False) for name in factors.NAMES),
     sa.Column("server_options", sa.String(512), nullable=False),
     sa.Column("configuration", sa.String(1024), nullable=False),
 )  # fmt: skip
+# the configuration fields as columns of ``series`` (the environment name is the
+# environment row's)
+SERIES_FIELDS = tuple(c.name for c in series.columns if c.name in CONFIG_FIELDS)
 
 values = sa.Table(
     "values",
@@ -90,10 +95,3 @@ values = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.UniqueConstraint("series", "metric", "round"),
 )
-
-# the configuration fields as columns of ``series`` (the environment name is the
-# environment row's)
-SERIES_FIELDS = (
-    "impl", "mode", "size", "topology", "outstanding", "load_fraction", "offered_rps",
-    "server_cpu", "client_cpu", "rx_cpu", "idle", "client_wait", "arrivals", "server_options",
-)  # fmt: skip

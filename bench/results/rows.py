@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
+from bench import factors
 from bench.driver.modes import Mode
 from bench.impl.manifest import Kind
 
@@ -27,21 +28,12 @@ def _int(value: object) -> int | None:
     return None if value is None else int(cast(int, value))
 
 
-# A row written before these factors existed ran with the suite touching neither: no RPS
-# set (receive processing where the sender's transmit puts it) and no PM QoS request held.
-DEFAULT_RX_CPU = "client"
-DEFAULT_IDLE = "default"
-# Rows written before the client could spin had it block (recv, ppoll) for replies.
-DEFAULT_CLIENT_WAIT = "block"
-# How rate mode scheduled its requests; rows before Poisson arrivals were evenly spaced.
-DEFAULT_ARRIVALS = "uniform"
-ARRIVALS = (DEFAULT_ARRIVALS, "poisson")
-# The run factors, each a row field: its levels, the default (an older row's) first.
-FACTOR_LEVELS: Mapping[str, tuple[str, ...]] = {
-    "rx_cpu": (DEFAULT_RX_CPU, "server"),
-    "idle": (DEFAULT_IDLE, "poll"),
-    "client_wait": (DEFAULT_CLIENT_WAIT, "spin"),
-}
+# The run factors' defaults: what a row written before a factor existed was measured under
+# (bench/factors.py is the one definition; a row has one field per factor).
+DEFAULT_RX_CPU = factors.DEFAULTS["rx_cpu"]
+DEFAULT_IDLE = factors.DEFAULTS["idle"]
+DEFAULT_CLIENT_WAIT = factors.DEFAULTS["client_wait"]
+DEFAULT_ARRIVALS = factors.DEFAULTS["arrivals"]
 
 
 @dataclass(frozen=True)
@@ -245,12 +237,13 @@ class Configuration:
             load = f" @{self.load_fraction:g}"
         elif self.offered_rps is not None:
             load = f" @{self.offered_rps:.0f}/s"
-        factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f" rx@{self.rx_cpu}"
-        factors += "" if self.idle == DEFAULT_IDLE else f" idle={self.idle}"
-        factors += f" [{self.server_options}]" if self.server_options else ""
-        factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f" {self.client_wait}"
-        factors += "" if self.arrivals == DEFAULT_ARRIVALS else f" {self.arrivals}"
-        return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}{factors}"
+        extra = factors.label(self.factor_levels())
+        extra += f" [{self.server_options}]" if self.server_options else ""
+        return f"{self.env}/{self.impl} {self.mode} {self.size}B {self.topology}{load}{extra}"
+
+    def factor_levels(self) -> dict[str, str]:
+        """The level of every run factor (bench/factors.py), by factor name."""
+        return {name: getattr(self, name) for name in factors.NAMES}
 
     def sort_key(self) -> tuple[Any, ...]:
         def n(x: float | None) -> float:
@@ -259,7 +252,7 @@ class Configuration:
         return (
             self.env, self.impl, self.mode, self.size, self.topology, n(self.outstanding),
             n(self.load_fraction), n(self.offered_rps), n(self.server_cpu), n(self.client_cpu),
-            self.rx_cpu, self.idle, self.server_options, self.client_wait, self.arrivals,
+            *(getattr(self, name) for name in factors.NAMES), self.server_options,
         )  # fmt: skip
 
 
@@ -321,23 +314,12 @@ class PhaseRow:
 
     @property
     def configuration(self) -> Configuration:
-        return Configuration(
-            env=self.env,
-            topology=self.topology,
-            impl=self.impl,
-            mode=self.mode,
-            size=self.size,
-            outstanding=self.outstanding,
-            load_fraction=self.load_fraction,
-            offered_rps=self.offered_rps if self.load_fraction is None else None,
-            server_cpu=self.server_cpu,
-            client_cpu=self.client_cpu,
-            rx_cpu=self.rx_cpu,
-            idle=self.idle,
-            server_options=self.server_options,
-            client_wait=self.client_wait,
-            arrivals=self.arrivals,
-        )
+        """Every field the row shares with its configuration; an offered rate given as a
+        fraction of the measured maximum is named by the fraction alone."""
+        shared = {name: getattr(self, name) for name in CONFIG_FIELDS}
+        if self.load_fraction is not None:
+            shared["offered_rps"] = None
+        return Configuration(**shared)
 
     @property
     def has_server_process(self) -> bool:
@@ -381,11 +363,8 @@ class PhaseRow:
             load_fraction=_num(raw.get("load_fraction")),
             server_cpu=_int(raw.get("server_cpu")),
             client_cpu=_int(raw.get("client_cpu")),
-            rx_cpu=str(raw.get("rx_cpu") or DEFAULT_RX_CPU),
-            idle=str(raw.get("idle") or DEFAULT_IDLE),
             server_options=str(raw.get("server_options") or ""),
-            client_wait=str(raw.get("client_wait") or DEFAULT_CLIENT_WAIT),
-            arrivals=str(raw.get("arrivals") or DEFAULT_ARRIVALS),
+            **{name: str(raw.get(name) or factors.DEFAULTS[name]) for name in factors.NAMES},
             error=raw.get("error"),
             outstanding=_int(raw.get("outstanding")),
             requests=int(raw["requests"]),

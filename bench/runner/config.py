@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
+from bench import factors
 from bench.driver.modes import MODES, Mode
 from bench.errors import UsageError
+from bench.factors import Levels
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
 from bench.remote.ssh import ServerHost
-from bench.results.rows import ARRIVALS, FACTOR_LEVELS
 from bench.runner.budget import BUDGETS, DEFAULT_BUDGET, FULL_RATE_FRACTIONS
 from bench.system.cpus import cpu_problem
 from bench.topology import TOPOLOGIES, TWO_HOSTS
 
-# Where receive processing (and so any kernel-side reply) runs: wherever the sender's
-# transmit puts it (no RPS: the client's CPU on lo and veth), or steered to the server CPU.
-RX_CPUS = FACTOR_LEVELS["rx_cpu"]
-# How idle CPUs wait: the machine's own idle states, or PM QoS held at 0 (shallowest only).
-IDLES = FACTOR_LEVELS["idle"]
-# How the client waits for replies: sleeping in the kernel, or busy-polling (never woken).
-CLIENT_WAITS = FACTOR_LEVELS["client_wait"]  # the driver's WAITS
 DESIGNS = ("standard", "claim", "ladder", "matrix")  # runner/design.py
+T = TypeVar("T")
 
 
 class ConfigError(UsageError):
@@ -55,20 +54,99 @@ class RunConfig:
     # server options measured at several values, each combination a level (KEY -> values)
     server_levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
     order_seed: int = 0  # the schedule's seed: order of impls and phases in each round
-    rx_cpus: tuple[str, ...] = ("client",)
-    idles: tuple[str, ...] = ("default",)
-    client_waits: tuple[str, ...] = ("block",)
+    # the run factors' levels to measure, by factor name (bench/factors.py)
+    levels: Levels = field(default_factory=factors.default_levels)
     vm_timeout_s: float | None = None  # the guest watchdog; None: from the design's size
     design: str = "matrix"  # runner/design.py: standard | claim | ladder | matrix
     matrix_trials: int = 3  # rounds of the standard design's survey
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
-    arrivals: str = "uniform"  # rate mode's schedule: uniform | poisson
     budget: str = DEFAULT_BUDGET  # a key of BUDGETS
     command: str = ""  # the command line that asked for the run, as recorded
     server_host: ServerHost | None = None  # the server on another host (topology two-hosts)
 
     def __post_init__(self) -> None:
+        # every factor named (the default where not chosen), each as a tuple
+        chosen = {**factors.default_levels(), **{k: tuple(v) for k, v in self.levels.items()}}
+        object.__setattr__(self, "levels", chosen)
         check(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field as JSON (what results.json's ``config`` holds and a guest reads)."""
+        return {f.name: _to_json(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RunConfig:
+        """The RunConfig ``to_json`` wrote (ConfigError naming a field that does not fit;
+        keys that are not fields, such as a results file's derived facts, are ignored)."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in raw:
+                try:
+                    values[f.name] = _from_json(hints[f.name], raw[f.name])
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ConfigError(f"config {f.name}: {exc}") from exc
+        if "out_root" not in values:
+            raise ConfigError("config out_root: missing")
+        return cls(**values)
+
+    def levels_of(self, name: str) -> tuple[str, ...]:
+        """The levels of the run factor ``name`` this run measures."""
+        return self.levels[name]
+
+
+def _to_json(value: object) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, ServerHost):
+        return value.describe()
+    if isinstance(value, Mapping):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(hint: Any, value: Any) -> Any:
+    """``value`` read as the field type ``hint`` (the types RunConfig's fields use)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _from_json(inner, value)
+    if hint is Path:
+        return Path(_typed(str, value))
+    if hint is ServerHost:
+        return ServerHost(**{**_typed(dict, value), "ssh_options": tuple(value["ssh_options"])})
+    if origin is tuple:
+        items = _typed(list, value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(args[0], v) for v in items)
+        if len(args) != len(items):
+            raise ValueError(f"expected {len(args)} items, not {len(items)}")
+        return tuple(_from_json(a, v) for a, v in zip(args, items, strict=True))
+    if origin in (dict, Mapping):
+        key_type, value_type = args
+        return {
+            _from_json(key_type, k): _from_json(value_type, v)
+            for k, v in _typed(dict, value).items()
+        }
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, not {value!r}")
+        return float(value)
+    return _typed(hint, value)
+
+
+def _typed(kind: type[T], value: object) -> T:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise TypeError(f"expected {kind.__name__}, not {value!r}")
+    return value
 
 
 def server_level_combinations(cfg: RunConfig) -> list[dict[str, str]]:
@@ -107,8 +185,9 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"--warmup {cfg.warmup_s}: must not be negative")
     if cfg.trials < 1:
         raise ConfigError(f"--trials {cfg.trials}: must be at least 1")
-    if cfg.arrivals not in ARRIVALS:
-        raise ConfigError(f"--arrivals {cfg.arrivals}: must be one of {', '.join(ARRIVALS)}")
+    problem = factors.levels_problem(cfg.levels)
+    if problem is not None:
+        raise ConfigError(problem)
     if cfg.budget not in BUDGETS:
         raise ConfigError(f"budget {cfg.budget}: must be one of {', '.join(BUDGETS)}")
     if cfg.design not in DESIGNS:
@@ -129,20 +208,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("--rate values must be positive requests per second")
     if cfg.sample_cap < 0:
         raise ConfigError("--sample-cap must not be negative")
-    for flag, chosen, levels in (
-        ("--rx-cpu", cfg.rx_cpus, RX_CPUS),
-        ("--idle", cfg.idles, IDLES),
-        ("--client-wait", cfg.client_waits, CLIENT_WAITS),
-    ):
-        for level in chosen:
-            if level not in levels:
-                raise ConfigError(f"{flag} {level}: must be one of {', '.join(levels)}")
-        if not chosen:
-            raise ConfigError(f"{flag}: give at least one level")
-        if len(set(chosen)) != len(chosen):
-            raise ConfigError("--rx-cpu, --idle and --client-wait levels must not repeat")
     _check_cpus(cfg)
-    if "server" in cfg.rx_cpus and cfg.server_cpu is None:
+    if "server" in cfg.levels_of("rx_cpu") and cfg.server_cpu is None:
         raise ConfigError(
             "--rx-cpu server steers receive processing to the server CPU: give --server-cpu"
         )
@@ -191,6 +258,6 @@ def _check_two_hosts(cfg: RunConfig) -> None:
             f"--server-host with --design {cfg.design}: its receive-CPU levels steer the "
             "server's queues, which are the server host's (use --design matrix)"
         )
-    if "server" in cfg.rx_cpus:
+    if "server" in cfg.levels_of("rx_cpu"):
         raise ConfigError("--server-host with --rx-cpu server: the server host's receive "
                           "queues are not steered from here")  # fmt: skip

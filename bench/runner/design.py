@@ -33,10 +33,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bench import factors
 from bench.driver.modes import Mode
+from bench.factors import Levels, factor
 from bench.impl.registry import discover
 from bench.question import PRIMARY_RX_CPU
-from bench.results.rows import FACTOR_LEVELS
 from bench.runner.config import RunConfig
 
 CLAIM_ROLE = "claim"  # manifests' role: in the ladder
@@ -56,12 +57,17 @@ class Block:
     impls: tuple[str, ...]  # empty: every selected impl
     modes: tuple[Mode, ...]
     sizes: tuple[int, ...]
-    rx_cpus: tuple[str, ...]
-    idles: tuple[str, ...]
-    client_waits: tuple[str, ...]
+    levels: Levels  # the run factors' levels, by factor name (bench/factors.py)
     server_levels: tuple[tuple[str, tuple[str, ...]], ...]
     rounds: int
     duration_s: float
+
+    def levels_of(self, name: str) -> tuple[str, ...]:
+        return self.levels[name]
+
+    def settings(self, mode: str) -> list[dict[str, str]]:
+        """Every combination of factor levels a phase of ``mode`` is measured at."""
+        return factors.combinations(self.levels, mode)
 
     def covers(self, impl: str) -> bool:
         return not self.impls or impl in self.impls
@@ -72,9 +78,7 @@ class Block:
             "impls": list(self.impls) or "all",
             "modes": list(self.modes),
             "sizes": list(self.sizes),
-            "rx_cpus": list(self.rx_cpus),
-            "idles": list(self.idles),
-            "client_waits": list(self.client_waits),
+            "levels": {name: list(chosen) for name, chosen in self.levels.items()},
             "server_levels": {key: list(values) for key, values in self.server_levels},
             "rounds": self.rounds,
             "duration_s": self.duration_s,
@@ -84,8 +88,8 @@ class Block:
 def matrix_block(cfg: RunConfig, name: str, rounds: int) -> Block:
     """The product of the run's own options."""
     return Block(
-        name, cfg.impls, cfg.modes, cfg.sizes, cfg.rx_cpus, cfg.idles, cfg.client_waits,
-        cfg.server_levels, rounds, cfg.duration_s,
+        name, cfg.impls, cfg.modes, cfg.sizes, cfg.levels, cfg.server_levels, rounds,
+        cfg.duration_s,
     )  # fmt: skip
 
 
@@ -94,23 +98,27 @@ def claim_blocks(cfg: RunConfig) -> list[Block]:
     entries = discover()
     ladder = cfg.impls or tuple(n for n, e in entries.items() if CLAIM_ROLE in e.manifest.roles)
     dose = [n for n in ladder if DOSE_ROLE in entries[n].manifest.roles]
-    idle, wait = FACTOR_LEVELS["idle"][0], FACTOR_LEVELS["client_wait"][0]
     # A quick look measures the ladder where the question is asked only: receive work on
-    # the server's CPU, the default idle policy.
-    rx_cpus = (PRIMARY_RX_CPU,) if cfg.budget == "quick" else FACTOR_LEVELS["rx_cpu"]
-    idles = (idle,) if cfg.budget == "quick" else FACTOR_LEVELS["idle"]
+    # the server's CPU, the default idle policy; otherwise at every receive-CPU and idle
+    # level.  The driver blocks for replies (the claim's client), arrivals are unused.
+    every = factors.default_levels()
+    if cfg.budget != "quick":
+        every |= {"rx_cpu": factor("rx_cpu").levels, "idle": factor("idle").levels}
+    else:
+        every |= {"rx_cpu": (PRIMARY_RX_CPU,)}
     blocks = [
         Block(
-            "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), rx_cpus, idles, (wait,), (),
-            cfg.trials, cfg.claim_duration_s,
+            "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), every, (), cfg.trials,
+            cfg.claim_duration_s,
         )
     ]  # fmt: skip
     if dose:
         # the transitions' price in place, at the question's placement and every idle level
+        at_question = every | {"rx_cpu": (PRIMARY_RX_CPU,)}
         blocks.append(
             Block(
-                "dose", (dose[0],), (CLAIM_MODE,), (CLAIM_SIZE,), (PRIMARY_RX_CPU,), idles,
-                (wait,), (DOSE_LEVELS,), cfg.trials, cfg.claim_duration_s,
+                "dose", (dose[0],), (CLAIM_MODE,), (CLAIM_SIZE,), at_question, (DOSE_LEVELS,),
+                cfg.trials, cfg.claim_duration_s,
             )
         )  # fmt: skip
     return blocks
@@ -121,10 +129,10 @@ def ladder_block(cfg: RunConfig) -> Block:
     placement (bench/question.py) among them, the default idle policy and client wait."""
     entries = discover()
     ladder = cfg.impls or tuple(n for n, e in entries.items() if LADDER_VM_ROLE in e.manifest.roles)
-    idle, wait = FACTOR_LEVELS["idle"][0], FACTOR_LEVELS["client_wait"][0]
+    every = factors.default_levels() | {"rx_cpu": factor("rx_cpu").levels}
     return Block(
-        "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), FACTOR_LEVELS["rx_cpu"], (idle,), (wait,),
-        (), cfg.trials, cfg.claim_duration_s,
+        "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), every, (), cfg.trials,
+        cfg.claim_duration_s,
     )  # fmt: skip
 
 

@@ -3,6 +3,7 @@ modular kernel, its results merged into the host's run."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from bench.runner.config import RunConfig, level_combinations
 from bench.runner.design import blocks
 from bench.runner.progress import ConsoleRelay, Progress, Step
 from bench.runner.recording import Recording
-from bench.vm.bench_run import run_bench_in_vm
+from bench.system.files import write_atomic
+from bench.vm.bench_run import VM_SUBDIR, run_bench_in_vm
 from bench.vm.kernel import find_guest_kernel
 
 # The watchdog's allowance: per phase (a timed and a counting run, each with its warm-up,
@@ -41,20 +43,14 @@ def guest_phases(cfg: RunConfig) -> int:
     none; rate mode once per offered load)."""
     every = len(discover())
     total = 0
-    for block in blocks(replace(cfg, design=guest_design(cfg))):
+    for block in blocks(guest_config(cfg)):
         loads = len(cfg.rates or cfg.rate_fractions)
-        modes = sum(loads if mode == "rate" else 1 for mode in block.modes)
+        phases = sum(
+            (loads if mode == "rate" else 1) * len(block.settings(mode)) for mode in block.modes
+        )
         levels = len(level_combinations(block.server_levels))
         impls = len(block.impls) or every
-        total += (
-            block.rounds
-            * impls
-            * levels
-            * len(block.sizes)
-            * modes
-            * (len(block.rx_cpus) * len(block.idles) * len(block.client_waits))
-            * len(cfg.topologies)
-        )
+        total += block.rounds * impls * levels * len(block.sizes) * phases * len(cfg.topologies)
     return total
 
 
@@ -67,52 +63,23 @@ def guest_timeout(cfg: RunConfig) -> float:
     return max(MIN_GUEST_TIMEOUT_S, estimate)
 
 
-def guest_args(cfg: RunConfig) -> list[str]:
-    """The ``bench run`` arguments that make a guest measure what ``cfg`` measures."""
-    args = ["--env", "host"]
-    for impl in cfg.impls:
-        args += ["--impl", impl]
-    for mode in cfg.modes:
-        args += ["--mode", mode]
-    for size in cfg.sizes:
-        args += ["--size", str(size)]
-    for topo in cfg.topologies:
-        args += ["--topology", topo]
-    for rate in cfg.rates:
-        args += ["--rate", repr(rate)]
-    for fraction in cfg.rate_fractions:
-        args += ["--rate-fraction", repr(fraction)]
-    for rx in cfg.rx_cpus:
-        args += ["--rx-cpu", rx]
-    for idle in cfg.idles:
-        args += ["--idle", idle]
-    for key, values in cfg.server_levels:
-        args += ["--server-levels", f"{key}={','.join(values)}"]
-    for wait in cfg.client_waits:
-        args += ["--client-wait", wait]
-    for key, value in cfg.server_options.items():
-        args += ["--server-option", f"{key}={value}"]
-    args += [
-        "--duration", repr(cfg.duration_s),
-        "--warmup", repr(cfg.warmup_s),
-        "--trials", str(cfg.trials),
-        "--outstanding", str(cfg.outstanding),
-        "--server-cpu", "none" if cfg.server_cpu is None else str(cfg.server_cpu),
-        "--client-cpu", "none" if cfg.client_cpu is None else str(cfg.client_cpu),
-        "--port", str(cfg.port),
-        "--sample-cap", str(cfg.sample_cap),
-        "--seed", str(cfg.order_seed),
-        "--design", guest_design(cfg),
-        "--arrivals", cfg.arrivals,
-        "--survey-trials", str(cfg.matrix_trials),
-        "--claim-duration", repr(cfg.claim_duration_s),
-    ]  # fmt: skip
-    if cfg.budget != "default":
-        args.append(f"--{cfg.budget}")
-    if not cfg.calibrate:
-        args.append("--no-calibrate")
-    args.append("--progress-lines")
-    return args
+def guest_config(cfg: RunConfig) -> RunConfig:
+    """What the guest measures: ``cfg`` in its own environment (it measures "here", as
+    ``--env host``), with the guest's design."""
+    return replace(cfg, env="host", design=guest_design(cfg), vm_timeout_s=None)
+
+
+GUEST_CONFIG_NAME = "config.json"
+
+
+def guest_args(cfg: RunConfig, folder: Path) -> list[str]:
+    """Write the guest's RunConfig (its JSON, as results.json records a run's) into
+    ``folder``, which the guest sees, and return the ``bench run`` arguments that make the
+    guest measure it."""
+    path = folder / GUEST_CONFIG_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(guest_config(cfg).to_json(), indent=1))
+    return ["--config", str(path.resolve()), "--progress-lines"]
 
 
 def merge_guest(recording: Recording, guest_results: Path) -> None:
@@ -156,7 +123,7 @@ def run_vm(cfg: RunConfig, recording: Recording, progress: Progress, fault: str 
     )
     progress.step(Step("vm", "boot", "booting the guest", total=guest_phases(cfg)))
     vm = run_bench_in_vm(
-        guest_args(cfg),
+        guest_args(cfg, recording.run_dir / VM_SUBDIR),
         recording.run_dir,
         timeout_s=guest_timeout(cfg),
         fault=fault,

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from typing import Any
 
 from bench.calibration.crosscheck import crosscheck
 from bench.calibration.fidelity import unavailable as fidelity_unavailable
@@ -24,12 +25,14 @@ from bench.calibration.record import run_calibration
 from bench.driver.client import DriverConfig, DriverError, run_driver
 from bench.driver.modes import Mode
 from bench.errors import HellobenchError
+from bench.factors import DEFAULTS, driver_options, for_mode
+from bench.factors import label as factors_label
 from bench.host.description import collect_environment
 from bench.host.kernel_log import marked_watch
 from bench.impl.api import Impl, ImplError, ServerConfig
 from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
-from bench.results.rows import DEFAULT_ARRIVALS, DEFAULT_CLIENT_WAIT, PhaseRow
+from bench.results.rows import PhaseRow
 from bench.runner.conditions import phase_conditions
 from bench.runner.config import RunConfig, canonical_options, level_combinations
 from bench.runner.design import Block, blocks, design_impls
@@ -42,7 +45,7 @@ from bench.topology import Topology, TopologyError, open_topology
 
 MAX_PROBE_S = 1.0
 RatePlan = list[tuple[float, float | None]] | str  # (offered rps, fraction) pairs, or why none
-PlanKey = tuple[str, int, str, str, str]  # impl, size, rx_cpu, idle, client_wait
+PlanKey = tuple[str, int, tuple[tuple[str, str], ...]]  # impl, size, the probe's factor levels
 HOOKS_HELD_UNDER_TCG = "under TCG the hooks stay on for the whole run (switching them wedges vCPUs)"
 
 
@@ -53,9 +56,11 @@ def driver_config(
     size: int,
     rate: float | None,
     seed: int,
-    client_wait: str = DEFAULT_CLIENT_WAIT,
-    arrivals: str = DEFAULT_ARRIVALS,
+    settings: Mapping[str, str] = DEFAULTS,
 ) -> DriverConfig:
+    """The driver's configuration for a phase of ``mode`` at the factor levels
+    ``settings`` (the driver factors become its options: bench/factors.py)."""
+    options: dict[str, Any] = driver_options(settings, mode)
     return DriverConfig(
         mode=mode,
         addr=topo.server_addr,
@@ -70,8 +75,7 @@ def driver_config(
         netns=topo.client_netns,
         sample_cap=cfg.sample_cap,
         seed=seed,
-        wait=client_wait,
-        arrivals=arrivals if mode == "rate" else DEFAULT_ARRIVALS,
+        **options,
     )
 
 
@@ -166,20 +170,20 @@ class Runner:
                         self.recording.skip(impl.name, self.env, f"topology {topo_name}: {exc}")
 
     def _offered_rates(
-        self, impl: Impl, topo: Topology, size: int, rx_cpu: str, idle: str, client_wait: str
+        self, impl: Impl, topo: Topology, size: int, settings: Mapping[str, str]
     ) -> RatePlan:
         """(offered rps, fraction of the measured maximum) pairs for the rate mode; the
         maximum is probed under the same conditions as the phases that use it."""
         if self.cfg.rates:
             return [(rate, None) for rate in self.cfg.rates]
         probe = replace(
-            driver_config(self.cfg, topo, "flood", size, None, seed=0, client_wait=client_wait),
+            driver_config(self.cfg, topo, "flood", size, None, seed=0, settings=settings),
             duration_s=min(self.cfg.duration_s, MAX_PROBE_S),
             sample_cap=0,
         )
         with (
             running_server(impl, server_config(self.cfg, topo)),
-            phase_conditions(topo, rx_cpu, idle, self.cfg.server_cpu),
+            phase_conditions(topo, settings, self.cfg.server_cpu),
         ):
             peak = run_driver(probe).throughput_rps
         if peak <= 0:
@@ -192,14 +196,14 @@ class Runner:
         plans: dict[PlanKey, RatePlan] = {}
         for block in (b for b in schedule if "rate" in b.modes):
             for impl in (i for i in impls if block.covers(i.name)):
-                for size, rx_cpu, idle, wait in itertools.product(
-                    block.sizes, block.rx_cpus, block.idles, block.client_waits
-                ):
-                    key = (impl.name, size, rx_cpu, idle, wait)
+                for size, settings in itertools.product(block.sizes, block.settings("rate")):
+                    key = _plan_key(impl.name, size, settings)
                     if key in plans:
                         continue
                     try:
-                        plans[key] = self._offered_rates(impl, topo, size, rx_cpu, idle, wait)
+                        plans[key] = self._offered_rates(
+                            impl, topo, size, for_mode(settings, "flood")
+                        )
                     except (DriverError, HellobenchError, OSError) as exc:
                         plans[key] = f"max-rate probe failed: {exc}"
         return plans
@@ -242,21 +246,25 @@ class Runner:
         """Each claim impl at each receive-CPU level, the driver against an independent
         client (bench/calibration/crosscheck.py); recorded under ``crosschecks``."""
         checks = self.recording.run.extra.setdefault("crosschecks", [])
-        idle = block.idles[0]
+        first = block.settings("pingpong")[0]
         for impl in impls:
-            for rx_cpu in block.rx_cpus:
+            for rx_cpu in block.levels_of("rx_cpu"):
+                settings = {**first, "rx_cpu": rx_cpu}
                 where = {"env": self.env, "topology": topo.name, "impl": impl.name,
-                         "rx_cpu": rx_cpu, "idle": idle, "size": block.sizes[0]}  # fmt: skip
+                         "rx_cpu": rx_cpu, "idle": settings["idle"],
+                         "size": block.sizes[0]}  # fmt: skip
                 self.progress(f"[{self.env}/{topo.name}] cross-check {impl.name} rx@{rx_cpu}")
                 self.progress.step(
                     Step(self.env, "crosscheck", f"cross-check rx@{rx_cpu}", impl.name,
                          "pingpong", done=self.done, total=self.total)
                 )  # fmt: skip
-                dcfg = driver_config(self.cfg, topo, "pingpong", block.sizes[0], None, seed=7)
+                dcfg = driver_config(
+                    self.cfg, topo, "pingpong", block.sizes[0], None, seed=7, settings=settings
+                )
                 try:
                     with (
                         running_server(impl, server_config(self.cfg, topo)),
-                        phase_conditions(topo, rx_cpu, idle, self.cfg.server_cpu),
+                        phase_conditions(topo, settings, self.cfg.server_cpu),
                     ):
                         checks.append({**where, **crosscheck(dcfg)})
                 except (HellobenchError, OSError) as exc:
@@ -275,17 +283,18 @@ class Runner:
         """Every phase of one impl turn in round ``trial``, each once (with the longest
         duration of the blocks naming it), with the reason when it cannot be measured."""
         cfg = self.cfg
-        durations: dict[tuple[int, Mode, str, str, str], float] = {}
+        durations: dict[tuple[int, Mode, tuple[tuple[str, str], ...]], float] = {}
         for block in schedule:
             if trial >= block.rounds or not block.covers(impl.name):
                 continue
             if level not in level_combinations(block.server_levels):
                 continue
-            for phase in itertools.product(
-                block.sizes, block.modes, block.rx_cpus, block.idles, block.client_waits
-            ):
-                durations[phase] = max(durations.get(phase, 0.0), block.duration_s)
-        for (size, mode, rx_cpu, idle, client_wait), duration in durations.items():
+            for size, mode in itertools.product(block.sizes, block.modes):
+                for chosen in block.settings(mode):
+                    phase = (size, mode, tuple(chosen.items()))
+                    durations[phase] = max(durations.get(phase, 0.0), block.duration_s)
+        for (size, mode, levels), duration in durations.items():
+            settings: dict[str, Any] = dict(levels)  # PhaseSpec's factor fields
             base = PhaseSpec(
                 env=self.env,
                 topology=topo.name,
@@ -297,16 +306,13 @@ class Runner:
                 outstanding=cfg.outstanding if mode == "pingpong" else None,
                 server_cpu=cfg.server_cpu,
                 client_cpu=cfg.client_cpu,
-                rx_cpu=rx_cpu,
-                idle=idle,
                 server_options=canonical_options(level),
-                client_wait=client_wait,
-                arrivals=cfg.arrivals if mode == "rate" else DEFAULT_ARRIVALS,
+                **settings,
             )
             if mode != "rate":
                 yield base, None, duration
                 continue
-            plan = rate_plans.get((impl.name, size, rx_cpu, idle, client_wait))
+            plan = rate_plans.get(_plan_key(impl.name, size, settings))
             if isinstance(plan, str):
                 yield base, plan, duration
                 continue
@@ -341,12 +347,12 @@ class Runner:
                     dcfg = replace(
                         driver_config(
                             self.cfg, topo, spec.mode, spec.size, spec.offered_rps, seed,
-                            client_wait=spec.client_wait, arrivals=spec.arrivals,
+                            settings=spec.factor_levels(),
                         ),
                         duration_s=duration,
                     )  # fmt: skip
                     try:
-                        with phase_conditions(topo, spec.rx_cpu, spec.idle, self.cfg.server_cpu):
+                        with phase_conditions(topo, spec.factor_levels(), self.cfg.server_cpu):
                             rows[index] = measure_phase(
                                 spec, server, dcfg, self.samples_dir, self.hooks_held
                             )
@@ -374,17 +380,19 @@ class Runner:
 
 
 def spec_mode_label(spec: PhaseSpec) -> str:
-    """The mode with what sets the phase apart: load, placement, idle, server level."""
+    """The mode with what sets the phase apart: load, factor levels, server level."""
     label: str = spec.mode
     if spec.load_fraction is not None:
         label += f"@{spec.load_fraction:g}"
-    if spec.rx_cpu != "client":
-        label += f" rx@{spec.rx_cpu}"
-    if spec.idle != "default":
-        label += f" idle={spec.idle}"
+    label += factors_label(spec.factor_levels())
     if spec.server_options:
         label += f" [{spec.server_options}]"
     return label
+
+
+def _plan_key(impl: str, size: int, settings: Mapping[str, str]) -> PlanKey:
+    """A rate plan's key: the max-rate probe (a flood) runs at the settings that apply to it."""
+    return (impl, size, tuple(for_mode(settings, "flood").items()))
 
 
 def _levels(impl: str, schedule: list[Block]) -> list[dict[str, str]]:

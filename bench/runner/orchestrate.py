@@ -33,36 +33,13 @@ class RunOutcome:
 
 
 def run_document_config(cfg: RunConfig) -> dict[str, object]:
+    """results.json's ``config``: the RunConfig's own JSON (RunConfig.from_json reads it
+    back) and the facts derived from it."""
     return {
-        "impls": list(cfg.impls),
-        "modes": list(cfg.modes),
-        "sizes": list(cfg.sizes),
-        "topologies": list(cfg.topologies),
-        "duration_s": cfg.duration_s,
-        "warmup_s": cfg.warmup_s,
-        "trials": cfg.trials,
-        "rate_fractions": list(cfg.rate_fractions),
-        "rates": list(cfg.rates),
-        "outstanding": cfg.outstanding,
-        "server_cpu": cfg.server_cpu,
-        "client_cpu": cfg.client_cpu,
-        "port": cfg.port,
-        "env": cfg.env,
-        "sample_cap": cfg.sample_cap,
-        "reply_timeout_s": cfg.reply_timeout_s,
+        **cfg.to_json(),
         "per_request_basis": "answered requests (replies)",
-        "rx_cpus": list(cfg.rx_cpus),
-        "idles": list(cfg.idles),
-        "client_waits": list(cfg.client_waits),
-        "order_seed": cfg.order_seed,
-        "server_levels": {key: list(values) for key, values in cfg.server_levels},
         "order": "rounds = trials; impls and each impl's phases in a seeded random order",
-        "design": cfg.design,
-        "budget": cfg.budget,
-        "command": cfg.command,
-        "arrivals": cfg.arrivals,
         "blocks": [block.describe() for block in blocks(cfg)],
-        **({"server_host": cfg.server_host.describe()} if cfg.server_host else {}),
     }
 
 

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from bench import factors
 from bench.driver.client import DriverConfig, DriverError, DriverResult, run_driver
 from bench.driver.modes import Mode
 from bench.impl.api import Accounting, RunningServer
@@ -64,16 +65,17 @@ class PhaseSpec:
     @property
     def key(self) -> str:
         load = f"-r{self.offered_rps:.0f}" if self.offered_rps else ""
-        factors = "" if self.rx_cpu == DEFAULT_RX_CPU else f"-rx{self.rx_cpu}"
-        factors += "" if self.idle == DEFAULT_IDLE else f"-idle{self.idle}"
+        levels = factors.key(self.factor_levels())
         if self.server_options:
-            factors += "-" + self.server_options.replace("=", "").replace(",", "-")
-        factors += "" if self.client_wait == DEFAULT_CLIENT_WAIT else f"-{self.client_wait}"
-        factors += "" if self.arrivals == DEFAULT_ARRIVALS else f"-{self.arrivals}"
+            levels += "-" + self.server_options.replace("=", "").replace(",", "-")
         return (
-            f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{factors}"
+            f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{levels}"
             f"-t{self.trial}"
         )
+
+    def factor_levels(self) -> dict[str, str]:
+        """The level of every run factor (bench/factors.py), by factor name."""
+        return {name: getattr(self, name) for name in factors.NAMES}
 
     def row(self, status: Status, error: str | None = None) -> PhaseRow:
         """The row of this phase with nothing measured yet (zeros, no figures); every
