@@ -33,6 +33,8 @@ from __future__ import annotations
 
 PRIMARY_RX_CPU = "server"  # where receive processing runs, as a NIC would put it
 PRIMARY_MODE = "pingpong"
+PRIMARY_SIZE = 64  # bytes: the claim's requests (a run's configured default size first)
+PRIMARY_TOPOLOGY = "lo"  # where the family is read when the run measured it
 PRIMARY_METRIC = "rtt_p50"
 FAMILY_CONFIDENCE = 0.95  # the family's intervals hold together with this probability
 ADJUSTMENT = "Bonferroni"

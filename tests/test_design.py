@@ -176,3 +176,10 @@ def test_the_budgets_set_the_phases_and_rounds(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="--full: not allowed with argument --quick"):
         build_parser().parse_args(["run", "--quick", "--full"])
+
+
+def test_the_claim_measures_the_question_s_mode_and_size() -> None:
+    from bench import question
+    from bench.runner.design import CLAIM_MODE, CLAIM_SIZE
+
+    assert (CLAIM_MODE, CLAIM_SIZE) == (question.PRIMARY_MODE, question.PRIMARY_SIZE)

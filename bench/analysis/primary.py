@@ -30,6 +30,8 @@ from bench.question import (
     PRIMARY_METRIC,
     PRIMARY_MODE,
     PRIMARY_RX_CPU,
+    PRIMARY_SIZE,
+    PRIMARY_TOPOLOGY,
     TRANSITION_DOSE,
     TRANSITIONS,
     TWIN_ROLE,
@@ -40,8 +42,6 @@ from bench.results.metrics import metric
 from bench.results.rows import DEFAULT_CLIENT_WAIT, Configuration, PhaseRow
 from bench.results.run import Run
 
-PREFERRED_SIZE = 64
-PREFERRED_TOPOLOGY = "lo"
 REQUEST_SYSCALLS = "server_request_syscalls_per_req"
 
 
@@ -163,7 +163,7 @@ def _primary_keys(run: Run, env: str) -> dict[tuple[str, str, str], Configuratio
     size = _size(run, sorted({k.size for k in keys}))
     topologies = sorted({k.topology for k in keys})
     topology = (
-        PREFERRED_TOPOLOGY if PREFERRED_TOPOLOGY in topologies else next(iter(topologies), None)
+        PRIMARY_TOPOLOGY if PRIMARY_TOPOLOGY in topologies else next(iter(topologies), None)
     )
     out: dict[tuple[str, str, str], Configuration] = {}
     for k in sorted(keys, key=Configuration.sort_key):
@@ -177,7 +177,7 @@ def _primary_keys(run: Run, env: str) -> dict[tuple[str, str, str], Configuratio
 
 def _size(run: Run, sizes: Sequence[int]) -> int | None:
     configured = run.config.get("default_size")
-    for s in (configured, PREFERRED_SIZE):
+    for s in (configured, PRIMARY_SIZE):
         if isinstance(s, int) and s in sizes:
             return s
     return sizes[0] if sizes else None

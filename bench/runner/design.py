@@ -37,15 +37,20 @@ from bench import factors
 from bench.driver.modes import Mode
 from bench.factors import Levels, factor
 from bench.impl.registry import discover
-from bench.question import PRIMARY_RX_CPU
+from bench.question import (
+    DOSE_ROLE,
+    PRIMARY_RX_CPU,
+    PRIMARY_SIZE,
+    TRANSITION_DOSE,
+)
 from bench.runner.config import RunConfig
 
 CLAIM_ROLE = "claim"  # manifests' role: in the ladder
 LADDER_VM_ROLE = "claim-vm"  # manifests' role: in the ladder the vm environment measures
-DOSE_ROLE = "transition-dose"  # the server whose extra_syscalls the dose-response varies
-CLAIM_MODE: Mode = "pingpong"
-CLAIM_SIZE = 64
-DOSE_LEVELS = ("extra_syscalls", ("0", "100", "200"))
+# the claim's phases are the question's (bench/question.py): its mode and request size
+CLAIM_MODE: Mode = "pingpong"  # PRIMARY_MODE as a driver mode (tests/test_design.py)
+CLAIM_SIZE = PRIMARY_SIZE
+DOSE_LEVELS = (TRANSITION_DOSE, ("0", "100", "200"))  # DOSE_ROLE's server option
 CLAIM_ROUNDS = 10
 
 
