@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -173,10 +174,11 @@ def test_levels_go_to_the_guest_and_into_the_rows(tmp_path: Path) -> None:
     args = guest_args(cfg, tmp_path / "vm")
     written = json.loads(Path(args[args.index("--config") + 1]).read_text())
     assert written["levels"]["client_wait"] == ["block", "spin"]
-    spec = PhaseSpec(env="host", topology="lo", impl="x", kind="userspace", mode="pingpong",
-                     size=64, trial=0, client_wait="spin")  # fmt: skip
+    spec = PhaseSpec.of(0, "userspace", env="host", topology="lo", impl="x", mode="pingpong",
+                        size=64, client_wait="spin")  # fmt: skip
     row = spec.row("ok")
-    assert spec.key != PhaseSpec(**{**spec.__dict__, "client_wait": "block"}).key
+    blocking = replace(spec, configuration=replace(spec.configuration, client_wait="block"))
+    assert spec.key != blocking.key
     assert PhaseRow.from_json(row.to_json()).client_wait == "spin"
     assert row.configuration.client_wait == "spin"
     assert "spin" in _mode_label(row.configuration)

@@ -33,7 +33,7 @@ def _defaults(record: type[Any]) -> dict[str, object]:
     return {f.name: f.default for f in dataclasses.fields(record)}
 
 
-@pytest.mark.parametrize("record", [Configuration, PhaseRow, PhaseSpec])
+@pytest.mark.parametrize("record", [Configuration, PhaseRow])
 def test_every_record_of_a_phase_has_each_factor_at_its_default(record: type[Any]) -> None:
     declared = _defaults(record)
     assert {f.name: declared.get(f.name) for f in FACTORS} == dict(factors.DEFAULTS)
@@ -91,13 +91,14 @@ def test_a_factor_that_does_not_apply_to_a_mode_stays_at_its_default(tmp_path: P
 
 
 def test_labels_keys_and_progress_lines_show_every_non_default_level() -> None:
-    base = PhaseSpec(env="h", topology="lo", impl="x", kind="userspace", mode="rate",
-                     size=64, trial=0)  # fmt: skip
+    base = PhaseSpec.of(0, "userspace", env="h", topology="lo", impl="x", mode="rate", size=64)
     keys = {base.key}
     for f in FACTORS:
         for level in f.levels[1:]:
             changed: dict[str, Any] = {f.name: level}
-            spec = dataclasses.replace(base, **changed)
+            spec = dataclasses.replace(
+                base, configuration=dataclasses.replace(base.configuration, **changed)
+            )
             row = spec.row("ok")
             assert f.label_of(level) in row.configuration.label()
             assert f.label_of(level) in spec_mode_label(spec)
@@ -108,8 +109,7 @@ def test_labels_keys_and_progress_lines_show_every_non_default_level() -> None:
 
 
 def test_a_row_written_before_a_factor_existed_reads_as_its_default() -> None:
-    spec = PhaseSpec(env="h", topology="lo", impl="x", kind="userspace", mode="pingpong",
-                     size=64, trial=0)  # fmt: skip
+    spec = PhaseSpec.of(0, "userspace", env="h", topology="lo", impl="x", mode="pingpong", size=64)
     older = spec.row("ok").to_json()
     for name in factors.NAMES:
         del older[name]
@@ -196,3 +196,17 @@ def test_a_config_that_does_not_fit_is_refused_naming_it(
     raw[field] = value
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_json(raw)
+
+
+def test_a_phase_is_one_round_of_one_configuration() -> None:
+    """Its row carries the configuration's fields unchanged; a rate given as a fraction of
+    the measured maximum is the row's offered rate and the configuration's fraction."""
+    base = PhaseSpec.of(2, "ebpf", env="h", topology="veth", impl="x", mode="rate", size=80,
+                        rx_cpu="server", server_options="a=1")  # fmt: skip
+    loaded = base.at_load(5000.0, 0.5)
+    row = loaded.row("ok")
+    assert row.configuration == loaded.configuration
+    assert (row.trial, row.kind, row.offered_rps, row.load_fraction) == (2, "ebpf", 5000.0, 0.5)
+    assert loaded.configuration.offered_rps is None
+    absolute = base.at_load(7000.0, None).row("ok")
+    assert (absolute.offered_rps, absolute.configuration.offered_rps) == (7000.0, 7000.0)

@@ -205,7 +205,9 @@ def test_measure_phase_with_a_server_killed_by_another_thread(tmp_path: Path, le
     thread = threading.Thread(target=killer)
     thread.start()
     try:
-        spec = PhaseSpec("host", "lo", FIRST, "userspace", "pingpong", 64, 0)
+        spec = PhaseSpec.of(
+            0, "userspace", env="host", topology="lo", impl=FIRST, mode="pingpong", size=64
+        )
         dcfg = DriverConfig(
             mode="pingpong", addr="127.0.0.1", port=port, size=64, duration_s=2.0, warmup_s=0.2,
             timeout_s=0.2, sample_cap=100, seed=1,
@@ -304,7 +306,9 @@ def test_ebpf_program_detached_mid_phase(impl_name: str, tmp_path: Path, ledger:
         thread = threading.Thread(target=saboteur)
         thread.start()
         try:
-            spec = PhaseSpec("host", "veth", impl_name, "ebpf", "pingpong", 64, 0)
+            spec = PhaseSpec.of(
+                0, "ebpf", env="host", topology="veth", impl=impl_name, mode="pingpong", size=64
+            )
             dcfg = DriverConfig(
                 mode="pingpong", addr=topo.server_addr, port=port, size=64, duration_s=2.0,
                 warmup_s=0.2, timeout_s=0.2, sample_cap=100, seed=1, netns=topo.client_netns,

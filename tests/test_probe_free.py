@@ -78,7 +78,9 @@ def test_the_timed_run_has_nothing_enabled_and_the_counting_run_everything(
     port = free_udp_port()
     server = impl.start(ServerConfig(port=port))
     try:
-        spec = PhaseSpec("host", "lo", "ebpf-xdp", "ebpf", "pingpong", 64, 0)
+        spec = PhaseSpec.of(
+            0, "ebpf", env="host", topology="lo", impl="ebpf-xdp", mode="pingpong", size=64
+        )
         dcfg = DriverConfig(
             mode="pingpong", addr="127.0.0.1", port=port, size=64, duration_s=0.3,
             warmup_s=0.05, timeout_s=0.2, sample_cap=100, seed=1,

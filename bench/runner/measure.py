@@ -294,15 +294,15 @@ class Runner:
                     phase = (size, mode, tuple(chosen.items()))
                     durations[phase] = max(durations.get(phase, 0.0), block.duration_s)
         for (size, mode, levels), duration in durations.items():
-            settings: dict[str, Any] = dict(levels)  # PhaseSpec's factor fields
-            base = PhaseSpec(
+            settings: dict[str, Any] = dict(levels)  # Configuration's factor fields
+            base = PhaseSpec.of(
+                trial,
+                impl.manifest.kind,
                 env=self.env,
                 topology=topo.name,
                 impl=impl.name,
-                kind=impl.manifest.kind,
                 mode=mode,
                 size=size,
-                trial=trial,
                 outstanding=cfg.outstanding if mode == "pingpong" else None,
                 server_cpu=cfg.server_cpu,
                 client_cpu=cfg.client_cpu,
@@ -317,7 +317,7 @@ class Runner:
                 yield base, plan, duration
                 continue
             for rate, fraction in plan or []:
-                yield replace(base, offered_rps=rate, load_fraction=fraction), None, duration
+                yield base.at_load(rate, fraction), None, duration
 
     def _measure_impl_trial(
         self,
@@ -374,19 +374,20 @@ class Runner:
 
     def _phase_step(self, spec: PhaseSpec, trial: int) -> Step:
         return Step(
-            self.env, "phase", spec.key, spec.impl, spec_mode_label(spec), trial + 1,
+            self.env, "phase", spec.key, spec.configuration.impl, spec_mode_label(spec), trial + 1,
             self.rounds, self.done, self.total,
         )  # fmt: skip
 
 
 def spec_mode_label(spec: PhaseSpec) -> str:
     """The mode with what sets the phase apart: load, factor levels, server level."""
-    label: str = spec.mode
-    if spec.load_fraction is not None:
-        label += f"@{spec.load_fraction:g}"
-    label += factors_label(spec.factor_levels())
-    if spec.server_options:
-        label += f" [{spec.server_options}]"
+    c = spec.configuration
+    label: str = c.mode
+    if c.load_fraction is not None:
+        label += f"@{c.load_fraction:g}"
+    label += factors_label(c.factor_levels())
+    if c.server_options:
+        label += f" [{c.server_options}]"
     return label
 
 

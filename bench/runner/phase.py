@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -19,11 +19,8 @@ from bench.metrics.anchors import measurement_hooks_held
 from bench.metrics.bpf import stats_enabled
 from bench.metrics.probe import PhaseMetrics, PhaseProbe
 from bench.results.rows import (
-    DEFAULT_ARRIVALS,
-    DEFAULT_CLIENT_WAIT,
-    DEFAULT_IDLE,
-    DEFAULT_RX_CPU,
     LATENCY_KEYS,
+    Configuration,
     Counted,
     CpuNs,
     Latency,
@@ -42,47 +39,57 @@ COUNTING_MAX_S = 0.2
 
 @dataclass(frozen=True)
 class PhaseSpec:
-    """Which phase to measure; ``key`` names it uniquely inside a run."""
+    """Which phase to measure: one round (``trial``) of one configuration, served by an
+    impl of ``kind``, at the offered rate the run computed (rate mode; the configuration
+    names a rate given as a fraction of the measured maximum by the fraction alone).
+    ``key`` names the phase uniquely inside a run."""
 
-    env: str
-    topology: str
-    impl: str
-    kind: Kind
-    mode: Mode
-    size: int
+    configuration: Configuration
     trial: int
+    kind: Kind
     offered_rps: float | None = None
-    load_fraction: float | None = None
-    outstanding: int | None = None
-    server_cpu: int | None = None
-    client_cpu: int | None = None
-    rx_cpu: str = DEFAULT_RX_CPU
-    idle: str = DEFAULT_IDLE
-    server_options: str = ""
-    client_wait: str = DEFAULT_CLIENT_WAIT
-    arrivals: str = DEFAULT_ARRIVALS
+
+    @classmethod
+    def of(cls, trial: int, kind: Kind, offered_rps: float | None = None,
+           **configuration: Any) -> PhaseSpec:  # fmt: skip
+        """The phase of the Configuration ``configuration``'s fields name."""
+        return cls(Configuration(**configuration), trial, kind, offered_rps)
+
+    def at_load(self, offered_rps: float, fraction: float | None) -> PhaseSpec:
+        """This phase at an offered rate (a fraction of the measured maximum, or absolute)."""
+        named = None if fraction is not None else offered_rps
+        return PhaseSpec(
+            replace(self.configuration, load_fraction=fraction, offered_rps=named),
+            self.trial, self.kind, offered_rps,
+        )  # fmt: skip
+
+    @property
+    def mode(self) -> Mode:
+        return cast(Mode, self.configuration.mode)
+
+    @property
+    def size(self) -> int:
+        return self.configuration.size
 
     @property
     def key(self) -> str:
+        c = self.configuration
         load = f"-r{self.offered_rps:.0f}" if self.offered_rps else ""
-        levels = factors.key(self.factor_levels())
-        if self.server_options:
-            levels += "-" + self.server_options.replace("=", "").replace(",", "-")
-        return (
-            f"{self.env}-{self.topology}-{self.impl}-{self.mode}-{self.size}{load}{levels}"
-            f"-t{self.trial}"
-        )
+        levels = factors.key(c.factor_levels())
+        if c.server_options:
+            levels += "-" + c.server_options.replace("=", "").replace(",", "-")
+        return f"{c.env}-{c.topology}-{c.impl}-{c.mode}-{c.size}{load}{levels}-t{self.trial}"
 
     def factor_levels(self) -> dict[str, str]:
         """The level of every run factor (bench/factors.py), by factor name."""
-        return {name: getattr(self, name) for name in factors.NAMES}
+        return self.configuration.factor_levels()
 
     def row(self, status: Status, error: str | None = None) -> PhaseRow:
-        """The row of this phase with nothing measured yet (zeros, no figures); every
-        field of the spec is a field of the row."""
-        return PhaseRow(
-            **{f.name: getattr(self, f.name) for f in fields(self)}, status=status, error=error
-        )
+        """The row of this phase with nothing measured yet (zeros, no figures): the
+        configuration's fields, the round, the kind and the offered rate."""
+        shared = {f.name: getattr(self.configuration, f.name) for f in fields(Configuration)}
+        return PhaseRow(**shared | {"offered_rps": self.offered_rps}, trial=self.trial,
+                        kind=self.kind, status=status, error=error)  # fmt: skip
 
 
 @runtime_checkable
@@ -242,7 +249,9 @@ def measured_row(
             else Latency(**{k: result.uncorrected_latency_ns.get(k) for k in LATENCY_KEYS})
         ),
         histogram_uncorrected=result.uncorrected_histogram_encoded,
-        per_request=per_request(metrics, counted_replies, spec.server_cpu, spec.client_cpu),
+        per_request=per_request(
+            metrics, counted_replies, spec.configuration.server_cpu, spec.configuration.client_cpu
+        ),
         steal_pct=steal_pct(metrics),
         accounting=RowAccounting(server_process=bool(accounting.pids), note=note),
         metric_notes=tuple(metrics.notes),
