@@ -5,6 +5,7 @@
  * corrupt) and its seq finds duplicates and reordering.  A request unanswered
  * after --timeout is a timeout and stays in the latency record at the timeout.
  */
+#define _GNU_SOURCE	/* struct mmsghdr in hc_client.h */
 #include <string.h>
 
 #include "hc_client.h"

@@ -10,6 +10,7 @@
  * the measured window; those collected in the drain after it are
  * counts.drained.
  */
+#define _GNU_SOURCE	/* struct mmsghdr in hc_client.h */
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/resource.h>
