@@ -110,17 +110,38 @@ def crosscheck(driver: DriverConfig, repetitions: int = REPETITIONS) -> dict[str
         ours.append(got["ours"])
         theirs.append(got["theirs"])
         ratios.append(got["ours"] / got["theirs"])
-    ratio = statistics.median(ratios)
-    return {
-        "ours_p50_ns": statistics.median(ours),
-        "probe_p50_ns": statistics.median(theirs),
-        "ratio": ratio,
-        "ratios": ratios,
-        "within_tolerance": abs(ratio - 1.0) <= TOLERANCE,
-        "tolerance": TOLERANCE,
-        "method": (
-            f"{repetitions} alternating pairs: our pingpong for {DRIVER_SECONDS} s and "
-            f"{PROBE_COUNT} round trips of hello-rtt-probe (an independent blocking client), "
-            "same server, CPU and phase conditions; ratio = median of per-pair p50 ratios"
-        ),
-    }
+    return CrossCheck(tuple(ours), tuple(theirs), tuple(ratios)).record()
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """The p50 of each pair, ours and the probe's, in the order taken."""
+
+    ours: tuple[float, ...]
+    theirs: tuple[float, ...]
+    ratios: tuple[float, ...]
+
+    @property
+    def ratio(self) -> float:
+        """The median of the per-pair ratios."""
+        return float(statistics.median(self.ratios))
+
+    @property
+    def within_tolerance(self) -> bool:
+        return abs(self.ratio - 1.0) <= TOLERANCE
+
+    def record(self) -> dict[str, Any]:
+        """The check as a ``crosschecks`` entry records it (the caller adds where)."""
+        return {
+            "ours_p50_ns": statistics.median(self.ours),
+            "probe_p50_ns": statistics.median(self.theirs),
+            "ratio": self.ratio,
+            "ratios": list(self.ratios),
+            "within_tolerance": self.within_tolerance,
+            "tolerance": TOLERANCE,
+            "method": (
+                f"{len(self.ratios)} alternating pairs: our pingpong for {DRIVER_SECONDS} s and "
+                f"{PROBE_COUNT} round trips of hello-rtt-probe (an independent blocking client), "
+                "same server, CPU and phase conditions; ratio = median of per-pair p50 ratios"
+            ),
+        }

@@ -39,6 +39,11 @@ merely not refuted (the estimate inside, the interval not) or refuted.  Medians 
 tool's p50 and the ratios of those medians (``*_of_medians``) are reported beside them.
 The acceptance criterion: ``rtt_ratio`` (ours / sockperf, p50) within 5 % and
 ``send_ratio`` (ours / sockperf, median of paired ratios) >= 1.
+
+:class:`FidelityComparison` takes the timings, one method each; :class:`Fidelity` holds
+their values per repetition (:class:`Runs`) and derives every figure from them, and its
+``record()`` is the ``driver_fidelity`` record of results.json (keys registered in
+bench/host/metadata.py).  :func:`compare_with_sockperf` runs it all.
 """
 
 from __future__ import annotations
@@ -52,8 +57,8 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +199,8 @@ def _attempt(step: Callable[[], None], failures: list[str]) -> None:
 
 
 def unavailable(reason: str) -> dict[str, Any]:
-    keys = (
-        "our_rtt_p50_ns", "sockperf_rtt_p50_ns", "rtt_ratio", "rtt_ratio_ci95", "our_rtt_mean_ns",
-        "sockperf_rtt_mean_ns", "our_send_rps", "sockperf_send_rps", "send_ratio",
-    )  # fmt: skip
-    return {"available": False, "reason": reason, **dict.fromkeys(keys)}
+    """The record of a comparison not made, and why."""
+    return FidelityUnavailable(reason).record()
 
 
 def _why_not(size: int, cpus: Sequence[int | None]) -> str | None:
@@ -231,37 +233,56 @@ def _paired(ours: Sequence[float], theirs: Sequence[float]) -> float:
     return _median([a / b for a, b in zip(ours, theirs, strict=True)])
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """The geometric mean of per-repetition ratios with the Student-t interval of their
+    logarithms (``ci95`` None with fewer than two repetitions)."""
+
+    ratio: float | None
+    ci95: tuple[float, float] | None
+    n: int
+    method: str
+
+    @classmethod
+    def of(cls, top: Sequence[float], bottom: Sequence[float]) -> Ratio:
+        logs = [math.log(a / b) for a, b in zip(top, bottom, strict=True)]
+        est = paired_t_interval(logs, min_n=2)
+        if est is None:
+            first = math.exp(logs[0]) if logs else None
+            return cls(first, None, len(logs), "one repetition: no interval")
+        return cls(
+            math.exp(est.mean),
+            (math.exp(est.interval.low), math.exp(est.interval.high)),
+            est.n,
+            f"geometric mean of per-repetition ratios, Student-t on logs, "
+            f"{CONFIDENCE:.0%}, n={est.n}",
+        )
+
+    def verdict(self, tolerance: float = RTT_TOLERANCE) -> str:
+        """ "shown" when the interval lies inside 1 ± tolerance, "not refuted" when only the
+        estimate does, "refuted" otherwise."""
+        band = Interval(1.0 - tolerance, 1.0 + tolerance)
+        if self.ratio is None or not band.contains(self.ratio):
+            return "refuted"
+        if self.ci95 is not None and band.contains(self.ci95[0]) and band.contains(self.ci95[1]):
+            return "shown"
+        return "not refuted"
+
+    def to_json(self) -> dict[str, Any]:
+        ci = None if self.ci95 is None else list(self.ci95)
+        return {"ratio": self.ratio, "ci95": ci, "n": self.n, "method": self.method}
+
+
 def ratio_estimate(top: Sequence[float], bottom: Sequence[float]) -> dict[str, Any]:
-    """The geometric mean of the per-repetition ratios top/bottom with the Student-t
-    interval of their logarithms (None bounds with fewer than two repetitions)."""
-    logs = [math.log(a / b) for a, b in zip(top, bottom, strict=True)]
-    est = paired_t_interval(logs, min_n=2)
-    if est is None:
-        return {
-            "ratio": math.exp(logs[0]) if logs else None,
-            "ci95": None,
-            "n": len(logs),
-            "method": "one repetition: no interval",
-        }
-    return {
-        "ratio": math.exp(est.mean),
-        "ci95": [math.exp(est.interval.low), math.exp(est.interval.high)],
-        "n": est.n,
-        "method": f"geometric mean of per-repetition ratios, Student-t on logs, "
-        f"{CONFIDENCE:.0%}, n={est.n}",
-    }
+    """:class:`Ratio` of ``top``/``bottom`` as the record writes it."""
+    return Ratio.of(top, bottom).to_json()
 
 
-def within_verdict(estimate: dict[str, Any], tolerance: float = RTT_TOLERANCE) -> str:
-    """ "shown" when the interval lies inside 1 ± tolerance, "not refuted" when only the
-    estimate does, "refuted" otherwise."""
-    ratio, ci = estimate["ratio"], estimate["ci95"]
-    band = Interval(1.0 - tolerance, 1.0 + tolerance)
-    if ratio is None or not band.contains(ratio):
-        return "refuted"
-    if ci is not None and band.contains(ci[0]) and band.contains(ci[1]):
-        return "shown"
-    return "not refuted"
+def within_verdict(estimate: Mapping[str, Any], tolerance: float = RTT_TOLERANCE) -> str:
+    """:meth:`Ratio.verdict` of a recorded estimate."""
+    ci = estimate["ci95"]
+    bounds = None if ci is None else (float(ci[0]), float(ci[1]))
+    return Ratio(estimate["ratio"], bounds, 0, "").verdict(tolerance)
 
 
 def machine_load() -> dict[str, float | None]:
@@ -275,6 +296,202 @@ def machine_load() -> dict[str, float | None]:
     return load
 
 
+@dataclass(frozen=True)
+class Rtt:
+    """One RTT timing's figures (ns)."""
+
+    p50_ns: float
+    mean_ns: float
+    min_ns: float
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a comparison runs: the datagram size, the timings' lengths and counts, the CPUs."""
+
+    size: int = 64
+    duration_s: int = 2  # whole seconds per send-capacity run, as sockperf takes
+    repetitions: int = 3
+    rtt_repetitions: int = RTT_REPETITIONS
+    client_cpu: int | None = 0
+    server_cpu: int | None = 1
+    rtt_duration_s: int = RTT_SECONDS
+
+
+@dataclass
+class Runs:
+    """Every timing's value, one per repetition, as the record keeps them under ``runs``."""
+
+    our_p50: list[float] = field(default_factory=list)
+    our_mean: list[float] = field(default_factory=list)
+    our_min: list[float] = field(default_factory=list)
+    sp_p50: list[float] = field(default_factory=list)
+    sp_mean: list[float] = field(default_factory=list)
+    sp_min: list[float] = field(default_factory=list)
+    probe_p50: list[float] = field(default_factory=list)
+    probe_sockperf_p50: list[float] = field(default_factory=list)
+    probe_unconnected_p50: list[float] = field(default_factory=list)
+    our_send: list[float] = field(default_factory=list)
+    sp_send: list[float] = field(default_factory=list)
+    our_send_srv: list[float] = field(default_factory=list)
+
+    def median(self, name: str) -> float:
+        values: list[float] = getattr(self, name)
+        return _median(values)
+
+
+@dataclass(frozen=True)
+class FidelityUnavailable:
+    """A comparison not made, and why."""
+
+    reason: str
+
+    def record(self) -> dict[str, Any]:
+        keys = (
+            "our_rtt_p50_ns", "sockperf_rtt_p50_ns", "rtt_ratio", "rtt_ratio_ci95",
+            "our_rtt_mean_ns", "sockperf_rtt_mean_ns", "our_send_rps", "sockperf_send_rps",
+            "send_ratio",
+        )  # fmt: skip
+        return {"available": False, "reason": self.reason, **dict.fromkeys(keys)}
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """A comparison made: the timings and how they were taken.  Every figure is derived
+    from ``runs`` (pure); :meth:`record` is the ``driver_fidelity`` record of results.json."""
+
+    setup: Setup
+    runs: Runs
+    failures: tuple[str, ...]
+    load_before: dict[str, float | None]
+    load_after: dict[str, float | None]
+    commands: dict[str, str]
+    sockperf_version: str
+    server_impl: str | None = None
+
+    @property
+    def rtt(self) -> Ratio:
+        """p50 RTT, ours / sockperf: the criterion."""
+        return Ratio.of(self.runs.our_p50, self.runs.sp_p50)
+
+    @property
+    def rtt_parts(self) -> dict[str, Ratio]:
+        """The criterion A/D as the product A/B × B/C × C/D, and C/D as C/E × E/D."""
+        r = self.runs
+        return {
+            "driver_vs_probe": Ratio.of(r.our_p50, r.probe_p50),
+            "server_vs_sockperf_server": Ratio.of(r.probe_p50, r.probe_sockperf_p50),
+            "probe_vs_sockperf_client": Ratio.of(r.probe_sockperf_p50, r.sp_p50),
+            # probe_vs_sockperf_client split once more: the socket sockperf's client uses ...
+            "connected_vs_unconnected": Ratio.of(r.probe_sockperf_p50, r.probe_unconnected_p50),
+            # ... and whatever else its client does per message.
+            "unconnected_probe_vs_sockperf_client": Ratio.of(r.probe_unconnected_p50, r.sp_p50),
+        }
+
+    @property
+    def rtt_socket_matched(self) -> Ratio:
+        """Ours / sockperf with the socket choice matched: (A/D) / (C/E) per rotation, i.e.
+        our driver against sockperf as if sockperf's client used a connected socket."""
+        r = self.runs
+        return Ratio.of(
+            [a * e for a, e in zip(r.our_p50, r.probe_unconnected_p50, strict=True)],
+            [d * c for d, c in zip(r.sp_p50, r.probe_sockperf_p50, strict=True)],
+        )
+
+    @property
+    def send_ratio(self) -> float:
+        """Send capacity, ours / sockperf: the median of the paired ratios."""
+        return _paired(self.runs.our_send, self.runs.sp_send)
+
+    def record(self) -> dict[str, Any]:
+        r, s, m = self.runs, self.setup, self.runs.median
+        rtt, matched, send_ratio = self.rtt, self.rtt_socket_matched, self.send_ratio
+        assert rtt.ratio is not None  # every timing ran at least once
+        return {
+            "available": True,
+            "reason": None,
+            "our_rtt_p50_ns": m("our_p50"),
+            "sockperf_rtt_p50_ns": m("sp_p50"),
+            "rtt_ratio": rtt.ratio,
+            "rtt_ratio_ci95": rtt.to_json()["ci95"],
+            "rtt_ratio_method": rtt.method,
+            "rtt_within_5pct_verdict": rtt.verdict(),
+            "rtt_ratio_median": _paired(r.our_p50, r.sp_p50),
+            "rtt_ratio_parts": {k: v.to_json() for k, v in self.rtt_parts.items()},
+            "rtt_ratio_socket_matched": matched.ratio,
+            "rtt_ratio_socket_matched_ci95": matched.to_json()["ci95"],
+            "rtt_socket_matched_within_5pct_verdict": matched.verdict(),
+            "probe_unconnected_rtt_p50_ns": m("probe_unconnected_p50"),
+            "probe_rtt_p50_ns": m("probe_p50"),
+            "probe_sockperf_rtt_p50_ns": m("probe_sockperf_p50"),
+            "our_rtt_mean_ns": m("our_mean"),
+            "sockperf_rtt_mean_ns": m("sp_mean"),
+            "rtt_mean_ratio": m("our_mean") / m("sp_mean"),
+            "our_rtt_min_ns": m("our_min"),
+            "sockperf_rtt_min_ns": m("sp_min"),
+            "our_send_rps": m("our_send"),
+            "sockperf_send_rps": m("sp_send"),
+            "send_ratio": send_ratio,
+            "rtt_ratio_of_medians": m("our_p50") / m("sp_p50"),
+            "send_ratio_of_medians": m("our_send") / m("sp_send"),
+            "rtt_mean_ratio_paired": _paired(r.our_mean, r.sp_mean),
+            "our_send_rps_vs_server": m("our_send_srv"),
+            "rtt_within_5pct": abs(rtt.ratio - 1.0) <= RTT_TOLERANCE,
+            "send_at_least_sockperf": send_ratio >= 1.0,
+            "sockperf_version": self.sockperf_version,
+            "size": s.size,
+            "duration_s": s.duration_s,
+            "repetitions": s.repetitions,
+            "rtt_duration_s": s.rtt_duration_s,
+            "rtt_repetitions": s.rtt_repetitions,
+            "client_cpu": s.client_cpu,
+            "server_cpu": s.server_cpu,
+            "runs": asdict(r),
+            "failures": list(self.failures),
+            "machine_load": {"before": self.load_before, "after": self.load_after},
+            "modes_compared": MODES_COMPARED,
+            "commands": self.commands,
+            **({"server_impl": self.server_impl} if self.server_impl is not None else {}),
+        }
+
+
+MODES_COMPARED = {
+    "rtt": "our pingpong (1 outstanding, blocking recv) vs the fidelity server; "
+    "sockperf ping-pong (blocking recvfrom) vs sockperf server; sockperf half-RTT x2; "
+    f"hello-rtt-probe ({PROBE_COUNT} round trips) vs both servers, to split the ratio",
+    "send": "our flood sent/s (sendmmsg batch 32, nonblocking recvmmsg between) vs "
+    "sockperf throughput msg/s (sendto per message); each to a fresh sockperf server, "
+    "which answers neither",
+}
+
+
+def compare_with_sockperf(setup: Setup = Setup()) -> Fidelity | FidelityUnavailable:
+    """Our driver versus sockperf: RTT from ``rtt_repetitions`` rotations of the five
+    timings (``RTT_SECONDS`` each), send capacity from ``repetitions`` alternating runs."""
+    reason = _why_not(setup.size, (setup.client_cpu, setup.server_cpu))
+    if reason:
+        return FidelityUnavailable(reason)
+    if setup.repetitions < 1 or setup.rtt_repetitions < 1:
+        raise ValueError("repetitions must be >= 1")
+    secs = setup.duration_s
+    # A safety net only (the server is stopped as soon as the measurement ends): generous,
+    # because a loaded machine stretches every step well beyond its nominal duration.
+    lifetime = (
+        setup.repetitions * (5 * secs + 60) + setup.rtt_repetitions * 4 * (RTT_SECONDS + 20)
+    ) * 3 + 300
+    ours_port, theirs_port = free_udp_port(), free_udp_port()
+    name = role_holder("fidelity-server")
+    server = _start_server(name, ours_port, setup.server_cpu)
+    try:
+        peer = SockperfServer(theirs_port, setup.server_cpu, lifetime)
+        try:
+            return replace(FidelityComparison(setup, ours_port, peer).measure(), server_impl=name)
+        finally:
+            peer.stop()
+    finally:
+        server.stop()
+
+
 def measure_fidelity(
     duration_s: float = 2.0,
     size: int = 64,
@@ -283,34 +500,12 @@ def measure_fidelity(
     repetitions: int = 3,
     rtt_repetitions: int = RTT_REPETITIONS,
 ) -> dict[str, Any]:
-    """Our driver versus sockperf: RTT from ``rtt_repetitions`` rotations of the four
-    timings (``RTT_SECONDS`` each), send capacity from ``repetitions`` alternating runs of
-    ``duration_s`` (whole seconds, as sockperf takes)."""
-    reason = _why_not(size, (client_cpu, server_cpu))
-    if reason:
-        return unavailable(reason)
-    if repetitions < 1 or rtt_repetitions < 1:
-        raise ValueError("repetitions must be >= 1")
-    secs = max(1, math.ceil(duration_s))
-    # A safety net only (the server is stopped as soon as the measurement ends): generous,
-    # because a loaded machine stretches every step well beyond its nominal duration.
-    lifetime = (repetitions * (5 * secs + 60) + rtt_repetitions * 4 * (RTT_SECONDS + 20)) * 3
-    lifetime += 300
-    ours_port, theirs_port = free_udp_port(), free_udp_port()
-    name = role_holder("fidelity-server")
-    server = _start_server(name, ours_port, server_cpu)
-    try:
-        peer = SockperfServer(theirs_port, server_cpu, lifetime)
-        try:
-            result = _measure(
-                size, secs, client_cpu, server_cpu, (repetitions, rtt_repetitions), ours_port, peer
-            )
-            result["server_impl"] = name
-            return result
-        finally:
-            peer.stop()
-    finally:
-        server.stop()
+    """The ``driver_fidelity`` record of :func:`compare_with_sockperf` (``duration_s``
+    rounded up to whole seconds, as sockperf takes)."""
+    setup = Setup(
+        size, max(1, math.ceil(duration_s)), repetitions, rtt_repetitions, client_cpu, server_cpu
+    )
+    return compare_with_sockperf(setup).record()
 
 
 @contextlib.contextmanager
@@ -331,172 +526,142 @@ def _sockperf_client(kind: str, cpu: int | None, port: int, size: int, secs: int
     ]  # fmt: skip
 
 
-def _measure(
-    size: int,
-    secs: int,
-    client_cpu: int | None,
-    server_cpu: int | None,
-    counts: tuple[int, int],
-    ours_port: int,
-    peer: SockperfServer,
-) -> dict[str, Any]:
-    repetitions, rtt_repetitions = counts
-    ping = DriverConfig(
-        "pingpong", port=ours_port, size=size, duration_s=float(RTT_SECONDS), warmup_s=WARMUP_S,
-        cpu=client_cpu,
-    )  # fmt: skip
-    flood = DriverConfig(
-        "flood", port=ours_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
-        cpu=client_cpu,
-    )  # fmt: skip
-    sp_ping = _sockperf_client("ping-pong", client_cpu, peer.port, size, RTT_SECONDS)
-    runs: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "our_p50", "our_mean", "our_min", "sp_p50", "sp_mean", "sp_min",
-            "probe_p50", "probe_sockperf_p50", "probe_unconnected_p50",
-            "our_send", "sp_send", "our_send_srv",
-        )
-    }  # fmt: skip
-    seen: dict[str, list[str]] = {}
+class FidelityComparison:
+    """The timings of one comparison against a running fidelity server (on ``ours_port``)
+    and ``peer``: one method per timing, each returning what it measured."""
 
-    def ours_rtt() -> None:
-        r = run_driver(ping)
+    def __init__(self, setup: Setup, ours_port: int, peer: SockperfServer) -> None:
+        self.setup, self.ours_port, self.peer = setup, ours_port, peer
+        size, cpu, secs = setup.size, setup.client_cpu, setup.duration_s
+        self.ping = DriverConfig(
+            "pingpong", port=ours_port, size=size, duration_s=float(RTT_SECONDS),
+            warmup_s=WARMUP_S, cpu=cpu,
+        )  # fmt: skip
+        self.flood = DriverConfig(
+            "flood", port=ours_port, size=size, duration_s=float(secs), warmup_s=WARMUP_S,
+            cpu=cpu,
+        )  # fmt: skip
+        self.sp_ping = _sockperf_client("ping-pong", cpu, peer.port, size, RTT_SECONDS)
+        self.sink_argv: list[str] = []  # the last sink's command, for the record
+        self.sp_tput: list[str] = []  # the last sockperf throughput command
+
+    def ours_rtt(self) -> Rtt:
+        """A: our pingpong against the fidelity server."""
+        r = run_driver(self.ping)
         lat = r.latency_ns
-        if not r.replies or lat["p50"] is None or lat["mean"] is None or lat["min"] is None:
+        p50, mean, low = lat["p50"], lat["mean"], lat["min"]
+        if not r.replies or p50 is None or mean is None or low is None:
             raise FidelityError(f"our pingpong got no replies ({r.counts})")
-        runs["our_p50"].append(lat["p50"])
-        runs["our_mean"].append(lat["mean"])
-        runs["our_min"].append(lat["min"])
+        return Rtt(p50, mean, low)
 
-    def theirs_rtt() -> None:
-        _check_alive(peer)
-        figures = parse_ping_pong(_run_sockperf(sp_ping, RTT_SECONDS))
-        runs["sp_p50"].append(figures["p50_ns"])
-        runs["sp_mean"].append(figures["mean_ns"])
-        runs["sp_min"].append(figures["min_ns"])
+    def sockperf_rtt(self) -> Rtt:
+        """D: sockperf ping-pong against sockperf server."""
+        _check_alive(self.peer)
+        figures = parse_ping_pong(_run_sockperf(self.sp_ping, RTT_SECONDS))
+        return Rtt(figures["p50_ns"], figures["mean_ns"], figures["min_ns"])
 
-    def probe(port: int, wire: str, key: str, socket: str = "connected") -> None:
-        got = probe_rtt(ADDR, port, size, client_cpu, None, PROBE_COUNT, wire, socket)
+    def _probe(self, port: int, wire: str, socket: str = "connected") -> float:
+        size, cpu = self.setup.size, self.setup.client_cpu
+        got = probe_rtt(ADDR, port, size, cpu, None, PROBE_COUNT, wire, socket)
         if got.p50_ns is None or got.bad or got.count < PROBE_COUNT // 2:
             raise FidelityError(f"hello-rtt-probe ({wire}, {socket}) measured badly: {got}")
-        runs[key].append(got.p50_ns)
+        return got.p50_ns
 
-    def probe_ours() -> None:
-        probe(ours_port, "hello", "probe_p50")
+    def probe_fidelity_server(self) -> float:
+        """B: the probe's p50 against the fidelity server."""
+        return self._probe(self.ours_port, "hello")
 
-    def probe_theirs() -> None:
-        _check_alive(peer)
-        probe(peer.port, "sockperf", "probe_sockperf_p50")
+    def probe_sockperf_server(self) -> float:
+        """C: the probe's p50 against sockperf server."""
+        _check_alive(self.peer)
+        return self._probe(self.peer.port, "sockperf")
 
-    def probe_theirs_unconnected() -> None:
-        _check_alive(peer)
-        probe(peer.port, "sockperf", "probe_unconnected_p50", "unconnected")
+    def probe_sockperf_unconnected(self) -> float:
+        """E: the probe's p50 from an unconnected socket against sockperf server."""
+        _check_alive(self.peer)
+        return self._probe(self.peer.port, "sockperf", "unconnected")
 
-    def ours_send() -> None:
-        with _sink(server_cpu, secs) as sink:
-            seen["sink"] = sink.argv
-            runs["our_send"].append(run_driver(replace(flood, port=sink.port)).send_rps)
-        runs["our_send_srv"].append(run_driver(flood).send_rps)
+    def ours_send(self) -> float:
+        """Our flood's requests sent per second to a fresh sink."""
+        with _sink(self.setup.server_cpu, self.setup.duration_s) as sink:
+            self.sink_argv = sink.argv
+            return run_driver(replace(self.flood, port=sink.port)).send_rps
 
-    def theirs_send() -> None:
-        with _sink(server_cpu, secs) as sink:
-            seen["sp_tput"] = _sockperf_client("throughput", client_cpu, sink.port, size, secs)
-            runs["sp_send"].append(parse_throughput(_run_sockperf(seen["sp_tput"], secs)))
+    def ours_send_to_server(self) -> float:
+        """Our flood's requests sent per second to the fidelity server (which answers)."""
+        return run_driver(self.flood).send_rps
 
-    rtt_steps: list[Callable[[], None]] = [
-        ours_rtt, probe_ours, probe_theirs, probe_theirs_unconnected, theirs_rtt,
-    ]  # fmt: skip
-    failures: list[str] = []
-    load_before = machine_load()
-    for rep in range(rtt_repetitions):
-        shift = rep % len(rtt_steps)
-        for step in rtt_steps[shift:] + rtt_steps[:shift]:
-            _attempt(step, failures)
-    for rep in range(repetitions):
-        for step in (ours_send, theirs_send) if rep % 2 == 0 else (theirs_send, ours_send):
-            _attempt(step, failures)
-    med = {k: _median(v) for k, v in runs.items()}
-    rtt = ratio_estimate(runs["our_p50"], runs["sp_p50"])
-    send_ratio = _paired(runs["our_send"], runs["sp_send"])
-    parts = {
-        "driver_vs_probe": ratio_estimate(runs["our_p50"], runs["probe_p50"]),
-        "server_vs_sockperf_server": ratio_estimate(runs["probe_p50"], runs["probe_sockperf_p50"]),
-        "probe_vs_sockperf_client": ratio_estimate(runs["probe_sockperf_p50"], runs["sp_p50"]),
-        # probe_vs_sockperf_client split once more: the socket sockperf's client uses ...
-        "connected_vs_unconnected": ratio_estimate(
-            runs["probe_sockperf_p50"], runs["probe_unconnected_p50"]
-        ),
-        # ... and whatever else its client does per message.
-        "unconnected_probe_vs_sockperf_client": ratio_estimate(
-            runs["probe_unconnected_p50"], runs["sp_p50"]
-        ),
-    }
-    # Ours / sockperf with the socket choice matched: (A/D) / (C/E) per rotation, i.e.
-    # our driver against sockperf as if sockperf's client used a connected socket.
-    matched = ratio_estimate(
-        [a * e for a, e in zip(runs["our_p50"], runs["probe_unconnected_p50"], strict=True)],
-        [d * c for d, c in zip(runs["sp_p50"], runs["probe_sockperf_p50"], strict=True)],
-    )
-    return {
-        "available": True,
-        "reason": None,
-        "our_rtt_p50_ns": med["our_p50"],
-        "sockperf_rtt_p50_ns": med["sp_p50"],
-        "rtt_ratio": rtt["ratio"],
-        "rtt_ratio_ci95": rtt["ci95"],
-        "rtt_ratio_method": rtt["method"],
-        "rtt_within_5pct_verdict": within_verdict(rtt),
-        "rtt_ratio_median": _paired(runs["our_p50"], runs["sp_p50"]),
-        "rtt_ratio_parts": parts,
-        "rtt_ratio_socket_matched": matched["ratio"],
-        "rtt_ratio_socket_matched_ci95": matched["ci95"],
-        "rtt_socket_matched_within_5pct_verdict": within_verdict(matched),
-        "probe_unconnected_rtt_p50_ns": med["probe_unconnected_p50"],
-        "probe_rtt_p50_ns": med["probe_p50"],
-        "probe_sockperf_rtt_p50_ns": med["probe_sockperf_p50"],
-        "our_rtt_mean_ns": med["our_mean"],
-        "sockperf_rtt_mean_ns": med["sp_mean"],
-        "rtt_mean_ratio": med["our_mean"] / med["sp_mean"],
-        "our_rtt_min_ns": med["our_min"],
-        "sockperf_rtt_min_ns": med["sp_min"],
-        "our_send_rps": med["our_send"],
-        "sockperf_send_rps": med["sp_send"],
-        "send_ratio": send_ratio,
-        "rtt_ratio_of_medians": med["our_p50"] / med["sp_p50"],
-        "send_ratio_of_medians": med["our_send"] / med["sp_send"],
-        "rtt_mean_ratio_paired": _paired(runs["our_mean"], runs["sp_mean"]),
-        "our_send_rps_vs_server": med["our_send_srv"],
-        "rtt_within_5pct": abs(rtt["ratio"] - 1.0) <= RTT_TOLERANCE,
-        "send_at_least_sockperf": send_ratio >= 1.0,
-        "sockperf_version": sockperf_version(),
-        "size": size,
-        "duration_s": secs,
-        "repetitions": repetitions,
-        "rtt_duration_s": RTT_SECONDS,
-        "rtt_repetitions": rtt_repetitions,
-        "client_cpu": client_cpu,
-        "server_cpu": server_cpu,
-        "runs": runs,
-        "failures": failures,
-        "machine_load": {"before": load_before, "after": machine_load()},
-        "modes_compared": {
-            "rtt": "our pingpong (1 outstanding, blocking recv) vs the fidelity server; "
-            "sockperf ping-pong (blocking recvfrom) vs sockperf server; sockperf half-RTT x2; "
-            f"hello-rtt-probe ({PROBE_COUNT} round trips) vs both servers, to split the ratio",
-            "send": "our flood sent/s (sendmmsg batch 32, nonblocking recvmmsg between) vs "
-            "sockperf throughput msg/s (sendto per message); each to a fresh sockperf server, "
-            "which answers neither",
-        },
-        "commands": {
-            **_commands(ping, flood, sp_ping, seen["sp_tput"], peer.argv, seen["sink"], server_cpu),
-            "probe_fidelity_server": _probe_command(ping.port, size, client_cpu, "hello"),
-            "probe_sockperf_server": _probe_command(peer.port, size, client_cpu, "sockperf"),
-            "probe_sockperf_server_unconnected": _probe_command(
-                peer.port, size, client_cpu, "sockperf unconnected"
+    def sockperf_send(self) -> float:
+        """sockperf throughput's messages per second to a fresh sink."""
+        s = self.setup
+        with _sink(s.server_cpu, s.duration_s) as sink:
+            self.sp_tput = _sockperf_client("throughput", s.client_cpu, sink.port, s.size,
+                                            s.duration_s)  # fmt: skip
+            return parse_throughput(_run_sockperf(self.sp_tput, s.duration_s))
+
+    def measure(self) -> Fidelity:
+        """Every timing, RTT in rotations shifted by one step each repetition, send
+        capacity alternating; a failed step is retried (see ``_attempt``)."""
+        runs = Runs()
+
+        def ours_rtt() -> None:
+            got = self.ours_rtt()
+            runs.our_p50.append(got.p50_ns)
+            runs.our_mean.append(got.mean_ns)
+            runs.our_min.append(got.min_ns)
+
+        def theirs_rtt() -> None:
+            got = self.sockperf_rtt()
+            runs.sp_p50.append(got.p50_ns)
+            runs.sp_mean.append(got.mean_ns)
+            runs.sp_min.append(got.min_ns)
+
+        def probe_ours() -> None:
+            runs.probe_p50.append(self.probe_fidelity_server())
+
+        def probe_theirs() -> None:
+            runs.probe_sockperf_p50.append(self.probe_sockperf_server())
+
+        def probe_theirs_unconnected() -> None:
+            runs.probe_unconnected_p50.append(self.probe_sockperf_unconnected())
+
+        def ours_send() -> None:
+            runs.our_send.append(self.ours_send())
+            runs.our_send_srv.append(self.ours_send_to_server())
+
+        def theirs_send() -> None:
+            runs.sp_send.append(self.sockperf_send())
+
+        rtt_steps: list[Callable[[], None]] = [
+            ours_rtt, probe_ours, probe_theirs, probe_theirs_unconnected, theirs_rtt,
+        ]  # fmt: skip
+        failures: list[str] = []
+        load_before = machine_load()
+        for rep in range(self.setup.rtt_repetitions):
+            shift = rep % len(rtt_steps)
+            for step in rtt_steps[shift:] + rtt_steps[:shift]:
+                _attempt(step, failures)
+        for rep in range(self.setup.repetitions):
+            for step in (ours_send, theirs_send) if rep % 2 == 0 else (theirs_send, ours_send):
+                _attempt(step, failures)
+        return Fidelity(
+            self.setup, runs, tuple(failures), load_before, machine_load(), self.commands(),
+            sockperf_version(),
+        )  # fmt: skip
+
+    def commands(self) -> dict[str, str]:
+        size, cpu, peer = self.setup.size, self.setup.client_cpu, self.peer
+        return {
+            **_commands(
+                self.ping, self.flood, self.sp_ping, self.sp_tput, peer.argv, self.sink_argv,
+                self.setup.server_cpu,
             ),
-        },
-    }
+            "probe_fidelity_server": _probe_command(self.ping.port, size, cpu, "hello"),
+            "probe_sockperf_server": _probe_command(peer.port, size, cpu, "sockperf"),
+            "probe_sockperf_server_unconnected": _probe_command(
+                peer.port, size, cpu, "sockperf unconnected"
+            ),
+        }  # fmt: skip
 
 
 def _probe_command(port: int, size: int, cpu: int | None, wire: str) -> str:

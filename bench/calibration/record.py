@@ -4,50 +4,108 @@ None with its reason, never guessed."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from bench.calibration.ctxswitch import measure_context_switch
-from bench.calibration.fidelity import measure_fidelity
+from bench.calibration.fidelity import (
+    Fidelity,
+    FidelityUnavailable,
+    Setup,
+    compare_with_sockperf,
+)
 from bench.calibration.syscall import measure_null_syscall
+from bench.host.metadata import number
+
+T = TypeVar("T")
 
 
-def _attempt(errors: list[str], what: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Calibration:
+    """What :func:`calibrate` measured: each part's record as its measurement wrote it
+    (empty when it failed, the reason in ``errors``), the driver's comparison with sockperf
+    (None when not asked for)."""
+
+    null_syscall: Mapping[str, Any]
+    context_switch: Mapping[str, Any]
+    fidelity: Fidelity | FidelityUnavailable | None
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def null_syscall_ns(self) -> float | None:
+        return number(self.null_syscall.get("null_syscall_ns"))
+
+    @property
+    def context_switch_ns(self) -> float | None:
+        return number(self.context_switch.get("context_switch_ns"))
+
+    @property
+    def wakeup_ns(self) -> float | None:
+        return number(self.context_switch.get("wakeup_ns"))
+
+    @property
+    def wakeup_median_ns(self) -> float | None:
+        return number(self.context_switch.get("wakeup_median_ns"))
+
+    @property
+    def wakeup_poll_median_ns(self) -> float | None:
+        return number(self.context_switch.get("wakeup_poll_median_ns"))
+
+    def record(self) -> dict[str, Any]:
+        """The ``calibration`` record of an environment."""
+        return {
+            "null_syscall_ns": self.null_syscall.get("null_syscall_ns"),
+            "context_switch_ns": self.context_switch.get("context_switch_ns"),
+            "wakeup_ns": self.context_switch.get("wakeup_ns"),
+            "wakeup_median_ns": self.context_switch.get("wakeup_median_ns"),
+            "wakeup_poll_median_ns": self.context_switch.get("wakeup_poll_median_ns"),
+            "driver_fidelity": None if self.fidelity is None else self.fidelity.record(),
+            "details": {
+                "null_syscall": dict(self.null_syscall),
+                "context_switch": dict(self.context_switch),
+            },
+            "errors": list(self.errors),
+        }
+
+
+def _attempt(errors: list[str], what: str, fn: Callable[[], T]) -> T | None:
     try:
-        result: dict[str, Any] = fn(*args, **kwargs)
-        return result
+        return fn()
     except Exception as exc:
         errors.append(f"{what}: {exc}")
-        return {}
+        return None
+
+
+def calibrate(
+    *, client_cpu: int | None, server_cpu: int | None, fidelity: bool = True, quick: bool = False
+) -> Calibration:
+    """Null syscall, context switch and wake-up, and (unless ``fidelity`` is false) the
+    driver against sockperf, shorter when ``quick``."""
+    errors: list[str] = []
+    syscall = _attempt(errors, "null syscall", measure_null_syscall) or {}
+    cpu_a = client_cpu if client_cpu is not None else 0
+    cpu_b = server_cpu if server_cpu is not None else cpu_a
+    switch = _attempt(errors, "context switch", lambda: measure_context_switch(cpu_a, cpu_b))
+    fid: Fidelity | FidelityUnavailable | None = None
+    if fidelity:
+        setup = Setup(
+            duration_s=1,
+            repetitions=1 if quick else 2,
+            rtt_repetitions=2 if quick else 8,
+            client_cpu=client_cpu,
+            server_cpu=server_cpu,
+        )
+        fid = _attempt(errors, "driver fidelity", lambda: compare_with_sockperf(setup))
+        if fid is None:
+            fid = FidelityUnavailable(errors[-1] if errors else "failed")
+    return Calibration(syscall, switch or {}, fid, tuple(errors))
 
 
 def run_calibration(
     *, client_cpu: int | None, server_cpu: int | None, fidelity: bool = True, quick: bool = False
 ) -> dict[str, Any]:
-    """The ``calibration`` record of an environment."""
-    errors: list[str] = []
-    syscall = _attempt(errors, "null syscall", measure_null_syscall)
-    cpu_a = client_cpu if client_cpu is not None else 0
-    cpu_b = server_cpu if server_cpu is not None else cpu_a
-    switch = _attempt(errors, "context switch", measure_context_switch, cpu_a, cpu_b)
-    fid: dict[str, Any] | None = None
-    if fidelity:
-        fid = _attempt(
-            errors,
-            "driver fidelity",
-            measure_fidelity,
-            duration_s=1.0,
-            client_cpu=client_cpu,
-            server_cpu=server_cpu,
-            repetitions=1 if quick else 2,
-            rtt_repetitions=2 if quick else 8,
-        ) or {"available": False, "reason": errors[-1] if errors else "failed"}
-    return {
-        "null_syscall_ns": syscall.get("null_syscall_ns"),
-        "context_switch_ns": switch.get("context_switch_ns"),
-        "wakeup_ns": switch.get("wakeup_ns"),
-        "wakeup_median_ns": switch.get("wakeup_median_ns"),
-        "wakeup_poll_median_ns": switch.get("wakeup_poll_median_ns"),
-        "driver_fidelity": fid,
-        "details": {"null_syscall": syscall, "context_switch": switch},
-        "errors": errors,
-    }
+    """The ``calibration`` record of an environment (see :func:`calibrate`)."""
+    return calibrate(
+        client_cpu=client_cpu, server_cpu=server_cpu, fidelity=fidelity, quick=quick
+    ).record()
