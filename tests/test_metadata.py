@@ -85,3 +85,27 @@ def test_an_old_results_file_with_unknown_keys_renders_them_escaped(tmp_path: Pa
         f"<dt>null syscall</dt><dd>{metadata.CALIBRATION['null_syscall_ns'].format(null)}" in page
     )
     assert "<dt>our_rtt_p50_ns</dt><dd>14,300 ns</dd>" in page
+
+
+def test_the_agent_s_describe_reply_writes_only_registered_keys() -> None:
+    from bench.remote.agent import Agent
+
+    reply = json.loads(Agent("127.0.0.1").handle(json.dumps({"op": "describe"})))
+    assert reply["ok"], reply
+    there = {**reply["environment"], "target": "t", "address": "127.0.0.1", "interface": "lo"}
+    assert metadata.SERVER_HOST.unregistered(there) == []
+
+
+def test_every_recorded_environment_key_is_registered() -> None:
+    """The results files kept as fixtures were written by the suite: each of their keys is
+    one the registry knows, of the type it says."""
+    files = sorted(Path(__file__).parent.glob("fixtures/**/results.json"))
+    assert files
+    for file in files:
+        for name, env in json.loads(file.read_text())["environments"].items():
+            where = f"{file.parent.name}/{name}"
+            assert metadata.ENVIRONMENT.unregistered(env) == [], where
+            calibration = env.get("calibration") or {}
+            assert metadata.CALIBRATION.unregistered(calibration) == [], where
+            fid = calibration.get("driver_fidelity") or {}
+            assert metadata.FIDELITY.unregistered(fid) == [], where
