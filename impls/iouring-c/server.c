@@ -27,9 +27,10 @@
  * ping-pong costs one io_uring_enter per request.
  *
  * Stopping: SIGTERM and SIGINT are blocked and read from a signalfd
- * (hb_stop_signalfd) through the ring, so a stop is a completion like any other and is never lost.  Before
- * exiting, every request on the socket is cancelled and reaped: a ring torn
- * down with requests armed releases the socket (and the port) only later.
+ * (hb_stop_signalfd) through the ring, so a stop is a completion like any
+ * other and is never lost.  Before exiting, every request on the socket is
+ * cancelled and reaped: a ring torn down with requests armed releases the
+ * socket (and the port) only later.
  *
  * --force-recvmsg takes the plain recvmsg path even where multishot works (so
  * that the fallback is tested here too).

@@ -13,9 +13,10 @@
  * batches) live in a shared memfd named "hellobench-counters", so the controller reads
  * them from /proc without a syscall on the request path.
  *
- * Stopping: as in blocking-c, the signal handler (hb_stop_on_signal) also shuts the socket's receive side
- * down, which wakes a blocked recvmmsg() and makes every later one return at once (with
- * zero-length datagrams), so a signal landing just before the call is never lost.
+ * Stopping: as in blocking-c, the signal handler (hb_stop_on_signal) also shuts the
+ * socket's receive side down, which wakes a blocked recvmmsg() and makes every later one
+ * return at once (with zero-length datagrams), so a signal landing just before the call
+ * is never lost.
  */
 #define _GNU_SOURCE
 #include <errno.h>
