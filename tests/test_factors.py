@@ -210,3 +210,13 @@ def test_a_phase_is_one_round_of_one_configuration() -> None:
     assert loaded.configuration.offered_rps is None
     absolute = base.at_load(7000.0, None).row("ok")
     assert (absolute.offered_rps, absolute.configuration.offered_rps) == (7000.0, 7000.0)
+
+
+def test_the_current_schema_admits_exactly_each_factor_s_levels() -> None:
+    """A new level or factor is a new published schema version (and its migration)."""
+    from bench.results.schema import schema as results_schema
+
+    row = results_schema()["$defs"]["row"]["properties"]
+    assert {f.name: tuple(row[f.name]["enum"]) for f in FACTORS} == {
+        f.name: f.levels for f in FACTORS
+    }

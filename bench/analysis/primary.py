@@ -162,9 +162,7 @@ def _primary_keys(run: Run, env: str) -> dict[tuple[str, str, str], Configuratio
     ]
     size = _size(run, sorted({k.size for k in keys}))
     topologies = sorted({k.topology for k in keys})
-    topology = (
-        PRIMARY_TOPOLOGY if PRIMARY_TOPOLOGY in topologies else next(iter(topologies), None)
-    )
+    topology = PRIMARY_TOPOLOGY if PRIMARY_TOPOLOGY in topologies else next(iter(topologies), None)
     out: dict[tuple[str, str, str], Configuration] = {}
     for k in sorted(keys, key=Configuration.sort_key):
         if k.size != size or k.topology != topology:

@@ -10,22 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from bench import factors
 from bench.driver.modes import Mode
 from bench.impl.manifest import Kind
+from bench.results.codec import OMIT_NONE, JsonRecord
 
 Status = Literal["ok", "failed"]
 LATENCY_KEYS = ("min", "p50", "p90", "p99", "p999", "max", "mean")
-
-
-def _num(value: object) -> float | None:
-    return None if value is None else float(cast(float, value))
-
-
-def _int(value: object) -> int | None:
-    return None if value is None else int(cast(int, value))
 
 
 # The run factors' defaults: what a row written before a factor existed was measured under
@@ -37,7 +30,7 @@ DEFAULT_ARRIVALS = factors.DEFAULTS["arrivals"]
 
 
 @dataclass(frozen=True)
-class Latency:
+class Latency(JsonRecord):
     """Round-trip times of one phase in ns (None: no reply was timed).  A request that
     timed out counts at the driver's timeout (in rows that have ``drained``; older rows
     left such requests out)."""
@@ -54,16 +47,9 @@ class Latency:
         value: float | None = getattr(self, key)
         return value
 
-    def to_json(self) -> dict[str, float | None]:
-        return {k: self.get(k) for k in LATENCY_KEYS}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Latency:
-        return cls(**{k: _num(raw.get(k)) for k in LATENCY_KEYS})
-
 
 @dataclass(frozen=True)
-class CpuNs:
+class CpuNs(JsonRecord):
     """System-wide CPU time per answered request by kind, in ns."""
 
     user: float | None = None
@@ -78,16 +64,9 @@ class CpuNs:
         value: float | None = getattr(self, kind)
         return value
 
-    def to_json(self) -> dict[str, float | None]:
-        return {k: self.get(k) for k in self.KINDS}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> CpuNs:
-        return cls(**{k: _num(raw.get(k)) for k in cls.KINDS})
-
 
 @dataclass(frozen=True)
-class PerRequest:
+class PerRequest(JsonRecord):
     """A phase's costs divided by its answered requests (``bpf_run_ns``: per program run).
 
     None means not measured here, or no subject (no server process for an eBPF impl);
@@ -115,60 +94,25 @@ class PerRequest:
     cpu_ns: CpuNs = field(default_factory=CpuNs)
     # With the server on another host (topology two-hosts), that host's CPU by kind, all
     # its CPUs summed (``cpu_ns`` is then the client host's); absent otherwise.
-    server_host_cpu_ns: CpuNs | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        nested = ("cpu_ns", "server_host_cpu_ns")
-        out: dict[str, Any] = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name not in nested
-        }
-        out["cpu_ns"] = self.cpu_ns.to_json()
-        if self.server_host_cpu_ns is not None:
-            out["server_host_cpu_ns"] = self.server_host_cpu_ns.to_json()
-        return out
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> PerRequest:
-        nested = ("cpu_ns", "server_host_cpu_ns")
-        names = [f.name for f in fields(cls) if f.name not in nested]
-        there = raw.get("server_host_cpu_ns")
-        return cls(
-            **{n: _num(raw.get(n)) for n in names},
-            cpu_ns=CpuNs.from_json(raw.get("cpu_ns") or {}),
-            server_host_cpu_ns=CpuNs.from_json(there) if isinstance(there, Mapping) else None,
-        )
+    server_host_cpu_ns: CpuNs | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
-class Accounting:
+class Accounting(JsonRecord):
     """Whether a server process was accounted, and where the cost shows when not."""
 
-    server_process: bool
+    server_process: bool = True
     note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"server_process": self.server_process, "note": self.note}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Accounting:
-        return cls(bool(raw.get("server_process", True)), str(raw.get("note") or ""))
 
 
 @dataclass(frozen=True)
-class Samples:
+class Samples(JsonRecord):
     """Where a phase's raw RTT samples are (relative to the run folder) and how drawn."""
 
     file: str
     count: int
     cap: int
     method: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "count": self.count, "cap": self.cap, "method": self.method}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Samples:
-        return cls(str(raw["file"]), int(raw["count"]), int(raw["cap"]), str(raw["method"]))
 
 
 # How a row's times were taken.  probe-free: the timed run had no tracepoint, perf event or
@@ -180,31 +124,14 @@ DEFAULT_TIMING = "probed"
 
 
 @dataclass(frozen=True)
-class Counted:
+class Counted(JsonRecord):
     """The counting run of a phase: the same load, with the probes on.  Its times are kept
     only to measure what the probes cost (paired against the timed run of the same row)."""
 
     duration_s: float
     replies: int
     throughput_rps: float
-    latency_ns: Latency
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "duration_s": self.duration_s,
-            "replies": self.replies,
-            "throughput_rps": self.throughput_rps,
-            "latency_ns": self.latency_ns.to_json(),
-        }
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Counted:
-        return cls(
-            duration_s=float(raw["duration_s"]),
-            replies=int(raw["replies"]),
-            throughput_rps=float(raw["throughput_rps"]),
-            latency_ns=Latency.from_json(raw.get("latency_ns") or {}),
-        )
+    latency_ns: Latency = field(default_factory=Latency)
 
 
 @dataclass(frozen=True)
@@ -260,7 +187,7 @@ CONFIG_FIELDS = tuple(f.name for f in fields(Configuration))
 
 
 @dataclass(frozen=True)
-class PhaseRow:
+class PhaseRow(JsonRecord):
     """One measured phase (one trial of one configuration): what was sent, what came back,
     and what it cost."""
 
@@ -297,16 +224,16 @@ class PhaseRow:
     latency_ns: Latency = field(default_factory=Latency)
     # rate mode: from each request's actual send (uncorrected), beside latency_ns, which
     # counts from its scheduled send
-    latency_uncorrected_ns: Latency | None = None
+    latency_uncorrected_ns: Latency | None = field(default=None, metadata=OMIT_NONE)
     histogram_uncorrected: str | None = None
     per_request: PerRequest = field(default_factory=PerRequest)
-    accounting: Accounting | None = None
+    accounting: Accounting | None = field(default=None, metadata=OMIT_NONE)
     metric_notes: tuple[str, ...] = ()
     impl_counters: Mapping[str, int] = field(default_factory=dict)
     histogram: str | None = None
     samples: Samples | None = None
     timing: str = DEFAULT_TIMING
-    counted: Counted | None = None
+    counted: Counted | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def ok(self) -> bool:
@@ -326,87 +253,11 @@ class PhaseRow:
         """False only when the row says no server process was accounted (eBPF, softirq)."""
         return self.accounting is None or self.accounting.server_process
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("latency_ns", "per_request"):
-                value = value.to_json()
-            elif f.name in ("accounting", "samples", "counted", "latency_uncorrected_ns"):
-                if value is None:
-                    if f.name != "samples":
-                        continue
-                else:
-                    value = value.to_json()
-            elif f.name == "metric_notes":
-                value = list(value)
-            elif f.name == "impl_counters":
-                value = dict(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> PhaseRow:
-        accounting = raw.get("accounting")
-        samples = raw.get("samples")
-        counted = raw.get("counted")
-        return cls(
-            env=str(raw["env"]),
-            impl=str(raw["impl"]),
-            kind=raw["kind"],
-            mode=raw["mode"],
-            size=int(raw["size"]),
-            topology=str(raw["topology"]),
-            trial=int(raw["trial"]),
-            status=raw["status"],
-            offered_rps=_num(raw.get("offered_rps")),
-            load_fraction=_num(raw.get("load_fraction")),
-            server_cpu=_int(raw.get("server_cpu")),
-            client_cpu=_int(raw.get("client_cpu")),
-            server_options=str(raw.get("server_options") or ""),
-            **{name: str(raw.get(name) or factors.DEFAULTS[name]) for name in factors.NAMES},
-            error=raw.get("error"),
-            outstanding=_int(raw.get("outstanding")),
-            requests=int(raw["requests"]),
-            replies=int(raw["replies"]),
-            lost=int(raw["lost"]),
-            duplicates=int(raw.get("duplicates", 0)),
-            reordered=int(raw.get("reordered", 0)),
-            corrupt=int(raw.get("corrupt", 0)),
-            duration_s=float(raw["duration_s"]),
-            throughput_rps=float(raw["throughput_rps"]),
-            send_rps=_num(raw.get("send_rps")),
-            drained=_int(raw.get("drained")),
-            steal_pct=_num(raw.get("steal_pct")),
-            latency_ns=Latency.from_json(raw["latency_ns"]),
-            latency_uncorrected_ns=(
-                Latency.from_json(raw["latency_uncorrected_ns"])
-                if raw.get("latency_uncorrected_ns")
-                else None
-            ),
-            histogram_uncorrected=raw.get("histogram_uncorrected"),
-            per_request=PerRequest.from_json(raw["per_request"]),
-            accounting=Accounting.from_json(accounting) if accounting else None,
-            metric_notes=tuple(str(n) for n in raw.get("metric_notes") or ()),
-            impl_counters={str(k): int(v) for k, v in (raw.get("impl_counters") or {}).items()},
-            histogram=raw.get("histogram"),
-            samples=Samples.from_json(samples) if samples else None,
-            timing=str(raw.get("timing") or DEFAULT_TIMING),
-            counted=Counted.from_json(counted) if counted else None,
-        )
-
 
 @dataclass(frozen=True)
-class Skip:
+class Skip(JsonRecord):
     """An impl not measured in an environment, and why."""
 
     impl: str
     env: str
     reason: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"impl": self.impl, "env": self.env, "reason": self.reason}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Skip:
-        return cls(str(raw["impl"]), str(raw["env"]), str(raw["reason"]))
