@@ -181,12 +181,12 @@ def test_a_run_config_reads_back_what_it_wrote(
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("sizes", "64", "config sizes"),
-        ("trials", 2.5, "config trials"),
-        ("calibrate", 1, "config calibrate"),
+        ("sizes", "64", "RunConfig.sizes"),
+        ("trials", 2.5, "RunConfig.trials"),
+        ("calibrate", 1, "RunConfig.calibrate"),
         ("levels", {"rx_cpu": ["sideways"]}, "--rx-cpu sideways"),
         ("levels", {"colour": ["red"]}, "unknown factor"),
-        ("server_levels", [["k"]], "config server_levels"),
+        ("server_levels", [["k"]], "RunConfig.server_levels"),
     ],
 )
 def test_a_config_that_does_not_fit_is_refused_naming_it(
@@ -220,3 +220,14 @@ def test_the_current_schema_admits_exactly_each_factor_s_levels() -> None:
     assert {f.name: tuple(row[f.name]["enum"]) for f in FACTORS} == {
         f.name: f.levels for f in FACTORS
     }
+
+
+def test_a_two_host_config_reads_back_its_server_host(tmp_path: Path) -> None:
+    from bench.remote.ssh import ServerHost
+    from bench.topology import TWO_HOSTS
+
+    host = ServerHost("bench@198.18.0.2", ssh_options=("Port=2222",), directory="/srv/hb")
+    cfg = RunConfig(out_root=tmp_path, topologies=(TWO_HOSTS,), server_host=host)
+    written = json.loads(json.dumps(cfg.to_json()))
+    assert written["server_host"] == host.describe()
+    assert RunConfig.from_json(written) == cfg

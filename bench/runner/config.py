@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from bench import factors
 from bench.driver.modes import MODES, Mode
@@ -16,12 +14,12 @@ from bench.errors import UsageError
 from bench.factors import Levels
 from bench.protocol import DEFAULT_PORT, MAX_REQUEST, MIN_REQUEST
 from bench.remote.ssh import ServerHost
+from bench.results.codec import CodecError, record_from_json, record_to_json
 from bench.runner.budget import BUDGETS, DEFAULT_BUDGET, FULL_RATE_FRACTIONS
 from bench.system.cpus import cpu_problem
 from bench.topology import TOPOLOGIES, TWO_HOSTS
 
 DESIGNS = ("standard", "claim", "ladder", "matrix")  # runner/design.py
-T = TypeVar("T")
 
 
 class ConfigError(UsageError):
@@ -72,81 +70,20 @@ class RunConfig:
 
     def to_json(self) -> dict[str, Any]:
         """Every field as JSON (what results.json's ``config`` holds and a guest reads)."""
-        return {f.name: _to_json(getattr(self, f.name)) for f in fields(self)}
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> RunConfig:
         """The RunConfig ``to_json`` wrote (ConfigError naming a field that does not fit;
         keys that are not fields, such as a results file's derived facts, are ignored)."""
-        hints = typing.get_type_hints(cls)
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in raw:
-                try:
-                    values[f.name] = _from_json(hints[f.name], raw[f.name])
-                except (TypeError, ValueError, KeyError) as exc:
-                    raise ConfigError(f"config {f.name}: {exc}") from exc
-        if "out_root" not in values:
-            raise ConfigError("config out_root: missing")
-        return cls(**values)
+        try:
+            return record_from_json(cls, raw)
+        except CodecError as exc:
+            raise ConfigError(f"config: {exc}") from None
 
     def levels_of(self, name: str) -> tuple[str, ...]:
         """The levels of the run factor ``name`` this run measures."""
         return self.levels[name]
-
-
-def _to_json(value: object) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, ServerHost):
-        return value.describe()
-    if isinstance(value, Mapping):
-        return {str(k): _to_json(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_to_json(v) for v in value]
-    return value
-
-
-def _from_json(hint: Any, value: Any) -> Any:
-    """``value`` read as the field type ``hint`` (the types RunConfig's fields use)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _from_json(inner, value)
-    if hint is Path:
-        return Path(_typed(str, value))
-    if hint is ServerHost:
-        return ServerHost(**{**_typed(dict, value), "ssh_options": tuple(value["ssh_options"])})
-    if origin is tuple:
-        items = _typed(list, value)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_json(args[0], v) for v in items)
-        if len(args) != len(items):
-            raise ValueError(f"expected {len(args)} items, not {len(items)}")
-        return tuple(_from_json(a, v) for a, v in zip(args, items, strict=True))
-    if origin in (dict, Mapping):
-        key_type, value_type = args
-        return {
-            _from_json(key_type, k): _from_json(value_type, v)
-            for k, v in _typed(dict, value).items()
-        }
-    if origin is typing.Literal:
-        if value not in args:
-            raise ValueError(f"{value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"expected a number, not {value!r}")
-        return float(value)
-    return _typed(hint, value)
-
-
-def _typed(kind: type[T], value: object) -> T:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise TypeError(f"expected {kind.__name__}, not {value!r}")
-    return value
 
 
 def server_level_combinations(cfg: RunConfig) -> list[dict[str, str]]:
