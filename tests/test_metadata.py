@@ -109,3 +109,15 @@ def test_every_recorded_environment_key_is_registered() -> None:
             assert metadata.CALIBRATION.unregistered(calibration) == [], where
             fid = calibration.get("driver_fidelity") or {}
             assert metadata.FIDELITY.unregistered(fid) == [], where
+
+
+def test_a_formatter_that_cannot_read_a_value_shows_it_raw() -> None:
+    odd = {
+        "cpuidle": {"states": 5},
+        "clocksource": {"available": 7},
+        "pm_qos_cpu_latency_us": 1e300,
+    }
+    rows = dict(metadata.ENVIRONMENT.rows(odd))
+    assert rows["cpuidle"] == "states=5"
+    assert rows["clocksource"].startswith("None (available: ")
+    assert rows["PM QoS CPU latency"] == "no limit requested"

@@ -12,6 +12,7 @@ newer file) is shown as it is, and :meth:`Registry.unregistered` names it for th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ def number(value: Any) -> float | None:
     """``value`` as a finite number, None when it is not one (absent, a flag, text, NaN)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if value == value and abs(value) != float("inf") else None
+    return float(value) if math.isfinite(value) else None
 
 
 def show(value: Any) -> str:
@@ -183,10 +184,14 @@ class Key:
         return show(value)
 
     def show(self, value: Any) -> list[Row]:
-        """The report's rows for ``value``."""
-        if self.rows is not None:
-            return list(self.rows(value))
-        return [(self.title, self.format(value))]
+        """The report's rows for ``value``; a value its formatter cannot read (a file
+        written otherwise) is shown as it is."""
+        try:
+            if self.rows is not None:
+                return list(self.rows(value))
+            return [(self.title, self.format(value))]
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError):
+            return [(self.title, show(value))]
 
 
 class Registry(Mapping[str, Key]):
