@@ -47,7 +47,8 @@ def collect_environment(name: str, accel: Accel, placement: dict[str, Any]) -> d
     """The ``environments[name]`` record of results.json (calibration is added by the runner).
 
     ``accel`` says how the suite ran the environment; ``virtualization`` says what the
-    kernel itself runs on (a host environment can be a cloud VM)."""
+    kernel itself runs on (a host environment can be a cloud VM).  Every key is registered
+    in bench/host/metadata.py (``ENVIRONMENT``)."""
     return {
         "name": name,
         "kernel": platform.release(),
