@@ -4,6 +4,10 @@ does not fit is an error naming its field."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from typing import Any
+
 import pytest
 
 from bench.results.codec import CodecError, record_from_json
@@ -15,7 +19,9 @@ from bench.results.rows import (
     PerRequest,
     PhaseRow,
     Samples,
+    Skip,
 )
+from bench.results.schema import schema as results_schema
 
 
 def _full_row() -> PhaseRow:
@@ -88,3 +94,37 @@ def test_a_missing_required_field_is_named() -> None:
         PhaseRow.from_json(written)
     with pytest.raises(CodecError, match="expected an object"):
         record_from_json(Samples, ["s.npy"])  # type: ignore[arg-type]
+
+
+def _node(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = defs[node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def _records(record: type, node: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
+    """Where ``record``'s fields and the schema's declared properties differ, recursively
+    through every nested record."""
+    node = _node(node, defs)
+    fields = {f.name for f in dataclasses.fields(record)}
+    declared = set(node.get("properties", {}))
+    found = [f"{path}: fields {sorted(fields - declared)} undeclared"] if fields - declared else []
+    if declared - fields:
+        found.append(f"{path}: declared {sorted(declared - fields)} not a field")
+    hints = typing.get_type_hints(record)
+    for name in sorted(fields & declared):
+        inner = [a for a in (hints[name], *typing.get_args(hints[name])) if _is_record(a)]
+        for kind in inner:
+            found += _records(kind, node["properties"][name], defs, f"{path}.{name}")
+    return found
+
+
+def _is_record(kind: object) -> bool:
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
+
+
+def test_every_record_of_a_row_is_declared_field_for_field_in_the_current_schema() -> None:
+    current = dict(results_schema())
+    assert _records(PhaseRow, current["$defs"]["row"], current["$defs"], "row") == []
+    skipped = current["properties"]["skipped"]["items"]
+    assert _records(Skip, skipped, current["$defs"], "skipped") == []

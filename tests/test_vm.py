@@ -522,3 +522,23 @@ def test_a_crashed_guest_is_reported(workdir: Path) -> None:
     assert not outcome.timed_out and outcome.exit_code is None
     assert outcome.failed_reason is not None and "panicked" in outcome.failed_reason
     assert any("Kernel panic" in p for p in outcome.kernel_log_problems)
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@vm_ready
+def test_a_run_with_env_vm_hands_the_guest_its_configuration(tmp_path: Path) -> None:
+    """``bench run --env vm`` writes its RunConfig for the guest (runner/in_guest.py): the
+    guest measures the levels given here, and the host's results carry its rows."""
+    from tests.bench_runs import bench_run
+
+    run = bench_run(
+        tmp_path,
+        ["--env", "vm", "--impl", "blocking-c", "--mode", "pingpong", "--trials", "1",
+         "--duration", "0.2", "--warmup", "0.05", "--no-calibrate", "--client-wait", "spin"],
+    )  # fmt: skip
+    (written,) = (tmp_path / "out").glob("*/vm/config.json")
+    guest = json.loads(written.read_text())
+    assert guest["env"] == "host" and guest["levels"]["client_wait"] == ["spin"]
+    rows = [r for r in run.rows if r.env == "vm"]
+    assert rows and all(r.ok and r.client_wait == "spin" for r in rows), [r.error for r in rows]
