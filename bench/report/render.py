@@ -28,19 +28,13 @@ from bench.analysis.primary import families as primary_families
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
+from bench.factors import DEFAULTS as FACTOR_DEFAULTS
 from bench.host import metadata
 from bench.report import figures
 from bench.report.tables import SummaryTables, at_timeout, column_groups, fmt_rtt, summary_tables
 from bench.results.descriptions import Environment
 from bench.results.metrics import fmt_us, metric
-from bench.results.rows import (
-    DEFAULT_ARRIVALS,
-    DEFAULT_CLIENT_WAIT,
-    DEFAULT_IDLE,
-    DEFAULT_RX_CPU,
-    Configuration,
-    PhaseRow,
-)
+from bench.results.rows import Configuration, PhaseRow
 from bench.results.run import Run
 from bench.results.schema import ResultsError
 from bench.system.files import write_atomic
@@ -48,8 +42,6 @@ from bench.system.files import write_atomic
 Groups = Mapping[Configuration, list[PhaseRow]]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-# rx_cpu, idle, client_wait, server_options, arrivals of a row that sets none of them
-DEFAULT_LEVELS = (DEFAULT_RX_CPU, DEFAULT_IDLE, DEFAULT_CLIENT_WAIT, "", DEFAULT_ARRIVALS)
 MODES = ("pingpong", "rate", "flood")
 SECTIONS = (
     ("answer", "The answer"),
@@ -153,8 +145,8 @@ def _highest_load(keys: Sequence[Configuration]) -> tuple[list[Configuration], s
 
 def _default_levels_first(run: Run, k: Configuration) -> tuple[Any, ...]:
     """Each impl's configurations, the one at the default factor levels first."""
-    levels = (k.rx_cpu, k.idle, k.client_wait, k.server_options, k.arrivals)
-    return (run.impl(k.impl).sort_key(), levels != DEFAULT_LEVELS, k.sort_key())
+    at_defaults = k.factor_levels() == FACTOR_DEFAULTS and not k.server_options
+    return (run.impl(k.impl).sort_key(), not at_defaults, k.sort_key())
 
 
 def _timeout_ns(run: Run) -> float | None:
@@ -595,7 +587,8 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
         "load_fractions",
         "outstanding",
         "per_request_basis",
-        "rx_cpus",
+        "levels",
+        "rx_cpus",  # rx_cpus, idles, client_waits: how files before the factor registry said it
         "idles",
         "client_waits",
         "server_levels",
