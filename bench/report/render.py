@@ -595,7 +595,10 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
         "order",
         "order_seed",
     ):
-        if key in cfg:
+        if key == "levels" and isinstance(cfg.get(key), Mapping):
+            chosen = cfg[key].items()
+            facts.append((key, "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in chosen)))
+        elif key in cfg:
             facts.append((key, metadata.show(cfg[key])))
     if run.tool:
         facts.append(("tool", metadata.show(run.tool)))
