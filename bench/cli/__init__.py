@@ -17,6 +17,7 @@ from rich.console import Console
 
 from bench.cli import (
     agent,
+    anatomy,
     calibrate,
     cleanup,
     compare,
@@ -36,7 +37,7 @@ from bench.system import ledger
 
 COMMANDS: tuple[ModuleType, ...] = (
     listing, serve, run, calibrate, report, compare, export, regress, fuzz, history, cleanup,
-    remote_check, agent,
+    remote_check, agent, anatomy,
 )  # fmt: skip
 
 

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: MIT
+/*
+ * hb-anatomyctl: loads hb_anatomy.bpf.o, attaches every program through a
+ * bpf_link that only this process holds (so the kernel detaches them all when it
+ * dies, however it dies: it also asks for SIGTERM when its parent dies), and
+ * copies the ring buffer's records, unchanged, to --out.
+ *
+ *   hb-anatomyctl --obj O --out FILE [--port N] [--every N] [--max-events N]
+ *                 [--xdp-prog-id ID] [--max-seconds S] [--without PROG]...
+ *
+ * Prints one JSON line once attached ({"ready": ..., "progs": {name: id}, "xdp": ...})
+ * and reads commands from stdin, one a line:
+ *   role TGID client|server    track a process (its threads) in that role
+ *   stop                       drain the ring buffer, print the stats line, exit
+ * End of input, SIGTERM, SIGINT or --max-seconds (default 120) stop it the same way.
+ *
+ * With --xdp-prog-id, fentry/fexit programs are attached to that XDP program's
+ * entry and exit (the target is named by the program's own name); when the kernel
+ * refuses them the rest is loaded without, and the ready line says why.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "hb_anatomy.h"
+
+#define MAX_LINKS	16
+#define POLL_MS		20
+
+struct options {
+	const char *obj;
+	const char *out;
+	unsigned long port, every, max_events, xdp_prog_id, max_seconds;
+	const char *without[MAX_LINKS];
+	int nwithout;
+};
+
+static volatile sig_atomic_t stopping;
+static FILE *out;
+static unsigned long long written;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void fail(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "hb-anatomyctl: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n");
+	exit(1);
+}
+
+static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG && !getenv("HB_ANATOMY_DEBUG"))
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static unsigned long number(const char *s, const char *what)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || *end || !*s)
+		fail("bad %s", what);
+	return v;
+}
+
+/* Where the global variable name lies in the data section map secname, or NULL. */
+static void *global_var(struct bpf_object *obj, const char *secname, const char *name,
+			__u32 *size)
+{
+	const struct btf_var_secinfo *vs;
+	const struct btf_type *sec, *var;
+	struct btf *btf = bpf_object__btf(obj);
+	struct bpf_map *map;
+	size_t msize;
+	char *base;
+	int id, i;
+
+	map = bpf_object__find_map_by_name(obj, secname);
+	id = btf ? btf__find_by_name_kind(btf, secname, BTF_KIND_DATASEC) : -1;
+	if (!map || id < 0)
+		return NULL;
+	base = (char *)bpf_map__initial_value(map, &msize);
+	if (!base)
+		return NULL;
+	sec = btf__type_by_id(btf, id);
+	vs = btf_var_secinfos(sec);
+	for (i = 0; i < btf_vlen(sec); i++, vs++) {
+		var = btf__type_by_id(btf, vs->type);
+		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
+			continue;
+		if (vs->offset + vs->size > msize)
+			return NULL;
+		*size = vs->size;
+		return base + vs->offset;
+	}
+	return NULL;
+}
+
+static void set_rodata(struct bpf_object *obj, const char *name, unsigned long value)
+{
+	__u32 size = 0;
+	void *p = global_var(obj, ".rodata", name, &size);
+
+	if (!p)
+		fail("no .rodata variable %s", name);
+	if (size == 2 && value <= 0xffff) {
+		__u16 v = value;
+		memcpy(p, &v, 2);
+	} else if (size == 4 && value <= 0xffffffffUL) {
+		__u32 v = value;
+		memcpy(p, &v, 4);
+	} else {
+		fail("value out of range for %s", name);
+	}
+}
+
+static struct bpf_object *open_object(const struct options *o, int xdp_fd, const char *xdp_name)
+{
+	struct bpf_object *obj = bpf_object__open_file(o->obj, NULL);
+	struct bpf_program *enter, *exit_;
+
+	if (!obj)
+		fail("cannot open %s", o->obj);
+	set_rodata(obj, "hb_port", o->port);
+	set_rodata(obj, "hb_every", o->every);
+	set_rodata(obj, "hb_max_events", o->max_events);
+	enter = bpf_object__find_program_by_name(obj, "hba_xdp_enter");
+	exit_ = bpf_object__find_program_by_name(obj, "hba_xdp_exit");
+	if (!enter || !exit_)
+		fail("%s lacks the XDP entry/exit programs", o->obj);
+	if (xdp_fd >= 0) {
+		if (bpf_program__set_attach_target(enter, xdp_fd, xdp_name) ||
+		    bpf_program__set_attach_target(exit_, xdp_fd, xdp_name))
+			xdp_fd = -1;
+	}
+	if (xdp_fd < 0) {
+		bpf_program__set_autoload(enter, false);
+		bpf_program__set_autoload(exit_, false);
+	}
+	for (int i = 0; i < o->nwithout; i++) {
+		struct bpf_program *p = bpf_object__find_program_by_name(obj, o->without[i]);
+
+		if (p)
+			bpf_program__set_autoload(p, false);
+	}
+	if (bpf_object__load(obj)) {
+		bpf_object__close(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+static int on_event(void *ctx, void *data, size_t size)
+{
+	(void)ctx;
+	if (size != sizeof(struct hb_anat_event))
+		return 0;
+	if (fwrite(data, size, 1, out) == 1)
+		written++;
+	return 0;
+}
+
+static void command(struct bpf_object *obj, char *line)
+{
+	unsigned int tgid;
+	char role[16];
+	__u32 value;
+	int fd = bpf_map__fd(bpf_object__find_map_by_name(obj, "hb_roles"));
+
+	if (!strncmp(line, "stop", 4)) {
+		stopping = 1;
+		return;
+	}
+	if (sscanf(line, "role %u %15s", &tgid, role) != 2)
+		return;
+	value = !strcmp(role, "client") ? HBA_CLIENT : HBA_SERVER;
+	if (bpf_map_update_elem(fd, &tgid, &value, BPF_ANY))
+		fprintf(stderr, "hb-anatomyctl: role %u: %s\n", tgid, strerror(errno));
+}
+
+static void parse(int argc, char **argv, struct options *o)
+{
+	static const struct option opts[] = {
+		{ "obj", required_argument, NULL, 'o' },
+		{ "out", required_argument, NULL, 'w' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "every", required_argument, NULL, 'e' },
+		{ "max-events", required_argument, NULL, 'm' },
+		{ "xdp-prog-id", required_argument, NULL, 'x' },
+		{ "max-seconds", required_argument, NULL, 's' },
+		{ "without", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': o->obj = optarg; break;
+		case 'w': o->out = optarg; break;
+		case 'p': o->port = number(optarg, "--port"); break;
+		case 'e': o->every = number(optarg, "--every"); break;
+		case 'm': o->max_events = number(optarg, "--max-events"); break;
+		case 'x': o->xdp_prog_id = number(optarg, "--xdp-prog-id"); break;
+		case 's': o->max_seconds = number(optarg, "--max-seconds"); break;
+		case 'n':
+			if (o->nwithout == MAX_LINKS)
+				fail("%s", "too many --without");
+			o->without[o->nwithout++] = optarg;
+			break;
+		default: fail("%s", "usage: --obj O --out FILE [--port N] [--every N] "
+			      "[--max-events N] [--xdp-prog-id ID] [--max-seconds S]");
+		}
+	}
+	if (!o->obj || !o->out || !o->every || o->port > 65535 || !o->max_seconds)
+		fail("%s", "--obj and --out are required; --every and --max-seconds > 0");
+}
+
+static void print_stats(struct bpf_object *obj)
+{
+	struct bpf_map *bss = bpf_object__find_map_by_name(obj, ".bss");
+	struct hb_anat_stats st = { 0 };
+	__u32 size = 0, zero = 0;
+	char *value = NULL;
+	void *at = global_var(obj, ".bss", "hb_stats", &size);
+	size_t msize = 0;
+	const char *base = bss ? bpf_map__initial_value(bss, &msize) : NULL;
+
+	/* the live values: the map's element, at the variable's offset in the section */
+	if (bss && at && base && size == sizeof(st)) {
+		value = calloc(1, bpf_map__value_size(bss));
+		if (value && !bpf_map_lookup_elem(bpf_map__fd(bss), &zero, value))
+			memcpy(&st, value + ((const char *)at - base), sizeof(st));
+		free(value);
+	}
+	printf("{\"done\": true, \"events\": %llu, \"windows\": %llu, \"closed\": %llu, "
+	       "\"abandoned\": %llu, \"capped\": %llu, \"lost\": %llu}\n",
+	       written, (unsigned long long)st.windows, (unsigned long long)st.closed,
+	       (unsigned long long)st.abandoned, (unsigned long long)st.capped,
+	       (unsigned long long)st.lost);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { .port = 3000, .every = 16, .max_events = 128, .max_seconds = 120 };
+	struct bpf_link *links[MAX_LINKS];
+	struct bpf_prog_info info;
+	__u32 info_len = sizeof(info);
+	struct bpf_program *prog;
+	struct bpf_object *obj = NULL;
+	struct ring_buffer *rb;
+	struct pollfd pfd = { .fd = 0, .events = POLLIN };
+	const char *xdp_note = "";
+	char xdp_name[BPF_OBJ_NAME_LEN] = "";
+	int xdp_fd = -1, nlinks = 0, first = 1;
+	time_t deadline;
+	char line[128];
+
+	parse(argc, argv, &o);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		return 1;	/* the parent is already gone */
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGHUP, on_signal);
+	libbpf_set_print(quiet_print);
+	out = fopen(o.out, "wb");
+	if (!out)
+		fail("cannot write %s", o.out);
+
+	if (o.xdp_prog_id) {
+		xdp_fd = bpf_prog_get_fd_by_id(o.xdp_prog_id);
+		memset(&info, 0, sizeof(info));
+		if (xdp_fd < 0 || bpf_obj_get_info_by_fd(xdp_fd, &info, &info_len)) {
+			xdp_note = "the XDP program could not be opened";
+			xdp_fd = -1;
+		} else {
+			memcpy(xdp_name, info.name, sizeof(xdp_name) - 1);
+		}
+	}
+	if (xdp_fd >= 0) {
+		obj = open_object(&o, xdp_fd, xdp_name);
+		if (!obj)
+			xdp_note = "the kernel refused fentry/fexit on the XDP program";
+	}
+	if (!obj)
+		obj = open_object(&o, -1, NULL);
+	if (!obj)
+		fail("%s", "loading the anatomy programs failed");
+
+	printf("{\"ready\": true, \"progs\": {");
+	bpf_object__for_each_program(prog, obj) {
+		struct bpf_link *link;
+
+		if (!bpf_program__autoload(prog))
+			continue;
+		if (nlinks == MAX_LINKS)
+			fail("%s", "too many programs");
+		link = bpf_program__attach(prog);
+		if (!link)
+			fail("attaching %s failed", bpf_program__name(prog));
+		links[nlinks++] = link;
+		memset(&info, 0, sizeof(info));
+		info_len = sizeof(info);
+		bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &info_len);
+		printf("%s\"%s\": %u", first ? "" : ", ", bpf_program__name(prog), info.id);
+		first = 0;
+	}
+	printf("}, \"xdp\": %s, \"xdp_note\": \"%s\"}\n",
+	       bpf_object__find_program_by_name(obj, "hba_xdp_enter") &&
+	       bpf_program__autoload(bpf_object__find_program_by_name(obj, "hba_xdp_enter")) ?
+	       "true" : "false", xdp_note);
+	fflush(stdout);
+
+	rb = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(obj, "hb_events")),
+			      on_event, NULL, NULL);
+	if (!rb)
+		fail("%s", "ring buffer");
+	deadline = time(NULL) + (time_t)o.max_seconds;
+	while (!stopping && time(NULL) < deadline) {
+		/* the programs never wake us (BPF_RB_NO_WAKEUP): read on a timer */
+		ring_buffer__consume(rb);
+		if (poll(&pfd, 1, POLL_MS) > 0) {
+			if (!fgets(line, sizeof(line), stdin))
+				break;	/* end of input: the parent is done */
+			command(obj, line);
+		}
+	}
+	while (nlinks)
+		bpf_link__destroy(links[--nlinks]);
+	ring_buffer__consume(rb);
+	fflush(out);
+	fclose(out);
+	print_stats(obj);
+	ring_buffer__free(rb);
+	bpf_object__close(obj);
+	if (xdp_fd >= 0)
+		close(xdp_fd);
+	return 0;
+}

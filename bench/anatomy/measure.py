@@ -1,0 +1,187 @@
+"""One impl's anatomy pass, on a server the caller started: the driver's pingpong run
+untraced (the probe-free round trip of the same configuration, right before), then the
+same run traced, 1 in ``every`` requests sampled, with BPF run-time statistics on; the
+sampled requests' stages, their summaries and the tail anatomy."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.anatomy.events import windows
+from bench.anatomy.stages import RequestAnatomy, anatomy, stage_names
+from bench.anatomy.summary import (
+    Distribution,
+    StageSummary,
+    TailAnatomy,
+    stage_summaries,
+    tail_anatomy,
+)
+from bench.anatomy.tracer import Tracer
+from bench.bpf import BpfError
+from bench.bpf.progstats import ProgStats, prog_stats
+from bench.driver.client import DriverConfig, client_limits, run_driver
+from bench.impl.api import RunningServer
+from bench.metrics.bpf import bpf_stats_enabled
+
+MIN_TRACED_S = 0.5
+MAX_TRACED_S = 20.0
+TRACING_SLOWDOWN = 2.0  # a generous guess of how much slower traced requests are
+
+
+@dataclass(frozen=True)
+class ProgramCost:
+    """One anatomy program's run time in the traced pass (BPF statistics)."""
+
+    name: str
+    prog_id: int
+    run_time_ns: int
+    run_cnt: int
+
+    @property
+    def ns_per_run(self) -> float:
+        return self.run_time_ns / self.run_cnt if self.run_cnt else float("nan")
+
+
+@dataclass(frozen=True)
+class AnatomyResult:
+    impl: str
+    settings: Mapping[str, str]  # rx_cpu, idle
+    every: int
+    server_in_user_space: bool
+    handler_hooked: bool
+    handler_note: str
+    untraced_ns: Mapping[str, float | None]  # the driver's latency, untraced run
+    traced_driver_ns: Mapping[str, float | None]  # the driver's latency, traced run
+    traced_rtt: Distribution  # client send entry -> client receive exit, sampled requests
+    stage_names: tuple[str, ...]
+    requests: tuple[RequestAnatomy, ...]
+    stages: tuple[StageSummary, ...]
+    tail: TailAnatomy
+    programs: tuple[ProgramCost, ...]
+    loader: Mapping[str, int]
+    incomplete: int
+    traced_requests: int  # requests the driver sent in the traced run
+
+    def overhead_ns(self) -> float | None:
+        """Traced minus untraced p50 round trip as the driver measured both."""
+        traced, untraced = self.traced_driver_ns.get("p50"), self.untraced_ns.get("p50")
+        if traced is None or untraced is None:
+            return None
+        return traced - untraced
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "impl": self.impl,
+            "settings": dict(self.settings),
+            "every": self.every,
+            "server_in_user_space": self.server_in_user_space,
+            "handler_hooked": self.handler_hooked,
+            "handler_note": self.handler_note,
+            "untraced_ns": dict(self.untraced_ns),
+            "traced_driver_ns": dict(self.traced_driver_ns),
+            "traced_rtt_ns": dataclasses.asdict(self.traced_rtt),
+            "stage_names": list(self.stage_names),
+            "stages": [
+                {"name": s.name, "missing": s.missing, **dataclasses.asdict(s.ns)}
+                for s in self.stages
+            ],
+            "tail": dataclasses.asdict(self.tail),
+            "programs": [
+                {**dataclasses.asdict(p), "ns_per_run": _finite(p.ns_per_run)}
+                for p in self.programs
+            ],
+            "loader": dict(self.loader),
+            "incomplete": self.incomplete,
+            "traced_requests": self.traced_requests,
+            "requests": [dataclasses.asdict(r) for r in self.requests],
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def traced_duration(sampled: int, every: int, untraced_p50_ns: float | None) -> float:
+    """Seconds of traced pingpong that should yield ``sampled`` sampled requests."""
+    rtt = untraced_p50_ns or 100_000.0
+    wanted = sampled * every * rtt * TRACING_SLOWDOWN / 1e9 + 0.2
+    return min(max(wanted, MIN_TRACED_S), MAX_TRACED_S, client_limits().max_duration_s)
+
+
+def _stats(prog_ids: Mapping[str, int]) -> dict[str, ProgStats]:
+    found: dict[str, ProgStats] = {}
+    for name, prog_id in prog_ids.items():
+        try:
+            found[name] = prog_stats(prog_id)
+        except BpfError:
+            continue
+    return found
+
+
+def anatomy_pass(
+    impl: str,
+    server: RunningServer,
+    driver: DriverConfig,
+    settings: Mapping[str, str],
+    *,
+    every: int,
+    sampled: int,
+) -> AnatomyResult:
+    """``driver`` untraced, then traced long enough for about ``sampled`` samples."""
+    if driver.mode != "pingpong" or driver.outstanding != 1:
+        raise ValueError("the anatomy needs pingpong with one request in flight")
+    accounting = server.accounting()
+    in_user_space = bool(accounting.pids)
+    xdp_prog_id = (
+        None if in_user_space or not accounting.bpf_prog_ids else accounting.bpf_prog_ids[0]
+    )
+    untraced = run_driver(driver)
+    traced_config = dataclasses.replace(
+        driver, duration_s=traced_duration(sampled, every, untraced.latency_ns.get("p50"))
+    )
+    with Tracer(port=driver.port, every=every, xdp_prog_id=xdp_prog_id) as tracer:
+        for pid in accounting.pids:
+            tracer.track(pid, "server")
+        with bpf_stats_enabled():
+            before = _stats(tracer.prog_ids)
+            traced = run_driver(
+                traced_config, on_measure_start=lambda pid: tracer.track(pid, "client")
+            )
+            after = _stats(tracer.prog_ids)
+        output = tracer.stop()
+    names = stage_names(in_user_space, output.handler_hooked)
+    complete, incomplete = windows(output.events)
+    requests = tuple(anatomy(w, in_user_space, output.handler_hooked) for w in complete)
+    programs = tuple(
+        ProgramCost(
+            name,
+            output.prog_ids[name],
+            after[name].run_time_ns - before[name].run_time_ns,
+            after[name].run_cnt - before[name].run_cnt,
+        )
+        for name in output.prog_ids
+        if name in before and name in after
+    )
+    return AnatomyResult(
+        impl=impl,
+        settings=dict(settings),
+        every=every,
+        server_in_user_space=in_user_space,
+        handler_hooked=output.handler_hooked,
+        handler_note=output.handler_note,
+        untraced_ns=dict(untraced.latency_ns),
+        traced_driver_ns=dict(traced.latency_ns),
+        traced_rtt=Distribution.of([r.rtt_ns for r in requests]),
+        stage_names=names,
+        requests=requests,
+        stages=tuple(stage_summaries(requests, names)),
+        tail=tail_anatomy(requests, names),
+        programs=programs,
+        loader=dict(output.stats),
+        incomplete=incomplete,
+        traced_requests=traced.requests,
+    )
