@@ -48,6 +48,7 @@ struct options {
 };
 
 static volatile sig_atomic_t stopping;
+static int load_errno;	/* why the last bpf_object__load() failed */
 static FILE *out;
 static unsigned long long written;
 
@@ -164,7 +165,9 @@ static struct bpf_object *open_object(const struct options *o, int xdp_fd, const
 		if (p)
 			bpf_program__set_autoload(p, false);
 	}
+	load_errno = 0;
 	if (bpf_object__load(obj)) {
+		load_errno = errno;
 		bpf_object__close(obj);
 		return NULL;
 	}
@@ -271,7 +274,7 @@ int main(int argc, char **argv)
 	struct bpf_object *obj = NULL;
 	struct ring_buffer *rb;
 	struct pollfd pfd = { .fd = 0, .events = POLLIN };
-	const char *xdp_note = "";
+	char xdp_note[128] = "";
 	char xdp_name[BPF_OBJ_NAME_LEN] = "";
 	int xdp_fd = -1, nlinks = 0, first = 1;
 	time_t deadline;
@@ -293,7 +296,8 @@ int main(int argc, char **argv)
 		xdp_fd = bpf_prog_get_fd_by_id(o.xdp_prog_id);
 		memset(&info, 0, sizeof(info));
 		if (xdp_fd < 0 || bpf_obj_get_info_by_fd(xdp_fd, &info, &info_len)) {
-			xdp_note = "the XDP program could not be opened";
+			snprintf(xdp_note, sizeof(xdp_note),
+				 "the XDP program could not be opened: %s", strerror(errno));
 			xdp_fd = -1;
 		} else {
 			memcpy(xdp_name, info.name, sizeof(xdp_name) - 1);
@@ -302,7 +306,9 @@ int main(int argc, char **argv)
 	if (xdp_fd >= 0) {
 		obj = open_object(&o, xdp_fd, xdp_name);
 		if (!obj)
-			xdp_note = "the kernel refused fentry/fexit on the XDP program";
+			snprintf(xdp_note, sizeof(xdp_note),
+				 "the kernel refused fentry/fexit on the XDP program: %s",
+				 strerror(load_errno));
 	}
 	if (!obj)
 		obj = open_object(&o, -1, NULL);
