@@ -111,6 +111,7 @@ def test_driver_config_takes_its_limits_from_the_binary() -> None:
         max_outstanding=options["outstanding"]["max"],
         max_batch=options["batch"]["max"],
         max_sample_cap=options["sample-cap"]["max"],
+        max_ordered_cap=options["ordered-cap"]["max"],
     )
     DriverConfig(mode="flood", batch=limits.max_batch, sample_cap=limits.max_sample_cap)
     DriverConfig(mode="pingpong", outstanding=limits.max_outstanding)
@@ -136,6 +137,7 @@ def test_driver_config_follows_a_changed_limit(monkeypatch: pytest.MonkeyPatch) 
         max_outstanding=4,
         max_batch=8,
         max_sample_cap=20000,
+        max_ordered_cap=1 << 20,
     )
     monkeypatch.setattr(client, "client_limits", lambda: small)
     DriverConfig(mode="flood", batch=8)

@@ -71,6 +71,7 @@ class ClientLimits:
     max_outstanding: int
     max_batch: int
     max_sample_cap: int
+    max_ordered_cap: int
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ClientLimits:
@@ -87,6 +88,7 @@ class ClientLimits:
             max_outstanding=int(options["outstanding"]["max"]),
             max_batch=int(options["batch"]["max"]),
             max_sample_cap=int(options["sample-cap"]["max"]),
+            max_ordered_cap=int(options["ordered-cap"]["max"]),
         )
 
 
@@ -143,6 +145,8 @@ class DriverConfig:
     cpu: int | None = None
     netns: str | None = None
     sample_cap: int = 10000
+    # entries of the ordered stream (send time, latency) in send order, thinned evenly
+    ordered_cap: int = 65536
     seed: int = 1
     busy_poll: bool = False
     wait: str = DEFAULT_WAIT
@@ -185,6 +189,10 @@ class DriverConfig:
         _check(
             _is_int(self.sample_cap) and 0 <= self.sample_cap <= limits.max_sample_cap,
             f"sample_cap must be 0..{limits.max_sample_cap}, not {self.sample_cap!r}",
+        )
+        _check(
+            _is_int(self.ordered_cap) and 0 <= self.ordered_cap <= limits.max_ordered_cap,
+            f"ordered_cap must be 0..{limits.max_ordered_cap}, not {self.ordered_cap!r}",
         )
         _check(_is_int(self.seed) and 0 <= self.seed < 2**64, f"seed must be a u64: {self.seed!r}")
         _check(
@@ -237,6 +245,7 @@ class DriverConfig:
             f"--batch={self.batch}",
             f"--seed={self.seed}",
             f"--sample-cap={self.sample_cap}",
+            f"--ordered-cap={self.ordered_cap}",
         ]
         if self.max_requests is not None:
             args.append(f"--max-requests={self.max_requests}")
@@ -251,6 +260,41 @@ class DriverConfig:
         if self.arrivals != "uniform":
             args.append(f"--arrivals={self.arrivals}")
         return args
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Rate mode: how the client kept its schedule in the measured phase.
+
+    ``due`` requests were scheduled before the window closed (at most ``max_requests``);
+    ``sent`` of them went out, the other ``dropped_due`` never did (a client that falls
+    behind sends what is due late, and what is still due when the window closes not at
+    all).  ``due_estimated``: far behind a Poisson schedule, the due ones past the first
+    2**24 unsent were counted at the mean rate.  ``send_lag_ns``: how long after its
+    scheduled time a request actually went out (mean over the sent ones, and max).
+    """
+
+    due: int
+    sent: int
+    dropped_due: int
+    due_estimated: bool
+    mean_send_lag_ns: float
+    max_send_lag_ns: int
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Schedule:
+        return cls(
+            due=int(raw["due"]),
+            sent=int(raw["sent"]),
+            dropped_due=int(raw["dropped_due"]),
+            due_estimated=bool(raw["due_estimated"]),
+            mean_send_lag_ns=float(raw["send_lag_ns"]["mean"]),
+            max_send_lag_ns=int(raw["send_lag_ns"]["max"]),
+        )
+
+
+def _no_values() -> npt.NDArray[np.int64]:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,6 +318,13 @@ class DriverResult:
     histogram holds every request once; all None when nothing was answered.
     ``uncorrected_latency_ns`` (rate mode only): the same from each request's actual send,
     as wrk2's uncorrected figures; ``latency_ns`` counts from its scheduled send.
+
+    The ordered stream keeps the order the reservoir (``samples``) forgets: request
+    ``i × ordered_stride`` of the phase (i = 0, 1, ...) sent ``ordered_send_ns[i]`` after
+    the phase began (its actual send) with latency ``ordered_latency_ns[i]`` (as in the
+    histogram: from the scheduled send in rate mode, at the timeout when it timed out).
+    The stride doubles whenever ``ordered_cap`` entries are full; at stride 1 every
+    request is there.  ``schedule``: rate mode only (see Schedule).
     """
 
     requests: int
@@ -298,10 +349,20 @@ class DriverResult:
     config: DriverConfig | None = None
     uncorrected_latency_ns: dict[str, float | None] | None = None
     uncorrected_histogram_encoded: str | None = None
+    ordered_send_ns: npt.NDArray[np.int64] = field(default_factory=_no_values)
+    ordered_latency_ns: npt.NDArray[np.int64] = field(default_factory=_no_values)
+    ordered_stride: int = 1
+    ordered_cap: int = 0
+    schedule: Schedule | None = None
 
     @property
     def loss_ratio(self) -> float:
         return self.lost / self.requests if self.requests else 0.0
+
+    @property
+    def dropped_due(self) -> int | None:
+        """Rate mode: requests due in the phase that were never sent (else None)."""
+        return self.schedule.dropped_due if self.schedule is not None else None
 
 
 def driver_binary() -> Path:
@@ -312,15 +373,24 @@ def driver_binary() -> Path:
         raise DriverError(str(exc)) from exc
 
 
-def command(config: DriverConfig, binary: Path, out: Path, samples_out: Path) -> list[str]:
+def command(
+    config: DriverConfig,
+    binary: Path,
+    out: Path,
+    samples_out: Path,
+    ordered_out: Path | None = None,
+) -> list[str]:
     """The full argv that runs the client for ``config``."""
-    return [
+    argv = [
         *exec_prefix(config.netns),
         str(binary),
         *config.arguments(),
         f"--out={out}",
         f"--samples-out={samples_out}",
     ]
+    if ordered_out is not None:
+        argv.append(f"--ordered-out={ordered_out}")
+    return argv
 
 
 class _Lines:
@@ -386,9 +456,14 @@ def _int_map(raw: Mapping[str, Any]) -> dict[str, int]:
 
 
 def parse_results(
-    raw: Mapping[str, Any], samples: npt.NDArray[np.int64], pid: int, config: DriverConfig | None
+    raw: Mapping[str, Any],
+    samples: npt.NDArray[np.int64],
+    pid: int,
+    config: DriverConfig | None,
+    ordered: npt.NDArray[np.int64] | None = None,
 ) -> DriverResult:
-    """A DriverResult from the client's JSON and its raw samples."""
+    """A DriverResult from the client's JSON, its raw samples and (when given) its
+    ordered stream as read from ``--ordered-out``: flat (send, latency) pairs."""
     counts = _int_map(raw["counts"])
     hist = hdr.from_buckets(raw["histogram"]["buckets"])
     latency = _latency_summary(raw["latency_ns"], hist, counts["replies"])
@@ -401,6 +476,8 @@ def parse_results(
     declared = int(raw["samples"]["count"])
     if declared != len(samples):
         raise DriverError(f"samples file holds {len(samples)} values, results say {declared}")
+    pairs = _ordered_pairs(raw.get("ordered"), ordered)
+    schedule = Schedule.from_json(raw["schedule"]) if "schedule" in raw else None
     return DriverResult(
         **{key: counts[key] for key in COUNT_KEYS},
         duration_s=float(raw["duration_s"]),
@@ -419,7 +496,26 @@ def parse_results(
         config=config,
         uncorrected_latency_ns=uncorrected,
         uncorrected_histogram_encoded=uncorrected_hist,
+        ordered_send_ns=pairs[:, 0].copy(),
+        ordered_latency_ns=pairs[:, 1].copy(),
+        ordered_stride=int(raw["ordered"]["stride"]) if "ordered" in raw else 1,
+        ordered_cap=int(raw["ordered"]["cap"]) if "ordered" in raw else 0,
+        schedule=schedule,
     )
+
+
+def _ordered_pairs(
+    declared: Mapping[str, Any] | None, flat: npt.NDArray[np.int64] | None
+) -> npt.NDArray[np.int64]:
+    """The ordered stream as an (n, 2) array; empty when it was not written."""
+    if flat is None or declared is None:
+        return np.zeros((0, 2), dtype=np.int64)
+    if len(flat) % 2:
+        raise DriverError(f"ordered file holds {len(flat)} values, not pairs")
+    count = int(declared["count"])
+    if count != len(flat) // 2:
+        raise DriverError(f"ordered file holds {len(flat) // 2} pairs, results say {count}")
+    return flat.reshape(-1, 2)
 
 
 def _latency_summary(
@@ -435,11 +531,14 @@ def _latency_summary(
     return {k: latency[k] for k in ("min", "p50", "p90", "p99", "p999", "max", "mean")}
 
 
-def _read_results(out: Path, samples_out: Path, pid: int, config: DriverConfig) -> DriverResult:
+def _read_results(
+    out: Path, samples_out: Path, ordered_out: Path, pid: int, config: DriverConfig
+) -> DriverResult:
     try:
         raw = json.loads(out.read_text())
         samples = np.fromfile(samples_out, dtype="<i8").astype(np.int64)
-        return parse_results(raw, samples, pid, config)
+        ordered = np.fromfile(ordered_out, dtype="<i8").astype(np.int64)
+        return parse_results(raw, samples, pid, config, ordered)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DriverError(f"unreadable client results: {exc}") from exc
 
@@ -456,7 +555,8 @@ def run_driver(
     step_s = config.duration_s + config.warmup_s + config.timeout_s + timeout_margin_s
     with tempfile.TemporaryDirectory(prefix="hellobench-driver-") as tmp:
         out, samples_out = Path(tmp) / "results.json", Path(tmp) / "samples.i64"
-        argv = command(config, binary, out, samples_out)
+        ordered_out = Path(tmp) / "ordered.i64"
+        argv = command(config, binary, out, samples_out, ordered_out)
         with open(Path(tmp) / "stderr", "w+b") as err:
             owned = OwnedProcess(
                 argv,
@@ -486,6 +586,6 @@ def run_driver(
                     ) from exc
                 if code != 0:
                     raise DriverError(f"client exited with status {code}", lines.stderr_text())
-                return _read_results(out, samples_out, proc.pid, config)
+                return _read_results(out, samples_out, ordered_out, proc.pid, config)
             finally:
                 _reap(owned)

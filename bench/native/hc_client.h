@@ -13,6 +13,7 @@
 
 #include "hc_histogram.h"
 #include "hc_options.h"
+#include "hc_ordered.h"
 
 #define RECV_BUF_SIZE		2048
 
@@ -55,6 +56,11 @@ struct schedule {
 	uint64_t mask;
 	uint64_t generated;		/* requests 0..generated-1 have their stamps */
 	double next_ns;			/* stamp of request @generated, after t0 */
+	/* The measured phase: what was due, and how late the sends went out. */
+	uint64_t due;			/* requests due before the phase's end */
+	bool due_estimated;		/* Poisson, far behind: the rest by the mean rate */
+	double lag_sum_ns;		/* actual send - scheduled send, summed */
+	uint64_t lag_max_ns;
 };
 
 struct client {
@@ -74,6 +80,7 @@ struct client {
 	struct counts c;
 	struct latency lat;
 	struct latency sent_lat;	/* rate mode: from the actual send (uncorrected) */
+	struct ordered ord;		/* (send time, latency) in send order, thinned */
 	struct schedule sched;
 	uint8_t *tx;			/* batch request buffers */
 	uint8_t *rx;			/* batch receive buffers */

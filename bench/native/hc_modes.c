@@ -9,7 +9,9 @@
  *             sleeps in ppoll() between sends; reads what ppoll woke it for before it
  *             sends what is due.  Also recorded: the latency from the actual send
  *             (uncorrected, as wrk2 does).  --arrivals uniform (even spacing) or poisson
- *             (exponential gaps of the same mean, drawn from --seed)
+ *             (exponential gaps of the same mean, drawn from --seed).  A client that
+ *             falls behind sends what is due late; what is still due when the window
+ *             closes is never sent: counted (schedule.dropped_due), never silent
  *   flood     as fast as possible, sendmmsg/recvmmsg batches of --batch
  *
  * Sizes below 24 bytes have no room for the header: pingpong with one request in
@@ -35,6 +37,8 @@
 #define RATE_BACKOFF_NS		20000ull
 #define FLOOD_BACKOFF_NS	1000000ull
 #define PINGPONG_BACKOFF_NS	20000ull
+/* Stamps drawn at most to count the Poisson requests due at the end; the rest by mean. */
+#define DUE_WALK_MAX		(1ull << 24)
 
 static bool phase_over(const struct client *cl, uint64_t now, uint64_t end, uint64_t max)
 {
@@ -111,6 +115,10 @@ static void start_schedule(struct client *cl, uint64_t t0, double period_ns)
 	sc->rng = cl->o->seed ^ 0x5851f42d4c957f2dull;
 	sc->generated = 0;
 	sc->next_ns = 0.0;
+	sc->due = 0;
+	sc->due_estimated = false;
+	sc->lag_sum_ns = 0.0;
+	sc->lag_max_ns = 0;
 }
 
 /* When request @index of the phase is due; @index never falls a ring behind. */
@@ -148,9 +156,17 @@ static void commit_batch(struct client *cl, unsigned int sent, uint64_t t0, bool
 			 uint64_t index, uint64_t sent_at)
 {
 	unsigned int i;
+	uint64_t stamp;
 
-	for (i = 0; i < sent; i++)
-		req_commit_sent(cl, batch_stamp(cl, t0, rate, index + i), sent_at);
+	for (i = 0; i < sent; i++) {
+		stamp = batch_stamp(cl, t0, rate, index + i);
+		req_commit_sent(cl, stamp, sent_at);
+		if (!rate || !cl->recording || sent_at <= stamp)
+			continue;
+		cl->sched.lag_sum_ns += (double)(sent_at - stamp);
+		if (sent_at - stamp > cl->sched.lag_max_ns)
+			cl->sched.lag_max_ns = sent_at - stamp;
+	}
 }
 
 static int drain_nonblocking(struct client *cl, uint64_t *now)
@@ -189,6 +205,34 @@ static uint64_t rate_next(struct client *cl, uint64_t index, uint64_t due, int s
 	if (req_next_expiry(cl) < next)
 		next = req_next_expiry(cl);
 	return next < end ? next : end;
+}
+
+/*
+ * How many requests were due before the phase's @end (at most @max): those sent
+ * (@index of them, all due) and those a client that fell behind never sent.
+ */
+static void count_due(struct client *cl, uint64_t index, uint64_t end, uint64_t max)
+{
+	struct schedule *sc = &cl->sched;
+	uint64_t due = index, walked = 0, last;
+
+	if (!sc->poisson) {
+		due = (uint64_t)((double)(end - sc->t0) / sc->period_ns);
+		if (due < index)
+			due = index;
+		while (due > index && scheduled(cl, due - 1) >= end)
+			due--;
+	}
+	while (walked < DUE_WALK_MAX && scheduled(cl, due) < end) {
+		due++;
+		walked++;
+	}
+	last = scheduled(cl, due);
+	if (last < end) {
+		due += (uint64_t)((double)(end - last) / sc->period_ns);
+		sc->due_estimated = true;
+	}
+	sc->due = max && due > max ? max : due;
 }
 
 static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
@@ -238,6 +282,8 @@ static int run_rate(struct client *cl, uint64_t t0, uint64_t end, uint64_t max)
 			return -1;
 		now = now_ns();
 	}
+	if (cl->recording)
+		count_due(cl, index, end, max);
 	return 0;
 }
 
@@ -343,6 +389,7 @@ static int short_exchange(struct client *cl)
 			return -1;
 		return io_backoff(cl, PINGPONG_BACKOFF_NS);
 	}
+	req_record_sent(cl, cl->next_seq, sent_at);
 	cl->next_seq++;
 	cl->c.requests++;
 	deadline = sent_at + cl->timeout_ns;
@@ -353,7 +400,7 @@ static int short_exchange(struct client *cl)
 		if (n >= 0 && short_matches(cl, (size_t)n)) {
 			cl->c.replies++;
 			if (cl->recording)
-				hist_record(&cl->lat, now - sent_at);
+				req_record_latency(cl, cl->next_seq - 1, now - sent_at);
 			return 0;
 		}
 		if (n >= 0 && short_is_stale(cl, (size_t)n))
@@ -368,7 +415,7 @@ static int short_exchange(struct client *cl)
 		if (now >= deadline)
 			break;
 	}
-	req_record_timeout(cl);
+	req_record_timeout(cl, cl->next_seq - 1);
 	return short_flush(cl);
 }
 
@@ -389,6 +436,8 @@ static int run_phase(struct client *cl, uint64_t duration_ns, uint64_t max)
 	cl->phase_first_seq = cl->next_seq;
 	cl->oldest = cl->next_seq;
 	cl->highest = 0;
+	if (cl->recording)
+		ordered_reset(&cl->ord, t0);
 	if (cl->o->size < HELLO_HEADER_SIZE)
 		return run_short(cl, end, max);
 	switch (cl->o->mode) {

@@ -22,6 +22,7 @@
 #define MAX_OUTSTANDING		65536
 #define MAX_BATCH		1024
 #define MAX_SAMPLE_CAP		(16u << 20)
+#define MAX_ORDERED_CAP		(16u << 20)
 #define OPT_KEY_BASE		1000	/* getopt_long's value: OPT_KEY_BASE + index */
 #define LIMITS_SCHEMA		"hello-client-limits/1"
 
@@ -60,9 +61,9 @@ enum opt_id {
 	OPT_MODE, OPT_ADDR, OPT_PORT, OPT_SIZE,
 	OPT_DURATION, OPT_WARMUP, OPT_MAX_REQUESTS, OPT_OUTSTANDING,
 	OPT_RATE, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_SEED,
-	OPT_SAMPLE_CAP, OPT_WAIT, OPT_BUSY_POLL, OPT_NO_HANDSHAKE,
+	OPT_SAMPLE_CAP, OPT_ORDERED_CAP, OPT_WAIT, OPT_BUSY_POLL, OPT_NO_HANDSHAKE,
 	OPT_ARRIVALS,
-	OPT_OUT, OPT_SAMPLES_OUT,
+	OPT_OUT, OPT_SAMPLES_OUT, OPT_ORDERED_OUT,
 	OPT_LIMITS, OPT_HELP,
 	OPT_COUNT
 };
@@ -99,6 +100,8 @@ static const struct opt_spec opt_table[OPT_COUNT] = {
 	[OPT_SAMPLE_CAP] = { "sample-cap", OPT_UINT, FIELD(sample_cap),
 			     .metavar = "N", .lo = 0, .hi = MAX_SAMPLE_CAP,
 			     .newline = true },
+	[OPT_ORDERED_CAP] = { "ordered-cap", OPT_UINT, FIELD(ordered_cap),
+			      .metavar = "N", .lo = 0, .hi = MAX_ORDERED_CAP },
 	[OPT_WAIT] = { "wait", OPT_CHOICE, FIELD(wait),
 		       .choices = opt_wait_names, .say_range = true },
 	[OPT_BUSY_POLL] = { "busy-poll", OPT_FLAG, FIELD(busy_poll),
@@ -111,6 +114,8 @@ static const struct opt_spec opt_table[OPT_COUNT] = {
 	[OPT_OUT] = { "out", OPT_TEXT, FIELD(out), .metavar = "FILE",
 		      .newline = true },
 	[OPT_SAMPLES_OUT] = { "samples-out", OPT_TEXT, FIELD(samples_out),
+			      .metavar = "FILE" },
+	[OPT_ORDERED_OUT] = { "ordered-out", OPT_TEXT, FIELD(ordered_out),
 			      .metavar = "FILE" },
 	[OPT_LIMITS] = { "limits", OPT_ACTION, .newline = true },
 	[OPT_HELP] = { "help", OPT_ACTION },
@@ -311,7 +316,7 @@ int opt_parse(int argc, char **argv, struct options *o)
 		.mode = MODE_PINGPONG, .addr = "127.0.0.1", .port = HELLO_DEFAULT_PORT,
 		.size = 64, .duration_s = 1.0, .warmup_s = 0.2, .timeout_s = 0.2,
 		.outstanding = 1, .batch = 32, .cpu = -1, .seed = 1, .sample_cap = 10000,
-		.handshake = true,
+		.ordered_cap = 65536, .handshake = true,
 	};
 	memset(longopts, 0, sizeof(longopts));
 	for (i = 0; i < OPT_COUNT; i++) {

@@ -38,6 +38,7 @@ struct options {
 	int cpu;			/* -1: not pinned */
 	uint64_t seed;
 	uint64_t sample_cap;
+	uint64_t ordered_cap;		/* entries of the ordered stream; 0: none */
 	enum wait wait;
 	enum arrivals arrivals;
 	bool busy_poll;			/* --busy-poll given (sets wait to spin) */
@@ -45,6 +46,7 @@ struct options {
 	bool handshake;
 	const char *out;
 	const char *samples_out;
+	const char *ordered_out;
 };
 
 /*

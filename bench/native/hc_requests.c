@@ -17,17 +17,35 @@
  * A request given up on stays in the latency record, at the timeout (its RTT is at
  * least that, or unknown): leaving it out would cut the tail off the histogram.
  */
-void req_record_timeout(struct client *cl)
+void req_record_timeout(struct client *cl, uint64_t seq)
 {
 	cl->c.timeouts++;
 	if (!cl->recording)
 		return;
-	hist_record(&cl->lat, cl->timeout_ns);
+	req_record_latency(cl, seq, cl->timeout_ns);
 	cl->lat.timeouts++;
 	if (cl->o->mode == MODE_RATE) {
 		hist_record(&cl->sent_lat, cl->timeout_ns);
 		cl->sent_lat.timeouts++;
 	}
+}
+
+static bool in_phase(const struct client *cl, uint64_t seq)
+{
+	return cl->recording && seq >= cl->phase_first_seq;
+}
+
+void req_record_sent(struct client *cl, uint64_t seq, uint64_t sent)
+{
+	if (in_phase(cl, seq))
+		ordered_sent(&cl->ord, seq - cl->phase_first_seq, sent);
+}
+
+void req_record_latency(struct client *cl, uint64_t seq, uint64_t ns)
+{
+	hist_record(&cl->lat, ns);
+	if (in_phase(cl, seq))
+		ordered_done(&cl->ord, seq - cl->phase_first_seq, ns);
 }
 
 /* A whole request with its header zeroed; the pattern fills every byte from 24 on. */
@@ -56,8 +74,9 @@ void req_commit_sent(struct client *cl, uint64_t stamp, uint64_t sent)
 	if (s->state == SLOT_PENDING) {
 		/* The ring wrapped over a request still unanswered: give it up. */
 		cl->pending--;
-		req_record_timeout(cl);
+		req_record_timeout(cl, s->seq);
 	}
+	req_record_sent(cl, seq, sent);
 	s->seq = seq;
 	s->stamp = stamp;
 	s->sent = sent;
@@ -94,7 +113,7 @@ static void answer_slot(struct client *cl, struct slot *s, uint64_t now)
 	cl->c.replies++;
 	/* A late reply is in the record already, at the timeout. */
 	if (cl->recording && !late) {
-		hist_record(&cl->lat, now - s->stamp);
+		req_record_latency(cl, s->seq, now - s->stamp);
 		if (cl->o->mode == MODE_RATE)
 			hist_record(&cl->sent_lat, now - s->sent);
 	}
@@ -145,7 +164,7 @@ void req_expire(struct client *cl, uint64_t now)
 				return;
 			s->state = SLOT_EXPIRED;
 			cl->pending--;
-			req_record_timeout(cl);
+			req_record_timeout(cl, s->seq);
 		}
 		cl->oldest++;
 	}

@@ -10,8 +10,14 @@
 
 struct client;
 
-/* A request given up on: counted, and recorded at the timeout. */
-void req_record_timeout(struct client *cl);
+/* Request @seq given up on: counted, and recorded at the timeout. */
+void req_record_timeout(struct client *cl, uint64_t seq);
+
+/* Request @seq went out at @sent: into the ordered stream when recording. */
+void req_record_sent(struct client *cl, uint64_t seq, uint64_t sent);
+
+/* Request @seq answered after @ns: into the latency record and the ordered stream. */
+void req_record_latency(struct client *cl, uint64_t seq, uint64_t ns);
 
 /* A whole request with its header zeroed; the pattern fills every byte from 24 on. */
 void req_fill_template(uint8_t *buf, unsigned int size);

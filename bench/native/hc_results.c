@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
  * hello-client: the results, one JSON document (schema hellobench-driver/1) on
- * --out or stdout, and the reservoir's raw samples as little-endian i64s on
- * --samples-out.
+ * --out or stdout, the reservoir's raw samples as little-endian i64s on
+ * --samples-out, and the ordered stream on --ordered-out as little-endian i64
+ * pairs (send time after the phase's start, latency), in send order.
  *
  * Every request of the measured phase is in the latency record once: at its
  * RTT, or at the timeout when it timed out (latency_ns.timeouts of them), so
  * the tail is not cut off.  throughput_rps counts the replies received within
  * the measured window; those collected in the drain after it are
  * counts.drained.
+ *
+ * In rate mode "schedule" says how many requests were due before the measured
+ * window closed and how many of them a client that fell behind never sent
+ * (dropped_due), and how late the sent ones went out (send_lag_ns).
  */
 #define _GNU_SOURCE	/* struct mmsghdr in hc_client.h */
 #include <stdbool.h>
@@ -24,23 +29,34 @@ static uint64_t tv_ns(struct timeval tv)
 	return (uint64_t)tv.tv_sec * NSEC_PER_SEC + (uint64_t)tv.tv_usec * 1000;
 }
 
-static int write_samples(const struct client *cl, uint64_t *written)
+static int put_le64(FILE *f, int64_t v)
 {
-	uint64_t n = cl->lat.seen < cl->lat.cap ? cl->lat.seen : cl->lat.cap, i;
 	uint8_t le[8];
-	FILE *f;
 	int b;
 
+	for (b = 0; b < 8; b++)
+		le[b] = (uint8_t)((uint64_t)v >> (8 * b));
+	return fwrite(le, 1, sizeof(le), f) == sizeof(le) ? 0 : -1;
+}
+
+/*
+ * @n values of @a (and of @b after each, when given) as little-endian i64s to @path;
+ * none when @path is NULL.  Sets @written to the values (or pairs) written.
+ */
+static int write_i64s(const char *path, const int64_t *a, const int64_t *b, uint64_t n,
+		      uint64_t *written)
+{
+	uint64_t i;
+	FILE *f;
+
 	*written = 0;
-	if (!cl->o->samples_out)
+	if (!path)
 		return 0;
-	f = fopen(cl->o->samples_out, "wb");
+	f = fopen(path, "wb");
 	if (!f)
 		goto fail;
 	for (i = 0; i < n; i++) {
-		for (b = 0; b < 8; b++)
-			le[b] = (uint8_t)((uint64_t)cl->lat.samples[i] >> (8 * b));
-		if (fwrite(le, 1, sizeof(le), f) != sizeof(le))
+		if (put_le64(f, a[i]) < 0 || (b && put_le64(f, b[i]) < 0))
 			goto fail_close;
 	}
 	if (fclose(f) != 0)
@@ -51,8 +67,22 @@ static int write_samples(const struct client *cl, uint64_t *written)
 fail_close:
 	fclose(f);
 fail:
-	perror(cl->o->samples_out);
+	perror(path);
 	return -1;
+}
+
+static int write_samples(const struct client *cl, uint64_t *written)
+{
+	uint64_t n = cl->lat.seen < cl->lat.cap ? cl->lat.seen : cl->lat.cap;
+
+	return write_i64s(cl->o->samples_out, cl->lat.samples, NULL, n, written);
+}
+
+static int write_ordered(const struct client *cl, uint64_t *written)
+{
+	const struct ordered *od = &cl->ord;
+
+	return write_i64s(cl->o->ordered_out, od->send_ns, od->latency_ns, od->count, written);
 }
 
 static void write_counts(FILE *f, const struct counts *c, uint64_t window_replies)
@@ -107,6 +137,19 @@ static void write_rusage(FILE *f, const struct rusage *a, const struct rusage *b
 		b->ru_nvcsw - a->ru_nvcsw, b->ru_nivcsw - a->ru_nivcsw);
 }
 
+static void write_schedule(FILE *f, const struct client *cl)
+{
+	const struct schedule *sc = &cl->sched;
+	uint64_t sent = cl->c.requests;
+
+	fprintf(f, "\"schedule\": {\"due\": %llu, \"sent\": %llu, \"dropped_due\": %llu, "
+		"\"due_estimated\": %s, ", (unsigned long long)sc->due, (unsigned long long)sent,
+		(unsigned long long)(sc->due > sent ? sc->due - sent : 0),
+		sc->due_estimated ? "true" : "false");
+	fprintf(f, "\"send_lag_ns\": {\"mean\": %.3f, \"max\": %llu}},\n",
+		sent ? sc->lag_sum_ns / (double)sent : 0.0, (unsigned long long)sc->lag_max_ns);
+}
+
 static void write_config(FILE *f, const struct options *o)
 {
 	fprintf(f, "\"config\": {\"mode\": \"%s\", \"size\": %u, \"duration_s\": %.9g, "
@@ -123,10 +166,10 @@ static void write_config(FILE *f, const struct options *o)
 int results_write(const struct client *cl)
 {
 	double secs = (double)cl->measure_ns / 1e9;
-	uint64_t nsamples;
+	uint64_t nsamples, nordered;
 	FILE *f = stdout;
 
-	if (write_samples(cl, &nsamples) < 0)
+	if (write_samples(cl, &nsamples) < 0 || write_ordered(cl, &nordered) < 0)
 		return -1;
 	if (cl->o->out) {
 		f = fopen(cl->o->out, "w");
@@ -146,10 +189,16 @@ int results_write(const struct client *cl)
 	/* Rate mode: also from the actual send, as wrk2's uncorrected figures are. */
 	if (cl->o->mode == MODE_RATE)
 		write_latency(f, &cl->sent_lat, "latency_uncorrected_ns", "_uncorrected");
+	if (cl->o->mode == MODE_RATE)
+		write_schedule(f, cl);
 	write_rusage(f, &cl->ru0, &cl->ru1);
-	fprintf(f, "\"samples\": {\"count\": %llu, \"cap\": %llu, \"seen\": %llu}}\n",
+	fprintf(f, "\"samples\": {\"count\": %llu, \"cap\": %llu, \"seen\": %llu},\n",
 		(unsigned long long)nsamples, (unsigned long long)cl->lat.cap,
 		(unsigned long long)cl->lat.seen);
+	fprintf(f, "\"ordered\": {\"count\": %llu, \"cap\": %llu, \"stride\": %llu, "
+		"\"seen\": %llu}}\n", (unsigned long long)nordered,
+		(unsigned long long)cl->ord.cap, (unsigned long long)cl->ord.stride,
+		(unsigned long long)cl->ord.seen);
 	if (f != stdout ? fclose(f) != 0 : fflush(f) != 0) {
 		perror("writing results");
 		return -1;

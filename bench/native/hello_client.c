@@ -9,6 +9,7 @@
  *   hc_requests.c   requests in flight, replies matched, timeouts
  *   hc_io.c         socket I/O: sends, receives, waits, backoffs
  *   hc_histogram.c  the latency histogram and reservoir
+ *   hc_ordered.c    the ordered sample stream: (send time, latency) in send order
  *   hc_results.c    the results JSON and the raw samples
  *   hello_client.c  setup (socket, buffers), the stdin/stdout handshake, main
  *
@@ -25,8 +26,8 @@
  *   for up to --timeout -> "DONE" -> wait for "EXIT" or EOF -> write results.
  *
  * Memory is bounded whatever the duration or rate: latencies go into a fixed-size
- * histogram plus a reservoir sample; in-flight requests live in a ring indexed by
- * sequence number.
+ * histogram plus a reservoir sample and an ordered stream thinned evenly (at most
+ * --ordered-cap entries); in-flight requests live in a ring indexed by sequence number.
  *
  * Counts: a request unanswered after --timeout is a timeout (pingpong replaces it); a
  * reply that still comes later counts as a (late) reply, so lost = requests - replies is
@@ -165,6 +166,8 @@ static void free_client(struct client *cl)
 	free(cl->ring);
 	free(cl->lat.hist);
 	free(cl->lat.samples);
+	free(cl->ord.send_ns);
+	free(cl->ord.latency_ns);
 	free(cl->sent_lat.hist);
 	free(cl->sched.ring);
 	free(cl->tx);
@@ -189,7 +192,7 @@ static uint64_t schedule_ring_size(const struct options *o)
 
 static int init_client(struct client *cl, const struct options *o)
 {
-	size_t batch = o->batch;
+	size_t batch = o->batch, ordered = o->ordered_cap ? o->ordered_cap : 1;
 
 	memset(cl, 0, sizeof(*cl));
 	cl->o = o;
@@ -202,6 +205,9 @@ static int init_client(struct client *cl, const struct options *o)
 	cl->lat.cap = o->sample_cap;
 	cl->lat.samples = calloc(o->sample_cap ? o->sample_cap : 1, sizeof(*cl->lat.samples));
 	cl->sent_lat.hist = calloc(HIST_LEN, sizeof(*cl->sent_lat.hist));
+	cl->ord.cap = o->ordered_cap;
+	cl->ord.send_ns = calloc(ordered, sizeof(*cl->ord.send_ns));
+	cl->ord.latency_ns = calloc(ordered, sizeof(*cl->ord.latency_ns));
 	cl->sched.mask = schedule_ring_size(o) - 1;
 	cl->sched.ring = calloc(cl->sched.mask + 1, sizeof(*cl->sched.ring));
 	cl->tx = calloc(batch, o->size);
@@ -211,7 +217,7 @@ static int init_client(struct client *cl, const struct options *o)
 	cl->txv = calloc(batch, sizeof(*cl->txv));
 	cl->rxv = calloc(batch, sizeof(*cl->rxv));
 	if (!cl->ring || !cl->lat.hist || !cl->lat.samples || !cl->sent_lat.hist ||
-	    !cl->sched.ring || !cl->tx || !cl->rx || !cl->txm || !cl->rxm || !cl->txv ||
+	    !cl->ord.send_ns || !cl->ord.latency_ns || !cl->sched.ring || !cl->tx || !cl->rx || !cl->txm || !cl->rxm || !cl->txv ||
 	    !cl->rxv) {
 		fprintf(stderr, "hello-client: out of memory\n");
 		return -1;
@@ -219,6 +225,7 @@ static int init_client(struct client *cl, const struct options *o)
 	setup_buffers(cl);
 	hist_reset(&cl->lat, o->seed);
 	hist_reset(&cl->sent_lat, o->seed);
+	ordered_reset(&cl->ord, 0);
 	cl->fd = open_socket(o);
 	return cl->fd < 0 ? -1 : 0;
 }
