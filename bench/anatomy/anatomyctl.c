@@ -14,9 +14,10 @@
  *   stop                       drain the ring buffer, print the stats line, exit
  * End of input, SIGTERM, SIGINT or --max-seconds (default 120) stop it the same way.
  *
- * With --xdp-prog-id, fentry/fexit programs are attached to that XDP program's
- * entry and exit (the target is named by the program's own name); when the kernel
- * refuses them the rest is loaded without, and the ready line says why.
+ * With --xdp-prog-id (of an XDP program; any other is left alone), fentry/fexit
+ * programs are attached to that program's entry and exit (the target is named by
+ * the program's own name); when the kernel refuses them the rest is loaded
+ * without, and the ready line says why.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -298,6 +299,11 @@ int main(int argc, char **argv)
 		if (xdp_fd < 0 || bpf_obj_get_info_by_fd(xdp_fd, &info, &info_len)) {
 			snprintf(xdp_note, sizeof(xdp_note),
 				 "the XDP program could not be opened: %s", strerror(errno));
+			xdp_fd = -1;
+		} else if (info.type != BPF_PROG_TYPE_XDP) {
+			snprintf(xdp_note, sizeof(xdp_note),
+				 "program %lu is not an XDP program", o.xdp_prog_id);
+			close(xdp_fd);
 			xdp_fd = -1;
 		} else {
 			memcpy(xdp_name, info.name, sizeof(xdp_name) - 1);

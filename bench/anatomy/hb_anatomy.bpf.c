@@ -17,7 +17,8 @@
  *
  * Events go to a ring buffer, at most hb_max_events per window (the closing event
  * is always written), without waking the reader (it polls on a timer, so that it
- * never competes with the traced tasks for a CPU mid-request); nothing is printed.  x86-64 syscall numbers.
+ * never competes with the traced tasks for a CPU mid-request); nothing is
+ * printed.  x86-64 syscall numbers.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
