@@ -200,3 +200,16 @@ def test_summaries_and_the_tail_anatomy() -> None:
     assert tail.tail["server user space"] > 10 * tail.median["server user space"]
     assert share_on(requests, "rx_cpu", 1) == 1.0
     assert share_on(requests, "rx_cpu", 0) == 0.0
+
+
+def test_a_server_send_that_returns_after_the_window_is_timed_from_its_entry() -> None:
+    """The reply handled inside the server's own send: the client is done before the
+    server's send returns, so only the entry is in the window."""
+    events = [e for e in blocking_exchange() if e.nr != SENDTO]
+    events.append(ev(Kind.SEND_ENTER, 1_000_070, role=Role.SERVER, nr=SENDTO, aux=1_000_070))
+    (w,), _ = windows(events)
+    r = anatomy(w, True, False)
+    assert r.missing == ()
+    assert r.stages["server user space"] == 10
+    assert r.stages["server send"] == 5
+    assert sum(r.stages.values()) == r.rtt_ns

@@ -29,6 +29,7 @@ class Kind(IntEnum):
     XDP_ENTER = 10
     XDP_EXIT = 11
     CLOSE = 12
+    SEND_ENTER = 13
 
 
 class Role(IntEnum):

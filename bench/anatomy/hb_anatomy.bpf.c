@@ -208,6 +208,8 @@ int BPF_PROG(hba_sys_enter, struct pt_regs *regs, long id)
 	fresh.nr = id;
 	if (role == HBA_CLIENT && is_send(id))
 		hb_win.send_ts = fresh.ts;
+	else if (role == HBA_SERVER && is_send(id) && hb_win.active)
+		emit(HBA_SEND_ENTER, role, id, tid, fresh.ts, 0, 0, 0);
 	old = bpf_map_lookup_elem(&hb_entered, &tid);
 	if (old) {
 		old->ts = fresh.ts;

@@ -21,6 +21,8 @@ enum hb_anat_kind {
 	HBA_XDP_ENTER = 10,	/* the XDP program's entry (fentry) */
 	HBA_XDP_EXIT = 11,	/* the XDP program's exit (fexit): ret = the action */
 	HBA_CLOSE = 12,		/* the client's receive returned: the window ends */
+	HBA_SEND_ENTER = 13,	/* the server entered a send syscall (its exit may
+				 * come after the window closed) */
 };
 
 enum hb_anat_role { HBA_DATAGRAM = 0, HBA_CLIENT = 1, HBA_SERVER = 2 };

@@ -122,8 +122,12 @@ def user_space(w: Window) -> RequestAnatomy:
         start = _ts(enq) or w.t0
         queue = waking.ts if waking else max(start, recv.aux)
         wake = switched.ts if waking and switched else queue
-    send = recv and w.first(Kind.SYSCALL, role=Role.SERVER, syscalls=SEND_SYSCALLS, after=recv.ts)
-    reply = send and w.first(Kind.XMIT, direction=Dir.REPLY, after=send.aux)
+    # the send's entry event: its return can come after the window closed (the reply
+    # handled in the server's own send, the client done before it returns)
+    send = recv and w.first(Kind.SEND_ENTER, role=Role.SERVER, after=recv.ts)
+    sent = recv and w.first(Kind.SYSCALL, role=Role.SERVER, syscalls=SEND_SYSCALLS, after=recv.ts)
+    send_at = send.ts if send else sent.aux if sent else None
+    reply = w.first(Kind.XMIT, direction=Dir.REPLY, after=send_at) if send_at else None
     enq_reply = w.first(Kind.ENQUEUE, direction=Dir.REPLY, after=_ts(reply) or _ts(recv))
     milestones: list[Milestone] = [
         ("client send", _ts(xmit)),
@@ -131,7 +135,7 @@ def user_space(w: Window) -> RequestAnatomy:
         ("server socket queue", queue),
         ("server wake-up", wake),
         ("server receive", _ts(recv)),
-        ("server user space", send.aux if send else None),
+        ("server user space", send_at),
         ("server send", _ts(reply)),
         *_client_side(w, _ts(enq_reply)),
     ]
