@@ -4,6 +4,7 @@ out-of-order milestones included), the user-space and kernel-side paths, the sum
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +17,8 @@ from bench.anatomy.stages import (
     partition,
 )
 from bench.anatomy.summary import share_on, stage_summaries, tail_anatomy
+from bench.cli import main
+from bench.errors import EXIT_USAGE
 
 RECVMMSG, SENDMMSG, RECVFROM, SENDTO = 299, 307, 45, 44
 SEQ = 16
@@ -213,3 +216,10 @@ def test_a_server_send_that_returns_after_the_window_is_timed_from_its_entry() -
     assert r.stages["server user space"] == 10
     assert r.stages["server send"] == 5
     assert sum(r.stages.values()) == r.rtt_ns
+
+
+def test_the_command_refuses_requests_too_short_for_the_seq(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["anatomy", "--impl", "blocking-c", "--size", "10"]) == EXIT_USAGE
+    assert "--size must be" in capsys.readouterr().err

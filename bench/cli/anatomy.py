@@ -21,7 +21,7 @@ from bench.driver.client import DriverConfig
 from bench.errors import EXIT_FAILED, EXIT_OK, UsageError
 from bench.factors import factor
 from bench.impl.registry import discover
-from bench.protocol import DEFAULT_PORT
+from bench.protocol import DEFAULT_PORT, HEADER_SIZE, MAX_REQUEST
 from bench.runner.conditions import phase_conditions
 from bench.runner.lifecycle import prepare, running_server, select
 from bench.system.files import write_atomic
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--every", type=positive_int, default=8, help="sample 1 request in N")
     p.add_argument("--duration", type=float, default=1.0, help="seconds of the untraced run")
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=64, help="request bytes (the seq header fits)")
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
     p.add_argument("--server-cpu", type=cpu, default=1)
     p.add_argument("--client-cpu", type=cpu, default=0)
@@ -54,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     if not 0 < args.duration <= 60:
         raise UsageError("--duration must be in (0, 60] seconds")
+    if not HEADER_SIZE <= args.size <= MAX_REQUEST:
+        raise UsageError(
+            f"--size must be {HEADER_SIZE}..{MAX_REQUEST}: requests are matched by their seq"
+        )
     if args.server_cpu is None or args.client_cpu is None:
         raise UsageError("--server-cpu and --client-cpu must name CPUs: rx placement needs them")
     options = key_values(args.server_option, "--server-option")
