@@ -149,6 +149,13 @@ def print_result(console: Console, r: AnatomyResult, server_cpu: int, client_cpu
         f"{share_on(r.requests, 'rx_cpu', server_cpu):.1%}, "
         f"on the client CPU {client_cpu}: {share_on(r.requests, 'rx_cpu', client_cpu):.1%}"
     )
+    if n:
+        server_polls = sum(q.server_polls for q in r.requests) / n
+        client_polls = sum(q.client_polls for q in r.requests) / n
+        console.print(
+            "  empty receives (EAGAIN) before each sampled request's data: "
+            f"server {server_polls:.1f}, client {client_polls:.1f}"
+        )
     if not r.server_in_user_space:
         hooked = "traced (fentry/fexit)" if r.handler_hooked else "inside the stack stages"
         note = f" ({r.handler_note})" if r.handler_note else ""
