@@ -176,6 +176,14 @@ def test_a_load_not_held_fails_and_counts_the_dropped() -> None:
         gates.load_held(0.0, sent=1, duration_s=1.0)
 
 
+def test_a_poisson_load_allows_for_its_own_count() -> None:
+    # 1000 arrivals expected: a phase with 930 of them is an ordinary draw (2.2 sd)
+    assert not gates.load_held(500.0, sent=930, duration_s=2.0).passed
+    g = gates.load_held(500.0, sent=930, duration_s=2.0, arrivals="poisson")
+    assert g.passed and g.threshold == pytest.approx(0.05 + 3 / math.sqrt(1000))
+    assert not gates.load_held(500.0, sent=800, duration_s=2.0, arrivals="poisson").passed
+
+
 def test_evenly_spaced_sends_are_uniform() -> None:
     rng = np.random.default_rng(5)
     send = np.arange(1000) * 1_000_000 + rng.integers(0, 50_000, 1000)
