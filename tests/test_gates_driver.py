@@ -168,3 +168,22 @@ def test_a_rate_the_client_can_send_holds_its_load_and_process(
     assert r.ordered_stride == 1
     process = gates.interarrivals(r.ordered_send_ns, 500.0, arrivals, stride=r.ordered_stride)
     assert process.passed, process.detail
+
+
+def test_a_spinning_client_is_busy_and_a_blocking_one_is_not() -> None:
+    """The CPU gate's input, from the client's own rusage: a client that spins while the
+    server takes 2 ms per reply is busy all the phase, a blocking one hardly at all."""
+    shares = {}
+    for wait in ("block", "spin"):
+        server = DelayServer(lambda n, t: 2 * MS)
+        try:
+            r = run_driver(
+                DriverConfig("pingpong", port=server.port, duration_s=1.0, warmup_s=0.0,
+                             timeout_s=1.0, wait=wait)
+            )  # fmt: skip
+        finally:
+            server.close()
+        shares[wait] = r.client_cpu_share
+    assert gates.driver_not_bottleneck(shares["block"]).passed, shares
+    # spinning is busy by design (the gate cannot judge it); a loose bar, for steal time
+    assert not gates.driver_not_bottleneck(shares["spin"], threshold=0.6).passed, shares

@@ -360,6 +360,14 @@ class DriverResult:
         return self.lost / self.requests if self.requests else 0.0
 
     @property
+    def client_cpu_share(self) -> float:
+        """The client's CPU time (user + system) over the measured window's length: near
+        1, the client itself may be what limits the phase.  Its CPU time also covers the
+        drain after the window (mostly asleep), so this errs high, never low."""
+        cpu_ns = self.client_rusage.get("utime_ns", 0) + self.client_rusage.get("stime_ns", 0)
+        return cpu_ns / (self.duration_s * 1e9) if self.duration_s > 0 else 0.0
+
+    @property
     def dropped_due(self) -> int | None:
         """Rate mode: requests due in the phase that were never sent (else None)."""
         return self.schedule.dropped_due if self.schedule is not None else None
