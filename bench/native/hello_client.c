@@ -217,8 +217,8 @@ static int init_client(struct client *cl, const struct options *o)
 	cl->txv = calloc(batch, sizeof(*cl->txv));
 	cl->rxv = calloc(batch, sizeof(*cl->rxv));
 	if (!cl->ring || !cl->lat.hist || !cl->lat.samples || !cl->sent_lat.hist ||
-	    !cl->ord.send_ns || !cl->ord.latency_ns || !cl->sched.ring || !cl->tx || !cl->rx || !cl->txm || !cl->rxm || !cl->txv ||
-	    !cl->rxv) {
+	    !cl->ord.send_ns || !cl->ord.latency_ns || !cl->sched.ring || !cl->tx ||
+	    !cl->rx || !cl->txm || !cl->rxm || !cl->txv || !cl->rxv) {
 		fprintf(stderr, "hello-client: out of memory\n");
 		return -1;
 	}
