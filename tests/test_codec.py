@@ -97,8 +97,9 @@ def test_a_missing_required_field_is_named() -> None:
 
 
 def _node(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        node = defs[node["$ref"].rsplit("/", 1)[1]]
+    """The object a property declares (through references, and into an array's items)."""
+    while "$ref" in node or "items" in node:
+        node = defs[node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node["items"]
     return node
 
 

@@ -352,7 +352,9 @@ def interarrivals(
 # ---- the driver ----------------------------------------------------------------------------
 
 
-def driver_not_bottleneck(busy_share: float, *, threshold: float = MAX_DRIVER_BUSY) -> Gate:
+def driver_not_bottleneck(
+    busy_share: float, *, threshold: float = MAX_DRIVER_BUSY, what: str = "the client"
+) -> Gate:
     """The client's CPU busy share (CPU time ÷ wall time of the phase, 0..1) below
     ``threshold``: a client busy all the time may be what limits a flood or a rate.  A
     spinning client (--wait=spin) is busy by design: this gate cannot judge it."""
@@ -364,7 +366,7 @@ def driver_not_bottleneck(busy_share: float, *, threshold: float = MAX_DRIVER_BU
         busy_share,
         threshold,
         passed,
-        f"the client was busy {busy_share:.0%} of the phase (below {threshold:.0%} to pass)",
+        f"{what} was busy {busy_share:.0%} of the phase (below {threshold:.0%} to pass)",
     )
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from bench import PROJECT_ROOT
 from bench.analysis.answer import one_sentence
 from bench.analysis.summary import Summary, SummaryLine, summarize
+from bench.analysis.validity import tally
 from bench.cli.host import holding_host
 from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
@@ -351,6 +352,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"results: {recording.run.path}")
         return outcome.status
     console.print()
+    for gates in tally(recording.run.rows):
+        console.print(escape(gates.line()), highlight=False)
     console.print(f"answer: {one_sentence(recording.run)}", highlight=False)
     console.print(f"report: {report if report else '(not rendered; add --report)'}")
     console.print(f"results: {recording.run.path}")

@@ -28,6 +28,7 @@ from bench.analysis.primary import families as primary_families
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
+from bench.analysis.validity import tally
 from bench.factors import DEFAULTS as FACTOR_DEFAULTS
 from bench.host import metadata
 from bench.report import figures
@@ -695,6 +696,7 @@ def build_page(run: Run, out_dir: Path) -> str:
         "not_measured": NOT_MEASURED,
         "reproduce": _reproduce(run),
         "crosschecks": _crosschecks(run, timeout_ns),
+        "validity": tally(run.rows),
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,

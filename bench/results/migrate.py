@@ -21,6 +21,10 @@ hellobench/3 → hellobench/4:
   writers of version 3 wrote it although the schema did not declare it), and ``migrated``
   says so when any was filled in.  Version 4 admits no undeclared property.
 
+hellobench/4 → hellobench/5:
+- nothing to fill in: version 4 rows have no validity gates (``gates``), and a row without
+  gates reads as not checked; ``migrated`` says so.
+
 ``migrated`` keeps the version the file was written in (``from``); the note of each step
 taken is appended to ``note``.
 """
@@ -119,10 +123,19 @@ def v3_to_v4(document: Document) -> Document:
     return out
 
 
+def v4_to_v5(document: Document) -> Document:
+    out = copy.deepcopy(document)
+    out["schema"] = "hellobench/5"
+    note = "phases not checked by validity gates (hellobench/4 had none)"
+    out["migrated"] = _noted(out, "hellobench/4", note)
+    return out
+
+
 MIGRATIONS: dict[str, tuple[str, Callable[[Document], Document]]] = {
     "hellobench/1": ("hellobench/2", v1_to_v2),
     "hellobench/2": ("hellobench/3", v2_to_v3),
     "hellobench/3": ("hellobench/4", v3_to_v4),
+    "hellobench/4": ("hellobench/5", v4_to_v5),
 }
 
 

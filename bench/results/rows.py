@@ -2,7 +2,7 @@
 latency, per-request costs and accounting, and the :class:`Configuration` that names what
 its trials are trials of.
 
-Every record converts to and from the JSON of schema hellobench/4 (``to_json`` /
+Every record converts to and from the JSON of schema hellobench/5 (``to_json`` /
 ``from_json``); nothing else in the suite reads a row's JSON.
 """
 
@@ -135,6 +135,19 @@ class Counted(JsonRecord):
 
 
 @dataclass(frozen=True)
+class GateCheck(JsonRecord):
+    """One validity gate of a phase (bench/analysis/gates.py): ``value`` measured against
+    ``threshold`` (None: not a finite number), passed or not; ``detail`` says what was
+    measured, in a sentence."""
+
+    name: str
+    value: float | None
+    threshold: float | None
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
 class Configuration:
     """What the trials of one configuration share: every field that is not an outcome.
 
@@ -234,6 +247,7 @@ class PhaseRow(JsonRecord):
     samples: Samples | None = None
     timing: str = DEFAULT_TIMING
     counted: Counted | None = field(default=None, metadata=OMIT_NONE)
+    gates: tuple[GateCheck, ...] = ()  # empty: not checked (rows before hellobench/5)
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ from bench.results.rows import (
     Configuration,
     Counted,
     CpuNs,
+    GateCheck,
     Latency,
     PerRequest,
     PhaseRow,
@@ -30,6 +31,7 @@ from bench.results.rows import (
     Status,
 )
 from bench.results.rows import Accounting as RowAccounting
+from bench.runner.validity import phase_gates
 
 SAMPLING = "reservoir (Algorithm R) over the measured phase"
 # The counting run's length: counts per request settle within a few thousand requests, so
@@ -227,6 +229,16 @@ def measured_row(
     note = accounting.note or "; ".join(metrics.notes)
     failed = bool(result.requests and not result.replies)
     counted_replies = result.replies if counted is None else counted.replies
+    counted_duration_s = result.duration_s if counted is None else counted.duration_s
+    costs = per_request(
+        metrics, counted_replies, spec.configuration.server_cpu, spec.configuration.client_cpu
+    )
+    checked: tuple[GateCheck, ...] = ()
+    gate_notes: tuple[str, ...] = ()
+    if not failed:
+        checked, gate_notes = phase_gates(
+            spec.configuration, spec.offered_rps, result, costs, counted_replies, counted_duration_s
+        )
     return replace(
         spec.row(
             "failed" if failed else "ok",
@@ -249,17 +261,16 @@ def measured_row(
             else Latency(**{k: result.uncorrected_latency_ns.get(k) for k in LATENCY_KEYS})
         ),
         histogram_uncorrected=result.uncorrected_histogram_encoded,
-        per_request=per_request(
-            metrics, counted_replies, spec.configuration.server_cpu, spec.configuration.client_cpu
-        ),
+        per_request=costs,
         steal_pct=steal_pct(metrics),
         accounting=RowAccounting(server_process=bool(accounting.pids), note=note),
-        metric_notes=tuple(metrics.notes),
+        metric_notes=(*metrics.notes, *gate_notes),
         impl_counters=counters,
         histogram=result.histogram_encoded,
         samples=samples,
         timing=timing,
         counted=counted,
+        gates=checked,
     )
 
 

@@ -1,0 +1,96 @@
+"""The validity gates of a measured phase (bench/analysis/gates.py), as its row records
+them: from the timed run's ordered sample stream (warm-up, stationarity, independence), its
+schedule (rate mode: load held, inter-arrivals) and the client CPU's busy share in the
+counting run (flood and rate: is the driver the bottleneck?)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from bench.analysis import gates
+from bench.driver.client import DriverResult
+from bench.results.rows import Configuration, GateCheck, PerRequest
+
+# fewer ordered samples than this: the latency gates cannot judge the phase
+MIN_ORDERED = 100
+# whose busy share the driver gate reads: the client's pinned CPU in the counting run
+# (/proc/stat ticks), so receive processing that runs there counts too
+PINNED_CPU = "the client's pinned CPU (softirq included, /proc/stat ticks)"
+
+
+def _check(gate: gates.Gate) -> GateCheck:
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    return GateCheck(gate.name, finite(gate.value), finite(gate.threshold), gate.passed,
+                     gate.detail)  # fmt: skip
+
+
+def _busy_share(per_request: PerRequest, replies: int, duration_s: float) -> float | None:
+    """The client CPU's busy time over the run its figures were counted in, as a share of
+    that run's wall time (None: not pinned, or nothing answered)."""
+    busy = per_request.client_cpu_busy_ns
+    if busy is None or replies <= 0 or duration_s <= 0:
+        return None
+    return busy * replies / (duration_s * 1e9)
+
+
+Check = Callable[[], Iterable[gates.Gate]]
+
+
+def _checks(
+    c: Configuration,
+    offered_rps: float | None,
+    result: DriverResult,
+    per_request: PerRequest,
+    counted_replies: int,
+    counted_duration_s: float,
+) -> Iterator[tuple[str, Check]]:
+    """(what, how) for every gate that applies to the phase."""
+    if len(result.ordered_latency_ns) >= MIN_ORDERED:
+        yield "latency gates", lambda: gates.latency_gates(result.ordered_latency_ns)
+    schedule = result.schedule
+    if c.mode == "rate" and offered_rps and schedule is not None:
+        rate = offered_rps
+        yield "load held", lambda: [
+            gates.load_held(rate, schedule.sent, result.duration_s,
+                            dropped_due=schedule.dropped_due, due=schedule.due)
+        ]  # fmt: skip
+        yield (
+            "inter-arrivals",
+            lambda: [
+                gates.interarrivals(
+                    result.ordered_send_ns, rate, c.arrivals, stride=result.ordered_stride
+                )
+            ],
+        )
+    # a spinning client is busy by design: the driver gate cannot judge it
+    share = _busy_share(per_request, counted_replies, counted_duration_s)
+    if c.mode in ("rate", "flood") and c.client_wait != "spin" and share is not None:
+        yield "driver", lambda: [gates.driver_not_bottleneck(share, what=PINNED_CPU)]
+
+
+def phase_gates(
+    configuration: Configuration,
+    offered_rps: float | None,
+    result: DriverResult,
+    per_request: PerRequest,
+    counted_replies: int,
+    counted_duration_s: float,
+) -> tuple[tuple[GateCheck, ...], tuple[str, ...]]:
+    """Every gate that applies to the phase (of ``configuration``, at the offered rate the
+    run computed), as recorded in its row, and a note for each that could not be computed
+    (a gate never fails a phase by raising)."""
+    checked: list[GateCheck] = []
+    notes: list[str] = []
+    for what, check in _checks(
+        configuration, offered_rps, result, per_request, counted_replies, counted_duration_s
+    ):
+        try:
+            checked.extend(_check(g) for g in check())
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            notes.append(f"validity gates: {what} not computed ({exc})")
+    return tuple(checked), tuple(notes)

@@ -1,0 +1,55 @@
+"""The validity gates reach the rows, the run's summary and the report: every ok phase of a
+real run carries the gates that apply to its mode, and the tally counts them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from bench.analysis.validity import tally
+from bench.results.rows import GateCheck, PhaseRow
+from tests.bench_runs import bench_run
+
+
+def _row(trial: int, *gates: GateCheck, status: str = "ok") -> PhaseRow:
+    return PhaseRow(env="host", impl="x", kind="userspace", mode="pingpong", size=64,
+                    topology="lo", trial=trial, status=status, gates=gates)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _gate(name: str, passed: bool) -> GateCheck:
+    return GateCheck(name, 1.0, 0.5, passed, f"{name} measured")
+
+
+def test_the_tally_counts_checked_phases_and_each_gate_s_failures() -> None:
+    rows = [
+        _row(0, _gate("warmup", True), _gate("independence", False)),
+        _row(1, _gate("warmup", True), _gate("independence", True)),
+        _row(2),  # not checked
+        _row(3, _gate("warmup", False), status="failed"),  # failed phases are not counted
+    ]
+    (host,) = tally(rows)
+    assert (host.phases, host.checked, host.clean) == (3, 2, 1)
+    assert dict(host.per_gate) == {"warmup": (2, 0), "independence": (2, 1)}
+    assert [(t, g.name) for _, t, g in host.failures] == [(0, "independence")]
+    assert (
+        host.line()
+        == "host: validity gates: 1 of 2 checked phases pass all; failed: independence 1/2"
+    )
+    (unchecked,) = tally([_row(0), replace(_row(1), env="host")])
+    assert "none of 2 ok phases was checked" in unchecked.line()
+
+
+def test_a_real_run_records_the_gates_of_each_mode(tmp_path: Path) -> None:
+    run = bench_run(
+        tmp_path,
+        ["--impl", "blocking-c", "--trials", "1", "--duration", "0.3", "--warmup", "0.05",
+         "--no-calibrate", "--env", "host", "--rate-fraction", "0.3"],
+    )  # fmt: skip
+    by_mode = {r.mode: {g.name for g in r.gates} for r in run.rows if r.ok}
+    latency = {"warmup", "stationarity", "independence"}
+    assert by_mode["pingpong"] == latency
+    assert by_mode["rate"] >= latency | {"load_held", "interarrivals"}
+    assert by_mode["flood"] >= latency
+    for row in run.rows:
+        for gate in row.gates:
+            assert gate.detail and (gate.threshold is None or gate.threshold > 0)
