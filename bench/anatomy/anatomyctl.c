@@ -6,10 +6,12 @@
  * copies the ring buffer's records, unchanged, to --out.
  *
  *   hb-anatomyctl --obj O --out FILE [--port N] [--every N] [--max-events N]
- *                 [--xdp-prog-id ID] [--max-seconds S] [--without PROG]...
+ *                 [--xdp-prog-id ID] [--handler FUNC] [--kernel-recv]
+ *                 [--max-seconds S] [--without PROG]...
  *
- * Prints one JSON line once attached ({"ready": ..., "progs": {name: id}, "xdp": ...})
- * and reads commands from stdin, one a line:
+ * Prints one JSON line once attached ({"ready": ..., "progs": {name: id}, "xdp": ...,
+ * "enqueue": hook, "handler": hook, "kernel_recv": ..., "notes": ...}) and reads
+ * commands from stdin, one a line:
  *   role TGID client|server    track a process (its threads) in that role
  *   stop                       drain the ring buffer, print the stats line, exit
  * End of input, SIGTERM, SIGINT or --max-seconds (default 120) stop it the same way.
@@ -18,6 +20,14 @@
  * programs are attached to that program's entry and exit (the target is named by
  * the program's own name); when the kernel refuses them the rest is loaded
  * without, and the ready line says why.
+ *
+ * The socket enqueue hook is chosen from the kernel's BTF: the sk_data_ready
+ * tracepoint where there is one, else fentry on sock_def_readable, else a kprobe
+ * there.  --handler FUNC hooks a module's handler (encap_rcv's arguments) by
+ * fentry, or by kprobe when the kernel refuses that (a module without BTF).
+ * --kernel-recv hooks udp_recvmsg's exit for traced kernel threads.  The ready
+ * line names every choice ("enqueue", "handler": tp_btf/..., fentry, kprobe or
+ * none) and why a preferred hook was not used ("notes").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,13 +53,34 @@
 struct options {
 	const char *obj;
 	const char *out;
+	const char *handler;
 	unsigned long port, every, max_events, xdp_prog_id, max_seconds;
+	int kernel_recv;
 	const char *without[MAX_LINKS];
 	int nwithout;
 };
 
+enum hook { HOOK_NONE, HOOK_TP, HOOK_FENTRY, HOOK_KPROBE };
+
+static const char *const hook_names[] = {
+	[HOOK_NONE] = "none",
+	[HOOK_TP] = "tp_btf",
+	[HOOK_FENTRY] = "fentry",
+	[HOOK_KPROBE] = "kprobe",
+};
+
+/* which programs one load attempt asks for */
+struct plan {
+	int xdp_fd;
+	const char *xdp_name;
+	enum hook enqueue;
+	enum hook handler;
+	int kernel_recv;
+};
+
 static volatile sig_atomic_t stopping;
 static int load_errno;	/* why the last bpf_object__load() failed */
+static char notes[512];	/* why preferred hooks were not used, for the ready line */
 static FILE *out;
 static unsigned long long written;
 
@@ -137,10 +168,34 @@ static void set_rodata(struct bpf_object *obj, const char *name, unsigned long v
 	}
 }
 
-static struct bpf_object *open_object(const struct options *o, int xdp_fd, const char *xdp_name)
+static void note(const char *fmt, const char *arg, int err)
+{
+	size_t used = strlen(notes);
+	char one[192];
+
+	snprintf(one, sizeof(one), fmt, arg, strerror(err));
+	snprintf(notes + used, sizeof(notes) - used, "%s%s", used ? "; " : "", one);
+}
+
+static void autoload(struct bpf_object *obj, const char *name, bool on)
+{
+	struct bpf_program *p = bpf_object__find_program_by_name(obj, name);
+
+	if (!p)
+		fail("the object lacks the program %s", name);
+	bpf_program__set_autoload(p, on);
+}
+
+/* Whether the kernel's BTF has name of kind (a tracepoint's btf_trace_ typedef, a function). */
+static bool kernel_has(struct btf *vmlinux, const char *name, int kind)
+{
+	return vmlinux && btf__find_by_name_kind(vmlinux, name, kind) >= 0;
+}
+
+static struct bpf_object *open_object(const struct options *o, const struct plan *pl)
 {
 	struct bpf_object *obj = bpf_object__open_file(o->obj, NULL);
-	struct bpf_program *enter, *exit_;
+	struct bpf_program *enter, *exit_, *handler;
 
 	if (!obj)
 		fail("cannot open %s", o->obj);
@@ -149,17 +204,22 @@ static struct bpf_object *open_object(const struct options *o, int xdp_fd, const
 	set_rodata(obj, "hb_max_events", o->max_events);
 	enter = bpf_object__find_program_by_name(obj, "hba_xdp_enter");
 	exit_ = bpf_object__find_program_by_name(obj, "hba_xdp_exit");
-	if (!enter || !exit_)
-		fail("%s lacks the XDP entry/exit programs", o->obj);
-	if (xdp_fd >= 0) {
-		if (bpf_program__set_attach_target(enter, xdp_fd, xdp_name) ||
-		    bpf_program__set_attach_target(exit_, xdp_fd, xdp_name))
-			xdp_fd = -1;
-	}
-	if (xdp_fd < 0) {
+	handler = bpf_object__find_program_by_name(obj, "hba_handler_fentry");
+	if (!enter || !exit_ || !handler)
+		fail("%s lacks the XDP entry/exit or handler programs", o->obj);
+	if (pl->xdp_fd < 0 ||
+	    bpf_program__set_attach_target(enter, pl->xdp_fd, pl->xdp_name) ||
+	    bpf_program__set_attach_target(exit_, pl->xdp_fd, pl->xdp_name)) {
 		bpf_program__set_autoload(enter, false);
 		bpf_program__set_autoload(exit_, false);
 	}
+	if (pl->handler != HOOK_FENTRY || bpf_program__set_attach_target(handler, 0, o->handler))
+		bpf_program__set_autoload(handler, false);
+	autoload(obj, "hba_handler_kprobe", pl->handler == HOOK_KPROBE);
+	autoload(obj, "hba_enqueue", pl->enqueue == HOOK_TP);
+	autoload(obj, "hba_enqueue_fentry", pl->enqueue == HOOK_FENTRY);
+	autoload(obj, "hba_enqueue_kprobe", pl->enqueue == HOOK_KPROBE);
+	autoload(obj, "hba_krecv", pl->kernel_recv);
 	for (int i = 0; i < o->nwithout; i++) {
 		struct bpf_program *p = bpf_object__find_program_by_name(obj, o->without[i]);
 
@@ -173,6 +233,99 @@ static struct bpf_object *open_object(const struct options *o, int xdp_fd, const
 		return NULL;
 	}
 	return obj;
+}
+
+/* The hooks this kernel should take, from its BTF. */
+static void first_plan(const struct options *o, struct plan *pl)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+
+	if (!vmlinux)
+		note("%s: %s", "the kernel's BTF could not be read", errno);
+	if (kernel_has(vmlinux, "btf_trace_sk_data_ready", BTF_KIND_TYPEDEF)) {
+		pl->enqueue = HOOK_TP;
+	} else if (kernel_has(vmlinux, "sock_def_readable", BTF_KIND_FUNC)) {
+		pl->enqueue = HOOK_FENTRY;
+		note("%s (%s): socket enqueue by fentry on sock_def_readable",
+		     "no sk_data_ready tracepoint", ENOENT);
+	} else {
+		pl->enqueue = HOOK_KPROBE;
+		note("%s (%s): socket enqueue by kprobe on sock_def_readable",
+		     "no sk_data_ready tracepoint nor sock_def_readable BTF", ENOENT);
+	}
+	pl->kernel_recv = o->kernel_recv &&
+			  kernel_has(vmlinux, "udp_recvmsg", BTF_KIND_FUNC);
+	if (o->kernel_recv && !pl->kernel_recv)
+		note("%s (%s): kernel threads' receives are not traced",
+		     "udp_recvmsg has no BTF", ENOENT);
+	pl->handler = o->handler ? HOOK_FENTRY : HOOK_NONE;
+	btf__free(vmlinux);
+}
+
+/*
+ * Loads by the plan, giving up preferred hooks one at a time when the kernel
+ * refuses the object (which program it refused is not told): the handler's
+ * fentry for its kprobe, the kernel threads' receive hook, the XDP program's
+ * fentry/fexit, the handler's kprobe, then the enqueue's fentry for a kprobe
+ * and that for none.
+ */
+static struct bpf_object *load(const struct options *o, struct plan *pl, char *xdp_note,
+			       size_t xdp_note_len)
+{
+	struct bpf_object *obj;
+
+	for (;;) {
+		obj = open_object(o, pl);
+		if (obj)
+			return obj;
+		if (pl->handler == HOOK_FENTRY) {
+			note("fentry on %s refused (%s): kprobe instead", o->handler, load_errno);
+			pl->handler = HOOK_KPROBE;
+		} else if (pl->kernel_recv) {
+			note("%s refused (%s): kernel threads' receives are not traced",
+			     "fexit on udp_recvmsg", load_errno);
+			pl->kernel_recv = 0;
+		} else if (pl->xdp_fd >= 0) {
+			snprintf(xdp_note, xdp_note_len,
+				 "the kernel refused fentry/fexit on the XDP program: %s",
+				 strerror(load_errno));
+			pl->xdp_fd = -1;
+		} else if (pl->handler == HOOK_KPROBE) {
+			note("the kprobe on %s refused (%s): handler not traced", o->handler,
+			     load_errno);
+			pl->handler = HOOK_NONE;
+		} else if (pl->enqueue == HOOK_FENTRY) {
+			note("%s refused (%s): kprobe instead", "fentry on sock_def_readable",
+			     load_errno);
+			pl->enqueue = HOOK_KPROBE;
+		} else if (pl->enqueue == HOOK_KPROBE) {
+			note("%s refused (%s): socket enqueues not traced",
+			     "the kprobe on sock_def_readable", load_errno);
+			pl->enqueue = HOOK_NONE;
+		} else {
+			return NULL;
+		}
+	}
+}
+
+/* Attaches prog; a handler kprobe that fails is left out (noted), anything else is fatal. */
+static struct bpf_link *attach(struct bpf_program *prog, const struct options *o,
+			       struct plan *pl)
+{
+	struct bpf_link *link;
+
+	if (strcmp(bpf_program__name(prog), "hba_handler_kprobe")) {
+		link = bpf_program__attach(prog);
+		if (!link)
+			fail("attaching %s failed", bpf_program__name(prog));
+		return link;
+	}
+	link = bpf_program__attach_kprobe(prog, false, o->handler);
+	if (!link) {
+		note("the kprobe on %s did not attach (%s): handler not traced", o->handler, errno);
+		pl->handler = HOOK_NONE;
+	}
+	return link;
 }
 
 static int on_event(void *ctx, void *data, size_t size)
@@ -214,6 +367,8 @@ static void parse(int argc, char **argv, struct options *o)
 		{ "xdp-prog-id", required_argument, NULL, 'x' },
 		{ "max-seconds", required_argument, NULL, 's' },
 		{ "without", required_argument, NULL, 'n' },
+		{ "handler", required_argument, NULL, 'H' },
+		{ "kernel-recv", no_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -227,17 +382,24 @@ static void parse(int argc, char **argv, struct options *o)
 		case 'm': o->max_events = number(optarg, "--max-events"); break;
 		case 'x': o->xdp_prog_id = number(optarg, "--xdp-prog-id"); break;
 		case 's': o->max_seconds = number(optarg, "--max-seconds"); break;
+		case 'H': o->handler = optarg; break;
+		case 'k': o->kernel_recv = 1; break;
 		case 'n':
 			if (o->nwithout == MAX_LINKS)
 				fail("%s", "too many --without");
 			o->without[o->nwithout++] = optarg;
 			break;
 		default: fail("%s", "usage: --obj O --out FILE [--port N] [--every N] "
-			      "[--max-events N] [--xdp-prog-id ID] [--max-seconds S]");
+			      "[--max-events N] [--xdp-prog-id ID] [--handler FUNC] "
+			      "[--kernel-recv] [--max-seconds S]");
 		}
 	}
 	if (!o->obj || !o->out || !o->every || o->port > 65535 || !o->max_seconds)
 		fail("%s", "--obj and --out are required; --every and --max-seconds > 0");
+	if (o->handler && (!*o->handler || strlen(o->handler) >= 128 ||
+			   strspn(o->handler, "abcdefghijklmnopqrstuvwxyz"
+				  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") != strlen(o->handler)))
+		fail("%s", "--handler must be a function name");
 }
 
 static void print_stats(struct bpf_object *obj)
@@ -277,7 +439,9 @@ int main(int argc, char **argv)
 	struct pollfd pfd = { .fd = 0, .events = POLLIN };
 	char xdp_note[128] = "";
 	char xdp_name[BPF_OBJ_NAME_LEN] = "";
-	int xdp_fd = -1, nlinks = 0, first = 1;
+	char progs[MAX_LINKS * 48] = "";
+	struct plan plan = { 0 };
+	int xdp_fd = -1, nlinks = 0;
 	time_t deadline;
 	char line[128];
 
@@ -309,40 +473,39 @@ int main(int argc, char **argv)
 			memcpy(xdp_name, info.name, sizeof(xdp_name) - 1);
 		}
 	}
-	if (xdp_fd >= 0) {
-		obj = open_object(&o, xdp_fd, xdp_name);
-		if (!obj)
-			snprintf(xdp_note, sizeof(xdp_note),
-				 "the kernel refused fentry/fexit on the XDP program: %s",
-				 strerror(load_errno));
-	}
+	first_plan(&o, &plan);
+	plan.xdp_fd = xdp_fd;
+	plan.xdp_name = xdp_name;
+	obj = load(&o, &plan, xdp_note, sizeof(xdp_note));
 	if (!obj)
-		obj = open_object(&o, -1, NULL);
-	if (!obj)
-		fail("%s", "loading the anatomy programs failed");
+		fail("loading the anatomy programs failed: %s", strerror(load_errno));
 
-	printf("{\"ready\": true, \"progs\": {");
 	bpf_object__for_each_program(prog, obj) {
 		struct bpf_link *link;
+		size_t used = strlen(progs);
 
 		if (!bpf_program__autoload(prog))
 			continue;
 		if (nlinks == MAX_LINKS)
 			fail("%s", "too many programs");
-		link = bpf_program__attach(prog);
+		link = attach(prog, &o, &plan);
 		if (!link)
-			fail("attaching %s failed", bpf_program__name(prog));
+			continue;
 		links[nlinks++] = link;
 		memset(&info, 0, sizeof(info));
 		info_len = sizeof(info);
 		bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &info_len);
-		printf("%s\"%s\": %u", first ? "" : ", ", bpf_program__name(prog), info.id);
-		first = 0;
+		snprintf(progs + used, sizeof(progs) - used, "%s\"%s\": %u", used ? ", " : "",
+			 bpf_program__name(prog), info.id);
 	}
-	printf("}, \"xdp\": %s, \"xdp_note\": \"%s\"}\n",
-	       bpf_object__find_program_by_name(obj, "hba_xdp_enter") &&
-	       bpf_program__autoload(bpf_object__find_program_by_name(obj, "hba_xdp_enter")) ?
-	       "true" : "false", xdp_note);
+	printf("{\"ready\": true, \"progs\": {%s}, \"xdp\": %s, \"xdp_note\": \"%s\", "
+	       "\"enqueue\": \"%s%s\", \"handler\": \"%s\", \"kernel_recv\": %s, "
+	       "\"notes\": \"%s\"}\n",
+	       progs, plan.xdp_fd >= 0 ? "true" : "false", xdp_note,
+	       hook_names[plan.enqueue],
+	       plan.enqueue == HOOK_NONE ? "" :
+	       plan.enqueue == HOOK_TP ? "/sk_data_ready" : "/sock_def_readable",
+	       hook_names[plan.handler], plan.kernel_recv ? "true" : "false", notes);
 	fflush(stdout);
 
 	rb = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(obj, "hb_events")),

@@ -19,6 +19,12 @@
  * is always written), without waking the reader (it polls on a timer, so that it
  * never competes with the traced tasks for a CPU mid-request); nothing is
  * printed.  x86-64 syscall numbers.
+ *
+ * Kernel-side servers: a server kernel thread is tracked like a process (its
+ * wake-ups and switch-ins by its tgid, its own), and its receives by udp_recvmsg's
+ * exit (hba_krecv, loaded only for it); a module's handler in softirq by its
+ * entry (hba_handler_*), an XDP program by its entry and exit.  anatomyctl loads
+ * one enqueue hook of three, by what the kernel has (6.1 lacks sk_data_ready).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -329,22 +335,116 @@ int BPF_PROG(hba_rx, struct sk_buff *skb)
 
 /*
  * The datagram is in a socket's receive queue: sk_data_ready, which UDP calls
- * right after __udp_enqueue_schedule_skb queued it.  The tracepoint has no skb,
- * so the socket tells the direction: the server's is bound to hb_port, the
- * client's to the port its sampled request came from.
+ * right after __udp_enqueue_schedule_skb queued it.  The socket has no skb at
+ * hand, so the socket tells the direction: the server's is bound to hb_port,
+ * the client's to the port its sampled request came from.
  */
-SEC("tp_btf/sk_data_ready")
-int BPF_PROG(hba_enqueue, const struct sock *sk)
+static __always_inline void enqueue_event(const struct sock *sk)
 {
 	__u16 num;
 
 	if (!hb_win.active || BPF_CORE_READ(sk, __sk_common.skc_family) != 2 /* AF_INET */)
-		return 0;
+		return;
 	num = BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (num == hb_port)
 		emit(HBA_ENQUEUE, HBA_DATAGRAM, HBA_REQUEST, 0, 0, 0, 0, 0);
 	else if (num == hb_win.client_port)
 		emit(HBA_ENQUEUE, HBA_DATAGRAM, HBA_REPLY, 0, 0, 0, 0, 0);
+}
+
+/*
+ * One of the three is loaded, chosen by anatomyctl from the kernel's BTF: the
+ * sk_data_ready tracepoint where the kernel has it (6.6 on), else the entry
+ * of sock_def_readable, the sk_data_ready of UDP sockets, user and kernel
+ * alike (the tracepoint's own place), by fentry or, without its BTF, kprobe.
+ */
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(hba_enqueue, const struct sock *sk)
+{
+	enqueue_event(sk);
+	return 0;
+}
+
+SEC("fentry/sock_def_readable")
+int BPF_PROG(hba_enqueue_fentry, struct sock *sk)
+{
+	enqueue_event(sk);
+	return 0;
+}
+
+SEC("kprobe/sock_def_readable")
+int BPF_KPROBE(hba_enqueue_kprobe, struct sock *sk)
+{
+	enqueue_event(sk);
+	return 0;
+}
+
+/*
+ * A server kernel thread's receive (kernel_recvmsg reaches udp_recvmsg): the
+ * return that carried data, with the count of empty (EAGAIN) returns since
+ * its last one, kept per thread in hb_entered as the syscall hooks do for
+ * user space.  Loaded only when a kernel thread is traced (--kernel-recv);
+ * user-space servers are seen at their syscalls instead.
+ */
+#define HB_PF_KTHREAD	0x00200000
+
+SEC("fexit/udp_recvmsg")
+int BPF_PROG(hba_krecv, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+	     int *addr_len, int ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	struct entry *ent, fresh = {};
+	__u32 polls;
+
+	if (ret <= 0 && ret != -HB_EAGAIN)
+		return 0;
+	if (role_of(pid_tgid >> 32) != HBA_SERVER ||
+	    !(bpf_get_current_task_btf()->flags & HB_PF_KTHREAD))
+		return 0;
+	ent = bpf_map_lookup_elem(&hb_entered, &tid);
+	if (!ent) {
+		bpf_map_update_elem(&hb_entered, &tid, &fresh, BPF_ANY);
+		ent = bpf_map_lookup_elem(&hb_entered, &tid);
+		if (!ent)
+			return 0;
+	}
+	if (ret < 0) {
+		ent->polls++;
+		return 0;
+	}
+	polls = ent->polls;
+	ent->polls = 0;
+	if (hb_win.active && BPF_CORE_READ(sk, __sk_common.skc_num) == hb_port)
+		emit(HBA_KRECV, HBA_SERVER, 0, tid, 0, ret, polls, 0);
+	return 0;
+}
+
+/*
+ * A module's in-kernel handler with encap_rcv's arguments (sk, skb), entered
+ * with the sampled datagram: by fentry where the module has BTF, else by
+ * kprobe; anatomyctl names the function (--handler) and loads one of the two.
+ */
+static __always_inline void handler_event(const struct sk_buff *skb)
+{
+	struct dgram d;
+
+	if (!hb_win.active || !parse_skb(skb, &d) || d.seq != hb_win.seq)
+		return;
+	emit(HBA_HANDLER, HBA_DATAGRAM, d.dir, 0, 0, 0, 0, 0);
+}
+
+SEC("fentry")
+int BPF_PROG(hba_handler_fentry, struct sock *sk, struct sk_buff *skb)
+{
+	handler_event(skb);
+	return 0;
+}
+
+SEC("kprobe")
+int BPF_KPROBE(hba_handler_kprobe, struct sock *sk, struct sk_buff *skb)
+{
+	handler_event(skb);
 	return 0;
 }
 
