@@ -307,7 +307,7 @@ def test_a_version_2_file_is_migrated_with_the_polls_unknown() -> None:
         r["per_request"]["server_syscalls"] for r in raw["results"]
     }
     saved = run.to_json()
-    assert validate(saved) == SCHEMA_ID == "hellobench/5"
+    assert validate(saved) == SCHEMA_ID == "hellobench/6"
     for row in saved["results"]:
         assert row["per_request"]["server_eagain_syscalls"] is None
 

@@ -152,6 +152,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"latency samples kept per phase ({defaults_text('sample_cap')})",
     )
     p.add_argument(
+        "--anatomy-requests",
+        type=int,
+        default=None,
+        help="sampled requests per anatomy pass of the claim's ladder, traced after its "
+        f"rounds (0: none; {defaults_text('anatomy_requests')})",
+    )
+    p.add_argument(
         "--vm-timeout",
         type=positive_float,
         default=None,
@@ -248,6 +255,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         accel=args.accel,
         calibrate=not args.no_calibrate,
         sample_cap=args.sample_cap if args.sample_cap is not None else spend.sample_cap,
+        anatomy_requests=(
+            args.anatomy_requests
+            if args.anatomy_requests is not None
+            else spend.anatomy_requests
+        ),
         server_options=key_values(args.server_option, "--server-option"),
         vm_timeout_s=args.vm_timeout,
         order_seed=args.seed if args.seed is not None else secrets.randbits(32),

@@ -25,6 +25,10 @@ hellobench/4 → hellobench/5:
 - nothing to fill in: version 4 rows have no validity gates (``gates``), and a row without
   gates reads as not checked; ``migrated`` says so.
 
+hellobench/5 → hellobench/6:
+- nothing to fill in: version 5 traced no anatomy (``anatomy`` absent reads as none);
+  ``migrated`` says so.
+
 ``migrated`` keeps the version the file was written in (``from``); the note of each step
 taken is appended to ``note``.
 """
@@ -131,11 +135,20 @@ def v4_to_v5(document: Document) -> Document:
     return out
 
 
+def v5_to_v6(document: Document) -> Document:
+    out = copy.deepcopy(document)
+    out["schema"] = "hellobench/6"
+    note = "no anatomy traced (hellobench/5 had none)"
+    out["migrated"] = _noted(out, "hellobench/5", note)
+    return out
+
+
 MIGRATIONS: dict[str, tuple[str, Callable[[Document], Document]]] = {
     "hellobench/1": ("hellobench/2", v1_to_v2),
     "hellobench/2": ("hellobench/3", v2_to_v3),
     "hellobench/3": ("hellobench/4", v3_to_v4),
     "hellobench/4": ("hellobench/5", v4_to_v5),
+    "hellobench/5": ("hellobench/6", v5_to_v6),
 }
 
 

@@ -2,7 +2,7 @@
 latency, per-request costs and accounting, and the :class:`Configuration` that names what
 its trials are trials of.
 
-Every record converts to and from the JSON of schema hellobench/5 (``to_json`` /
+Every record converts to and from the JSON of schema hellobench/6 (``to_json`` /
 ``from_json``); nothing else in the suite reads a row's JSON.
 """
 

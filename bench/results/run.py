@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.results.anatomy import AnatomyRecord
 from bench.results.descriptions import Environment, ImplInfo
 from bench.results.migrate import migrate
 from bench.results.rows import Configuration, PhaseRow, Skip
@@ -30,7 +31,7 @@ RESULTS_NAME = "results.json"
 INCOMPLETE_MARKER = "INCOMPLETE"
 INCOMPLETE_TEXT = "this run did not finish; results.json holds the rows measured so far\n"
 _KNOWN = {"schema", "run_id", "created", "complete", "tool", "config", "impls", "environments",
-          "results", "skipped"}  # fmt: skip
+          "results", "skipped", "anatomy"}  # fmt: skip
 
 
 # A run id names folders (reports/<run-id>, results/<run-id>): never a path of its own.
@@ -66,6 +67,7 @@ class Run:
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: list[PhaseRow] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    anatomy: list[AnatomyRecord] = field(default_factory=list)  # the claim's anatomy passes
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the results.json it was loaded from or last saved to
     located: str | None = None  # how ``load`` found it, when it had to look
@@ -96,6 +98,7 @@ class Run:
                 environments={str(k): dict(v) for k, v in current["environments"].items()},
                 rows=[PhaseRow.from_json(r) for r in current["results"]],
                 skipped=[Skip.from_json(s) for s in current["skipped"]],
+                anatomy=[AnatomyRecord.from_json(a) for a in current.get("anatomy") or []],
                 extra={k: v for k, v in current.items() if k not in _KNOWN},
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -135,6 +138,7 @@ class Run:
             "environments": self.environments,
             "results": [row.to_json() for row in self.rows],
             "skipped": [s.to_json() for s in self.skipped],
+            "anatomy": [a.to_json() for a in self.anatomy],
             **self.extra,
         }
 

@@ -16,7 +16,7 @@ import jsonschema.exceptions
 
 from bench.errors import UsageError
 
-SCHEMA_ID = "hellobench/5"
+SCHEMA_ID = "hellobench/6"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 SCHEMA_FILES = {
     "hellobench/1": SCHEMA_DIR / "results-v1.json",
@@ -24,6 +24,7 @@ SCHEMA_FILES = {
     "hellobench/3": SCHEMA_DIR / "results-v3.json",
     "hellobench/4": SCHEMA_DIR / "results-v4.json",
     "hellobench/5": SCHEMA_DIR / "results-v5.json",
+    "hellobench/6": SCHEMA_DIR / "results-v6.json",
 }
 
 

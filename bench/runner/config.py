@@ -59,6 +59,7 @@ class RunConfig:
     matrix_trials: int = 3  # rounds of the standard design's survey
     claim_duration_s: float = 0.5  # seconds per phase of the claim's blocks
     budget: str = DEFAULT_BUDGET  # a key of BUDGETS
+    anatomy_requests: int = 0  # sampled requests per anatomy pass of the claim (0: none)
     command: str = ""  # the command line that asked for the run, as recorded
     server_host: ServerHost | None = None  # the server on another host (topology two-hosts)
 
@@ -143,6 +144,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("--rate-fraction values must be in (0, 1.5]")
     if any(r <= 0 for r in cfg.rates):
         raise ConfigError("--rate values must be positive requests per second")
+    if cfg.anatomy_requests < 0:
+        raise ConfigError("--anatomy-requests must not be negative (0: no anatomy pass)")
     if cfg.sample_cap < 0:
         raise ConfigError("--sample-cap must not be negative")
     _check_cpus(cfg)

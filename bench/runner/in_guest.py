@@ -24,6 +24,8 @@ from bench.vm.kernel import find_guest_kernel
 # once for boot, calibration and the cross-checks.
 GUEST_PHASE_OVERHEAD_S = 8.0
 GUEST_FIXED_S = 900.0
+GUEST_ANATOMY_BUILD_S = 300.0  # vmlinux.h and the anatomy's object, built in the guest
+GUEST_ANATOMY_PASS_S = 60.0  # a traced pass: server start, loader, untraced and traced runs
 MIN_GUEST_TIMEOUT_S = 1800.0
 
 
@@ -54,12 +56,28 @@ def guest_phases(cfg: RunConfig) -> int:
     return total
 
 
+def guest_anatomy_passes(cfg: RunConfig) -> int:
+    """How many anatomy passes the guest will trace (runner/anatomy.py: the claim's ladder
+    at each of its pingpong levels)."""
+    if not cfg.anatomy_requests:
+        return 0
+    every = len(discover())
+    return sum(
+        (len(block.impls) or every) * len(block.settings("pingpong")) * len(cfg.topologies)
+        for block in blocks(guest_config(cfg))
+        if block.name == "claim"
+    )
+
+
 def guest_timeout(cfg: RunConfig) -> float:
     """The guest watchdog: as given, or enough for every phase the guest will run."""
     if cfg.vm_timeout_s is not None:
         return cfg.vm_timeout_s
     per_phase = 2 * (max(cfg.duration_s, cfg.claim_duration_s) + cfg.warmup_s)
     estimate = guest_phases(cfg) * (per_phase + GUEST_PHASE_OVERHEAD_S) + GUEST_FIXED_S
+    passes = guest_anatomy_passes(cfg)
+    if passes:
+        estimate += GUEST_ANATOMY_BUILD_S + passes * GUEST_ANATOMY_PASS_S
     return max(MIN_GUEST_TIMEOUT_S, estimate)
 
 
@@ -96,6 +114,10 @@ def merge_guest(recording: Recording, guest_results: Path) -> None:
         run.add_row(row)
     run.skipped.extend(guest.skipped)
     run.extra.setdefault("crosschecks", []).extend(guest.extra.get("crosschecks") or [])
+    run.anatomy.extend(guest.anatomy)
+    not_traced = guest.extra.get("anatomy_skipped") or {}
+    if not_traced:
+        run.extra.setdefault("anatomy_skipped", {}).update(not_traced)
     skipped = guest.extra.get("crosschecks_skipped") or {}
     if skipped:
         run.extra.setdefault("crosschecks_skipped", {}).update(skipped)

@@ -33,6 +33,7 @@ from bench.impl.api import Impl, ImplError, ServerConfig
 from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
 from bench.results.rows import PhaseRow
+from bench.runner.anatomy import trace_ladder, why_not_traced
 from bench.runner.conditions import phase_conditions
 from bench.runner.config import RunConfig, canonical_options, level_combinations
 from bench.runner.design import Block, blocks, design_impls
@@ -234,6 +235,42 @@ class Runner:
                 self.recording.run.extra.setdefault("crosschecks_skipped", {})[self.env] = skip
                 continue
             self._crosscheck([i for i in impls if block.covers(i.name)], topo, block)
+        self._trace_anatomy(impls, topo, schedule)
+
+    def _trace_anatomy(self, impls: list[Impl], topo: Topology, schedule: list[Block]) -> None:
+        """The claim's ladder traced once per level (runner/anatomy.py), after its rounds."""
+        claim = next((b for b in schedule if b.name == "claim"), None)
+        if claim is None or not self.cfg.anatomy_requests:
+            return
+        reason = why_not_traced()
+        if reason is not None:
+            self.progress(f"[{self.env}] anatomy not traced: {reason}")
+            self.recording.run.extra.setdefault("anatomy_skipped", {})[self.env] = reason
+            return
+        self.progress.step(
+            Step(self.env, "anatomy", "anatomy: stages of sampled round trips, traced",
+                 done=self.done, total=self.total)
+        )  # fmt: skip
+        size = claim.sizes[0]
+
+        def driver(settings: Mapping[str, str]) -> DriverConfig:
+            base = driver_config(self.cfg, topo, "pingpong", size, None, seed=11, settings=settings)
+            return replace(base, duration_s=self.cfg.claim_duration_s, outstanding=1)
+
+        records = trace_ladder(
+            [i for i in impls if claim.covers(i.name)],
+            topo,
+            claim.settings("pingpong"),
+            env=self.env,
+            driver=driver,
+            server=lambda: server_config(self.cfg, topo),
+            server_cpu=self.cfg.server_cpu,
+            sampled=self.cfg.anatomy_requests,
+            samples_dir=self.samples_dir,
+            progress=self.progress,
+        )
+        self.recording.run.anatomy.extend(records)
+        self.recording.save()
 
     def _crosscheck_skipped(self) -> str | None:
         if self.cfg.budget == "quick":

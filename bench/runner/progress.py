@@ -27,7 +27,7 @@ class Step:
     when this one begins (``total`` None: not planned yet, as while a guest boots)."""
 
     env: str
-    stage: str  # calibrate | phase | crosscheck | boot | guest | finish
+    stage: str  # calibrate | phase | crosscheck | anatomy | boot | guest | finish
     text: str
     impl: str | None = None
     mode: str | None = None
