@@ -207,14 +207,16 @@ static struct bpf_object *open_object(const struct options *o, const struct plan
 	handler = bpf_object__find_program_by_name(obj, "hba_handler_fentry");
 	if (!enter || !exit_ || !handler)
 		fail("%s lacks the XDP entry/exit or handler programs", o->obj);
-	if (pl->xdp_fd < 0 ||
-	    bpf_program__set_attach_target(enter, pl->xdp_fd, pl->xdp_name) ||
-	    bpf_program__set_attach_target(exit_, pl->xdp_fd, pl->xdp_name)) {
-		bpf_program__set_autoload(enter, false);
-		bpf_program__set_autoload(exit_, false);
-	}
-	if (pl->handler != HOOK_FENTRY || bpf_program__set_attach_target(handler, 0, o->handler))
-		bpf_program__set_autoload(handler, false);
+	/* a target the kernel lacks fails here already: a refusal, as a load's */
+	if (pl->xdp_fd >= 0 &&
+	    (bpf_program__set_attach_target(enter, pl->xdp_fd, pl->xdp_name) ||
+	     bpf_program__set_attach_target(exit_, pl->xdp_fd, pl->xdp_name)))
+		goto refused;
+	if (pl->handler == HOOK_FENTRY && bpf_program__set_attach_target(handler, 0, o->handler))
+		goto refused;
+	bpf_program__set_autoload(enter, pl->xdp_fd >= 0);
+	bpf_program__set_autoload(exit_, pl->xdp_fd >= 0);
+	bpf_program__set_autoload(handler, pl->handler == HOOK_FENTRY);
 	autoload(obj, "hba_handler_kprobe", pl->handler == HOOK_KPROBE);
 	autoload(obj, "hba_enqueue", pl->enqueue == HOOK_TP);
 	autoload(obj, "hba_enqueue_fentry", pl->enqueue == HOOK_FENTRY);
@@ -227,12 +229,12 @@ static struct bpf_object *open_object(const struct options *o, const struct plan
 			bpf_program__set_autoload(p, false);
 	}
 	load_errno = 0;
-	if (bpf_object__load(obj)) {
-		load_errno = errno;
-		bpf_object__close(obj);
-		return NULL;
-	}
-	return obj;
+	if (!bpf_object__load(obj))
+		return obj;
+refused:
+	load_errno = errno;
+	bpf_object__close(obj);
+	return NULL;
 }
 
 /* The hooks this kernel should take, from its BTF. */

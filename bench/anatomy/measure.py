@@ -1,18 +1,36 @@
 """One impl's anatomy pass, on a server the caller started: the driver's pingpong run
 untraced (the probe-free round trip of the same configuration, right before), then the
 same run traced, 1 in ``every`` requests sampled, with BPF run-time statistics on; the
-sampled requests' stages, their summaries and the tail anatomy."""
+sampled requests' stages, their summaries and the tail anatomy.
+
+The server's model follows from what it accounts to itself (server.accounting()): user-space
+processes; kernel threads (tracked like processes, their receives traced at udp_recvmsg's
+exit; a thread whose manifest says it never sleeps is the polling model); an XDP program
+(its entry and exit); none of these, a kernel module answering in softirq: its UDP
+encap_rcv handler, found by name among the module's own symbols (/proc/kallsyms), traced on
+entry by fentry where the module has BTF, else by kprobe, else not traced (the unhooked
+stages, and handler_note says why)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.anatomy.events import windows
-from bench.anatomy.stages import RequestAnatomy, anatomy, stage_names
+from bench.anatomy.stages import (
+    KTHREAD,
+    KTHREAD_POLL,
+    SOFTIRQ,
+    USER,
+    XDP,
+    RequestAnatomy,
+    anatomy,
+    stage_names,
+)
 from bench.anatomy.summary import (
     Distribution,
     StageSummary,
@@ -20,13 +38,17 @@ from bench.anatomy.summary import (
     stage_summaries,
     tail_anatomy,
 )
-from bench.anatomy.tracer import Tracer
+from bench.anatomy.tracer import TraceOutput, Tracer
 from bench.bpf import BpfError
 from bench.bpf.progstats import ProgStats, prog_stats
 from bench.driver.client import DriverConfig, client_limits, run_driver
-from bench.impl.api import RunningServer
+from bench.impl.api import Accounting, RunningServer
+from bench.impl.registry import manifests
+from bench.kmod.server import ModuleServer
 from bench.metrics.bpf import bpf_stats_enabled
 
+KALLSYMS = Path("/proc/kallsyms")
+HANDLER_SUFFIX = "encap_rcv"  # a UDP encapsulation socket's receive hook
 MIN_TRACED_S = 0.5
 MAX_TRACED_S = 20.0
 TRACING_SLOWDOWN = 2.0  # a generous guess of how much slower traced requests are
@@ -65,6 +87,9 @@ class AnatomyResult:
     loader: Mapping[str, int]
     incomplete: int
     traced_requests: int  # requests the driver sent in the traced run
+    model: str = ""  # the server model of the stages (bench.anatomy.stages.MODELS)
+    hooks: Mapping[str, str] = field(default_factory=dict)  # the loader's choices
+    notes: str = ""  # hooks the kernel did not offer, and what was used instead
 
     def overhead_ns(self) -> float | None:
         """Traced minus untraced p50 round trip as the driver measured both."""
@@ -97,6 +122,9 @@ class AnatomyResult:
             "loader": dict(self.loader),
             "incomplete": self.incomplete,
             "traced_requests": self.traced_requests,
+            "model": self.model,
+            "hooks": dict(self.hooks),
+            "notes": self.notes,
             "requests": [dataclasses.asdict(r) for r in self.requests],
         }
 
@@ -122,6 +150,67 @@ def _stats(prog_ids: Mapping[str, int]) -> dict[str, ProgStats]:
     return found
 
 
+def module_handler(module: str, kallsyms: Path = KALLSYMS) -> str | None:
+    """The UDP encap_rcv handler among ``module``'s own functions, or None (none, or
+    several to choose from)."""
+    try:
+        lines = kallsyms.read_text().splitlines()
+    except OSError:
+        return None
+    found = {
+        fields[2]
+        for fields in (line.split() for line in lines)
+        if len(fields) == 4
+        and fields[1] in ("t", "T")
+        and fields[3] == f"[{module}]"
+        and fields[2].endswith(HANDLER_SUFFIX)
+    }
+    return found.pop() if len(found) == 1 else None
+
+
+def server_model(impl: str, server: RunningServer, accounting: Accounting) -> str:
+    """How ``server`` serves (bench.anatomy.stages.MODELS), from what it accounts to itself."""
+    if accounting.pids:
+        return USER
+    if accounting.kernel_tids:
+        manifest = manifests().get(impl)
+        sleeps = manifest.server_path.get("sleeps", True) if manifest else True
+        return KTHREAD if sleeps else KTHREAD_POLL
+    if accounting.bpf_prog_ids:
+        return XDP
+    return SOFTIRQ
+
+
+def _softirq_handler(server: RunningServer) -> tuple[str | None, str]:
+    """The handler function to trace, or None and why not."""
+    if not isinstance(server, ModuleServer):
+        return None, "the server is no kernel module: its handler is not known"
+    handler = module_handler(server.name)
+    if handler is None:
+        return None, (
+            f"no single *{HANDLER_SUFFIX} function among module {server.name}'s symbols: "
+            "the handler runs inside the stack stages"
+        )
+    return handler, ""
+
+
+def _handler_note(model: str, handler: str | None, why_not: str, output: TraceOutput) -> str:
+    if model in (KTHREAD, KTHREAD_POLL):
+        if output.hooks.get("kernel_recv", "none") == "none":
+            return f"kernel thread tracked; its receives not traced ({output.notes})"
+        return "kernel thread tracked (wake-ups, switch-ins); receives by fexit on udp_recvmsg"
+    if model != SOFTIRQ:
+        return output.handler_note
+    if handler is None:
+        return why_not
+    hook = output.hooks.get("handler", "none")
+    if hook == "none":
+        return f"{handler} could not be traced ({output.notes}): inside the stack stages"
+    if hook == "kprobe":
+        return f"{handler} traced on entry by kprobe (the module has no BTF for fentry)"
+    return f"{handler} traced on entry by fentry"
+
+
 def anatomy_pass(
     impl: str,
     server: RunningServer,
@@ -136,15 +225,23 @@ def anatomy_pass(
         raise ValueError("the anatomy needs pingpong with one request in flight")
     accounting = server.accounting()
     in_user_space = bool(accounting.pids)
-    xdp_prog_id = (
-        None if in_user_space or not accounting.bpf_prog_ids else accounting.bpf_prog_ids[0]
-    )
+    model = server_model(impl, server, accounting)
+    xdp_prog_id = accounting.bpf_prog_ids[0] if model == XDP else None
+    handler, why_not = _softirq_handler(server) if model == SOFTIRQ else (None, "")
+    kernel_recv = model in (KTHREAD, KTHREAD_POLL)
     untraced = run_driver(driver)
     traced_config = dataclasses.replace(
         driver, duration_s=traced_duration(sampled, every, untraced.latency_ns.get("p50"))
     )
-    with Tracer(port=driver.port, every=every, xdp_prog_id=xdp_prog_id) as tracer:
-        for pid in accounting.pids:
+    with Tracer(
+        port=driver.port,
+        every=every,
+        xdp_prog_id=xdp_prog_id,
+        handler=handler,
+        kernel_recv=kernel_recv,
+    ) as tracer:
+        # a kernel thread is its own thread group: tracked by its tid like a process
+        for pid in (*accounting.pids, *(accounting.kernel_tids if kernel_recv else ())):
             tracer.track(pid, "server")
         with bpf_stats_enabled():
             before = _stats(tracer.prog_ids)
@@ -153,9 +250,10 @@ def anatomy_pass(
             )
             after = _stats(tracer.prog_ids)
         output = tracer.stop()
-    names = stage_names(in_user_space, output.handler_hooked)
+    hooked = output.handler_hooked or kernel_recv
+    names = stage_names(in_user_space, hooked, model)
     complete, incomplete = windows(output.events)
-    requests = tuple(anatomy(w, in_user_space, output.handler_hooked) for w in complete)
+    requests = tuple(anatomy(w, in_user_space, hooked, model) for w in complete)
     programs = tuple(
         ProgramCost(
             name,
@@ -171,8 +269,8 @@ def anatomy_pass(
         settings=dict(settings),
         every=every,
         server_in_user_space=in_user_space,
-        handler_hooked=output.handler_hooked,
-        handler_note=output.handler_note,
+        handler_hooked=hooked,
+        handler_note=_handler_note(model, handler, why_not, output),
         untraced_ns=dict(untraced.latency_ns),
         traced_driver_ns=dict(traced.latency_ns),
         traced_rtt=Distribution.of([r.rtt_ns for r in requests]),
@@ -184,4 +282,7 @@ def anatomy_pass(
         loader=dict(output.stats),
         incomplete=incomplete,
         traced_requests=traced.requests,
+        model=model,
+        hooks=dict(output.hooks),
+        notes=output.notes,
     )

@@ -22,6 +22,21 @@ in-kernel handler (-> its exit), stack to the client socket, then the client's s
 Where the program's entry and exit cannot be traced, the stack stage is split at the
 request's receive processing (netif_receive_skb) and the rest, handler included, runs to
 the reply's queueing at the client socket.
+
+Kernel module answering in softirq (a UDP encap_rcv handler): the same stage names, the
+handler's entry (fentry or kprobe) ending the stack stage and the handler running to the
+reply's transmit, which it makes itself (its return comes after: the reply is queued to a
+backlog, delivered once the handler is done, inside "stack to the client socket").  Where
+its entry cannot be traced, the unhooked stages above.
+
+Kernel thread serving with kernel_recvmsg/kernel_sendmsg (kthread): client send, stack to
+the server socket, server socket queue (-> the thread's wake-up is issued), server wake-up
+(-> switched in), kernel receive (-> its udp_recvmsg returns the datagram), in-kernel
+handler (-> the reply leaves the device: the answer and kernel_sendmsg's way down), then
+stack to the client socket and the client's stages.  A polling thread (kthread-poll) never
+sleeps: its socket queue runs to the receive that returned the datagram, and it has no
+wake-up nor kernel receive stage.  A thread that was running when the datagram came (no
+wake-up in the window) gets a zero wake-up, its queue running to its receive's return.
 """
 
 from __future__ import annotations
@@ -45,11 +60,34 @@ UNHOOKED_STAGES = (
     "client send", "stack to receive processing", "receive, handler and way back",
     *CLIENT_STAGES,
 )  # fmt: skip
+KTHREAD_STAGES = (
+    "client send", "stack to server socket", "server socket queue", "server wake-up",
+    "kernel receive", "in-kernel handler", "stack to client socket", *CLIENT_STAGES,
+)  # fmt: skip
+KTHREAD_POLL_STAGES = (
+    "client send", "stack to server socket", "server socket queue", "in-kernel handler",
+    "stack to client socket", *CLIENT_STAGES,
+)  # fmt: skip
+
+# the server models: how the request is served, and so which milestones it has
+USER = "user-space"
+XDP = "xdp"
+SOFTIRQ = "softirq"
+KTHREAD = "kthread"
+KTHREAD_POLL = "kthread-poll"
+MODELS = (USER, XDP, SOFTIRQ, KTHREAD, KTHREAD_POLL)
 
 
-def stage_names(server_in_user_space: bool, handler_hooked: bool) -> tuple[str, ...]:
-    if server_in_user_space:
+def stage_names(
+    server_in_user_space: bool, handler_hooked: bool, model: str | None = None
+) -> tuple[str, ...]:
+    model = model or (USER if server_in_user_space else XDP)
+    if model == USER:
         return USER_STAGES
+    if model == KTHREAD:
+        return KTHREAD_STAGES
+    if model == KTHREAD_POLL:
+        return KTHREAD_POLL_STAGES
     return HANDLER_STAGES if handler_hooked else UNHOOKED_STAGES
 
 
@@ -153,11 +191,17 @@ def user_space(w: Window) -> RequestAnatomy:
     )
 
 
-def kernel_side(w: Window, handler_hooked: bool) -> RequestAnatomy:
+def kernel_side(w: Window, handler_hooked: bool, model: str = XDP) -> RequestAnatomy:
+    """An XDP program (entry and exit traced) or a module's softirq handler (entry traced,
+    running to the reply's transmit); unhooked, the stack stages around them."""
     xmit = w.first(Kind.XMIT, direction=Dir.REQUEST)
     rx = w.first(Kind.RX, direction=Dir.REQUEST, after=_ts(xmit))
-    enter = w.first(Kind.XDP_ENTER, direction=Dir.REQUEST, after=_ts(xmit))
-    leave = enter and w.first(Kind.XDP_EXIT, after=enter.ts)
+    if model == SOFTIRQ:
+        enter = w.first(Kind.HANDLER, direction=Dir.REQUEST, after=_ts(xmit))
+        leave = enter and w.first(Kind.XMIT, direction=Dir.REPLY, after=enter.ts)
+    else:
+        enter = w.first(Kind.XDP_ENTER, direction=Dir.REQUEST, after=_ts(xmit))
+        leave = enter and w.first(Kind.XDP_EXIT, after=enter.ts)
     enq_reply = w.first(Kind.ENQUEUE, direction=Dir.REPLY, after=_ts(leave) or _ts(rx))
     client = _client_side(w, _ts(enq_reply))
     head: list[Milestone]
@@ -187,7 +231,53 @@ def kernel_side(w: Window, handler_hooked: bool) -> RequestAnatomy:
     )
 
 
-def anatomy(w: Window, server_in_user_space: bool, handler_hooked: bool) -> RequestAnatomy:
-    if server_in_user_space:
+def kernel_thread(w: Window, polls: bool) -> RequestAnatomy:
+    """A kernel thread's request: see the module's docstring (``polls``: kthread-poll)."""
+    xmit = w.first(Kind.XMIT, direction=Dir.REQUEST)
+    enq = w.first(Kind.ENQUEUE, direction=Dir.REQUEST, after=_ts(xmit))
+    rx = w.first(Kind.RX, direction=Dir.REQUEST, after=_ts(xmit))
+    recv = w.first(Kind.KRECV, role=Role.SERVER, after=_ts(enq))
+    reply = w.first(Kind.XMIT, direction=Dir.REPLY, after=_ts(recv) or _ts(enq))
+    start = _ts(enq) or w.t0
+    waking = w.first(Kind.WAKING, role=Role.SERVER, after=start, before=_ts(reply))
+    switched = waking and w.first(
+        Kind.SWITCH_IN, role=Role.SERVER, after=waking.ts, before=_ts(reply)
+    )
+    enq_reply = w.first(Kind.ENQUEUE, direction=Dir.REPLY, after=_ts(reply) or _ts(recv))
+    head: list[Milestone] = [("client send", _ts(xmit)), ("stack to server socket", _ts(enq))]
+    if polls:
+        head.append(("server socket queue", _ts(recv)))
+    else:
+        # without a wake-up in the window the thread was running: queued until its receive
+        queue = waking.ts if waking else _ts(recv)
+        woken = switched.ts if waking and switched else queue
+        head += [
+            ("server socket queue", queue),
+            ("server wake-up", woken),
+            ("kernel receive", _ts(recv)),
+        ]
+    head.append(("in-kernel handler", _ts(reply)))
+    stages, missing = partition(w.t0, w.end, [*head, *_client_side(w, _ts(enq_reply))])
+    served = recv or switched or None
+    return RequestAnatomy(
+        seq=w.seq,
+        rtt_ns=w.end - w.t0,
+        stages=stages,
+        missing=tuple(missing),
+        rx_cpu=rx.cpu if rx else None,
+        server_cpu=served.cpu if served else None,
+        server_polls=recv.polls if recv else 0,
+        client_polls=w.close.polls,
+    )
+
+
+def anatomy(
+    w: Window, server_in_user_space: bool, handler_hooked: bool, model: str | None = None
+) -> RequestAnatomy:
+    """One window's stages by the server's model (default: user space or XDP)."""
+    model = model or (USER if server_in_user_space else XDP)
+    if model == USER:
         return user_space(w)
-    return kernel_side(w, handler_hooked)
+    if model in (KTHREAD, KTHREAD_POLL):
+        return kernel_thread(w, polls=model == KTHREAD_POLL)
+    return kernel_side(w, handler_hooked, model)

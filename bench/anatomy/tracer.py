@@ -41,6 +41,10 @@ class TraceOutput:
     prog_ids: Mapping[str, int]
     handler_hooked: bool
     handler_note: str = ""
+    # the hooks the loader chose for this kernel: enqueue (tp_btf/sk_data_ready,
+    # fentry/sock_def_readable, ...), handler (fentry, kprobe, none), kernel_recv
+    hooks: Mapping[str, str] = field(default_factory=dict)
+    notes: str = ""  # why preferred hooks were not used
     stderr: str = field(default="", repr=False)
 
 
@@ -54,8 +58,12 @@ class Tracer:
         every: int,
         max_events: int = 128,
         xdp_prog_id: int | None = None,
+        handler: str | None = None,
+        kernel_recv: bool = False,
         max_seconds: int = 300,
     ) -> None:
+        """``handler``: a module function with encap_rcv's arguments to trace on entry;
+        ``kernel_recv``: trace the receives of kernel threads tracked as the server."""
         self._argv_tail = [
             f"--port={port}",
             f"--every={every}",
@@ -64,6 +72,10 @@ class Tracer:
         ]
         if xdp_prog_id is not None:
             self._argv_tail.append(f"--xdp-prog-id={xdp_prog_id}")
+        if handler is not None:
+            self._argv_tail.append(f"--handler={handler}")
+        if kernel_recv:
+            self._argv_tail.append("--kernel-recv")
         self._owned: OwnedProcess | None = None
         self._buf = b""
         self.ready: dict[str, Any] = {}
@@ -104,6 +116,17 @@ class Tracer:
     def prog_ids(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in dict(self.ready.get("progs") or {}).items()}
 
+    @property
+    def hooks(self) -> dict[str, str]:
+        """The hooks the loader chose (see TraceOutput.hooks)."""
+        return {
+            "enqueue": str(self.ready.get("enqueue") or "tp_btf/sk_data_ready"),
+            "handler": "fentry/fexit"
+            if self.ready.get("xdp")
+            else str(self.ready.get("handler") or "none"),
+            "kernel_recv": "fexit/udp_recvmsg" if self.ready.get("kernel_recv") else "none",
+        }
+
     def track(self, pid: int, role: str) -> None:
         """Trace process ``pid`` (all its threads) as the ``client`` or the ``server``."""
         if role not in ("client", "server"):
@@ -120,8 +143,10 @@ class Tracer:
                 events=read_events(self._out),
                 stats={k: int(v) for k, v in stats.items() if k != "done"},
                 prog_ids=self.prog_ids,
-                handler_hooked=bool(self.ready.get("xdp")),
+                handler_hooked=bool(self.ready.get("xdp")) or self.hooks["handler"] != "none",
                 handler_note=str(self.ready.get("xdp_note") or ""),
+                hooks=self.hooks,
+                notes=str(self.ready.get("notes") or ""),
                 stderr=self._stderr(),
             )
         finally:

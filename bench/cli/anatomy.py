@@ -157,9 +157,15 @@ def print_result(console: Console, r: AnatomyResult, server_cpu: int, client_cpu
             f"server {server_polls:.1f}, client {client_polls:.1f}"
         )
     if not r.server_in_user_space:
-        hooked = "traced (fentry/fexit)" if r.handler_hooked else "inside the stack stages"
+        hooked = f"traced ({r.hooks.get('handler', 'fentry/fexit')})"
+        if not r.handler_hooked:
+            hooked = "inside the stack stages"
+        elif r.model in ("kthread", "kthread-poll"):
+            hooked = "the kernel thread's stages"
         note = f" ({r.handler_note})" if r.handler_note else ""
-        console.print(f"  in-kernel handler: {hooked}{note}")
+        console.print(f"  in-kernel handler ({r.model}): {hooked}{note}")
+    hooks = ", ".join(f"{k} {v}" for k, v in r.hooks.items())
+    console.print(f"  hooks: {hooks}" + (f" ({r.notes})" if r.notes else ""))
     costs = ", ".join(
         f"{p.name} {p.run_cnt} runs {_us(p.run_time_ns)} µs" for p in r.programs if p.run_cnt
     )
