@@ -2,10 +2,13 @@
 
 ``python -m bench anatomy`` is run as a user runs it, with a ledger of its own, and its
 JSON read back: every sampled request's stages sum exactly to its traced round trip; a
-server delay lands in the server's user-space stage and nowhere else; receive processing
-runs where --rx-cpu puts it; and no anatomy program outlives the command, even one killed
-with SIGKILL once ``python -m bench cleanup`` has run.  The assertions are generous ratios
-and shares, never tight timing thresholds; waits are bounded only to end a hung test.
+server delay lands in the server's user-space stage and nowhere else; K extra null syscalls
+per request land there too, at about K null-syscall prices (measured in the same test) plus
+what the syscall hooks themselves run per call; holding the CPUs out of deep idle states
+(--idle poll) shrinks the wake-ups; receive processing runs where --rx-cpu puts it; and no
+anatomy program outlives the command, even one killed with SIGKILL once ``python -m bench
+cleanup`` has run.  The assertions are generous ratios, shares and signs, never tight timing
+thresholds; waits are bounded only to end a hung test.
 """
 
 from __future__ import annotations
@@ -27,11 +30,18 @@ from bench import PROJECT_ROOT
 from bench.anatomy.build import unavailable_reason
 from bench.anatomy.stages import USER_STAGES
 from bench.anatomy.tracer import PROG_PREFIX
+from bench.calibration.syscall import measure_null_syscall
 from bench.host.capabilities import capabilities
 from bench.impl.registry import discover
 
 SERVER_CPU, CLIENT_CPU = 1, 0
 DELAY_NS = 200_000
+EXTRA_SYSCALLS = 200
+# what a measured cost may be against its prediction: generous, a sanity bound, no timing
+PRICE_RANGE = (0.3, 5.0)
+SYSCALL_HOOKS = ("hba_sys_enter", "hba_sys_exit")
+WAKE_UP_STAGES = ("server wake-up", "client wake-up")
+IDLE_ROUNDS = 3
 COMMAND_TIMEOUT_S = 300.0
 ATTACH_WAIT_S = 120.0
 # the kernel frees a detached program after an RCU grace period (tracepoint programs after
@@ -153,6 +163,50 @@ def others(work: Path, blocking: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return anatomy(work, *(f"--impl={i}" for i in impls), "--rx-cpu=server", "--requests=200")
 
 
+@pytest.fixture(scope="module")
+def dosed(work: Path, blocking: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return anatomy(
+        work, "--impl=blocking-c", "--rx-cpu=server", "--requests=200",
+        f"--server-option=extra_syscalls={EXTRA_SYSCALLS}",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def null_syscall_ns(blocking: list[dict[str, Any]]) -> float:
+    """ns per null syscall here and now: the calibration's median repetition."""
+    value = measure_null_syscall()["null_syscall_median_ns"]
+    assert isinstance(value, float) and value > 0, value
+    return value
+
+
+def _idle_skip_reason() -> str | None:
+    if not Path("/dev/cpu_dma_latency").exists():
+        return "no /dev/cpu_dma_latency: the idle policy cannot be held"
+    states = Path(f"/sys/devices/system/cpu/cpu{SERVER_CPU}/cpuidle").glob("state*/latency")
+    if not any(int(p.read_text()) > 0 for p in states):
+        return (
+            f"CPU {SERVER_CPU} has no idle state deeper than polling: --idle poll changes nothing"
+        )
+    return None
+
+
+@pytest.fixture(scope="module")
+def idle_pairs(work: Path, blocking: list[dict[str, Any]]) -> list[dict[str, Mapping[str, Any]]]:
+    """Rounds of one command each measuring both idle levels, their order alternating."""
+    reason = _idle_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    pairs: list[dict[str, Mapping[str, Any]]] = []
+    for i in range(IDLE_ROUNDS):
+        order = ("default", "poll") if i % 2 == 0 else ("poll", "default")
+        results = anatomy(
+            work, "--impl=blocking-c", "--rx-cpu=server", "--requests=200",
+            *(f"--idle={level}" for level in order),
+        )  # fmt: skip
+        pairs.append({r["settings"]["idle"]: r for r in results})
+    return pairs
+
+
 def _check_partition(result: Mapping[str, Any]) -> None:
     requests = result["requests"]
     assert len(requests) >= 50, f"only {len(requests)} sampled requests"
@@ -187,6 +241,76 @@ def test_a_server_delay_lands_in_the_server_s_user_space_stage(
     for name in USER_STAGES:
         if name != "server user space":
             assert abs(slow[name] - base[name]) < 0.25 * DELAY_NS, (name, base, slow)
+
+
+def _hooks_ns_per_request(result: Mapping[str, Any], names: Sequence[str]) -> float:
+    """The named programs' run time per request the driver sent in the traced run."""
+    run_ns = sum(p["run_time_ns"] for p in result["programs"] if p["name"] in names)
+    return float(run_ns / max(result["traced_requests"], 1))
+
+
+def _in_range(value: float, price: float) -> bool:
+    lo, hi = PRICE_RANGE
+    return lo * price <= value <= hi * price
+
+
+def test_extra_syscalls_land_in_the_server_s_user_space_stage_at_their_price(
+    blocking: list[dict[str, Any]], dosed: list[dict[str, Any]], null_syscall_ns: float
+) -> None:
+    """The extra syscalls run between the receive's return and the send's entry: the
+    server's user-space stage, not its receive or send stages, carries them."""
+    base = _stage_medians(_by(blocking, "blocking-c", "server"))
+    slow = _stage_medians(_by(dosed, "blocking-c", "server"))
+    price = EXTRA_SYSCALLS * null_syscall_ns
+    grown = slow["server user space"] - base["server user space"]
+    assert _in_range(grown, price), (grown, price, base, slow)
+    for name in USER_STAGES:
+        if name != "server user space":
+            assert abs(slow[name] - base[name]) < price, (name, price, base, slow)
+
+
+def test_traced_extra_syscalls_cost_their_price_plus_the_syscall_hooks_run_time(
+    blocking: list[dict[str, Any]], dosed: list[dict[str, Any]], null_syscall_ns: float
+) -> None:
+    """Traced, every syscall of a tracked task also runs the syscall hooks: the stage's
+    growth less the hooks' added run time is the extra syscalls' own price."""
+    base, slow = _by(blocking, "blocking-c", "server"), _by(dosed, "blocking-c", "server")
+    grown = _stage_medians(slow)["server user space"] - _stage_medians(base)["server user space"]
+    hooks = _hooks_ns_per_request(slow, SYSCALL_HOOKS) - _hooks_ns_per_request(base, SYSCALL_HOOKS)
+    price = EXTRA_SYSCALLS * null_syscall_ns
+    assert hooks > 0, (slow["programs"], base["programs"])
+    assert _in_range(grown - hooks, price), (grown, hooks, price)
+
+
+def test_the_probe_free_round_trip_grows_by_about_the_extra_syscalls_price(
+    blocking: list[dict[str, Any]], dosed: list[dict[str, Any]], null_syscall_ns: float
+) -> None:
+    base = _by(blocking, "blocking-c", "server")["untraced_ns"]["p50"]
+    slow = _by(dosed, "blocking-c", "server")["untraced_ns"]["p50"]
+    price = EXTRA_SYSCALLS * null_syscall_ns
+    assert _in_range(slow - base, price), (base, slow, price)
+
+
+def _wake_ups_median(result: Mapping[str, Any]) -> float:
+    return _median([sum(r["stages"][s] for s in WAKE_UP_STAGES) for r in result["requests"]])
+
+
+def test_polling_idle_cpus_shrink_the_wake_ups(
+    idle_pairs: list[dict[str, Mapping[str, Any]]],
+) -> None:
+    """A sign over paired rounds: the median of a request's wake-ups (the server's and the
+    client's) smaller under poll in most rounds.  Each stage's medians are in the message:
+    a CPU kept busy by other work wakes its sleeper without leaving an idle state, so one
+    stage alone can show no difference in a round."""
+    medians = [
+        (_wake_ups_median(pair["default"]), _wake_ups_median(pair["poll"])) for pair in idle_pairs
+    ]
+    smaller = sum(poll < default for default, poll in medians)
+    stages = [
+        {level: {s: _stage_medians(pair[level])[s] for s in WAKE_UP_STAGES} for level in pair}
+        for pair in idle_pairs
+    ]
+    assert smaller > len(medians) / 2, f"(default, poll) per round: {medians}; {stages}"
 
 
 @pytest.mark.parametrize(("rx", "cpu"), [("server", SERVER_CPU), ("client", CLIENT_CPU)])
