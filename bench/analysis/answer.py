@@ -7,12 +7,15 @@ twin's dose-response per extra syscall times its request-path syscalls), and how
 server's wake-up; then whether the transitions the kernel-side servers avoid are
 measurable, and how large next to their whole difference.  Every number is a member of the
 family with its simultaneous interval; the sentences only say them, they choose nothing.
+Where the run traced its anatomy, each level's verdict is followed by where the time went
+(bench/analysis/anatomy.py): a description of one traced pass per impl, no estimate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from bench.analysis import anatomy
 from bench.analysis.primary import Family, Finding, families
 from bench.analysis.stats import Interval
 from bench.question import DOSE, KERNEL_VS_TWIN, PRIMARY_RX_CPU, TRANSITIONS, WAKE_UP
@@ -132,12 +135,20 @@ def _at_idle(fam: Family, idle: str) -> str:
     return text + (f"; {verdict}" if verdict else "")
 
 
+def _with_anatomy(run: Run, fam: Family, idle: str, found: Sequence[anatomy.Group]) -> str:
+    """One idle level's verdict, then where the time went there (the anatomy, when traced)."""
+    said = _at_idle(fam, idle)
+    cited = anatomy.citation(run, fam.env, idle, found)
+    return f"{said}. {cited[0].upper()}{cited[1:]}" if cited else said
+
+
 def env_answer(run: Run, fam: Family) -> str | None:
     """The primary verdict of one environment, or None when its family is empty."""
     if not fam.findings:
         return None
     label = run.environment(fam.env).label()
-    levels = [_at_idle(fam, idle) for idle in fam.idles]
+    found = anatomy.groups(run)
+    levels = [_with_anatomy(run, fam, idle, found) for idle in fam.idles]
     rest = "".join(f" {t[0].upper()}{t[1:]}." for t in levels[1:])
     return (
         f"In {fam.env} ({label}), at rx on the server's CPU (rx_cpu={PRIMARY_RX_CPU}), "

@@ -19,6 +19,7 @@ import matplotlib
 import numpy as np
 from hdrh.histogram import HdrHistogram
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from bench.results.descriptions import ImplInfo
@@ -402,4 +403,71 @@ def forest(points: Sequence[ForestPoint], title: str, name: str, xlabel: str) ->
     ax.set_title(title)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize="x-small", loc="best")
+    return to_svg(fig, name)
+
+
+# the anatomy's stages, each in one colour wherever it is drawn (path order); a stage not
+# listed takes a grey of its own
+STAGE_COLORS = {
+    "client send": "#4e79a7",
+    "stack to server socket": "#a0cbe8",
+    "stack to handler": "#a0cbe8",
+    "stack to receive processing": "#a0cbe8",
+    "server socket queue": "#bab0ac",
+    "server wake-up": "#e15759",
+    "server receive": "#f28e2b",
+    "server user space": "#59a14f",
+    "in-kernel handler": "#59a14f",
+    "receive, handler and way back": "#8cd17d",
+    "server send": "#ffbe7d",
+    "stack to client socket": "#86bcb6",
+    "client socket queue": "#d7b5a6",
+    "client wake-up": "#ff9d9a",
+    "client receive": "#9d7660",
+}
+EXTRA_STAGE_GREYS = ("#666666", "#888888", "#aaaaaa", "#cccccc", "#444444")
+
+
+def stage_colors(names: Iterable[str]) -> dict[str, str]:
+    colors: dict[str, str] = {}
+    extra = 0
+    for name in names:
+        if name in colors:
+            continue
+        if name in STAGE_COLORS:
+            colors[name] = STAGE_COLORS[name]
+        else:
+            colors[name] = EXTRA_STAGE_GREYS[extra % len(EXTRA_STAGE_GREYS)]
+            extra += 1
+    return colors
+
+
+def stage_bars(
+    bars: Sequence[tuple[str, Mapping[str, float]]], title: str, name: str, note: str = ""
+) -> str:
+    """One horizontal bar per (label, {stage: ns}), its stages stacked in path order and
+    coloured by stage name; µs on the x axis.  ``note`` goes under the title."""
+    drawn = [(label, parts) for label, parts in bars if parts]
+    if not drawn:
+        return _empty(f"{title}: no traced request to draw", name)
+    order: list[str] = []
+    for _, parts in drawn:
+        order += [s for s in parts if s not in order]
+    colors = stage_colors(order)
+    fig, ax = _subplots(figsize=(9.5, 1.4 + 0.42 * len(drawn)))
+    for i, (_, parts) in enumerate(drawn):
+        left = 0.0
+        for stage, ns in parts.items():
+            width = max(ns, 0.0) / 1000.0
+            ax.barh(i, width, left=left, color=colors[stage], edgecolor="white", linewidth=0.4)
+            left += width
+        ax.text(left, i, f" {left:.1f}", va="center", fontsize="x-small")
+    ax.set_yticks(range(len(drawn)), [label for label, _ in drawn], fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set_xlabel("µs per request (stages in path order)")
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize="small")
+    ax.grid(True, axis="x", alpha=0.3)
+    handles = [Patch(facecolor=colors[stage], label=stage) for stage in order]
+    ax.legend(handles=handles, fontsize="xx-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return to_svg(fig, name)

@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from bench import PROJECT_ROOT, question
+from bench.analysis import anatomy
 from bench.analysis.answer import NOT_MEASURED, answers
 from bench.analysis.dose import dose_responses
 from bench.analysis.effects import Effect, Exploratory, exploratory
@@ -51,6 +52,7 @@ SECTIONS = (
     ("load", "Throughput and latency vs offered load"),
     ("cost", "Cost per request"),
     ("claim", "The claim"),
+    ("anatomy", "Where the time goes"),
     ("environment", "Environment and methodology"),
     ("raw-data", "Raw data"),
 )
@@ -453,6 +455,56 @@ def _exploratory_figures(run: Run, found: Exploratory) -> dict[str, Figure | Fig
     return out
 
 
+@dataclass(frozen=True)
+class AnatomyView:
+    """One group of anatomy passes as the page shows it."""
+
+    group: anatomy.Group
+    composition: Figure | FigureNote
+    tail: Figure | FigureNote
+
+
+def _anatomy_views(run: Run) -> list[AnatomyView]:
+    views = []
+    for i, g in enumerate(anatomy.groups(run)):
+        traced = [p for p in g.passes if p.record.ok]
+
+        def draw_composition(
+            g: anatomy.Group = g, traced: list[anatomy.Pass] = traced, i: int = i
+        ) -> str:
+            bars = [(f"{p.record.impl} ({p.record.median_count} median requests)",
+                     p.composition) for p in traced]  # fmt: skip
+            return figures.stage_bars(
+                bars, f"Where the time goes: {g.title}", f"anatomy-{i}",
+                "mean of each stage over the median requests (45th-55th percentile), traced",
+            )  # fmt: skip
+
+        def draw_tail(g: anatomy.Group = g, traced: list[anatomy.Pass] = traced, i: int = i) -> str:
+            bars: list[tuple[str, Mapping[str, float]]] = []
+            for p in traced:
+                r = p.record
+                tail = {n: v for n in r.stage_names if (v := r.tail.get(n)) is not None}
+                bars.append((f"{r.impl}: median ({r.median_count})", p.composition))
+                bars.append((f"{r.impl}: slowest 1 % ({r.tail_count})", tail))
+            return figures.stage_bars(
+                bars, f"The tail's anatomy: {g.title}", f"anatomy-tail-{i}",
+                "mean of each stage over the slowest 1 % of sampled requests beside the median",
+            )  # fmt: skip
+
+        views.append(
+            AnatomyView(
+                g,
+                draw_figure(f"anatomy {g.title}", "Stages in path order, fixed colours; the "
+                            "number at a bar's end is its sum, the median requests' mean "
+                            "traced RTT.", draw_composition),
+                draw_figure(f"tail anatomy {g.title}", "Which stage makes the tail: the "
+                            "slowest 1 % of sampled requests beside the median ones.",
+                            draw_tail),
+            )
+        )  # fmt: skip
+    return views
+
+
 def _caveat(environment: Environment) -> str:
     """One line on what the environment's numbers are worth."""
     name, label = environment.name, environment.label()
@@ -620,7 +672,25 @@ def _environment() -> jinja2.Environment:
     env.filters["us"] = fmt_us
     env.filters["num"] = lambda x: repr(float(x))
     env.globals["zip"] = zip
+    env.globals["us"] = _us_or_dash
+    env.globals["pct"] = _pct_or_dash
     return env
+
+
+def _finite(x: object) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def _us_or_dash(ns: object) -> str:
+    value = _finite(ns)
+    return "—" if value is None else fmt_us(value)
+
+
+def _pct_or_dash(share: object) -> str:
+    value = _finite(share)
+    return "—" if value is None else f"{100.0 * value:.0f} %"
 
 
 def _timing_note(run: Run) -> str:
@@ -697,6 +767,9 @@ def build_page(run: Run, out_dir: Path) -> str:
         "reproduce": _reproduce(run),
         "crosschecks": _crosschecks(run, timeout_ns),
         "validity": tally(run.rows),
+        "anatomy": _anatomy_views(run),
+        "anatomy_skipped": anatomy.skipped(run),
+        "anatomy_not_traced": anatomy.NOT_TRACED,
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,
