@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench import PROJECT_ROOT
@@ -19,6 +20,7 @@ from bench.analysis.answer import answers
 from bench.anatomy.measure import AnatomyResult
 from bench.anatomy.stages import USER_STAGES, RequestAnatomy
 from bench.anatomy.summary import Distribution, stage_summaries, tail_anatomy
+from bench.cli import main
 from bench.errors import HellobenchError
 from bench.report.render import build_page
 from bench.results.anatomy import AnatomyRecord, Quantiles, StageRecord
@@ -255,3 +257,17 @@ def test_the_guest_watchdog_allows_for_the_anatomy(tmp_path: Path) -> None:
 def test_stage_records_say_what_they_do_not_know() -> None:
     stage = StageRecord("client send", Quantiles.of({"p50": float("nan"), "mean": 3}))
     assert stage.ns == Quantiles(None, None, None, 3.0)
+
+
+def test_export_writes_one_row_per_pass_and_stage(tmp_path: Path) -> None:
+    failed = AnatomyRecord("vm", "lo", "kmod-softirq", dict(LEVELS), 64, error="no BTF")
+    run = _run_with([_record(), failed], tmp_path)
+    out = tmp_path / "anatomy.csv"
+    assert main(["export", str(run.run_dir), "--table", "anatomy", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    traced = frame[frame["impl"] == "blocking-c"]
+    assert list(traced["stage"]) == list(USER_STAGES)
+    median = run.anatomy[0].median
+    assert traced["median_requests_mean_ns"].sum() == pytest.approx(sum(median.values()))  # type: ignore[arg-type]
+    (row,) = frame[frame["impl"] == "kmod-softirq"].to_dict("records")
+    assert row["error"] == "no BTF"

@@ -16,6 +16,7 @@ from typing import cast
 
 import pandas as pd
 
+from bench.results.anatomy import AnatomyRecord
 from bench.results.metrics import METRIC_NAMES, METRICS
 from bench.results.rows import CONFIG_FIELDS, Configuration, PhaseRow
 
@@ -48,6 +49,33 @@ def phase_frame(rows: Sequence[PhaseRow]) -> pd.DataFrame:
 def export_frame(rows: Sequence[PhaseRow]) -> pd.DataFrame:
     """The frame without the record objects: plain values only, for files and notebooks."""
     return phase_frame(rows).drop(columns=[KEY, "position"])
+
+
+ANATOMY_COLUMNS = (
+    "env", "topology", "impl", "levels", "size", "every", "sampled", "stage", "position",
+    "p50_ns", "p90_ns", "p99_ns", "mean_ns", "median_requests_mean_ns",
+    "slowest_1pct_mean_ns", "missing", "error",
+)  # fmt: skip
+
+
+def anatomy_frame(records: Sequence[AnatomyRecord]) -> pd.DataFrame:
+    """One row per anatomy pass and stage (a pass that failed: one row, its error)."""
+    out: list[dict[str, object]] = []
+    for r in records:
+        levels = ",".join(f"{k}={r.levels[k]}" for k in sorted(r.levels))
+        head = {"env": r.env, "topology": r.topology, "impl": r.impl, "levels": levels,
+                "size": r.size, "every": r.every, "sampled": r.sampled}  # fmt: skip
+        if not r.stages:
+            out.append({**head, "error": r.error or "no request sampled"})
+        for i, s in enumerate(r.stages):
+            out.append({
+                **head, "stage": s.name, "position": i, "p50_ns": s.ns.p50, "p90_ns": s.ns.p90,
+                "p99_ns": s.ns.p99, "mean_ns": s.ns.mean,
+                "median_requests_mean_ns": r.median.get(s.name),
+                "slowest_1pct_mean_ns": r.tail.get(s.name), "missing": s.missing,
+                "error": r.error,
+            })  # fmt: skip
+    return pd.DataFrame(out, columns=list(ANATOMY_COLUMNS))
 
 
 def _ok(frame: pd.DataFrame, ok_only: bool) -> pd.DataFrame:
