@@ -31,6 +31,8 @@ margin, *failed* when different, *inconclusive* when the interval is too wide to
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 PRIMARY_RX_CPU = "server"  # where receive processing runs, as a NIC would put it
 PRIMARY_MODE = "pingpong"
 PRIMARY_SIZE = 64  # bytes: the claim's requests (a run's configured default size first)
@@ -57,6 +59,22 @@ MARGIN_FLOOR_NS = 1000.0
 MARGIN_FRACTION = 0.10
 PREDICTION_ALPHA = 0.05  # each prediction is tested on its own (secondary, not the family)
 
+# The validity gates (bench/analysis/gates.py) as the primary family reads them.  A phase
+# that failed an excluding gate is left out of the family's rounds: its number is not what
+# it claims to be (it never settled after its warm-up, the offered load was not held, the
+# driver was the bottleneck).  One that failed only an advisory gate is kept: the family
+# pairs whole rounds, so drift or serial dependence inside a phase shows in the spread of
+# its round-to-round differences, which the interval already carries; the answer says how
+# many of its phases failed which gate.  A gate not named here is advisory.
+EXCLUDING_GATES = ("warmup", "load_held", "driver_not_bottleneck")
+ADVISORY_GATES = ("stationarity", "independence", "interarrivals")
+
+
+def excluding_failure(failed: Iterable[str]) -> str | None:
+    """The first excluding gate among the ``failed`` gate names, or None."""
+    names = set(failed)
+    return next((g for g in EXCLUDING_GATES if g in names), None)
+
 
 def margin_ns(baseline: float | None, *, per_unit: float | None = None) -> float:
     """The equivalence margin for a prediction against a baseline value (ns), or for a
@@ -76,5 +94,7 @@ def statement() -> str:
         "twin's dose-response per extra syscall) and its wake-ups (an impl that polls) "
         "make? One family per environment, at each idle level measured; simultaneous "
         f"{FAMILY_CONFIDENCE:.0%} intervals ({ADJUSTMENT} over the family). Everything "
-        f"else is exploratory ({EXPLORATORY_ADJUSTMENT})."
+        f"else is exploratory ({EXPLORATORY_ADJUSTMENT}). A phase that failed the "
+        f"{', '.join(EXCLUDING_GATES)} gate is left out of the family; one that failed only "
+        f"{', '.join(ADVISORY_GATES)} is kept, counted in the answer."
     )

@@ -7,6 +7,8 @@ twin's dose-response per extra syscall times its request-path syscalls), and how
 server's wake-up; then whether the transitions the kernel-side servers avoid are
 measurable, and how large next to their whole difference.  Every number is a member of the
 family with its simultaneous interval; the sentences only say them, they choose nothing.
+When any phase behind the family failed a validity gate, the answer's first sentence says
+how many were left out (an excluding gate) or kept (an advisory one; bench/question.py).
 Where the run traced its anatomy, each level's verdict is followed by where the time went
 (bench/analysis/anatomy.py): a description of one traced pass per impl, no estimate.
 """
@@ -150,8 +152,10 @@ def env_answer(run: Run, fam: Family) -> str | None:
     found = anatomy.groups(run)
     levels = [_with_anatomy(run, fam, idle, found) for idle in fam.idles]
     rest = "".join(f" {t[0].upper()}{t[1:]}." for t in levels[1:])
+    gated = fam.gates.sentence(fam.env)
     return (
-        f"In {fam.env} ({label}), at rx on the server's CPU (rx_cpu={PRIMARY_RX_CPU}), "
+        (f"{gated} " if gated else "")
+        + f"In {fam.env} ({label}), at rx on the server's CPU (rx_cpu={PRIMARY_RX_CPU}), "
         f"{levels[0]}.{rest} ({fam.adjustment}.)"
     )
 

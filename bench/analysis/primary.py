@@ -4,13 +4,16 @@ Per environment, the family is formed from the manifests and from what the desig
 attempted at the primary placement (rows of any status, skipped impls left out) — never
 from the values measured.  Each member is a paired difference over rounds (B − A, p50 RTT)
 with an interval that holds together with the others of its family (Bonferroni), or the
-twin's dose-response slope with its interval adjusted the same way.  A member with fewer
+twin's dose-response slope with its interval adjusted the same way.  Phases that failed an
+excluding validity gate are left out of its rounds (bench/question.py), and the family
+says how many, and how many it kept although they failed an advisory gate.  A member with fewer
 than ``MIN_ROUNDS`` paired rounds stays in the family and says so.  Beside each, the
 calibration's prediction and its equivalence test.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -36,6 +39,7 @@ from bench.question import (
     TRANSITIONS,
     TWIN_ROLE,
     WAKE_UP,
+    excluding_failure,
     margin_ns,
 )
 from bench.results.metrics import metric
@@ -109,6 +113,38 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class GateUse:
+    """How the family used its phases' validity gates (bench/question.py's rule): of the
+    ``phases`` ok phases of its configurations, those left out per excluding gate, and
+    those kept although they failed an advisory gate, per gate."""
+
+    phases: int = 0
+    excluded: tuple[tuple[str, int], ...] = ()  # (gate, phases left out)
+    kept_failing: tuple[tuple[str, int], ...] = ()  # (advisory gate, phases kept)
+
+    @property
+    def left_out(self) -> int:
+        return sum(n for _, n in self.excluded)
+
+    def sentence(self, env: str) -> str | None:
+        """The answer's first sentence when the family rests on failed gates, else None."""
+        if not self.excluded and not self.kept_failing:
+            return None
+        parts = []
+        if self.excluded:
+            each = ", ".join(f"{g} {n}" for g, n in self.excluded)
+            parts.append(f"{self.left_out} failed an excluding gate ({each}) and are left out")
+        if self.kept_failing:
+            each = ", ".join(f"{g} {n}" for g, n in self.kept_failing)
+            parts.append(
+                f"phases that failed only advisory gates are kept ({each}; the intervals pair "
+                "whole rounds, so drift or dependence inside a phase is in their spread)"
+            )
+        head = f"In {env}, of the {self.phases} phases behind the primary contrasts, "
+        return head + "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
 class Family:
     env: str
     size: int | None
@@ -116,6 +152,7 @@ class Family:
     idles: tuple[str, ...]
     findings: tuple[Finding, ...]
     why_empty: str = ""
+    gates: GateUse = GateUse()
 
     @property
     def m(self) -> int:
@@ -249,6 +286,38 @@ def ok_trials(rows: Iterable[PhaseRow]) -> dict[Configuration, dict[int, PhaseRo
     return out
 
 
+def _uses(c: Contrast, key: Configuration) -> bool:
+    if c.dose:
+        return replace(key, server_options="") == c.a
+    return key in (c.a, c.b)
+
+
+def gated_trials(
+    trials: Mapping[Configuration, Mapping[int, PhaseRow]], found: Sequence[Contrast]
+) -> tuple[dict[Configuration, dict[int, PhaseRow]], GateUse]:
+    """``trials`` without the phases of the family's configurations that failed an
+    excluding gate, and what the gates said of those configurations' phases."""
+    excluded: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    phases = 0
+    out: dict[Configuration, dict[int, PhaseRow]] = {}
+    for key, rows in trials.items():
+        if not any(_uses(c, key) for c in found):
+            out[key] = dict(rows)
+            continue
+        for t, row in rows.items():
+            phases += 1
+            failed = [g.name for g in row.gates if not g.passed]
+            gate = excluding_failure(failed)
+            if gate is not None:
+                excluded[gate] += 1
+                continue
+            for name in dict.fromkeys(failed):
+                kept[name] += 1
+            out.setdefault(key, {})[t] = row
+    return out, GateUse(phases, tuple(sorted(excluded.items())), tuple(sorted(kept.items())))
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -354,13 +423,13 @@ def family(run: Run, env: str) -> Family:
             else f"no two impls of a primary contrast were attempted at rx_cpu={PRIMARY_RX_CPU}"
         )
         return Family(env, size, topology, (), (), why)
-    trials = ok_trials(run.rows)
+    trials, gate_use = gated_trials(ok_trials(run.rows), found)
     m = len(found)
     findings = tuple(
         _evaluate_dose(run, c, trials, m) if c.dose else _evaluate_pair(run, c, trials, m)
         for c in found
     )
-    return Family(env, size, topology, idles, findings)
+    return Family(env, size, topology, idles, findings, gates=gate_use)
 
 
 def families(run: Run) -> dict[str, Family]:
