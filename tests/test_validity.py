@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from bench.analysis.validity import tally
+from bench.analysis.validity import mark, tally
 from bench.results.rows import GateCheck, PhaseRow
 from tests.bench_runs import bench_run
 
@@ -37,6 +37,19 @@ def test_the_tally_counts_checked_phases_and_each_gate_s_failures() -> None:
     )
     (unchecked,) = tally([_row(0), replace(_row(1), env="host")])
     assert "none of 2 ok phases was checked" in unchecked.line()
+
+
+def test_a_configuration_s_mark_names_each_failed_gate_and_whether_it_excludes() -> None:
+    clean = mark([_row(0, _gate("warmup", True)), _row(1, _gate("warmup", True))])
+    assert clean.clean and clean.text == "all pass (2)" and not clean.excluding
+    advisory = mark([_row(0, _gate("independence", False)), _row(1, _gate("independence", True))])
+    assert advisory.text == "independence 1/2" and not advisory.excluding
+    assert "round 0: independence 1: independence measured" in advisory.detail
+    driver = mark([_row(0, _gate("driver_not_bottleneck", False), _gate("stationarity", False))])
+    assert driver.excluding and driver.text.startswith("driver-bound (does not rank servers) 1/1")
+    assert mark([_row(0)]).text == "not checked"
+    # a failed phase says nothing about the configuration's validity
+    assert mark([_row(0, _gate("warmup", False), status="failed")]).text == "not checked"
 
 
 def test_a_real_run_records_the_gates_of_each_mode(tmp_path: Path) -> None:

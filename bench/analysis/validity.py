@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bench.question import excluding_failure
 from bench.results.rows import Configuration, GateCheck, PhaseRow
 
 
@@ -63,3 +64,45 @@ def tally(rows: Iterable[PhaseRow]) -> list[GateTally]:
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A configuration's validity mark: what its phases' gates said, in a few words."""
+
+    text: str
+    checked: int  # ok phases with gates
+    failed: Mapping[str, int]  # gate -> phases that failed it
+    excluding: bool  # some phase failed a gate that leaves it out of the primary family
+    detail: str  # the failed gates' values, for a tooltip
+
+    @property
+    def clean(self) -> bool:
+        return self.checked > 0 and not self.failed
+
+
+DRIVER_GATE = "driver_not_bottleneck"
+DRIVER_BOUND = "driver-bound (does not rank servers)"
+
+
+def mark(rows: Iterable[PhaseRow]) -> Mark:
+    """The mark of one configuration's ok rows."""
+    ok = [r for r in rows if r.ok]
+    checked = [r for r in ok if r.gates]
+    if not checked:
+        return Mark("not checked", 0, {}, False, "no gate was recorded for these phases")
+    failed: Counter[str] = Counter()
+    details: list[str] = []
+    for r in checked:
+        for g in r.gates:
+            if not g.passed:
+                failed[g.name] += 1
+                value = "—" if g.value is None else f"{g.value:.3g}"
+                details.append(f"round {r.trial}: {g.name} {value}: {g.detail}")
+    if not failed:
+        return Mark(f"all pass ({len(checked)})", len(checked), {}, False, "")
+    shown = {DRIVER_GATE: DRIVER_BOUND}
+    order = sorted(failed, key=lambda name: name != DRIVER_GATE)
+    parts = [f"{shown.get(name, name)} {failed[name]}/{len(checked)}" for name in order]
+    excluding = excluding_failure(failed) is not None
+    return Mark("; ".join(parts), len(checked), dict(failed), excluding, " | ".join(details[:20]))

@@ -29,7 +29,7 @@ from bench.analysis.primary import families as primary_families
 from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
-from bench.analysis.validity import tally
+from bench.analysis.validity import mark, tally
 from bench.factors import DEFAULTS as FACTOR_DEFAULTS
 from bench.host import metadata
 from bench.report import figures
@@ -767,6 +767,7 @@ def build_page(run: Run, out_dir: Path) -> str:
         "reproduce": _reproduce(run),
         "crosschecks": _crosschecks(run, timeout_ns),
         "validity": tally(run.rows),
+        "marks": {key: mark(rows) for key, rows in groups.items()},
         "anatomy": _anatomy_views(run),
         "anatomy_skipped": anatomy.skipped(run),
         "anatomy_not_traced": anatomy.NOT_TRACED,
