@@ -25,9 +25,13 @@
  * tracepoint where there is one, else fentry on sock_def_readable, else a kprobe
  * there.  --handler FUNC hooks a module's handler (encap_rcv's arguments) by
  * fentry, or by kprobe when the kernel refuses that (a module without BTF).
- * --kernel-recv hooks udp_recvmsg's exit for traced kernel threads.  The ready
- * line names every choice ("enqueue", "handler": tp_btf/..., fentry, kprobe or
- * none) and why a preferred hook was not used ("notes").
+ * --kernel-recv hooks udp_recvmsg's exit for traced kernel threads (fexit,
+ * else kretprobe).  --kprobes takes kprobes where fentry/fexit would be used:
+ * attaching a BPF trampoline waits for an RCU Tasks grace period on some
+ * kernels (6.1), which a kernel thread that polls without ever sleeping holds
+ * off for as long as it runs.  The ready line names every choice ("enqueue",
+ * "handler", "kernel_recv": tp_btf/..., fentry, kprobe or none) and why a
+ * preferred hook was not used ("notes").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,7 +59,7 @@ struct options {
 	const char *out;
 	const char *handler;
 	unsigned long port, every, max_events, xdp_prog_id, max_seconds;
-	int kernel_recv;
+	int kernel_recv, kprobes;
 	const char *without[MAX_LINKS];
 	int nwithout;
 };
@@ -75,7 +79,7 @@ struct plan {
 	const char *xdp_name;
 	enum hook enqueue;
 	enum hook handler;
-	int kernel_recv;
+	enum hook kernel_recv;	/* fexit or kretprobe on udp_recvmsg */
 };
 
 static volatile sig_atomic_t stopping;
@@ -221,7 +225,8 @@ static struct bpf_object *open_object(const struct options *o, const struct plan
 	autoload(obj, "hba_enqueue", pl->enqueue == HOOK_TP);
 	autoload(obj, "hba_enqueue_fentry", pl->enqueue == HOOK_FENTRY);
 	autoload(obj, "hba_enqueue_kprobe", pl->enqueue == HOOK_KPROBE);
-	autoload(obj, "hba_krecv", pl->kernel_recv);
+	autoload(obj, "hba_krecv", pl->kernel_recv == HOOK_FENTRY);
+	autoload(obj, "hba_krecv_kretprobe", pl->kernel_recv == HOOK_KPROBE);
 	for (int i = 0; i < o->nwithout; i++) {
 		struct bpf_program *p = bpf_object__find_program_by_name(obj, o->without[i]);
 
@@ -246,6 +251,10 @@ static void first_plan(const struct options *o, struct plan *pl)
 		note("%s: %s", "the kernel's BTF could not be read", errno);
 	if (kernel_has(vmlinux, "btf_trace_sk_data_ready", BTF_KIND_TYPEDEF)) {
 		pl->enqueue = HOOK_TP;
+	} else if (o->kprobes) {
+		pl->enqueue = HOOK_KPROBE;
+		note("%s (%s): socket enqueue by kprobe on sock_def_readable",
+		     "no sk_data_ready tracepoint", ENOENT);
 	} else if (kernel_has(vmlinux, "sock_def_readable", BTF_KIND_FUNC)) {
 		pl->enqueue = HOOK_FENTRY;
 		note("%s (%s): socket enqueue by fentry on sock_def_readable",
@@ -255,12 +264,11 @@ static void first_plan(const struct options *o, struct plan *pl)
 		note("%s (%s): socket enqueue by kprobe on sock_def_readable",
 		     "no sk_data_ready tracepoint nor sock_def_readable BTF", ENOENT);
 	}
-	pl->kernel_recv = o->kernel_recv &&
-			  kernel_has(vmlinux, "udp_recvmsg", BTF_KIND_FUNC);
-	if (o->kernel_recv && !pl->kernel_recv)
-		note("%s (%s): kernel threads' receives are not traced",
-		     "udp_recvmsg has no BTF", ENOENT);
-	pl->handler = o->handler ? HOOK_FENTRY : HOOK_NONE;
+	pl->kernel_recv = HOOK_NONE;
+	if (o->kernel_recv)
+		pl->kernel_recv = !o->kprobes && kernel_has(vmlinux, "udp_recvmsg", BTF_KIND_FUNC) ?
+				  HOOK_FENTRY : HOOK_KPROBE;
+	pl->handler = !o->handler ? HOOK_NONE : o->kprobes ? HOOK_KPROBE : HOOK_FENTRY;
 	btf__free(vmlinux);
 }
 
@@ -283,10 +291,14 @@ static struct bpf_object *load(const struct options *o, struct plan *pl, char *x
 		if (pl->handler == HOOK_FENTRY) {
 			note("fentry on %s refused (%s): kprobe instead", o->handler, load_errno);
 			pl->handler = HOOK_KPROBE;
-		} else if (pl->kernel_recv) {
+		} else if (pl->kernel_recv == HOOK_FENTRY) {
+			note("%s refused (%s): kretprobe instead", "fexit on udp_recvmsg",
+			     load_errno);
+			pl->kernel_recv = HOOK_KPROBE;
+		} else if (pl->kernel_recv == HOOK_KPROBE) {
 			note("%s refused (%s): kernel threads' receives are not traced",
-			     "fexit on udp_recvmsg", load_errno);
-			pl->kernel_recv = 0;
+			     "the kretprobe on udp_recvmsg", load_errno);
+			pl->kernel_recv = HOOK_NONE;
 		} else if (pl->xdp_fd >= 0) {
 			snprintf(xdp_note, xdp_note_len,
 				 "the kernel refused fentry/fexit on the XDP program: %s",
@@ -371,6 +383,7 @@ static void parse(int argc, char **argv, struct options *o)
 		{ "without", required_argument, NULL, 'n' },
 		{ "handler", required_argument, NULL, 'H' },
 		{ "kernel-recv", no_argument, NULL, 'k' },
+		{ "kprobes", no_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -386,6 +399,7 @@ static void parse(int argc, char **argv, struct options *o)
 		case 's': o->max_seconds = number(optarg, "--max-seconds"); break;
 		case 'H': o->handler = optarg; break;
 		case 'k': o->kernel_recv = 1; break;
+		case 'K': o->kprobes = 1; break;
 		case 'n':
 			if (o->nwithout == MAX_LINKS)
 				fail("%s", "too many --without");
@@ -393,7 +407,7 @@ static void parse(int argc, char **argv, struct options *o)
 			break;
 		default: fail("%s", "usage: --obj O --out FILE [--port N] [--every N] "
 			      "[--max-events N] [--xdp-prog-id ID] [--handler FUNC] "
-			      "[--kernel-recv] [--max-seconds S]");
+			      "[--kernel-recv] [--kprobes] [--max-seconds S]");
 		}
 	}
 	if (!o->obj || !o->out || !o->every || o->port > 65535 || !o->max_seconds)
@@ -501,13 +515,13 @@ int main(int argc, char **argv)
 			 bpf_program__name(prog), info.id);
 	}
 	printf("{\"ready\": true, \"progs\": {%s}, \"xdp\": %s, \"xdp_note\": \"%s\", "
-	       "\"enqueue\": \"%s%s\", \"handler\": \"%s\", \"kernel_recv\": %s, "
+	       "\"enqueue\": \"%s%s\", \"handler\": \"%s\", \"kernel_recv\": \"%s\", "
 	       "\"notes\": \"%s\"}\n",
 	       progs, plan.xdp_fd >= 0 ? "true" : "false", xdp_note,
 	       hook_names[plan.enqueue],
 	       plan.enqueue == HOOK_NONE ? "" :
 	       plan.enqueue == HOOK_TP ? "/sk_data_ready" : "/sock_def_readable",
-	       hook_names[plan.handler], plan.kernel_recv ? "true" : "false", notes);
+	       hook_names[plan.handler], hook_names[plan.kernel_recv], notes);
 	fflush(stdout);
 
 	rb = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(obj, "hb_events")),

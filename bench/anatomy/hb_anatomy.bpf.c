@@ -22,9 +22,10 @@
  *
  * Kernel-side servers: a server kernel thread is tracked like a process (its
  * wake-ups and switch-ins by its tgid, its own), and its receives by udp_recvmsg's
- * exit (hba_krecv, loaded only for it); a module's handler in softirq by its
+ * exit (hba_krecv*, loaded only for it); a module's handler in softirq by its
  * entry (hba_handler_*), an XDP program by its entry and exit.  anatomyctl loads
- * one enqueue hook of three, by what the kernel has (6.1 lacks sk_data_ready).
+ * one enqueue hook of three, by what the kernel has (6.1 lacks sk_data_ready),
+ * and kprobes instead of fentry/fexit when asked (--kprobes).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -383,40 +384,55 @@ int BPF_KPROBE(hba_enqueue_kprobe, struct sock *sk)
  * A server kernel thread's receive (kernel_recvmsg reaches udp_recvmsg): the
  * return that carried data, with the count of empty (EAGAIN) returns since
  * its last one, kept per thread in hb_entered as the syscall hooks do for
- * user space.  Loaded only when a kernel thread is traced (--kernel-recv);
- * user-space servers are seen at their syscalls instead.
+ * user space.  Loaded only when a kernel thread is traced (--kernel-recv),
+ * by fexit or kretprobe (which has no socket: the thread receives on the
+ * server's only); user-space servers are seen at their syscalls instead.
  */
 #define HB_PF_KTHREAD	0x00200000
 
-SEC("fexit/udp_recvmsg")
-int BPF_PROG(hba_krecv, struct sock *sk, struct msghdr *msg, size_t len, int flags,
-	     int *addr_len, int ret)
+static __always_inline void krecv_event(const struct sock *sk, int ret)
 {
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	struct entry *ent, fresh = {};
 	__u32 polls;
 
 	if (ret <= 0 && ret != -HB_EAGAIN)
-		return 0;
+		return;
 	if (role_of(pid_tgid >> 32) != HBA_SERVER ||
-	    !(bpf_get_current_task_btf()->flags & HB_PF_KTHREAD))
-		return 0;
+	    !(BPF_CORE_READ(task, flags) & HB_PF_KTHREAD))
+		return;
 	ent = bpf_map_lookup_elem(&hb_entered, &tid);
 	if (!ent) {
 		bpf_map_update_elem(&hb_entered, &tid, &fresh, BPF_ANY);
 		ent = bpf_map_lookup_elem(&hb_entered, &tid);
 		if (!ent)
-			return 0;
+			return;
 	}
 	if (ret < 0) {
 		ent->polls++;
-		return 0;
+		return;
 	}
 	polls = ent->polls;
 	ent->polls = 0;
-	if (hb_win.active && BPF_CORE_READ(sk, __sk_common.skc_num) == hb_port)
-		emit(HBA_KRECV, HBA_SERVER, 0, tid, 0, ret, polls, 0);
+	if (!hb_win.active || (sk && BPF_CORE_READ(sk, __sk_common.skc_num) != hb_port))
+		return;
+	emit(HBA_KRECV, HBA_SERVER, 0, tid, 0, ret, polls, 0);
+}
+
+SEC("fexit/udp_recvmsg")
+int BPF_PROG(hba_krecv, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+	     int *addr_len, int ret)
+{
+	krecv_event(sk, ret);
+	return 0;
+}
+
+SEC("kretprobe/udp_recvmsg")
+int BPF_KRETPROBE(hba_krecv_kretprobe, int ret)
+{
+	krecv_event(NULL, ret);
 	return 0;
 }
 

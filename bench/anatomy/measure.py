@@ -5,11 +5,11 @@ sampled requests' stages, their summaries and the tail anatomy.
 
 The server's model follows from what it accounts to itself (server.accounting()): user-space
 processes; kernel threads (tracked like processes, their receives traced at udp_recvmsg's
-exit; a thread whose manifest says it never sleeps is the polling model); an XDP program
-(its entry and exit); none of these, a kernel module answering in softirq: its UDP
-encap_rcv handler, found by name among the module's own symbols (/proc/kallsyms), traced on
-entry by fentry where the module has BTF, else by kprobe, else not traced (the unhooked
-stages, and handler_note says why)."""
+exit; a thread whose manifest says it never sleeps is the polling model, traced by kprobes
+only); an XDP program (its entry and exit); none of these, a kernel module answering in
+softirq: its UDP encap_rcv handler, found by name among the module's own symbols
+(/proc/kallsyms), traced on entry by fentry where the module has BTF, else by kprobe, else
+not traced (the unhooked stages, and handler_note says why)."""
 
 from __future__ import annotations
 
@@ -196,9 +196,16 @@ def _softirq_handler(server: RunningServer) -> tuple[str | None, str]:
 
 def _handler_note(model: str, handler: str | None, why_not: str, output: TraceOutput) -> str:
     if model in (KTHREAD, KTHREAD_POLL):
-        if output.hooks.get("kernel_recv", "none") == "none":
+        recv = output.hooks.get("kernel_recv", "none")
+        if recv == "none":
             return f"kernel thread tracked; its receives not traced ({output.notes})"
-        return "kernel thread tracked (wake-ups, switch-ins); receives by fexit on udp_recvmsg"
+        note = f"kernel thread tracked (wake-ups, switch-ins); receives by {recv}"
+        if model == KTHREAD_POLL:
+            note += (
+                " (kprobes, no BPF trampolines: attaching one can wait for an RCU Tasks "
+                "grace period, which a thread that never sleeps holds off)"
+            )
+        return note
     if model != SOFTIRQ:
         return output.handler_note
     if handler is None:
@@ -239,6 +246,7 @@ def anatomy_pass(
         xdp_prog_id=xdp_prog_id,
         handler=handler,
         kernel_recv=kernel_recv,
+        kprobes=model == KTHREAD_POLL,
     ) as tracer:
         # a kernel thread is its own thread group: tracked by its tid like a process
         for pid in (*accounting.pids, *(accounting.kernel_tids if kernel_recv else ())):

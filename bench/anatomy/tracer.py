@@ -60,10 +60,13 @@ class Tracer:
         xdp_prog_id: int | None = None,
         handler: str | None = None,
         kernel_recv: bool = False,
+        kprobes: bool = False,
         max_seconds: int = 300,
     ) -> None:
         """``handler``: a module function with encap_rcv's arguments to trace on entry;
-        ``kernel_recv``: trace the receives of kernel threads tracked as the server."""
+        ``kernel_recv``: trace the receives of kernel threads tracked as the server;
+        ``kprobes``: kprobes where fentry/fexit would be used (no BPF trampoline: on some
+        kernels attaching one waits for a kernel thread that polls to sleep)."""
         self._argv_tail = [
             f"--port={port}",
             f"--every={every}",
@@ -76,6 +79,8 @@ class Tracer:
             self._argv_tail.append(f"--handler={handler}")
         if kernel_recv:
             self._argv_tail.append("--kernel-recv")
+        if kprobes:
+            self._argv_tail.append("--kprobes")
         self._owned: OwnedProcess | None = None
         self._buf = b""
         self.ready: dict[str, Any] = {}
@@ -119,12 +124,12 @@ class Tracer:
     @property
     def hooks(self) -> dict[str, str]:
         """The hooks the loader chose (see TraceOutput.hooks)."""
+        handler = "fentry/fexit" if self.ready.get("xdp") else str(self.ready.get("handler"))
+        recv = {"fentry": "fexit/udp_recvmsg", "kprobe": "kretprobe/udp_recvmsg"}
         return {
             "enqueue": str(self.ready.get("enqueue") or "tp_btf/sk_data_ready"),
-            "handler": "fentry/fexit"
-            if self.ready.get("xdp")
-            else str(self.ready.get("handler") or "none"),
-            "kernel_recv": "fexit/udp_recvmsg" if self.ready.get("kernel_recv") else "none",
+            "handler": handler if handler in ("fentry/fexit", "fentry", "kprobe") else "none",
+            "kernel_recv": recv.get(str(self.ready.get("kernel_recv")), "none"),
         }
 
     def track(self, pid: int, role: str) -> None:
