@@ -29,6 +29,7 @@ from bench.anatomy.stages import (
     stage_names,
 )
 from bench.anatomy.summary import share_on, stage_summaries, tail_anatomy
+from bench.anatomy.tracer import Tracer
 from bench.cli import main
 from bench.errors import EXIT_USAGE
 from bench.impl.api import Accounting, RunningServer
@@ -415,3 +416,25 @@ def test_the_module_handler_is_its_one_encap_rcv_function(tmp_path: Path) -> Non
     assert module_handler("hellobench_softirq", kallsyms) == "hello_encap_rcv"
     assert module_handler("absent", kallsyms) is None
     assert module_handler("hellobench_softirq", tmp_path / "missing") is None
+
+
+def test_the_loader_s_hook_choices_are_named_as_the_result_keeps_them() -> None:
+    tracer = Tracer(port=3000, every=8, handler="hello_encap_rcv", kernel_recv=True)
+    tracer.ready = {
+        "ready": True,
+        "xdp": False,
+        "enqueue": "fentry/sock_def_readable",
+        "handler": "kprobe",
+        "kernel_recv": "kprobe",
+    }
+    assert tracer.hooks == {
+        "enqueue": "fentry/sock_def_readable",
+        "handler": "kprobe",
+        "kernel_recv": "kretprobe/udp_recvmsg",
+    }
+    tracer.ready = {"ready": True, "xdp": True, "enqueue": "tp_btf/sk_data_ready"}
+    assert tracer.hooks == {
+        "enqueue": "tp_btf/sk_data_ready",
+        "handler": "fentry/fexit",
+        "kernel_recv": "none",
+    }
