@@ -24,6 +24,7 @@ from bench.analysis import anatomy
 from bench.analysis.answer import NOT_MEASURED, answers
 from bench.analysis.dose import dose_responses
 from bench.analysis.effects import Effect, Exploratory, exploratory
+from bench.analysis.percentiles import precisions
 from bench.analysis.primary import Family, Finding
 from bench.analysis.primary import families as primary_families
 from bench.analysis.probe_cost import probe_costs
@@ -33,9 +34,9 @@ from bench.analysis.validity import mark, tally
 from bench.factors import DEFAULTS as FACTOR_DEFAULTS
 from bench.host import metadata
 from bench.report import figures
-from bench.report.tables import SummaryTables, at_timeout, column_groups, fmt_rtt, summary_tables
+from bench.report.tables import SummaryTables, column_groups, fmt_rtt, summary_tables
 from bench.results.descriptions import Environment
-from bench.results.metrics import fmt_us, metric
+from bench.results.metrics import at_timeout, fmt_us, metric
 from bench.results.rows import Configuration, PhaseRow
 from bench.results.run import Run
 from bench.results.schema import ResultsError
@@ -768,6 +769,7 @@ def build_page(run: Run, out_dir: Path) -> str:
         "crosschecks": _crosschecks(run, timeout_ns),
         "validity": tally(run.rows),
         "marks": {key: mark(rows) for key, rows in groups.items()},
+        "precisions": precisions(groups, timeout_ns),
         "anatomy": _anatomy_views(run),
         "anatomy_skipped": anatomy.skipped(run),
         "anatomy_not_traced": anatomy.NOT_TRACED,

@@ -33,6 +33,17 @@ class Metric:
         return self.better == "lower"
 
 
+# A request the driver gave up on is recorded at its reply timeout (its RTT is at least
+# that): a percentile at the timeout is lost requests, not a latency.  The histograms keep
+# 3 significant digits, so "at the timeout" is within their resolution of it.
+TIMEOUT_RESOLUTION = 0.998
+
+
+def at_timeout(ns: float | None, timeout_ns: float | None) -> bool:
+    """Whether the latency ``ns`` is the driver's timeout (a lost request), not a time."""
+    return ns is not None and timeout_ns is not None and ns >= timeout_ns * TIMEOUT_RESOLUTION
+
+
 def _latency(key: str) -> Callable[[PhaseRow], float | None]:
     return lambda row: row.latency_ns.get(key)
 
