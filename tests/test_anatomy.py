@@ -312,7 +312,7 @@ def test_a_polling_kernel_thread_queues_until_its_receive_returns() -> None:
 
 
 def test_a_kernel_thread_without_its_receive_traced_keeps_the_sum() -> None:
-    """fexit on udp_recvmsg refused: the kernel receive is missing, the handler takes it."""
+    """The receive hook refused: the kernel receive is missing, the handler takes it."""
     events = [e for e in kthread_exchange() if e.kind != Kind.KRECV]
     (w,), _ = windows(events)
     r = anatomy(w, False, True, KTHREAD)
@@ -425,12 +425,12 @@ def test_the_loader_s_hook_choices_are_named_as_the_result_keeps_them() -> None:
         "xdp": False,
         "enqueue": "fentry/sock_def_readable",
         "handler": "kprobe",
-        "kernel_recv": "kprobe",
+        "kernel_recv": "tp_btf",
     }
     assert tracer.hooks == {
         "enqueue": "fentry/sock_def_readable",
         "handler": "kprobe",
-        "kernel_recv": "kretprobe/udp_recvmsg",
+        "kernel_recv": "tp_btf/skb_copy_datagram_iovec",
     }
     tracer.ready = {"ready": True, "xdp": True, "enqueue": "tp_btf/sk_data_ready"}
     assert tracer.hooks == {

@@ -25,8 +25,9 @@
  * tracepoint where there is one, else fentry on sock_def_readable, else a kprobe
  * there.  --handler FUNC hooks a module's handler (encap_rcv's arguments) by
  * fentry, or by kprobe when the kernel refuses that (a module without BTF).
- * --kernel-recv hooks udp_recvmsg's exit for traced kernel threads (fexit,
- * else kretprobe).  --kprobes takes kprobes where fentry/fexit would be used:
+ * --kernel-recv traces traced kernel threads' receives (the datagram's copy
+ * out of the socket, a tracepoint).  --kprobes takes kprobes where fentry would
+ * be used:
  * attaching a BPF trampoline waits for an RCU Tasks grace period on some
  * kernels (6.1), which a kernel thread that polls without ever sleeping holds
  * off for as long as it runs.  The ready line names every choice ("enqueue",
@@ -79,7 +80,7 @@ struct plan {
 	const char *xdp_name;
 	enum hook enqueue;
 	enum hook handler;
-	enum hook kernel_recv;	/* fexit or kretprobe on udp_recvmsg */
+	enum hook kernel_recv;	/* tp_btf/skb_copy_datagram_iovec or none */
 };
 
 static volatile sig_atomic_t stopping;
@@ -225,8 +226,7 @@ static struct bpf_object *open_object(const struct options *o, const struct plan
 	autoload(obj, "hba_enqueue", pl->enqueue == HOOK_TP);
 	autoload(obj, "hba_enqueue_fentry", pl->enqueue == HOOK_FENTRY);
 	autoload(obj, "hba_enqueue_kprobe", pl->enqueue == HOOK_KPROBE);
-	autoload(obj, "hba_krecv", pl->kernel_recv == HOOK_FENTRY);
-	autoload(obj, "hba_krecv_kretprobe", pl->kernel_recv == HOOK_KPROBE);
+	autoload(obj, "hba_krecv", pl->kernel_recv == HOOK_TP);
 	for (int i = 0; i < o->nwithout; i++) {
 		struct bpf_program *p = bpf_object__find_program_by_name(obj, o->without[i]);
 
@@ -265,9 +265,12 @@ static void first_plan(const struct options *o, struct plan *pl)
 		     "no sk_data_ready tracepoint nor sock_def_readable BTF", ENOENT);
 	}
 	pl->kernel_recv = HOOK_NONE;
-	if (o->kernel_recv)
-		pl->kernel_recv = !o->kprobes && kernel_has(vmlinux, "udp_recvmsg", BTF_KIND_FUNC) ?
-				  HOOK_FENTRY : HOOK_KPROBE;
+	if (o->kernel_recv && kernel_has(vmlinux, "btf_trace_skb_copy_datagram_iovec",
+					 BTF_KIND_TYPEDEF))
+		pl->kernel_recv = HOOK_TP;
+	else if (o->kernel_recv)
+		note("%s (%s): kernel threads' receives are not traced",
+		     "no skb_copy_datagram_iovec tracepoint", ENOENT);
 	pl->handler = !o->handler ? HOOK_NONE : o->kprobes ? HOOK_KPROBE : HOOK_FENTRY;
 	btf__free(vmlinux);
 }
@@ -291,13 +294,9 @@ static struct bpf_object *load(const struct options *o, struct plan *pl, char *x
 		if (pl->handler == HOOK_FENTRY) {
 			note("fentry on %s refused (%s): kprobe instead", o->handler, load_errno);
 			pl->handler = HOOK_KPROBE;
-		} else if (pl->kernel_recv == HOOK_FENTRY) {
-			note("%s refused (%s): kretprobe instead", "fexit on udp_recvmsg",
-			     load_errno);
-			pl->kernel_recv = HOOK_KPROBE;
-		} else if (pl->kernel_recv == HOOK_KPROBE) {
+		} else if (pl->kernel_recv == HOOK_TP) {
 			note("%s refused (%s): kernel threads' receives are not traced",
-			     "the kretprobe on udp_recvmsg", load_errno);
+			     "tp_btf/skb_copy_datagram_iovec", load_errno);
 			pl->kernel_recv = HOOK_NONE;
 		} else if (pl->xdp_fd >= 0) {
 			snprintf(xdp_note, xdp_note_len,

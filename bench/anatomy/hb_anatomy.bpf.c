@@ -21,8 +21,8 @@
  * printed.  x86-64 syscall numbers.
  *
  * Kernel-side servers: a server kernel thread is tracked like a process (its
- * wake-ups and switch-ins by its tgid, its own), and its receives by udp_recvmsg's
- * exit (hba_krecv*, loaded only for it); a module's handler in softirq by its
+ * wake-ups and switch-ins by its tgid, its own), and its receives by the copy
+ * of the datagram (hba_krecv, loaded only for it); a module's handler in softirq by its
  * entry (hba_handler_*), an XDP program by its entry and exit.  anatomyctl loads
  * one enqueue hook of three, by what the kernel has (6.1 lacks sk_data_ready),
  * and kprobes instead of fentry/fexit when asked (--kprobes).
@@ -382,57 +382,26 @@ int BPF_KPROBE(hba_enqueue_kprobe, struct sock *sk)
 
 /*
  * A server kernel thread's receive (kernel_recvmsg reaches udp_recvmsg): the
- * return that carried data, with the count of empty (EAGAIN) returns since
- * its last one, kept per thread in hb_entered as the syscall hooks do for
- * user space.  Loaded only when a kernel thread is traced (--kernel-recv),
- * by fexit or kretprobe (which has no socket: the thread receives on the
- * server's only); user-space servers are seen at their syscalls instead.
+ * sampled request copied out of its socket (skb_copy_datagram_iovec, a
+ * tracepoint: no trampoline, no return probe).  Loaded only when a kernel
+ * thread is traced (--kernel-recv); user-space servers are seen at their
+ * syscalls instead.
  */
 #define HB_PF_KTHREAD	0x00200000
 
-static __always_inline void krecv_event(const struct sock *sk, int ret)
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(hba_krecv, const struct sk_buff *skb, int len)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
-	struct entry *ent, fresh = {};
-	__u32 polls;
+	struct dgram d;
 
-	if (ret <= 0 && ret != -HB_EAGAIN)
-		return;
-	if (role_of(pid_tgid >> 32) != HBA_SERVER ||
-	    !(BPF_CORE_READ(task, flags) & HB_PF_KTHREAD))
-		return;
-	ent = bpf_map_lookup_elem(&hb_entered, &tid);
-	if (!ent) {
-		bpf_map_update_elem(&hb_entered, &tid, &fresh, BPF_ANY);
-		ent = bpf_map_lookup_elem(&hb_entered, &tid);
-		if (!ent)
-			return;
-	}
-	if (ret < 0) {
-		ent->polls++;
-		return;
-	}
-	polls = ent->polls;
-	ent->polls = 0;
-	if (!hb_win.active || (sk && BPF_CORE_READ(sk, __sk_common.skc_num) != hb_port))
-		return;
-	emit(HBA_KRECV, HBA_SERVER, 0, tid, 0, ret, polls, 0);
-}
-
-SEC("fexit/udp_recvmsg")
-int BPF_PROG(hba_krecv, struct sock *sk, struct msghdr *msg, size_t len, int flags,
-	     int *addr_len, int ret)
-{
-	krecv_event(sk, ret);
-	return 0;
-}
-
-SEC("kretprobe/udp_recvmsg")
-int BPF_KRETPROBE(hba_krecv_kretprobe, int ret)
-{
-	krecv_event(NULL, ret);
+	if (!hb_win.active || !(task->flags & HB_PF_KTHREAD) ||
+	    role_of(pid_tgid >> 32) != HBA_SERVER)
+		return 0;
+	if (!parse_skb(skb, &d) || d.dir != HBA_REQUEST || d.seq != hb_win.seq)
+		return 0;
+	emit(HBA_KRECV, HBA_SERVER, 0, (__u32)pid_tgid, 0, len, 0, 0);
 	return 0;
 }
 

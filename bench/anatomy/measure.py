@@ -4,12 +4,12 @@ same run traced, 1 in ``every`` requests sampled, with BPF run-time statistics o
 sampled requests' stages, their summaries and the tail anatomy.
 
 The server's model follows from what it accounts to itself (server.accounting()): user-space
-processes; kernel threads (tracked like processes, their receives traced at udp_recvmsg's
-exit; a thread whose manifest says it never sleeps is the polling model, traced by kprobes
-only); an XDP program (its entry and exit); none of these, a kernel module answering in
-softirq: its UDP encap_rcv handler, found by name among the module's own symbols
-(/proc/kallsyms), traced on entry by fentry where the module has BTF, else by kprobe, else
-not traced (the unhooked stages, and handler_note says why)."""
+processes; kernel threads (tracked like processes, their receives traced at the datagram's
+copy out of the socket; a thread whose manifest says it never sleeps is the polling model,
+traced without fentry); an XDP program (its entry and exit); none of these, a kernel module
+answering in softirq: its UDP encap_rcv handler, found by name among the module's own
+symbols (/proc/kallsyms), traced on entry by fentry where the module has BTF, else by
+kprobe, else not traced (the unhooked stages, and handler_note says why)."""
 
 from __future__ import annotations
 
@@ -202,8 +202,8 @@ def _handler_note(model: str, handler: str | None, why_not: str, output: TraceOu
         note = f"kernel thread tracked (wake-ups, switch-ins); receives by {recv}"
         if model == KTHREAD_POLL:
             note += (
-                " (kprobes, no BPF trampolines: attaching one can wait for an RCU Tasks "
-                "grace period, which a thread that never sleeps holds off)"
+                "; no fentry (attaching a BPF trampoline can wait for an RCU Tasks grace "
+                "period, which a thread that never sleeps holds off): kprobes instead"
             )
         return note
     if model != SOFTIRQ:
