@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from bench.analysis.validity import mark, tally
 from bench.results.rows import GateCheck, PhaseRow
 from tests.bench_runs import bench_run
@@ -66,3 +68,69 @@ def test_a_real_run_records_the_gates_of_each_mode(tmp_path: Path) -> None:
     for row in run.rows:
         for gate in row.gates:
             assert gate.detail and (gate.threshold is None or gate.threshold > 0)
+
+
+def test_a_phase_that_failed_stationarity_is_re_run_once_within_the_round_s_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import nullcontext
+
+    from bench.results.run import Run
+    from bench.runner import measure
+    from bench.runner.config import RunConfig
+    from bench.runner.phase import PhaseSpec
+    from bench.runner.progress import LogProgress
+    from bench.runner.recording import Recording
+    from bench.runner.validity import retry_budget
+    from bench.topology import LOOPBACK
+
+    attempts: list[str] = []
+
+    def measured(spec: PhaseSpec, *args: object) -> PhaseRow:
+        attempts.append(spec.key)
+        steady = len([k for k in attempts if k == spec.key]) > 1
+        return replace(spec.row("ok", None), gates=(_gate("stationarity", steady),))
+
+    class Server:
+        def health(self) -> None:
+            return None
+
+    monkeypatch.setattr(measure, "measure_phase", measured)
+    monkeypatch.setattr(measure, "running_server", lambda *a: nullcontext(Server()))
+    monkeypatch.setattr(measure, "phase_conditions", lambda *a: nullcontext(None))
+    monkeypatch.setattr(measure, "marked_watch", lambda: None)
+    cfg = RunConfig(out_root=tmp_path, server_cpu=None, client_cpu=None)
+    recording = Recording(Run.new({}, {}), tmp_path)
+    said: list[str] = []
+    runner = measure.Runner(cfg, recording, LogProgress(said.append))
+    specs = [
+        (
+            PhaseSpec.of(
+                0,
+                "userspace",
+                env="host",
+                topology="lo",
+                impl="x",
+                mode="pingpong",
+                size=size,
+                outstanding=1,
+            ),
+            None,
+            0.1,
+        )
+        for size in range(64, 64 + 15)
+    ]
+    assert retry_budget(15) == 2
+    runner.retry_round, runner.retries_left = 0, retry_budget(15)
+
+    class Impl:
+        name = "x"
+
+    runner._measure_impl_trial(Impl(), LOOPBACK, 0, specs, "salt", {})  # type: ignore[arg-type]
+    rows = recording.run.rows
+    assert len(rows) == 15 and len(attempts) == 17  # two re-runs, then the budget is spent
+    retried = [r for r in rows if r.retried]
+    assert len(retried) == 2 and all(g.passed for r in retried for g in r.gates)
+    assert retried[0].retried == "first attempt failed stationarity 1 (threshold 0.5)"
+    assert sum(not r.gates[0].passed for r in rows) == 13  # kept as measured, gate failed
+    assert sum("re-run" in line for line in said) == 2

@@ -22,6 +22,7 @@ class GateTally:
     clean: int  # of those checked, passing every gate
     per_gate: Mapping[str, tuple[int, int]]  # gate -> (phases checked, phases failed)
     failures: tuple[tuple[Configuration, int, GateCheck], ...]  # (configuration, trial, gate)
+    retried: int = 0  # ok phases that are a re-run (their first attempt failed a gate)
 
     def line(self) -> str:
         """One line: what the gates found in this environment."""
@@ -32,7 +33,8 @@ class GateTally:
             f"{name} {bad}/{seen}" for name, (seen, bad) in self.per_gate.items() if bad
         )
         head = f"{self.env}: validity gates: {self.clean} of {self.checked} checked phases pass all"
-        return head + (f"; failed: {failed}" if failed else "")
+        rerun = f"; re-run once: {self.retried}" if self.retried else ""
+        return head + (f"; failed: {failed}" if failed else "") + rerun
 
 
 def tally(rows: Iterable[PhaseRow]) -> list[GateTally]:
@@ -61,6 +63,7 @@ def tally(rows: Iterable[PhaseRow]) -> list[GateTally]:
                 clean=sum(all(g.passed for g in r.gates) for r in checked),
                 per_gate={name: (seen[name], bad[name]) for name in seen},
                 failures=tuple(failures),
+                retried=sum(r.retried is not None for r in ok),
             )
         )
     return out

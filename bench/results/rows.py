@@ -248,6 +248,8 @@ class PhaseRow(JsonRecord):
     timing: str = DEFAULT_TIMING
     counted: Counted | None = field(default=None, metadata=OMIT_NONE)
     gates: tuple[GateCheck, ...] = ()  # empty: not checked (rows before hellobench/5)
+    # a re-run: why its first attempt was not kept (runner/measure.py retries once)
+    retried: str | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def ok(self) -> bool:

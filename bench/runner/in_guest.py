@@ -15,6 +15,7 @@ from bench.runner.config import RunConfig, level_combinations
 from bench.runner.design import blocks
 from bench.runner.progress import ConsoleRelay, Progress, Step
 from bench.runner.recording import Recording
+from bench.runner.validity import RETRY_SHARE
 from bench.system.files import write_atomic
 from bench.vm.bench_run import VM_SUBDIR, run_bench_in_vm
 from bench.vm.kernel import find_guest_kernel
@@ -74,7 +75,8 @@ def guest_timeout(cfg: RunConfig) -> float:
     if cfg.vm_timeout_s is not None:
         return cfg.vm_timeout_s
     per_phase = 2 * (max(cfg.duration_s, cfg.claim_duration_s) + cfg.warmup_s)
-    estimate = guest_phases(cfg) * (per_phase + GUEST_PHASE_OVERHEAD_S) + GUEST_FIXED_S
+    phases = guest_phases(cfg) * (1.0 + RETRY_SHARE)  # re-runs of failed gates
+    estimate = phases * (per_phase + GUEST_PHASE_OVERHEAD_S) + GUEST_FIXED_S
     passes = guest_anatomy_passes(cfg)
     if passes:
         estimate += GUEST_ANATOMY_BUILD_S + passes * GUEST_ANATOMY_PASS_S

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -41,6 +42,7 @@ from bench.runner.lifecycle import prepare, running_server, select
 from bench.runner.phase import PhaseSpec, failed_row, measure_phase
 from bench.runner.progress import Progress, Step
 from bench.runner.recording import Recording
+from bench.runner.validity import retry_budget, retry_reason
 from bench.system import ledger
 from bench.topology import Topology, TopologyError, open_topology
 
@@ -99,6 +101,8 @@ class Runner:
         self.done = 0  # phases measured so far in this environment
         self.total: int | None = None  # phases planned in this environment
         self.rounds: int | None = None
+        self.retry_round: int | None = None  # the round the re-run budget is of
+        self.retries_left = 0
 
     def describe(self) -> None:
         """Record the environment, with its calibration unless the run said not to."""
@@ -224,7 +228,10 @@ class Runner:
         ]  # fmt: skip
         self.total = (self.total or 0) + sum(len(specs) for _, _, specs in plan)
         self.rounds = rounds
+        per_round = Counter(trial for trial, _, specs in plan for _ in specs)
         for trial, (impl, level), specs in plan:
+            if self.retry_round != trial:
+                self.retry_round, self.retries_left = trial, retry_budget(per_round[trial])
             if specs:
                 turn_salt = f"{salt}/{impl.name}/{canonical_options(level)}"
                 self._measure_impl_trial(impl, topo, trial, specs, turn_salt, level)
@@ -393,6 +400,14 @@ class Runner:
                             rows[index] = measure_phase(
                                 spec, server, dcfg, self.samples_dir, self.hooks_held
                             )
+                            why = retry_reason(rows[index])
+                            if why is not None and self.retries_left > 0:
+                                self.retries_left -= 1
+                                self.progress(f"[{self.env}] re-run {spec.key}: {why}")
+                                again = measure_phase(
+                                    spec, server, dcfg, self.samples_dir, self.hooks_held
+                                )
+                                rows[index] = replace(again, retried=why)
                     except ImplError:
                         raise
                     except HellobenchError as exc:

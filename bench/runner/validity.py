@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.analysis import gates
 from bench.driver.client import DriverResult
-from bench.results.rows import Configuration, GateCheck, PerRequest
+from bench.results.rows import Configuration, GateCheck, PerRequest, PhaseRow
 
 # fewer ordered samples than this: the latency gates cannot judge the phase
 MIN_ORDERED = 100
@@ -94,3 +94,31 @@ def phase_gates(
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             notes.append(f"validity gates: {what} not computed ({exc})")
     return tuple(checked), tuple(notes)
+
+
+# A phase whose first attempt failed one of these gates is measured once more and the
+# second attempt kept (its row says why: ``retried``), as Lancet retries.  At most
+# RETRY_SHARE of each round's phases are re-run, first come first served in the round's
+# random order, so that a machine that drifts everywhere costs a tenth more, not double.
+RETRY_GATES = ("warmup", "stationarity")
+RETRY_SHARE = 0.10
+
+
+def retry_reason(row: PhaseRow) -> str | None:
+    """Why ``row``'s phase should be measured again, or None."""
+    if not row.ok or row.retried is not None:
+        return None
+    failed = [g for g in row.gates if not g.passed and g.name in RETRY_GATES]
+    if not failed:
+        return None
+    said = "; ".join(
+        f"{g.name} {'—' if g.value is None else f'{g.value:.3g}'} "
+        f"(threshold {'—' if g.threshold is None else f'{g.threshold:.3g}'})"
+        for g in failed
+    )
+    return f"first attempt failed {said}"
+
+
+def retry_budget(phases: int) -> int:
+    """Re-runs allowed in a round of ``phases`` phases."""
+    return math.ceil(RETRY_SHARE * phases)
