@@ -430,7 +430,7 @@ def test_the_loader_s_hook_choices_are_named_as_the_result_keeps_them() -> None:
     assert tracer.hooks == {
         "enqueue": "fentry/sock_def_readable",
         "handler": "kprobe",
-        "kernel_recv": "tp_btf/skb_copy_datagram_iovec",
+        "kernel_recv": "tp_btf/consume_skb",
     }
     tracer.ready = {"ready": True, "xdp": True, "enqueue": "tp_btf/sk_data_ready"}
     assert tracer.hooks == {

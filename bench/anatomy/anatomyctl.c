@@ -25,8 +25,8 @@
  * tracepoint where there is one, else fentry on sock_def_readable, else a kprobe
  * there.  --handler FUNC hooks a module's handler (encap_rcv's arguments) by
  * fentry, or by kprobe when the kernel refuses that (a module without BTF).
- * --kernel-recv traces traced kernel threads' receives (the datagram's copy
- * out of the socket, a tracepoint).  --kprobes takes kprobes where fentry would
+ * --kernel-recv traces traced kernel threads' receives (the datagram freed
+ * once read, or copied: tracepoints).  --kprobes takes kprobes where fentry would
  * be used:
  * attaching a BPF trampoline waits for an RCU Tasks grace period on some
  * kernels (6.1), which a kernel thread that polls without ever sleeping holds
@@ -80,7 +80,7 @@ struct plan {
 	const char *xdp_name;
 	enum hook enqueue;
 	enum hook handler;
-	enum hook kernel_recv;	/* tp_btf/skb_copy_datagram_iovec or none */
+	enum hook kernel_recv;	/* tp_btf (consume_skb, skb_copy_datagram_iovec) or none */
 };
 
 static volatile sig_atomic_t stopping;
@@ -227,6 +227,7 @@ static struct bpf_object *open_object(const struct options *o, const struct plan
 	autoload(obj, "hba_enqueue_fentry", pl->enqueue == HOOK_FENTRY);
 	autoload(obj, "hba_enqueue_kprobe", pl->enqueue == HOOK_KPROBE);
 	autoload(obj, "hba_krecv", pl->kernel_recv == HOOK_TP);
+	autoload(obj, "hba_krecv_copy", pl->kernel_recv == HOOK_TP);
 	for (int i = 0; i < o->nwithout; i++) {
 		struct bpf_program *p = bpf_object__find_program_by_name(obj, o->without[i]);
 
@@ -265,12 +266,13 @@ static void first_plan(const struct options *o, struct plan *pl)
 		     "no sk_data_ready tracepoint nor sock_def_readable BTF", ENOENT);
 	}
 	pl->kernel_recv = HOOK_NONE;
-	if (o->kernel_recv && kernel_has(vmlinux, "btf_trace_skb_copy_datagram_iovec",
-					 BTF_KIND_TYPEDEF))
+	if (o->kernel_recv &&
+	    kernel_has(vmlinux, "btf_trace_consume_skb", BTF_KIND_TYPEDEF) &&
+	    kernel_has(vmlinux, "btf_trace_skb_copy_datagram_iovec", BTF_KIND_TYPEDEF))
 		pl->kernel_recv = HOOK_TP;
 	else if (o->kernel_recv)
 		note("%s (%s): kernel threads' receives are not traced",
-		     "no skb_copy_datagram_iovec tracepoint", ENOENT);
+		     "no consume_skb or skb_copy_datagram_iovec tracepoint", ENOENT);
 	pl->handler = !o->handler ? HOOK_NONE : o->kprobes ? HOOK_KPROBE : HOOK_FENTRY;
 	btf__free(vmlinux);
 }
@@ -296,7 +298,7 @@ static struct bpf_object *load(const struct options *o, struct plan *pl, char *x
 			pl->handler = HOOK_KPROBE;
 		} else if (pl->kernel_recv == HOOK_TP) {
 			note("%s refused (%s): kernel threads' receives are not traced",
-			     "tp_btf/skb_copy_datagram_iovec", load_errno);
+			     "tp_btf/consume_skb", load_errno);
 			pl->kernel_recv = HOOK_NONE;
 		} else if (pl->xdp_fd >= 0) {
 			snprintf(xdp_note, xdp_note_len,

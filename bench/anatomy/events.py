@@ -30,7 +30,7 @@ class Kind(IntEnum):
     XDP_EXIT = 11
     CLOSE = 12
     SEND_ENTER = 13
-    KRECV = 14  # a traced kernel thread's receive copied the request out (ret: bytes)
+    KRECV = 14  # a traced kernel thread's receive has read the request
     HANDLER = 15  # a module's in-kernel handler entered with the datagram
 
 

@@ -21,8 +21,8 @@
  * printed.  x86-64 syscall numbers.
  *
  * Kernel-side servers: a server kernel thread is tracked like a process (its
- * wake-ups and switch-ins by its tgid, its own), and its receives by the copy
- * of the datagram (hba_krecv, loaded only for it); a module's handler in softirq by its
+ * wake-ups and switch-ins by its tgid, its own), and its receives by the
+ * datagram's release or copy (hba_krecv*, loaded only for it); a module's handler in softirq by its
  * entry (hba_handler_*), an XDP program by its entry and exit.  anatomyctl loads
  * one enqueue hook of three, by what the kernel has (6.1 lacks sk_data_ready),
  * and kprobes instead of fentry/fexit when asked (--kprobes).
@@ -382,15 +382,16 @@ int BPF_KPROBE(hba_enqueue_kprobe, struct sock *sk)
 
 /*
  * A server kernel thread's receive (kernel_recvmsg reaches udp_recvmsg): the
- * sampled request copied out of its socket (skb_copy_datagram_iovec, a
- * tracepoint: no trampoline, no return probe).  Loaded only when a kernel
- * thread is traced (--kernel-recv); user-space servers are seen at their
- * syscalls instead.
+ * sampled request freed once copied out (consume_skb, which udp_recvmsg's
+ * skb_consume_udp reaches for a datagram read whole), or its copy where it is
+ * not linear (skb_copy_datagram_iovec; a linear one is copied without that
+ * tracepoint).  Tracepoints: no trampoline, no return probe.  Loaded only when
+ * a kernel thread is traced (--kernel-recv); user-space servers are seen at
+ * their syscalls instead.
  */
 #define HB_PF_KTHREAD	0x00200000
 
-SEC("tp_btf/skb_copy_datagram_iovec")
-int BPF_PROG(hba_krecv, const struct sk_buff *skb, int len)
+static __always_inline void krecv_event(const struct sk_buff *skb)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -398,10 +399,23 @@ int BPF_PROG(hba_krecv, const struct sk_buff *skb, int len)
 
 	if (!hb_win.active || !(task->flags & HB_PF_KTHREAD) ||
 	    role_of(pid_tgid >> 32) != HBA_SERVER)
-		return 0;
+		return;
 	if (!parse_skb(skb, &d) || d.dir != HBA_REQUEST || d.seq != hb_win.seq)
-		return 0;
-	emit(HBA_KRECV, HBA_SERVER, 0, (__u32)pid_tgid, 0, len, 0, 0);
+		return;
+	emit(HBA_KRECV, HBA_SERVER, 0, (__u32)pid_tgid, 0, 0, 0, 0);
+}
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(hba_krecv, struct sk_buff *skb)
+{
+	krecv_event(skb);
+	return 0;
+}
+
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(hba_krecv_copy, const struct sk_buff *skb, int len)
+{
+	krecv_event(skb);
 	return 0;
 }
 

@@ -23,8 +23,8 @@ enum hb_anat_kind {
 	HBA_CLOSE = 12,		/* the client's receive returned: the window ends */
 	HBA_SEND_ENTER = 13,	/* the server entered a send syscall (its exit may
 				 * come after the window closed) */
-	HBA_KRECV = 14,		/* a tracked kernel thread copied the request
-				 * out of its socket: ret = bytes */
+	HBA_KRECV = 14,		/* a tracked kernel thread has read the request
+				 * out of its socket */
 	HBA_HANDLER = 15,	/* a module's in-kernel handler was entered with
 				 * the datagram (fentry or kprobe) */
 };

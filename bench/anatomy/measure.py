@@ -4,8 +4,8 @@ same run traced, 1 in ``every`` requests sampled, with BPF run-time statistics o
 sampled requests' stages, their summaries and the tail anatomy.
 
 The server's model follows from what it accounts to itself (server.accounting()): user-space
-processes; kernel threads (tracked like processes, their receives traced at the datagram's
-copy out of the socket; a thread whose manifest says it never sleeps is the polling model,
+processes; kernel threads (tracked like processes, their receives traced when the datagram is
+read out of the socket; a thread whose manifest says it never sleeps is the polling model,
 traced without fentry); an XDP program (its entry and exit); none of these, a kernel module
 answering in softirq: its UDP encap_rcv handler, found by name among the module's own
 symbols (/proc/kallsyms), traced on entry by fentry where the module has BTF, else by

@@ -31,7 +31,7 @@ its entry cannot be traced, the unhooked stages above.
 
 Kernel thread serving with kernel_recvmsg/kernel_sendmsg (kthread): client send, stack to
 the server socket, server socket queue (-> the thread's wake-up is issued), server wake-up
-(-> switched in), kernel receive (-> its receive copies the datagram out), in-kernel
+(-> switched in), kernel receive (-> its receive has read the datagram), in-kernel
 handler (-> the reply leaves the device: the answer and kernel_sendmsg's way down), then
 stack to the client socket and the client's stages.  A polling thread (kthread-poll) never
 sleeps: its socket queue runs to the receive that returned the datagram, and it has no

@@ -125,7 +125,7 @@ class Tracer:
     def hooks(self) -> dict[str, str]:
         """The hooks the loader chose (see TraceOutput.hooks)."""
         handler = "fentry/fexit" if self.ready.get("xdp") else str(self.ready.get("handler"))
-        recv = {"tp_btf": "tp_btf/skb_copy_datagram_iovec"}
+        recv = {"tp_btf": "tp_btf/consume_skb"}
         return {
             "enqueue": str(self.ready.get("enqueue") or "tp_btf/sk_data_ready"),
             "handler": handler if handler in ("fentry/fexit", "fentry", "kprobe") else "none",
