@@ -29,6 +29,7 @@ import pytest
 from bench import PROJECT_ROOT
 from bench.anatomy.build import unavailable_reason
 from bench.anatomy.stages import USER_STAGES
+from bench.anatomy.summary import cost_per_request
 from bench.anatomy.tracer import PROG_PREFIX
 from bench.calibration.syscall import measure_null_syscall
 from bench.host.capabilities import capabilities
@@ -245,8 +246,9 @@ def test_a_server_delay_lands_in_the_server_s_user_space_stage(
 
 def _hooks_ns_per_request(result: Mapping[str, Any], names: Sequence[str]) -> float:
     """The named programs' run time per request the driver sent in the traced run."""
-    run_ns = sum(p["run_time_ns"] for p in result["programs"] if p["name"] in names)
-    return float(run_ns / max(result["traced_requests"], 1))
+    run_ns = {p["name"]: p["run_time_ns"] for p in result["programs"]}
+    per = cost_per_request(run_ns, result["traced_requests"])
+    return sum(per[name] for name in names)
 
 
 def _in_range(value: float, price: float) -> bool:

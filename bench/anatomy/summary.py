@@ -1,10 +1,11 @@
 """Per stage p50, p90, p99 and mean over the sampled requests, and the tail anatomy: the
 mean stage composition of the slowest 1 % of requests beside that of the median ones
-(those ranked between the 45th and 55th percentile of the traced round trip)."""
+(those ranked between the 45th and 55th percentile of the traced round trip); and what each
+anatomy program costs per request of the traced run."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,3 +82,13 @@ def share_on(requests: Sequence[RequestAnatomy], field: str, cpu: int) -> float:
     if not requests:
         return float("nan")
     return float(sum(getattr(r, field) == cpu for r in requests) / len(requests))
+
+
+def cost_per_request(run_time_ns: Mapping[str, int], requests: int) -> dict[str, float]:
+    """Each program's run time (ns) per request of the traced run, the costliest first.
+    Every request pays it, sampled or not: the hooks run on every event they are attached
+    to, and only inside a sampled request's window do they write anything."""
+    per = {
+        name: ns / requests if requests > 0 else float("nan") for name, ns in run_time_ns.items()
+    }
+    return dict(sorted(per.items(), key=lambda item: -item[1]))
