@@ -68,6 +68,9 @@ def test_a_real_run_records_the_gates_of_each_mode(tmp_path: Path) -> None:
     for row in run.rows:
         for gate in row.gates:
             assert gate.detail and (gate.threshold is None or gate.threshold > 0)
+    # the client's pinned CPU's busy share, read over the probes' own window: a share
+    shares = [g.value for r in run.rows for g in r.gates if g.name == "driver_not_bottleneck"]
+    assert shares and all(v is not None and 0.0 < v <= 1.0 for v in shares)
 
 
 def test_a_phase_that_failed_stationarity_is_re_run_once_within_the_round_s_budget(
@@ -134,3 +137,15 @@ def test_a_phase_that_failed_stationarity_is_re_run_once_within_the_round_s_budg
     assert retried[0].retried == "first attempt failed stationarity 1 (threshold 0.5)"
     assert sum(not r.gates[0].passed for r in rows) == 13  # kept as measured, gate failed
     assert sum("re-run" in line for line in said) == 2
+
+
+def test_the_driver_gate_reads_the_pinned_cpu_s_share_over_the_probes_own_window() -> None:
+    from bench.runner.validity import pinned_busy_share
+
+    by_cpu = {0: {"total": 3e9, "idle": 0.5e9, "iowait": 0.5e9}, 1: {"total": 1e9, "idle": 3e9}}
+    assert pinned_busy_share(by_cpu, 0) == pytest.approx(0.75)
+    assert pinned_busy_share(by_cpu, 1) == pytest.approx(0.25)
+    assert pinned_busy_share(by_cpu, None) is None and pinned_busy_share(by_cpu, 7) is None
+    assert pinned_busy_share({0: {"total": 0.0}}, 0) is None
+    # whatever the window, a share is a share: never above 1
+    assert pinned_busy_share({0: {"total": 9e9, "idle": 0.0}}, 0) == 1.0

@@ -31,7 +31,7 @@ from bench.results.rows import (
     Status,
 )
 from bench.results.rows import Accounting as RowAccounting
-from bench.runner.validity import phase_gates
+from bench.runner.validity import phase_gates, pinned_busy_share
 
 SAMPLING = "reservoir (Algorithm R) over the measured phase"
 # The counting run's length: counts per request settle within a few thousand requests, so
@@ -229,16 +229,14 @@ def measured_row(
     note = accounting.note or "; ".join(metrics.notes)
     failed = bool(result.requests and not result.replies)
     counted_replies = result.replies if counted is None else counted.replies
-    counted_duration_s = result.duration_s if counted is None else counted.duration_s
     costs = per_request(
         metrics, counted_replies, spec.configuration.server_cpu, spec.configuration.client_cpu
     )
     checked: tuple[GateCheck, ...] = ()
     gate_notes: tuple[str, ...] = ()
     if not failed:
-        checked, gate_notes = phase_gates(
-            spec.configuration, spec.offered_rps, result, costs, counted_replies, counted_duration_s
-        )
+        share = pinned_busy_share(metrics.cpu_ns_by_cpu, spec.configuration.client_cpu)
+        checked, gate_notes = phase_gates(spec.configuration, spec.offered_rps, result, share)
     return replace(
         spec.row(
             "failed" if failed else "ok",

@@ -6,18 +6,18 @@ counting run (flood and rate: is the driver the bottleneck?)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from bench.analysis import gates
 from bench.driver.client import DriverResult
-from bench.results.rows import Configuration, GateCheck, PerRequest, PhaseRow
+from bench.results.rows import Configuration, GateCheck, PhaseRow
 
 # fewer ordered samples than this: the latency gates cannot judge the phase
 MIN_ORDERED = 100
-# whose busy share the driver gate reads: the client's pinned CPU in the counting run
-# (/proc/stat ticks), so receive processing that runs there counts too
+# whose busy share the driver gate reads: the client's pinned CPU over the counting run's
+# probe window (/proc/stat ticks), so receive processing that runs there counts too
 PINNED_CPU = "the client's pinned CPU (softirq included, /proc/stat ticks)"
 
 
@@ -29,13 +29,18 @@ def _check(gate: gates.Gate) -> GateCheck:
                      gate.detail)  # fmt: skip
 
 
-def _busy_share(per_request: PerRequest, replies: int, duration_s: float) -> float | None:
-    """The client CPU's busy time over the run its figures were counted in, as a share of
-    that run's wall time (None: not pinned, or nothing answered)."""
-    busy = per_request.client_cpu_busy_ns
-    if busy is None or replies <= 0 or duration_s <= 0:
+def pinned_busy_share(
+    cpu_ns_by_cpu: Mapping[int, Mapping[str, float]], cpu: int | None
+) -> float | None:
+    """The busy share of CPU ``cpu`` over the probes' own window (/proc/stat: busy ÷ busy +
+    idle + iowait), so that the window the time was counted in is the one it is divided by
+    (None: not pinned, or the CPU not read)."""
+    ticks = cpu_ns_by_cpu.get(cpu) if cpu is not None else None
+    if ticks is None:
         return None
-    return busy * replies / (duration_s * 1e9)
+    busy = ticks.get("total", 0.0)
+    whole = busy + ticks.get("idle", 0.0) + ticks.get("iowait", 0.0)
+    return busy / whole if whole > 0 else None
 
 
 Check = Callable[[], Iterable[gates.Gate]]
@@ -45,9 +50,7 @@ def _checks(
     c: Configuration,
     offered_rps: float | None,
     result: DriverResult,
-    per_request: PerRequest,
-    counted_replies: int,
-    counted_duration_s: float,
+    client_busy_share: float | None,
 ) -> Iterator[tuple[str, Check]]:
     """(what, how) for every gate that applies to the phase."""
     if len(result.ordered_latency_ns) >= MIN_ORDERED:
@@ -68,7 +71,7 @@ def _checks(
             ],
         )
     # a spinning client is busy by design: the driver gate cannot judge it
-    share = _busy_share(per_request, counted_replies, counted_duration_s)
+    share = client_busy_share
     if c.mode in ("rate", "flood") and c.client_wait != "spin" and share is not None:
         yield "driver", lambda: [gates.driver_not_bottleneck(share, what=PINNED_CPU)]
 
@@ -77,18 +80,14 @@ def phase_gates(
     configuration: Configuration,
     offered_rps: float | None,
     result: DriverResult,
-    per_request: PerRequest,
-    counted_replies: int,
-    counted_duration_s: float,
+    client_busy_share: float | None,
 ) -> tuple[tuple[GateCheck, ...], tuple[str, ...]]:
     """Every gate that applies to the phase (of ``configuration``, at the offered rate the
     run computed), as recorded in its row, and a note for each that could not be computed
     (a gate never fails a phase by raising)."""
     checked: list[GateCheck] = []
     notes: list[str] = []
-    for what, check in _checks(
-        configuration, offered_rps, result, per_request, counted_replies, counted_duration_s
-    ):
+    for what, check in _checks(configuration, offered_rps, result, client_busy_share):
         try:
             checked.extend(_check(g) for g in check())
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
