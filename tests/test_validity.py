@@ -62,7 +62,8 @@ def test_a_real_run_records_the_gates_of_each_mode(tmp_path: Path) -> None:
     )  # fmt: skip
     by_mode = {r.mode: {g.name for g in r.gates} for r in run.rows if r.ok}
     latency = {"warmup", "stationarity", "independence"}
-    assert by_mode["pingpong"] == latency
+    machine = {"steal", "migrations"}
+    assert by_mode["pingpong"] == latency | machine
     assert by_mode["rate"] >= latency | {"load_held", "interarrivals"}
     assert by_mode["flood"] >= latency
     for row in run.rows:
@@ -71,6 +72,9 @@ def test_a_real_run_records_the_gates_of_each_mode(tmp_path: Path) -> None:
     # the client's pinned CPU's busy share, read over the probes' own window: a share
     shares = [g.value for r in run.rows for g in r.gates if g.name == "driver_not_bottleneck"]
     assert shares and all(v is not None and 0.0 < v <= 1.0 for v in shares)
+    # the server and the driver are pinned: their threads did not move
+    moved = [g for r in run.rows for g in r.gates if g.name == "migrations"]
+    assert moved and all(g.passed and g.value == 0 for g in moved), [g.detail for g in moved]
 
 
 def test_a_phase_that_failed_stationarity_is_re_run_once_within_the_round_s_budget(
@@ -137,6 +141,20 @@ def test_a_phase_that_failed_stationarity_is_re_run_once_within_the_round_s_budg
     assert retried[0].retried == "first attempt failed stationarity 1 (threshold 0.5)"
     assert sum(not r.gates[0].passed for r in rows) == 13  # kept as measured, gate failed
     assert sum("re-run" in line for line in said) == 2
+
+
+def test_steal_and_migrations_are_gates_of_their_own() -> None:
+    from bench.analysis import gates
+    from bench.metrics.migrations import parse_sched
+
+    assert gates.steal(0.4).passed and not gates.steal(12.0).passed
+    assert gates.migrations(0, "the server's threads 0").passed
+    moved = gates.migrations(3, "the driver's threads 3")
+    assert not moved.passed and "3 CPU migration(s)" in moved.detail
+    with pytest.raises(ValueError):
+        gates.steal(float("nan"))
+    sched = "se.exec_start : 1.0\nse.nr_migrations                             :     17\n"
+    assert parse_sched(sched) == 17 and parse_sched("nothing : 1") is None
 
 
 def test_the_driver_gate_reads_the_pinned_cpu_s_share_over_the_probes_own_window() -> None:

@@ -57,6 +57,7 @@ LOAD_TOLERANCE = 0.05  # achieved / offered within ±5 %, dropped due sends with
 UNIFORM_MAX_CV = 0.5  # uniform arrivals: the gaps' coefficient of variation at most
 POISSON_MAX_KS = 0.1  # Poisson arrivals: KS distance to the requested gaps at most
 MAX_DRIVER_BUSY = 0.9  # the client's CPU busy share (busy / wall) below this
+MAX_STEAL_PCT = 5.0  # the hypervisor's steal, % of the phase's CPU time, below this
 CONFIDENCE = 0.95
 
 
@@ -367,6 +368,36 @@ def driver_not_bottleneck(
         threshold,
         passed,
         f"{what} was busy {busy_share:.0%} of the phase (below {threshold:.0%} to pass)",
+    )
+
+
+# ---- the machine under the phase -----------------------------------------------------------
+
+
+def steal(steal_pct: float, *, threshold_pct: float = MAX_STEAL_PCT) -> Gate:
+    """The hypervisor's steal time, % of all CPU time of the phase, below ``threshold_pct``:
+    above it the guest's CPUs were taken away often enough to be part of what was timed."""
+    if not math.isfinite(steal_pct) or steal_pct < 0:
+        raise ValueError(f"steal_pct must be a finite percentage >= 0, not {steal_pct}")
+    return Gate(
+        "steal",
+        steal_pct,
+        threshold_pct,
+        steal_pct < threshold_pct,
+        f"steal {steal_pct:.2f} % of the phase's CPU time (below {threshold_pct:g} % to pass)",
+    )
+
+
+def migrations(moves: int, who: str) -> Gate:
+    """Pinned threads that moved between CPUs during the phase (``who``: whose)."""
+    if moves < 0:
+        raise ValueError(f"migrations must be >= 0, not {moves}")
+    return Gate(
+        "migrations",
+        float(moves),
+        1.0,
+        moves < 1,
+        f"{who}: {moves} CPU migration(s) of pinned threads during the phase (none to pass)",
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from bench.bpf import BpfError
 from bench.bpf.progstats import ProgStats, total_stats
 from bench.impl.api import Accounting
-from bench.metrics import bpf, ctxswitch, perf, procstat, taskcpu, tasks
+from bench.metrics import bpf, ctxswitch, migrations, perf, procstat, taskcpu, tasks
 from bench.metrics.syscalls import EagainCounter, SyscallCounter
 
 
@@ -52,6 +52,9 @@ class PhaseMetrics:
     server_host_cpu_ns_by_cpu: dict[int, dict[str, float]] | None = None
     server_eagain_syscalls: int | None = None
     client_eagain_syscalls: int | None = None
+    # CPU migrations of the server's and the client's threads (pinned: should be none)
+    server_migrations: int | None = None
+    client_migrations: int | None = None
 
 
 class _Figure:
@@ -137,7 +140,10 @@ class _Party:
         self.ctx = _Figure(name, "context switches", pids, ctxswitch.counters, ctxswitch.snapshot)
         self.cpu = _Figure(name, "CPU time", pids, taskcpu.counters, taskcpu.snapshot)
         self.eagain = _Figure(name, "EAGAIN syscalls", pids, EagainCounter, None)
-        self.figures = (self.syscalls, self.eagain, self.ctx, self.cpu)
+        self.migrations = _Figure(
+            name, "CPU migrations", pids, migrations.counters, migrations.snapshot
+        )
+        self.figures = (self.syscalls, self.eagain, self.ctx, self.cpu, self.migrations)
 
 
 class PhaseProbe:
@@ -250,8 +256,12 @@ class PhaseProbe:
         srv, cli = self._server, self._client
         for figure in (*srv.figures, *cli.figures):
             figure.halt()
-        server_sys, server_eagain, server_ctx, server_cpu_own = (f.stop(notes) for f in srv.figures)
-        client_sys, client_eagain, client_ctx, client_cpu = (f.stop(notes) for f in cli.figures)
+        server_sys, server_eagain, server_ctx, server_cpu_own, server_moves = (
+            f.stop(notes) for f in srv.figures
+        )
+        client_sys, client_eagain, client_ctx, client_cpu, client_moves = (
+            f.stop(notes) for f in cli.figures
+        )
         stat = procstat.delta(self._stat_start, procstat.snapshot())
         kernel_ctx: int | None = None
         kernel_cpu: int | None = None
@@ -294,6 +304,8 @@ class PhaseProbe:
             notes=tuple(dict.fromkeys(n for n in notes if n)),
             server_eagain_syscalls=server_eagain,
             client_eagain_syscalls=client_eagain,
+            server_migrations=server_moves,
+            client_migrations=client_moves,
         )
         return self.metrics
 

@@ -31,7 +31,7 @@ from bench.results.rows import (
     Status,
 )
 from bench.results.rows import Accounting as RowAccounting
-from bench.runner.validity import phase_gates, pinned_busy_share
+from bench.runner.validity import Machine, phase_gates, pinned_busy_share
 
 SAMPLING = "reservoir (Algorithm R) over the measured phase"
 # The counting run's length: counts per request settle within a few thousand requests, so
@@ -236,7 +236,10 @@ def measured_row(
     gate_notes: tuple[str, ...] = ()
     if not failed:
         share = pinned_busy_share(metrics.cpu_ns_by_cpu, spec.configuration.client_cpu)
-        checked, gate_notes = phase_gates(spec.configuration, spec.offered_rps, result, share)
+        machine = Machine(steal_pct(metrics), metrics.server_migrations, metrics.client_migrations)
+        checked, gate_notes = phase_gates(
+            spec.configuration, spec.offered_rps, result, share, machine
+        )
     return replace(
         spec.row(
             "failed" if failed else "ok",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,6 +52,7 @@ def _checks(
     offered_rps: float | None,
     result: DriverResult,
     client_busy_share: float | None,
+    machine: Machine,
 ) -> Iterator[tuple[str, Check]]:
     """(what, how) for every gate that applies to the phase."""
     if len(result.ordered_latency_ns) >= MIN_ORDERED:
@@ -74,6 +76,30 @@ def _checks(
     share = client_busy_share
     if c.mode in ("rate", "flood") and c.client_wait != "spin" and share is not None:
         yield "driver", lambda: [gates.driver_not_bottleneck(share, what=PINNED_CPU)]
+    if machine.steal_pct is not None:
+        stolen = machine.steal_pct
+        yield "steal", lambda: [gates.steal(stolen)]
+    pinned = [
+        (who, moves)
+        for who, moves, cpu in (
+            ("the server's threads", machine.server_migrations, c.server_cpu),
+            ("the driver's threads", machine.client_migrations, c.client_cpu),
+        )
+        if moves is not None and cpu is not None
+    ]
+    if pinned:
+        moved = sum(m for _, m in pinned)
+        whose = ", ".join(f"{who} {m}" for who, m in pinned)
+        yield "migrations", lambda: [gates.migrations(moved, whose)]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the counting run saw of the machine under the phase."""
+
+    steal_pct: float | None = None
+    server_migrations: int | None = None
+    client_migrations: int | None = None
 
 
 def phase_gates(
@@ -81,13 +107,15 @@ def phase_gates(
     offered_rps: float | None,
     result: DriverResult,
     client_busy_share: float | None,
+    machine: Machine | None = None,
 ) -> tuple[tuple[GateCheck, ...], tuple[str, ...]]:
     """Every gate that applies to the phase (of ``configuration``, at the offered rate the
     run computed), as recorded in its row, and a note for each that could not be computed
     (a gate never fails a phase by raising)."""
     checked: list[GateCheck] = []
     notes: list[str] = []
-    for what, check in _checks(configuration, offered_rps, result, client_busy_share):
+    seen = machine or Machine()
+    for what, check in _checks(configuration, offered_rps, result, client_busy_share, seen):
         try:
             checked.extend(_check(g) for g in check())
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
