@@ -38,8 +38,8 @@ def test_the_within_phase_interval_covers_the_true_median_as_often_as_it_says() 
         found = histogram_interval(_histogram(rng.exponential(20_000.0, 400) + 1), 0.5)
         assert found is not None and found.low <= found.estimate <= found.high
         covered += found.low <= true_median <= found.high
-    # 95 % nominal (histogram buckets add a little width): far from 100 % and from 80 %
-    assert 0.88 <= covered / trials <= 1.0
+    # 95 % nominal: at least 93 % of 200 simulated phases (histogram buckets only widen it)
+    assert covered / trials >= 0.93
 
 
 def test_too_few_requests_give_no_interval() -> None:

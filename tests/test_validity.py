@@ -3,6 +3,8 @@ real run carries the gates that apply to its mode, and the tally counts them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from bench.analysis.validity import mark, tally
 from bench.results.rows import GateCheck, PhaseRow
+from bench.results.run import Run
 from tests.bench_runs import bench_run
 
 
@@ -167,3 +170,32 @@ def test_the_driver_gate_reads_the_pinned_cpu_s_share_over_the_probes_own_window
     assert pinned_busy_share({0: {"total": 0.0}}, 0) is None
     # whatever the window, a share is a share: never above 1
     assert pinned_busy_share({0: {"total": 9e9, "idle": 0.0}}, 0) == 1.0
+
+
+def _driver_gate(run: Run) -> GateCheck:
+    (row,) = [r for r in run.rows if r.ok and r.mode == "rate"]
+    (gate,) = [g for g in row.gates if g.name == "driver_not_bottleneck"]
+    return gate
+
+
+def test_a_cpu_hog_beside_the_driver_marks_its_phase_driver_bound(tmp_path: Path) -> None:
+    args = ["--impl", "blocking-c", "--mode", "rate", "--rate", "2000", "--trials", "1",
+            "--duration", "0.5", "--warmup", "0.05", "--no-calibrate", "--env", "host",
+            "--server-cpu", "1", "--client-cpu", "0"]  # fmt: skip
+    for name in ("alone", "hog"):
+        (tmp_path / name).mkdir()
+    alone = _driver_gate(bench_run(tmp_path / "alone", args))
+    assert alone.passed, alone.detail  # 2000 requests/s leave the driver's CPU mostly idle
+    hog = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-c", "while True: pass"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        beside = _driver_gate(bench_run(tmp_path / "hog", args))
+    finally:
+        hog.kill()
+        hog.wait(10)
+    assert not beside.passed, beside.detail
+    assert beside.value is not None and alone.value is not None and beside.value > alone.value
+    assert mark([r for r in Run.load(tmp_path / "hog" / "out").rows if r.mode == "rate"]).excluding
