@@ -6,7 +6,7 @@
  * copies the ring buffer's records, unchanged, to --out.
  *
  *   hb-anatomyctl --obj O --out FILE [--port N] [--every N] [--max-events N]
- *                 [--xdp-prog-id ID] [--handler FUNC] [--kernel-recv]
+ *                 [--xdp-prog-id ID] [--handler FUNC] [--kernel-recv] [--kprobes]
  *                 [--max-seconds S] [--without PROG]...
  *
  * Prints one JSON line once attached ({"ready": ..., "progs": {name: id}, "xdp": ...,
@@ -25,12 +25,13 @@
  * tracepoint where there is one, else fentry on sock_def_readable, else a kprobe
  * there.  --handler FUNC hooks a module's handler (encap_rcv's arguments) by
  * fentry, or by kprobe when the kernel refuses that (a module without BTF).
- * --kernel-recv traces traced kernel threads' receives (the datagram freed
- * once read, or copied: tracepoints).  --kprobes takes kprobes where fentry would
- * be used:
- * attaching a BPF trampoline waits for an RCU Tasks grace period on some
- * kernels (6.1), which a kernel thread that polls without ever sleeping holds
- * off for as long as it runs.  The ready line names every choice ("enqueue",
+ * --kernel-recv traces the receives of kernel threads tracked as the server
+ * (the datagram freed once read, or copied: tracepoints).  --kprobes takes
+ * kprobes where fentry would be used: attaching a BPF trampoline waits for an
+ * RCU Tasks grace period on some kernels (6.1), which a kernel thread that
+ * polls without ever sleeping holds off for as long as it runs.  No return
+ * probe is used: with a kretprobe on udp_recvmsg, a 6.1 guest's polling thread
+ * returned to address 0.  The ready line names every choice ("enqueue",
  * "handler", "kernel_recv": tp_btf/..., fentry, kprobe or none) and why a
  * preferred hook was not used ("notes").
  */
