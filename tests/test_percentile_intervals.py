@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from bench.analysis.histograms import highest_equivalent_values, recorded, values_at_ranks
 from bench.analysis.percentiles import histogram_interval, precision, precisions
 from bench.results.rows import PhaseRow
 
@@ -71,3 +72,22 @@ def test_a_percentile_at_the_timeout_is_lost_requests_not_an_interval() -> None:
 def test_a_corrupt_histogram_gives_no_interval_and_no_crash() -> None:
     row = dataclasses.replace(_row(0, _histogram(np.array([1000] * 100))), histogram="garbage")
     assert precision([row], 0.5) is None
+
+
+@pytest.mark.parametrize("lowest,highest,digits", [(1, 10_000_000, 3), (1000, 3_600_000_000, 2)])
+def test_histograms_are_read_as_hdrh_reads_them(lowest: int, highest: int, digits: int) -> None:
+    hist = HdrHistogram(lowest, highest, digits)
+    index = np.arange(hist.counts_len)
+    fast = highest_equivalent_values(hist, index)
+    slow = [hist.get_highest_equivalent_value(hist.get_value_from_index(int(i))) for i in index]
+    assert fast.tolist() == slow
+    rng = np.random.default_rng(5)
+    for v in rng.lognormal(11, 1.5, 5000).astype(int) + lowest:
+        hist.record_value(int(min(v, highest)))
+    expected = [
+        (int(i.value_iterated_to), int(i.total_count_to_this_value))
+        for i in hist.get_recorded_iterator()
+    ]
+    assert recorded(hist) == expected
+    n = hist.get_total_count()
+    assert values_at_ranks(hist, [n // 2]) == [float(hist.get_value_at_percentile(50.0))]

@@ -7,6 +7,7 @@ driver's reply timeout is lost requests, said so, not given an interval."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from hdrh.histogram import HdrHistogram
 
 from bench.analysis.gates import CONFIDENCE, order_statistic_ranks
+from bench.analysis.histograms import values_at_ranks
 from bench.results.metrics import at_timeout
 from bench.results.rows import Configuration, PhaseRow
 
@@ -40,10 +42,9 @@ def histogram_interval(
     except ValueError:
         return None
 
-    def at_rank(rank: int) -> float:
-        return float(hist.get_value_at_percentile(100.0 * rank / n))
-
-    return WithinPhase(float(hist.get_value_at_percentile(100.0 * q)), at_rank(low), at_rank(high))
+    middle = max(1, math.ceil(q * n))
+    estimate, lo, hi = values_at_ranks(hist, [middle, low, high])
+    return WithinPhase(estimate, lo, hi)
 
 
 @dataclass(frozen=True)

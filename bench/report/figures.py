@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullLocator
 
+from bench.analysis.histograms import recorded
 from bench.results.descriptions import ImplInfo
 
 # One hue per family (Okabe-Ito, safe for the common colour-vision deficiencies); the impls
@@ -113,28 +114,6 @@ def merge_histograms(encoded: Sequence[str | None]) -> HdrHistogram | None:
     for h in decoded:
         merged.add(h)
     return merged
-
-
-def recorded(hist: HdrHistogram) -> list[tuple[int, int]]:
-    """(value, requests at or below it) at every recorded value, in order, the value as
-    hdrh's recorded iterator gives it (the highest equivalent of its bucket).
-
-    Read from the counts array at once: the iterator, in pure Python, visits every bucket
-    up to the largest value at each step, seconds for a histogram with a long tail."""
-    try:
-        stored = min(hist.counts_len, hist.encoder.payload.counts_len)
-        counts = np.ctypeslib.as_array(hist.counts)[:stored]
-    except (AttributeError, TypeError, ValueError):  # another hdrh layout: the iterator
-        return [
-            (int(item.value_iterated_to), int(item.total_count_to_this_value))
-            for item in hist.get_recorded_iterator()
-        ]
-    index = np.flatnonzero(counts)
-    total = np.cumsum(counts[index])
-    return [
-        (int(hist.get_highest_equivalent_value(hist.get_value_from_index(int(i)))), int(t))
-        for i, t in zip(index, total, strict=True)
-    ]
 
 
 CDF_RESOLUTION = 0.002  # a point at least every 0.2 % of the requests

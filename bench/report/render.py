@@ -24,6 +24,7 @@ from bench.analysis import anatomy
 from bench.analysis.answer import NOT_MEASURED, answers
 from bench.analysis.dose import dose_responses
 from bench.analysis.effects import Effect, Exploratory, exploratory
+from bench.analysis.histograms import count_at_or_above
 from bench.analysis.percentiles import precisions
 from bench.analysis.primary import Family, Finding
 from bench.analysis.primary import families as primary_families
@@ -36,7 +37,7 @@ from bench.host import metadata
 from bench.report import figures
 from bench.report.tables import SummaryTables, column_groups, fmt_rtt, summary_tables
 from bench.results.descriptions import Environment
-from bench.results.metrics import at_timeout, fmt_us, metric
+from bench.results.metrics import TIMEOUT_RESOLUTION, fmt_us, metric
 from bench.results.rows import Configuration, PhaseRow
 from bench.results.run import Run
 from bench.results.schema import ResultsError
@@ -175,11 +176,7 @@ def _lost_at_timeout(groups: Groups, timeout_ns: float | None) -> dict[Configura
             log.warning("%s: histograms not read: %s: %s", key.label(), type(exc).__name__, exc)
             continue
         if merged is not None and merged.get_total_count():
-            at = sum(
-                item.count_added_in_this_iter_step
-                for item in merged.get_recorded_iterator()
-                if at_timeout(item.value_iterated_to, timeout_ns)
-            )
+            at = count_at_or_above(merged, timeout_ns * TIMEOUT_RESOLUTION)
             out[key] = 100.0 * at / merged.get_total_count()
     return out
 
