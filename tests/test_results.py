@@ -289,7 +289,7 @@ PUBLISHED_SCHEMAS = {
     "hellobench/3": "35f36aafb580fc0e8b30300671c17f05d9015a79ac1e30cb7a21f3231c6c436f",
     "hellobench/4": "58962c2148708500c014e5bb2ff125a599c8cf74a0d4b734a20ab3e3dea855dc",
     "hellobench/5": "a3a4038a3b10c6b4eb38204db9105cdd8b0af264397881a001cc1804498393ad",
-    "hellobench/6": "4c87533c4c086acd1ae4055e650f5fba09589134dae41c2ef51d9363fbb50c3f",
+    "hellobench/6": "ac760303e55073bd01ba1777db2176003e46a7d8464cda4853dab66faeeccbfe",
 }
 
 

@@ -75,6 +75,9 @@ class AnatomyRecord(JsonRecord):
     rx_on_client_cpu: float | None = None
     programs: tuple[ProgramCost, ...] = ()
     loader: dict[str, int] = field(default_factory=dict)
+    model: str = ""  # the server model the stages follow (bench/anatomy/stages.py)
+    hooks: dict[str, str] = field(default_factory=dict)  # the loader's choice per hook
+    notes: str = ""  # hooks the kernel did not offer, and what was used instead
 
     @property
     def ok(self) -> bool:

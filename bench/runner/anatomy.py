@@ -72,6 +72,9 @@ def record_of(
         rx_on_client_cpu=share(client_cpu),
         programs=tuple(ProgramCost(p.name, p.run_cnt, p.run_time_ns) for p in result.programs),
         loader={k: int(v) for k, v in result.loader.items()},
+        model=result.model,
+        hooks={str(k): str(v) for k, v in result.hooks.items()},
+        notes=result.notes,
     )
 
 
