@@ -271,3 +271,38 @@ def test_export_writes_one_row_per_pass_and_stage(tmp_path: Path) -> None:
     assert traced["median_requests_mean_ns"].sum() == pytest.approx(sum(median.values()))  # type: ignore[arg-type]
     (row,) = frame[frame["impl"] == "kmod-softirq"].to_dict("records")
     assert row["error"] == "no BTF"
+
+
+def test_a_claim_run_traces_its_ladder_and_the_report_and_answer_show_it(
+    tmp_path: Path,
+) -> None:
+    from bench.anatomy.build import unavailable_reason
+    from bench.host.capabilities import capabilities
+    from tests.bench_runs import bench_run
+
+    host = capabilities()
+    why = unavailable_reason() or (None if host.bpf else host.bpf_reason)
+    if why:
+        pytest.skip(f"the anatomy cannot be traced here: {why}")
+    run = bench_run(
+        tmp_path,
+        ["--design", "claim", "--quick", "--trials", "1", "--impl", "blocking-c",
+         "--impl", "ebpf-xdp", "--anatomy-requests", "100", "--no-calibrate"],
+    )  # fmt: skip
+    assert sorted(r.impl for r in run.anatomy) == ["blocking-c", "ebpf-xdp"]
+    for r in run.anatomy:
+        assert r.ok, r.error
+        assert r.levels["rx_cpu"] == "server" and r.sampled > 0
+        assert r.rx_on_server_cpu is not None and r.rx_on_server_cpu >= 0.99
+        median = sum(v for v in r.median.values() if v is not None)
+        assert median > 0 and r.untraced.p50 is not None and r.traced_driver.p50 is not None
+        saved = runner_anatomy.requests_file(
+            run.run_dir / "samples" / runner_anatomy.ANATOMY_FOLDER, r
+        )
+        requests = json.loads(saved.read_text())["requests"]
+        assert len(requests) == r.sampled
+        assert all(sum(q["stages"].values()) == q["rtt_ns"] for q in requests)
+    page = build_page(run, tmp_path / "report")
+    assert "Where the time goes: host/lo" in page
+    cited = anatomy.citation(run, "host", "default")
+    assert cited is not None and "blocking-c's" in cited and "ebpf-xdp's" in cited
