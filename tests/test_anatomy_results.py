@@ -306,3 +306,20 @@ def test_a_claim_run_traces_its_ladder_and_the_report_and_answer_show_it(
     assert "Where the time goes: host/lo" in page
     cited = anatomy.citation(run, "host", "default")
     assert cited is not None and "blocking-c's" in cited and "ebpf-xdp's" in cited
+
+
+def test_under_tcg_a_server_polling_with_syscalls_is_not_traced() -> None:
+    from types import SimpleNamespace
+
+    from bench.impl.registry import discover
+
+    entries = discover()
+
+    def why(name: str, accel: str) -> str | None:
+        impl = SimpleNamespace(manifest=entries[name].manifest, name=name)
+        return runner_anatomy.untraceable(impl, accel)  # type: ignore[arg-type]
+
+    assert why("spin-c", "tcg") == runner_anatomy.POLLING_UNDER_TCG
+    assert why("spin-c", "native") is None and why("spin-c", "kvm") is None
+    for traced in ("blocking-c", "kmod-kthread", "kmod-kthread-poll", "kmod-softirq"):
+        assert why(traced, "tcg") is None, traced

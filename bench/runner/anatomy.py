@@ -28,6 +28,19 @@ from bench.topology import Topology
 
 EVERY = 8  # 1 request in 8 traced: the tracing cost is reported beside the stages
 ANATOMY_FOLDER = "anatomy"
+POLLING_UNDER_TCG = (
+    "not traced under TCG: a server that polls with syscalls fires the syscall hooks "
+    "without pause, which has starved the emulated guest's RCU (soft lockups)"
+)
+
+
+def untraceable(impl: Impl, accel: str) -> str | None:
+    """Why ``impl`` is not traced in an environment of ``accel``, or None."""
+    path = impl.manifest.server_path
+    polls_with_syscalls = path.get("transitions") is True and path.get("sleeps") is False
+    if accel == "tcg" and polls_with_syscalls:
+        return POLLING_UNDER_TCG
+    return None
 
 
 def record_of(
@@ -95,12 +108,19 @@ def trace_ladder(
     sampled: int,
     samples_dir: Path,
     progress: Callable[[str], None],
+    accel: str = "native",
 ) -> list[AnatomyRecord]:
     """One anatomy pass per impl and settings; errors are recorded, never raised."""
     records: list[AnatomyRecord] = []
     for impl in impls:
         for settings in settings_list:
             dcfg = driver(settings)
+            skip = untraceable(impl, accel)
+            if skip is not None:
+                records.append(
+                    AnatomyRecord(env, topo.name, impl.name, dict(settings), dcfg.size, error=skip)
+                )
+                continue
             label = factors.label(settings) or " (default levels)"
             progress(f"[{env}/{topo.name}] anatomy {impl.name}{label}")
             try:

@@ -275,6 +275,7 @@ class Runner:
             sampled=self.cfg.anatomy_requests,
             samples_dir=self.samples_dir,
             progress=self.progress,
+            accel=self.cfg.accel,
         )
         self.recording.run.anatomy.extend(records)
         self.recording.save()
