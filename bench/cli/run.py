@@ -256,9 +256,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         calibrate=not args.no_calibrate,
         sample_cap=args.sample_cap if args.sample_cap is not None else spend.sample_cap,
         anatomy_requests=(
-            args.anatomy_requests
-            if args.anatomy_requests is not None
-            else spend.anatomy_requests
+            args.anatomy_requests if args.anatomy_requests is not None else spend.anatomy_requests
         ),
         server_options=key_values(args.server_option, "--server-option"),
         vm_timeout_s=args.vm_timeout,
