@@ -37,5 +37,5 @@ def test_the_help_states_every_budget_value(capsys: pytest.CaptureFixture[str]) 
     for field in ("duration_s", "warmup_s", "claim_duration_s", "claim_trials", "matrix_trials",
                   "survey_trials", "rate_fractions", "sample_cap"):  # fmt: skip
         assert f"({defaults_text(field)})" in text, field
-    assert "(default 0.3, quick 0.2, full 0.5)" in text  # the claim's phase seconds
+    assert "(default 0.2, quick 0.2, full 0.5)" in text  # the claim's phase seconds
     assert "(default 10, quick 3, full 10)" in text  # the claim's rounds

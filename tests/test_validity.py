@@ -128,21 +128,21 @@ def test_a_phase_that_failed_stationarity_is_re_run_once_within_the_round_s_budg
             None,
             0.1,
         )
-        for size in range(64, 64 + 15)
+        for size in range(64, 64 + 30)
     ]
-    assert retry_budget(15) == 2
-    runner.retry_round, runner.retries_left = 0, retry_budget(15)
+    assert retry_budget(30) == 2
+    runner.retry_round, runner.retries_left = 0, retry_budget(30)
 
     class Impl:
         name = "x"
 
     runner._measure_impl_trial(Impl(), LOOPBACK, 0, specs, "salt", {})  # type: ignore[arg-type]
     rows = recording.run.rows
-    assert len(rows) == 15 and len(attempts) == 17  # two re-runs, then the budget is spent
+    assert len(rows) == 30 and len(attempts) == 32  # two re-runs, then the budget is spent
     retried = [r for r in rows if r.retried]
     assert len(retried) == 2 and all(g.passed for r in retried for g in r.gates)
     assert retried[0].retried == "first attempt failed stationarity 1 (threshold 0.5)"
-    assert sum(not r.gates[0].passed for r in rows) == 13  # kept as measured, gate failed
+    assert sum(not r.gates[0].passed for r in rows) == 28  # kept as measured, gate failed
     assert sum("re-run" in line for line in said) == 2
 
 

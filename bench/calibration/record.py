@@ -78,10 +78,16 @@ def _attempt(errors: list[str], what: str, fn: Callable[[], T]) -> T | None:
 
 
 def calibrate(
-    *, client_cpu: int | None, server_cpu: int | None, fidelity: bool = True, quick: bool = False
+    *,
+    client_cpu: int | None,
+    server_cpu: int | None,
+    fidelity: bool = True,
+    quick: bool = False,
+    rtt_repetitions: int | None = None,
 ) -> Calibration:
     """Null syscall, context switch and wake-up, and (unless ``fidelity`` is false) the
-    driver against sockperf, shorter when ``quick``."""
+    driver against sockperf, shorter when ``quick``; ``rtt_repetitions`` rotations of its
+    RTT timings (default: 2 when quick, else 8)."""
     errors: list[str] = []
     syscall = _attempt(errors, "null syscall", measure_null_syscall) or {}
     cpu_a = client_cpu if client_cpu is not None else 0
@@ -92,7 +98,7 @@ def calibrate(
         setup = Setup(
             duration_s=1,
             repetitions=1 if quick else 2,
-            rtt_repetitions=2 if quick else 8,
+            rtt_repetitions=rtt_repetitions or (2 if quick else 8),
             client_cpu=client_cpu,
             server_cpu=server_cpu,
         )
@@ -103,9 +109,15 @@ def calibrate(
 
 
 def run_calibration(
-    *, client_cpu: int | None, server_cpu: int | None, fidelity: bool = True, quick: bool = False
+    *,
+    client_cpu: int | None,
+    server_cpu: int | None,
+    fidelity: bool = True,
+    quick: bool = False,
+    rtt_repetitions: int | None = None,
 ) -> dict[str, Any]:
     """The ``calibration`` record of an environment (see :func:`calibrate`)."""
     return calibrate(
-        client_cpu=client_cpu, server_cpu=server_cpu, fidelity=fidelity, quick=quick
-    ).record()
+        client_cpu=client_cpu, server_cpu=server_cpu, fidelity=fidelity, quick=quick,
+        rtt_repetitions=rtt_repetitions,
+    ).record()  # fmt: skip

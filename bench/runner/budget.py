@@ -28,6 +28,7 @@ class Budget:
     sample_cap: int  # latency samples kept per phase for the report's distributions
     modes: tuple[Mode, ...]  # modes measured unless --mode says
     anatomy_requests: int  # sampled requests per anatomy pass of the claim's ladder
+    fidelity_rtt_repetitions: int  # rotations of the driver-vs-sockperf RTT timings
 
 
 BUDGETS: dict[str, Budget] = {
@@ -35,13 +36,14 @@ BUDGETS: dict[str, Budget] = {
     for b in (
         Budget("quick", duration_s=0.2, warmup_s=0.05, claim_duration_s=0.2, claim_trials=3,
                matrix_trials=3, survey_trials=1, rate_fractions=(0.5,), sample_cap=2000,
-               modes=("pingpong",), anatomy_requests=200),
-        Budget("default", duration_s=0.5, warmup_s=0.1, claim_duration_s=0.3, claim_trials=10,
+               modes=("pingpong",), anatomy_requests=200, fidelity_rtt_repetitions=2),
+        Budget("default", duration_s=0.5, warmup_s=0.1, claim_duration_s=0.2, claim_trials=10,
                matrix_trials=5, survey_trials=2, rate_fractions=(0.5,), sample_cap=10000,
-               modes=MODES, anatomy_requests=400),
+               modes=MODES, anatomy_requests=400, fidelity_rtt_repetitions=4),
         Budget("full", duration_s=1.0, warmup_s=0.2, claim_duration_s=0.5, claim_trials=10,
                matrix_trials=5, survey_trials=3, rate_fractions=FULL_RATE_FRACTIONS,
-               sample_cap=10000, modes=MODES, anatomy_requests=2000),
+               sample_cap=10000, modes=MODES, anatomy_requests=2000,
+               fidelity_rtt_repetitions=8),
     )
 }  # fmt: skip
 DEFAULT_BUDGET = "default"

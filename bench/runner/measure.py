@@ -35,6 +35,7 @@ from bench.impl.registry import Entry, discover
 from bench.metrics.anchors import measurement_hooks_held
 from bench.results.rows import PhaseRow
 from bench.runner.anatomy import trace_ladder, why_not_traced
+from bench.runner.budget import BUDGETS
 from bench.runner.conditions import phase_conditions
 from bench.runner.config import RunConfig, canonical_options, level_combinations
 from bench.runner.design import Block, blocks, design_impls
@@ -126,6 +127,7 @@ class Runner:
                 server_cpu=self.cfg.server_cpu,
                 quick=self.cfg.budget == "quick",
                 fidelity=not emulated_default,
+                rtt_repetitions=BUDGETS[self.cfg.budget].fidelity_rtt_repetitions,
             )
             if emulated_default:
                 environment["calibration"]["driver_fidelity"] = fidelity_unavailable(

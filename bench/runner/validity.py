@@ -126,9 +126,9 @@ def phase_gates(
 # A phase whose first attempt failed one of these gates is measured once more and the
 # second attempt kept (its row says why: ``retried``), as Lancet retries.  At most
 # RETRY_SHARE of each round's phases are re-run, first come first served in the round's
-# random order, so that a machine that drifts everywhere costs a tenth more, not double.
+# random order, so that a machine that drifts everywhere costs a twentieth more, not double.
 RETRY_GATES = ("warmup", "stationarity")
-RETRY_SHARE = 0.10
+RETRY_SHARE = 0.05
 
 
 def retry_reason(row: PhaseRow) -> str | None:
