@@ -187,3 +187,21 @@ def test_a_spinning_client_is_busy_and_a_blocking_one_is_not() -> None:
     assert gates.driver_not_bottleneck(shares["block"]).passed, shares
     # spinning is busy by design (the gate cannot judge it); a loose bar, for steal time
     assert not gates.driver_not_bottleneck(shares["spin"], threshold=0.6).passed, shares
+
+
+def test_the_driver_reads_its_pinned_cpu_over_the_measured_window() -> None:
+    server = DelayServer(lambda n, t: 0.0)
+    try:
+        pinned = run_driver(
+            DriverConfig("flood", port=server.port, duration_s=0.5, warmup_s=0.0, cpu=0)
+        )
+        free = run_driver(DriverConfig("flood", port=server.port, duration_s=0.2, warmup_s=0.0))
+    finally:
+        server.close()
+    assert pinned.window_cpu_ticks is not None
+    busy, idle = pinned.window_cpu_ticks
+    share = pinned.window_busy_share
+    assert share is not None and share == busy / (busy + idle)
+    # a flood keeps its own CPU busy: most of the window, never more than all of it
+    assert 0.5 < share <= 1.0
+    assert free.window_cpu_ticks is None and free.window_busy_share is None

@@ -354,6 +354,19 @@ class DriverResult:
     ordered_stride: int = 1
     ordered_cap: int = 0
     schedule: Schedule | None = None
+    # the pinned CPU's (busy, idle) /proc/stat ticks over the measured window (None: not
+    # pinned, or not read)
+    window_cpu_ticks: tuple[int, int] | None = None
+
+    @property
+    def window_busy_share(self) -> float | None:
+        """The busy share of the client's pinned CPU over the measured window itself
+        (whoever ran on it: the driver, and receive processing steered there); None when
+        not pinned or when the window was too short for a tick."""
+        if self.window_cpu_ticks is None:
+            return None
+        busy, idle = self.window_cpu_ticks
+        return busy / (busy + idle) if busy + idle > 0 else None
 
     @property
     def loss_ratio(self) -> float:
@@ -486,6 +499,8 @@ def parse_results(
         raise DriverError(f"samples file holds {len(samples)} values, results say {declared}")
     pairs = _ordered_pairs(raw.get("ordered"), ordered)
     schedule = Schedule.from_json(raw["schedule"]) if "schedule" in raw else None
+    window = raw.get("cpu_window")
+    ticks = (int(window["busy_ticks"]), int(window["idle_ticks"])) if window else None
     return DriverResult(
         **{key: counts[key] for key in COUNT_KEYS},
         duration_s=float(raw["duration_s"]),
@@ -498,6 +513,7 @@ def parse_results(
         sample_cap=int(raw["samples"]["cap"]),
         client_pid=pid,
         client_rusage=_int_map(raw["rusage"]),
+        window_cpu_ticks=ticks,
         timeouts=counts["timeouts"],
         drained=counts.get("drained", 0),
         counts=counts,

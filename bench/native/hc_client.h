@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include "hc_cpustat.h"
 #include "hc_histogram.h"
 #include "hc_options.h"
 #include "hc_ordered.h"
@@ -90,6 +91,8 @@ struct client {
 	struct iovec *rxv;
 	struct rusage ru0;
 	struct rusage ru1;
+	struct cpu_ticks cpu0;		/* the pinned CPU at the window's start */
+	struct cpu_ticks cpu1;		/* ... and at its end, before the drain */
 	uint64_t measure_ns;
 	uint64_t window_replies;	/* replies received before the window closed */
 };

@@ -478,10 +478,12 @@ int mode_measure(struct client *cl)
 	reset_phase(cl);
 	cl->recording = true;
 	getrusage(RUSAGE_SELF, &cl->ru0);
+	cpustat_read(cl->o->cpu, &cl->cpu0);
 	t0 = now_ns();
 	if (run_phase(cl, secs_to_ns(cl->o->duration_s), cl->o->max_requests) < 0)
 		return -1;
 	cl->measure_ns = now_ns() - t0;
+	cpustat_read(cl->o->cpu, &cl->cpu1);
 	cl->window_replies = cl->c.replies;
 	if (drain(cl) < 0)
 		return -1;

@@ -137,6 +137,18 @@ static void write_rusage(FILE *f, const struct rusage *a, const struct rusage *b
 		b->ru_nvcsw - a->ru_nvcsw, b->ru_nivcsw - a->ru_nivcsw);
 }
 
+/* The pinned CPU's ticks over the measured window (omitted when not pinned or unread). */
+static void write_cpu_window(FILE *f, const struct client *cl)
+{
+	const struct cpu_ticks *a = &cl->cpu0, *b = &cl->cpu1;
+
+	if (!a->ok || !b->ok || b->busy < a->busy || b->idle < a->idle)
+		return;
+	fprintf(f, "\"cpu_window\": {\"cpu\": %d, \"busy_ticks\": %llu, \"idle_ticks\": %llu},\n",
+		cl->o->cpu, (unsigned long long)(b->busy - a->busy),
+		(unsigned long long)(b->idle - a->idle));
+}
+
 static void write_schedule(FILE *f, const struct client *cl)
 {
 	const struct schedule *sc = &cl->sched;
@@ -192,6 +204,7 @@ int results_write(const struct client *cl)
 	if (cl->o->mode == MODE_RATE)
 		write_schedule(f, cl);
 	write_rusage(f, &cl->ru0, &cl->ru1);
+	write_cpu_window(f, cl);
 	fprintf(f, "\"samples\": {\"count\": %llu, \"cap\": %llu, \"seen\": %llu},\n",
 		(unsigned long long)nsamples, (unsigned long long)cl->lat.cap,
 		(unsigned long long)cl->lat.seen);

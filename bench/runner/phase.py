@@ -235,7 +235,9 @@ def measured_row(
     checked: tuple[GateCheck, ...] = ()
     gate_notes: tuple[str, ...] = ()
     if not failed:
-        share = pinned_busy_share(metrics.cpu_ns_by_cpu, spec.configuration.client_cpu)
+        share = result.window_busy_share
+        if share is None:  # the window's own ticks not read: the counting run's window
+            share = pinned_busy_share(metrics.cpu_ns_by_cpu, spec.configuration.client_cpu)
         machine = Machine(steal_pct(metrics), metrics.server_migrations, metrics.client_migrations)
         checked, gate_notes = phase_gates(
             spec.configuration, spec.offered_rps, result, share, machine

@@ -17,8 +17,9 @@ from bench.results.rows import Configuration, GateCheck, PhaseRow
 
 # fewer ordered samples than this: the latency gates cannot judge the phase
 MIN_ORDERED = 100
-# whose busy share the driver gate reads: the client's pinned CPU over the counting run's
-# probe window (/proc/stat ticks), so receive processing that runs there counts too
+# whose busy share the driver gate reads: the client's pinned CPU over the timed run's
+# measured window (/proc/stat ticks read by the driver at its edges), so receive
+# processing that runs there counts too
 PINNED_CPU = "the client's pinned CPU (softirq included, /proc/stat ticks)"
 
 
