@@ -216,11 +216,13 @@ def test_a_failing_pass_is_recorded_and_the_ladder_goes_on(
     class FakeImpl:
         def __init__(self, name: str) -> None:
             self.name = name
+            self.manifest = SimpleNamespace(server_path={"transitions": True, "sleeps": True})
 
     class Topo:
         name = "lo"
 
     from contextlib import nullcontext
+    from types import SimpleNamespace
 
     monkeypatch.setattr(runner_anatomy, "anatomy_pass", failing)
     monkeypatch.setattr(runner_anatomy, "running_server", lambda impl, cfg: nullcontext(None))

@@ -233,10 +233,13 @@ def test_a_real_injected_delay_is_recovered_by_the_primary_contrast(tmp_path: Pa
     ]  # fmt: skip
     (member,) = family(run, "host").findings
     assert member.n == 4 and member.mean is not None and member.interval is not None
-    # The spin is on the request path: at least D of RTT, plus what interrupts and steal
-    # take from the spinning vCPU in proportion to it (see test_dose); no tighter bound on
-    # a shared machine.
-    assert member.interval.high >= delay and 0.5 * delay < member.mean < 1.5 * delay
+    # The spin is on the request path, but not all of it is added: while it spins, the
+    # server's CPU stays out of idle, which changes how long its next wake-up takes (with
+    # haltpoll, by up to ten µs here), and interrupts and steal take from it in proportion
+    # (see test_dose).  The contrast finds D within half of it either way, and its interval
+    # reaches into that band; no tighter bound on a shared machine.
+    assert 0.5 * delay < member.mean < 1.5 * delay
+    assert member.interval.high > 0.5 * delay and member.interval.low < 1.5 * delay
     two = dataclasses.replace(run)
     two.rows = [r for r in run.rows if r.trial < 2]
     (short,) = family(two, "host").findings
