@@ -56,8 +56,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	fi
 fi
 
-if [ ! -x .venv/bin/nox ]; then
+# nox with uv: sessions' environments are created and filled in seconds, not half a minute
+if [ ! -x .venv/bin/nox ] || [ ! -x .venv/bin/uv ]; then
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q nox
+	.venv/bin/pip install -q "nox[uv]"
 fi
