@@ -1,9 +1,14 @@
 """Builds the anatomy's BPF object (against a vmlinux.h generated from this kernel's BTF by
-bpftool, cached by the BTF's hash) and its loader, anatomyctl (libbpf)."""
+bpftool, cached by the BTF's hash) and its loader, anatomyctl (libbpf).
+
+The object is CO-RE: every field it reads is relocated against the running kernel's BTF when
+it is loaded, so one built here also loads on another kernel.  A guest is handed the host's
+build through ``PREBUILT_OBJECT_ENV`` instead of compiling its own under emulation."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import shutil
 import subprocess
@@ -17,6 +22,7 @@ ANATOMY_DIR = Path(__file__).resolve().parent
 KERNEL_BTF = Path("/sys/kernel/btf/vmlinux")
 BPF_SOURCE = ANATOMY_DIR / "hb_anatomy.bpf.c"
 LOADER_SOURCE = ANATOMY_DIR / "anatomyctl.c"
+PREBUILT_OBJECT_ENV = "HELLOBENCH_ANATOMY_OBJECT"  # an object built elsewhere, to load as is
 
 
 def unavailable_reason() -> str | None:
@@ -47,10 +53,15 @@ def vmlinux_header() -> Path:
 
 
 def build_object() -> Path:
-    """hb_anatomy.bpf.o for this kernel (cached)."""
+    """hb_anatomy.bpf.o for this kernel (cached), or the one ``PREBUILT_OBJECT_ENV`` names."""
     reason = unavailable_reason()
     if reason:
         raise BuildError(reason)
+    prebuilt = os.environ.get(PREBUILT_OBJECT_ENV)
+    if prebuilt:
+        if not Path(prebuilt).is_file():
+            raise BuildError(f"{PREBUILT_OBJECT_ENV}={prebuilt}: no such object")
+        return Path(prebuilt)
     return build_bpf_object(BPF_SOURCE, (f"-I{vmlinux_header()}", "-D__TARGET_ARCH_x86"))
 
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from bench.anatomy.build import PREBUILT_OBJECT_ENV, build_object
 from bench.errors import HellobenchError
 from bench.impl.registry import discover
 from bench.kmod.impl import prebuild
@@ -25,7 +26,7 @@ from bench.vm.kernel import find_guest_kernel
 # once for boot, calibration and the cross-checks.
 GUEST_PHASE_OVERHEAD_S = 8.0
 GUEST_FIXED_S = 900.0
-GUEST_ANATOMY_BUILD_S = 300.0  # vmlinux.h and the anatomy's object, built in the guest
+GUEST_ANATOMY_BUILD_S = 300.0  # vmlinux.h and the anatomy's object, if built in the guest
 GUEST_ANATOMY_PASS_S = 60.0  # a traced pass: server start, loader, untraced and traced runs
 MIN_GUEST_TIMEOUT_S = 1800.0
 
@@ -134,6 +135,20 @@ def prebuild_modules(progress: Progress) -> None:
     prebuild(release, discover())
 
 
+def prebuild_anatomy(cfg: RunConfig, progress: Progress) -> dict[str, str]:
+    """Build the anatomy's BPF object here (CO-RE: it loads on the guest's kernel too) and
+    return the guest's environment that hands it over; empty when the guest traces nothing
+    or it cannot be built here (the guest then builds it, or says why it cannot trace)."""
+    if not guest_anatomy_passes(cfg):
+        return {}
+    try:
+        obj = build_object()
+    except HellobenchError as exc:
+        progress(f"[vm] the anatomy's BPF object was not built here: {exc}")
+        return {}
+    return {PREBUILT_OBJECT_ENV: str(obj)}
+
+
 def run_vm(cfg: RunConfig, recording: Recording, progress: Progress, fault: str | None) -> None:
     """Measure ``cfg`` in a guest and merge what it measured; a failed guest fails the
     impls it did not measure, with the guest's reason."""
@@ -141,6 +156,7 @@ def run_vm(cfg: RunConfig, recording: Recording, progress: Progress, fault: str 
         prebuild_modules(progress)
     except HellobenchError as exc:  # the guest then builds (slowly) or skips the modules itself
         progress(f"[vm] module prebuild failed: {exc}")
+    guest_env = prebuild_anatomy(cfg, progress)
     progress(
         f"[vm] booting a guest with a stock modular kernel to measure {guest_phases(cfg)} "
         f"phases (watchdog {guest_timeout(cfg):.0f} s; this takes a while under TCG)"
@@ -152,6 +168,7 @@ def run_vm(cfg: RunConfig, recording: Recording, progress: Progress, fault: str 
         timeout_s=guest_timeout(cfg),
         fault=fault,
         stream=ConsoleRelay(progress),
+        env=guest_env,
     )
     outcome = vm.outcome
     console_log = outcome.console_log

@@ -64,8 +64,10 @@ def run_bench_in_vm(
     accel: str | None = None,
     fault: str | None = None,
     stream: ConsoleSink | None = None,
+    env: dict[str, str] | None = None,
 ) -> VmRun:
-    """Run ``python -m bench run <bench_args>`` in a guest, writing under ``run_dir/vm``."""
+    """Run ``python -m bench run <bench_args>`` in a guest, writing under ``run_dir/vm``;
+    ``env``: variables the guest's command gets besides PYTHONPATH."""
     out_root = (run_dir / VM_SUBDIR).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     chosen = accel or detect_accel()[0]  # probed once per process: run_in_guest agrees
@@ -74,7 +76,7 @@ def run_bench_in_vm(
         workdir=out_root,
         timeout_s=timeout_s,
         accel=accel,
-        env={"PYTHONPATH": str(PROJECT_ROOT)},
+        env={**(env or {}), "PYTHONPATH": str(PROJECT_ROOT)},
         fault=fault,
         cwd=PROJECT_ROOT,
         stream=stream,
