@@ -53,7 +53,6 @@ from typing import Any
 
 from bench.analysis.stats import mann_whitney_p, median, min_two_sided_p
 from bench.host.identity import differences
-from bench.results.frame import round_values
 from bench.results.metrics import Metric, metric
 from bench.results.rows import CONFIG_FIELDS, Configuration
 from bench.results.run import Run
@@ -379,6 +378,8 @@ Samples = dict[Configuration, Sample]
 def run_samples(run: Run, m: Metric, reference: str) -> Samples:
     """Every configuration's sample of ``m`` in one run, paired round by round with the
     reference impl's value in the same configuration otherwise."""
+    from bench.results.frame import round_values  # pandas: imported when used, not by every command
+
     by_round = round_values(run.rows, m.name)
     out: Samples = {}
     for key, values in by_round.items():

@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.errors import EXIT_OK, UsageError
-from bench.results.frame import anatomy_frame, export_frame
 from bench.results.run import Run
 
 NAME = "export"
@@ -37,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     loaded = Run.load(args.run_dir)
     anatomy = args.table == "anatomy"
+    from bench.results.frame import anatomy_frame, export_frame  # pandas, when used
+
     frame = anatomy_frame(loaded.anatomy) if anatomy else export_frame(loaded.rows)
     if args.format == "parquet":
         if args.out is None:

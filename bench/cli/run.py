@@ -8,15 +8,13 @@ import secrets
 import shlex
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from bench import PROJECT_ROOT
-from bench.analysis.answer import one_sentence
-from bench.analysis.summary import Summary, SummaryLine, summarize
-from bench.analysis.validity import tally
 from bench.cli.host import holding_host
 from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
@@ -35,6 +33,9 @@ from bench.runner.lifecycle import select
 from bench.runner.orchestrate import run_all
 from bench.runner.progress import StepLines
 from bench.topology import TOPOLOGIES, TWO_HOSTS
+
+if TYPE_CHECKING:
+    from bench.analysis.summary import Summary, SummaryLine
 
 NAME = "run"
 HELP = "measure impls and write results/<run-id>/results.json"
@@ -348,6 +349,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
             with display(console) as shown:
                 outcome = run_all(cfg, shown, vm_fault=args.vm_fault)
     recording = outcome.recording
+    if args.progress_lines:  # a guest: the host summarizes and answers for the whole run
+        for failure in recording.failures:
+            console.print(f"[red]failed: {failure}[/red]")
+        console.print(f"results: {recording.run.path}")
+        return outcome.status
+    # the analysis (pandas, scipy) is imported here, not by a guest, where imports are slow
+    from bench.analysis.answer import one_sentence
+    from bench.analysis.summary import summarize
+    from bench.analysis.validity import tally
+
     console.print(summary_table(recording.run, summarize(recording.run)))
     for line in footnotes(recording.run):
         console.print(line)
@@ -358,9 +369,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
         from bench.report.render import render_report  # matplotlib: only when asked for
 
         report = render_report(recording.run)
-    if args.progress_lines:  # a guest: the host answers for the whole run
-        console.print(f"results: {recording.run.path}")
-        return outcome.status
     console.print()
     for gates in tally(recording.run.rows):
         console.print(escape(gates.line()), highlight=False)

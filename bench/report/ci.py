@@ -12,7 +12,6 @@ from typing import Any
 
 from bench.analysis.compare import UNCHANGED, Comparison
 from bench.analysis.stats import median
-from bench.results.frame import trial_values
 from bench.results.metrics import format_value, metric
 from bench.results.run import Run
 
@@ -55,6 +54,8 @@ def markdown_summary(comparison: Comparison | None, run: Run, *, status: str) ->
 def benchmark_entries(run: Run, metrics: Sequence[str]) -> tuple[list[dict[str, Any]], ...]:
     """(smaller is better, bigger is better): the median over rounds of every configuration
     and metric, with the rounds' range."""
+    from bench.results.frame import trial_values  # pandas: imported when used
+
     smaller: list[dict[str, Any]] = []
     bigger: list[dict[str, Any]] = []
     for name in metrics:
