@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from bench.analysis.histograms import highest_equivalent_values, recorded, values_at_ranks
 from bench.analysis.percentiles import histogram_interval, precision, precisions
+from bench.driver.histogram import highest_equivalent_values, recorded, values_at_ranks
 from bench.results.rows import PhaseRow
 
 TIMEOUT_NS = 200_000.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hdrh.histogram import HdrHistogram
 
 from bench.analysis.gates import CONFIDENCE, order_statistic_ranks
-from bench.analysis.histograms import values_at_ranks
+from bench.driver.histogram import values_at_ranks
 from bench.results.metrics import at_timeout
 from bench.results.rows import Configuration, PhaseRow
 

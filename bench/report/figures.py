@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from bench.analysis.histograms import recorded
+from bench.driver.histogram import recorded
 from bench.results.descriptions import ImplInfo
 
 # One hue per family (Okabe-Ito, safe for the common colour-vision deficiencies); the impls

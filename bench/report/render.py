@@ -24,7 +24,6 @@ from bench.analysis import anatomy
 from bench.analysis.answer import NOT_MEASURED, answers
 from bench.analysis.dose import dose_responses
 from bench.analysis.effects import Effect, Exploratory, exploratory
-from bench.analysis.histograms import count_at_or_above
 from bench.analysis.percentiles import precisions
 from bench.analysis.primary import Family, Finding
 from bench.analysis.primary import families as primary_families
@@ -32,6 +31,7 @@ from bench.analysis.probe_cost import probe_costs
 from bench.analysis.stats import median
 from bench.analysis.summary import summarize
 from bench.analysis.validity import mark, tally
+from bench.driver.histogram import count_at_or_above
 from bench.factors import DEFAULTS as FACTOR_DEFAULTS
 from bench.host import metadata
 from bench.report import figures
