@@ -10,6 +10,7 @@ Every step has a deadline; a client that misses one is killed and DriverError ra
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from bench.driver import histogram as hdr
 from bench.driver.modes import MODES, Mode
 from bench.errors import HellobenchError
 from bench.factors import factor
-from bench.native.build import NATIVE_DIR, BuildError, build_executable
+from bench.native.build import NATIVE_DIR, BuildError, build_executable, cache_dir
 from bench.protocol import DEFAULT_ADDR, DEFAULT_PORT, HEADER_SIZE, MAX_REQUEST, MIN_REQUEST
 from bench.system.netns import exec_prefix
 from bench.system.owned import OwnedProcess
@@ -387,7 +388,18 @@ class DriverResult:
 
 
 def driver_binary() -> Path:
-    """The built client (compiled on first use, then cached by source hash)."""
+    """The built client (compiled on first use, then cached by source hash; looked up once
+    per process and cache folder: hashing the sources and headers for every phase's runs
+    cost tenths of a second each under emulation)."""
+    found = _driver_in(cache_dir())
+    if not found.exists():  # the cache was emptied under us
+        _driver_in.cache_clear()
+        found = _driver_in(cache_dir())
+    return found
+
+
+@functools.lru_cache(maxsize=4)
+def _driver_in(cache: Path) -> Path:
     try:
         return build_executable(BINARY_NAME, SOURCES, libs=["-lm"])
     except BuildError as exc:

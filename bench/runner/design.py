@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from bench import factors
 from bench.driver.modes import Mode
 from bench.factors import Levels, factor
-from bench.impl.registry import discover
+from bench.impl.registry import manifests
 from bench.question import (
     DOSE_ROLE,
     PRIMARY_RX_CPU,
@@ -100,9 +100,9 @@ def matrix_block(cfg: RunConfig, name: str, rounds: int) -> Block:
 
 def claim_blocks(cfg: RunConfig) -> list[Block]:
     """The ladder at every receive-CPU and idle level, and the dose-response."""
-    entries = discover()
-    ladder = cfg.impls or tuple(n for n, e in entries.items() if CLAIM_ROLE in e.manifest.roles)
-    dose = [n for n in ladder if DOSE_ROLE in entries[n].manifest.roles]
+    found = manifests()  # roles only: no availability probed
+    ladder = cfg.impls or tuple(n for n, m in found.items() if CLAIM_ROLE in m.roles)
+    dose = [n for n in ladder if n in found and DOSE_ROLE in found[n].roles]
     # A quick look measures the ladder where the question is asked only: receive work on
     # the server's CPU, the default idle policy; otherwise at every receive-CPU and idle
     # level.  The driver blocks for replies (the claim's client), arrivals are unused.
@@ -132,8 +132,8 @@ def claim_blocks(cfg: RunConfig) -> list[Block]:
 def ladder_block(cfg: RunConfig) -> Block:
     """The ``claim-vm`` ladder (or ``--impl``) at every receive-CPU level, the question's
     placement (bench/question.py) among them, the default idle policy and client wait."""
-    entries = discover()
-    ladder = cfg.impls or tuple(n for n, e in entries.items() if LADDER_VM_ROLE in e.manifest.roles)
+    found = manifests()  # roles only: no availability probed
+    ladder = cfg.impls or tuple(n for n, m in found.items() if LADDER_VM_ROLE in m.roles)
     every = factors.default_levels() | {"rx_cpu": factor("rx_cpu").levels}
     return Block(
         "claim", ladder, (CLAIM_MODE,), (CLAIM_SIZE,), every, (), cfg.trials,

@@ -425,7 +425,6 @@ class Runner:
                 error = "kernel log: " + " | ".join(problems)[:2000]
                 row = replace(row, status="failed", error=error)
             self.recording.add_row(row)
-        self.recording.flush()
 
     def _phase_step(self, spec: PhaseSpec, trial: int) -> Step:
         return Step(

@@ -1,7 +1,8 @@
-"""The run being measured and where it lives: rows and skips are saved as they come (at
-most every ``SAVE_EVERY_S``, and whenever the caller flushes, as after each impl's turn), so
-that an interrupted run leaves the rows it measured (marked incomplete).  Writing the whole
-document after every phase cost a growing share of a long run's time."""
+"""The run being measured and where it lives: rows are saved as they come, at most every
+``SAVE_EVERY_S``, skips at once, so that an interrupted run leaves the rows it measured
+(marked incomplete; a Ctrl-C saves every row, a kill loses at most the last seconds').
+Writing the whole document after every phase, or after every impl's turn, cost a growing
+share of a long run's time (tenths of a second per save under emulation)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ class Recording:
     run_dir: Path
     failures: list[str] = field(default_factory=list)
     saved_at: float = 0.0
-    unsaved: bool = False
 
     def add_row(self, row: PhaseRow) -> None:
         self.run.add_row(row)
@@ -36,17 +36,10 @@ class Recording:
     def _soon(self) -> None:
         if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
             self.save()
-        else:
-            self.unsaved = True
-
-    def flush(self) -> None:
-        """Save now if anything is unsaved."""
-        if self.unsaved:
-            self.save()
 
     def save(self) -> Path:
         """Write the run; the schema is checked on the complete run's save (checking the
         growing document on every save cost seconds per minute of a run)."""
         path = self.run.save(self.run_dir, check=self.run.complete)
-        self.saved_at, self.unsaved = time.monotonic(), False
+        self.saved_at = time.monotonic()
         return path

@@ -76,20 +76,35 @@ def _run(netns: str | None, script: str, *values: str) -> str:
 
 
 def read_masks(netns: str | None, device: str) -> dict[str, str]:
-    """rps_cpus of every receive queue of ``device``, by queue file path."""
-    out = _run(netns, READ_SCRIPT, _checked_device(device))
+    """rps_cpus of every receive queue of ``device``, by queue file path (in this
+    namespace read directly: a shell per read cost a tenth of a second under emulation)."""
+    _checked_device(device)
     masks: dict[str, str] = {}
-    for line in out.splitlines():
-        path, _, mask = line.partition(" ")
-        if not mask or "*" in path:
-            raise RpsError(f"{device} in {netns or 'this namespace'} has no RPS queues")
-        masks[path] = mask.strip()
+    if netns is None:
+        for queue in sorted(SYS_NET.glob(f"{device}/queues/rx-*/rps_cpus")):
+            try:
+                masks[str(queue)] = queue.read_text().strip()
+            except OSError as exc:
+                raise RpsError(f"reading {queue}: {exc}") from exc
+    else:
+        for line in _run(netns, READ_SCRIPT, device).splitlines():
+            path, _, mask = line.partition(" ")
+            if mask and "*" not in path:
+                masks[path] = mask.strip()
+    if not masks:
+        raise RpsError(f"{device} in {netns or 'this namespace'} has no RPS queues")
     return _checked_masks(masks)
 
 
 def write_masks(netns: str | None, masks: dict[str, str]) -> None:
     for path, mask in _checked_masks(masks).items():
-        _run(netns, WRITE_SCRIPT, mask, path)
+        if netns is not None:
+            _run(netns, WRITE_SCRIPT, mask, path)
+            continue
+        try:
+            Path(path).write_text(f"{mask}\n")
+        except OSError as exc:
+            raise RpsError(f"rps in this namespace: writing {path}: {exc}") from exc
 
 
 def _ident(netns: str | None, device: str) -> str:
