@@ -19,6 +19,7 @@ PIPE_ITERS = 50_000
 SAME_CPU_ITERS = 20_000
 CROSS_CPU_ITERS = 5_000
 REPS = 5
+MIN_ITERS = 500
 
 
 def _allowed_cpus() -> list[int]:
@@ -45,13 +46,17 @@ def _other_cpu(cpu_a: int, cpu_b: int, allowed: list[int]) -> int | None:
     return next((cpu for cpu in allowed if cpu != cpu_a), None)
 
 
+def _scaled(iters: int, scale: float) -> int:
+    return max(MIN_ITERS, int(iters * scale))
+
+
 def _wakeup_polling_idle(
-    cpu_a: int, peer: int, pipe_best: float, pipe_median: float, reps: int
+    cpu_a: int, peer: int, pipe_best: float, pipe_median: float, reps: int, scale: float
 ) -> dict[str, object]:
     """The cross-CPU wake-up again with PM QoS CPU latency held at 0 (``--idle poll``)."""
     try:
         with cpu_latency_held(0):
-            cross = _roundtrips(cpu_a, peer, CROSS_CPU_ITERS, reps)
+            cross = _roundtrips(cpu_a, peer, _scaled(CROSS_CPU_ITERS, scale), reps)
     except PmQosError as exc:
         return {"wakeup_poll_ns": None, "wakeup_poll_reason": str(exc)}
     best, median = summarise(cross)
@@ -62,8 +67,12 @@ def _wakeup_polling_idle(
     }
 
 
-def measure_context_switch(cpu_a: int = 0, cpu_b: int = 1, reps: int = REPS) -> dict[str, object]:
-    """ns per context switch on ``cpu_a`` and per wake-up from ``cpu_a`` to ``cpu_b``.
+def measure_context_switch(
+    cpu_a: int = 0, cpu_b: int = 1, reps: int = REPS, scale: float = 1.0
+) -> dict[str, object]:
+    """ns per context switch on ``cpu_a`` and per wake-up from ``cpu_a`` to ``cpu_b``,
+    with ``scale`` times the usual round trips per repetition (fewer where each costs
+    tens of microseconds, as under emulation).
 
     A ``cpu_b`` equal to ``cpu_a`` or not allowed is replaced by another allowed CPU;
     with a single CPU ``wakeup_ns`` is None and ``wakeup_reason`` says why.
@@ -71,11 +80,12 @@ def measure_context_switch(cpu_a: int = 0, cpu_b: int = 1, reps: int = REPS) -> 
     allowed = _allowed_cpus()
     if cpu_a not in allowed:
         cpu_a = allowed[0]
-    pipe = calib_samples(["pipe", str(PIPE_ITERS), str(reps)]).get("pipe_ns", [])
+    same_iters, cross_iters = _scaled(SAME_CPU_ITERS, scale), _scaled(CROSS_CPU_ITERS, scale)
+    pipe = calib_samples(["pipe", str(_scaled(PIPE_ITERS, scale)), str(reps)]).get("pipe_ns", [])
     if not pipe:
         raise CalibrationError("hello-calib pipe printed no samples")
     pipe_best, pipe_median = summarise(pipe)
-    same = _roundtrips(cpu_a, cpu_a, SAME_CPU_ITERS, reps)
+    same = _roundtrips(cpu_a, cpu_a, same_iters, reps)
     same_best, same_median = summarise(same)
     result: dict[str, object] = {
         "context_switch_ns": _net(same_best, pipe_best),
@@ -93,7 +103,7 @@ def measure_context_switch(cpu_a: int = 0, cpu_b: int = 1, reps: int = REPS) -> 
     if peer is None:
         result["wakeup_reason"] = f"only one CPU available ({allowed}): no cross-CPU wake-up"
     else:
-        cross = _roundtrips(cpu_a, peer, CROSS_CPU_ITERS, reps)
+        cross = _roundtrips(cpu_a, peer, cross_iters, reps)
         cross_best, cross_median = summarise(cross)
         result.update(
             wakeup_ns=_net(cross_best, pipe_best),
@@ -102,12 +112,12 @@ def measure_context_switch(cpu_a: int = 0, cpu_b: int = 1, reps: int = REPS) -> 
             cross_cpu_roundtrip_ns=cross,
             cpus=[cpu_a, peer],
         )
-        result.update(_wakeup_polling_idle(cpu_a, peer, pipe_best, pipe_median, reps))
+        result.update(_wakeup_polling_idle(cpu_a, peer, pipe_best, pipe_median, reps, scale))
     if result["context_switch_ns"] is None:
         result["context_switch_reason"] = "round trip not above twice the pipe cost (noise)"
     result["method"] = (
         "lmbench lat_ctx style 1-byte pipe ping-pong between two processes: "
-        f"same CPU {SAME_CPU_ITERS} and cross-CPU {CROSS_CPU_ITERS} round trips per "
+        f"same CPU {same_iters} and cross-CPU {cross_iters} round trips per "
         f"repetition, {reps} repetitions, best (median beside it), minus the pipe "
         "write+read cost measured in one process, halved per switch/wake-up"
     )

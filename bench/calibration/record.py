@@ -15,7 +15,7 @@ from bench.calibration.fidelity import (
     Setup,
     compare_with_sockperf,
 )
-from bench.calibration.syscall import measure_null_syscall
+from bench.calibration.syscall import SYSCALL_ITERS, measure_null_syscall
 from bench.host.metadata import number
 
 T = TypeVar("T")
@@ -69,6 +69,9 @@ class Calibration:
         }
 
 
+EMULATED_SCALE = 0.2  # of each calibration loop's iterations, under emulation
+
+
 def _attempt(errors: list[str], what: str, fn: Callable[[], T]) -> T | None:
     try:
         return fn()
@@ -84,15 +87,22 @@ def calibrate(
     fidelity: bool = True,
     quick: bool = False,
     rtt_repetitions: int | None = None,
+    emulated: bool = False,
 ) -> Calibration:
     """Null syscall, context switch and wake-up, and (unless ``fidelity`` is false) the
     driver against sockperf, shorter when ``quick``; ``rtt_repetitions`` rotations of its
-    RTT timings (default: 2 when quick, else 8)."""
+    RTT timings (default: 2 when quick, else 8).  ``emulated``: each loop runs a fifth of
+    its iterations (a syscall or a switch costs microseconds there, so a repetition stays
+    long enough to time, and the calibration takes seconds rather than half a minute)."""
     errors: list[str] = []
-    syscall = _attempt(errors, "null syscall", measure_null_syscall) or {}
+    scale = EMULATED_SCALE if emulated else 1.0
+    iters = max(1, int(SYSCALL_ITERS * scale))
+    syscall = _attempt(errors, "null syscall", lambda: measure_null_syscall(iters)) or {}
     cpu_a = client_cpu if client_cpu is not None else 0
     cpu_b = server_cpu if server_cpu is not None else cpu_a
-    switch = _attempt(errors, "context switch", lambda: measure_context_switch(cpu_a, cpu_b))
+    switch = _attempt(
+        errors, "context switch", lambda: measure_context_switch(cpu_a, cpu_b, scale=scale)
+    )
     fid: Fidelity | FidelityUnavailable | None = None
     if fidelity:
         setup = Setup(
@@ -115,9 +125,10 @@ def run_calibration(
     fidelity: bool = True,
     quick: bool = False,
     rtt_repetitions: int | None = None,
+    emulated: bool = False,
 ) -> dict[str, Any]:
     """The ``calibration`` record of an environment (see :func:`calibrate`)."""
     return calibrate(
         client_cpu=client_cpu, server_cpu=server_cpu, fidelity=fidelity, quick=quick,
-        rtt_repetitions=rtt_repetitions,
+        rtt_repetitions=rtt_repetitions, emulated=emulated,
     ).record()  # fmt: skip

@@ -128,6 +128,7 @@ class Runner:
                 quick=self.cfg.budget == "quick",
                 fidelity=not emulated_default,
                 rtt_repetitions=BUDGETS[self.cfg.budget].fidelity_rtt_repetitions,
+                emulated=self.cfg.accel == "tcg",
             )
             if emulated_default:
                 environment["calibration"]["driver_fidelity"] = fidelity_unavailable(
