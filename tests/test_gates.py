@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.analysis import gates
 from bench.analysis.gates import Gate
@@ -285,3 +287,37 @@ def test_latency_gates_of_a_phase_that_never_settles_test_all_of_it() -> None:
     first, steady, _ = gates.latency_gates(_noise() + np.linspace(0, 2_000_000, 4000))
     assert not first.passed and not steady.passed
     assert steady.detail.endswith("(not stationary)")
+
+
+# ---- the gates' statistics against scipy.stats --------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=3, max_size=200))
+def test_lag1_spearman_equals_scipy_s(values: list[int]) -> None:
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    found = gates.lag1_spearman(x)
+    if np.all(x == x[0]) or np.all(x[:-1] == x[0]) or np.all(x[1:] == x[1]):
+        assert math.isnan(found)
+        return
+    expected = float(stats.spearmanr(x[:-1], x[1:]).statistic)
+    assert found == pytest.approx(expected, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 3000), st.floats(0.01, 0.99), st.sampled_from([0.9, 0.95, 0.99]))
+def test_order_statistic_ranks_are_scipy_s_binomial_quantiles(
+    n: int, q: float, confidence: float
+) -> None:
+    from scipy import stats
+
+    tail = (1.0 - confidence) / 2.0
+    low = int(stats.binom(n, q).ppf(tail))
+    high = int(stats.binom(n, q).ppf(1.0 - tail)) + 1
+    if low < 1 or high > n:
+        with pytest.raises(ValueError):
+            gates.order_statistic_ranks(n, q, confidence)
+        return
+    assert gates.order_statistic_ranks(n, q, confidence) == (low, high)

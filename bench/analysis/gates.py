@@ -27,7 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special
+
+# scipy.stats is imported where it is used (the Poisson arrivals' test): a guest measures
+# with these gates, and importing scipy.stats there costs a quarter of a minute under
+# emulation; the rank correlation and the binomial's quantiles below need numpy and
+# scipy.special only (tests check them against scipy.stats).
 
 Values = npt.ArrayLike
 
@@ -215,7 +220,22 @@ def lag1_spearman(values: Values) -> float:
     x = _series(values)
     if len(x) < 3 or np.all(x == x[0]):
         return math.nan
-    return float(stats.spearmanr(x[:-1], x[1:]).statistic)
+    a, b = average_ranks(x[:-1]), average_ranks(x[1:])
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def average_ranks(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """1-based ranks, ties given the mean of the ranks they share (scipy's rankdata)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    group = np.repeat(np.arange(len(starts)), ends - starts)
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = ((starts + ends + 1) / 2.0)[group]
+    return ranks
 
 
 def thinning_lags(max_lag: int = MAX_THINNING) -> list[int]:
@@ -337,6 +357,8 @@ def interarrivals(
         )
     if arrivals != "poisson":
         raise ValueError(f"arrivals must be uniform or poisson, not {arrivals!r}")
+    from scipy import stats
+
     test = stats.kstest(gaps, "gamma", args=(stride, 0.0, 1.0 / rate_rps))
     distance = float(test.statistic)
     passed = distance <= max_ks
@@ -423,6 +445,12 @@ class PercentileInterval:
         return self.low <= value <= self.high
 
 
+def binomial_cdf(n: int, q: float) -> npt.NDArray[np.float64]:
+    """P(B ≤ k) for k = 0 .. n, B ~ Binomial(n, q)."""
+    cdf: npt.NDArray[np.float64] = special.bdtr(np.arange(n + 1), n, q)
+    return cdf
+
+
 def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> tuple[int, int]:
     """1-based ranks (l, u) with P(X_(l) ≤ ξ_q ≤ X_(u)) ≥ ``confidence``: the count of
     samples below the quantile is Binomial(n, q), so l - 1 and u - 1 are its lower and
@@ -430,9 +458,9 @@ def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> t
     if not 0 < q < 1 or not 0 < confidence < 1:
         raise ValueError("q and confidence must be within (0, 1)")
     tail = (1.0 - confidence) / 2.0
-    below = stats.binom(n, q)
-    low = int(below.ppf(tail))  # P(B ≤ low - 1) < tail, B ~ Binomial(n, q)
-    high = int(below.ppf(1.0 - tail)) + 1  # P(B ≤ high - 1) ≥ 1 - tail
+    cdf = binomial_cdf(n, q)
+    low = int(np.searchsorted(cdf, tail))  # P(B ≤ low - 1) < tail, B ~ Binomial(n, q)
+    high = int(np.searchsorted(cdf, 1.0 - tail)) + 1  # P(B ≤ high - 1) ≥ 1 - tail
     if low < 1 or high > n:
         raise ValueError(f"{n} samples cannot bracket the {q:g} quantile at {confidence:.0%}")
     return low, high
@@ -448,8 +476,8 @@ def percentile_interval(
         low, high = order_statistic_ranks(len(x), q, confidence)
     except ValueError:
         return None
-    below = stats.binom(len(x), q)
-    coverage = float(below.cdf(high - 1) - below.cdf(low - 1))
+    cdf = binomial_cdf(len(x), q)
+    coverage = float(cdf[high - 1] - cdf[low - 1])
     return PercentileInterval(
         q=q,
         estimate=float(np.quantile(x, q)),
