@@ -15,21 +15,28 @@ from collections.abc import Iterator
 
 from bench.metrics import perf
 from bench.metrics.bpf import bpf_stats_enabled
-from bench.metrics.syscalls import tracepoint_id
+from bench.metrics.syscalls import SYS_ENTER, SYS_EXIT, tracepoint_id
+
+# every kind of event a phase's probes open (bench/metrics: context switches, CPU time,
+# migrations, syscalls and their empty polls)
+SOFTWARE_ANCHORS = (
+    ("context-switches", perf.PERF_COUNT_SW_CONTEXT_SWITCHES),
+    ("task-clock", perf.PERF_COUNT_SW_TASK_CLOCK),
+    ("cpu-migrations", perf.PERF_COUNT_SW_CPU_MIGRATIONS),
+)
+TRACEPOINT_ANCHORS = (("raw_syscalls:sys_enter", SYS_ENTER), ("raw_syscalls:sys_exit", SYS_EXIT))
 
 
 def _anchor_events() -> tuple[list[int], list[str]]:
     fds: list[int] = []
     notes: list[str] = []
-    kinds = [
-        ("context-switches", perf.PERF_TYPE_SOFTWARE, perf.PERF_COUNT_SW_CONTEXT_SWITCHES),
-        ("task-clock", perf.PERF_TYPE_SOFTWARE, perf.PERF_COUNT_SW_TASK_CLOCK),
-    ]
-    tp_id, why = tracepoint_id()
-    if tp_id is None:
-        notes.append(f"raw_syscalls:sys_enter: {why}")
-    else:
-        kinds.append(("raw_syscalls:sys_enter", perf.PERF_TYPE_TRACEPOINT, tp_id))
+    kinds = [(name, perf.PERF_TYPE_SOFTWARE, config) for name, config in SOFTWARE_ANCHORS]
+    for name, event in TRACEPOINT_ANCHORS:
+        tp_id, why = tracepoint_id(event)
+        if tp_id is None:
+            notes.append(f"{name}: {why}")
+        else:
+            kinds.append((name, perf.PERF_TYPE_TRACEPOINT, tp_id))
     for name, type_, config in kinds:
         try:
             fds.append(perf.open_counter(type_, config, 0, inherit=False))
