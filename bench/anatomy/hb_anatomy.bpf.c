@@ -236,12 +236,13 @@ int BPF_PROG(hba_sys_exit, struct pt_regs *regs, long ret)
 	__u32 role, polls;
 	long nr;
 
-	ent = bpf_map_lookup_elem(&hb_entered, &tid);
-	if (!ent)
-		return 0;
+	/* every task's every syscall exit comes here: the cheap test first */
 	nr = BPF_CORE_READ(regs, orig_ax);
-	if (nr != ent->nr)
-		return 0;	/* another syscall of a tracked task */
+	if (!is_send(nr) && !is_recv(nr))
+		return 0;
+	ent = bpf_map_lookup_elem(&hb_entered, &tid);
+	if (!ent || nr != ent->nr)
+		return 0;	/* untracked, or another syscall of a tracked task */
 	if (ret == -HB_EAGAIN) {
 		ent->polls++;
 		return 0;
