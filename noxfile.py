@@ -36,13 +36,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy over the package, the impls' controllers and the tests."""
+    """ruff and mypy over the package, the impls' controllers and the tests; actionlint over
+    the CI workflow."""
     session.install("-e", ".[lint,test]")
     session.run("ruff", "check", "bench", "tests", "impls", "noxfile.py")
     session.run("ruff", "format", "--check", "bench", "tests", "impls", "noxfile.py")
     session.run("mypy", "bench", "tests")
     for controller in sorted(Path("impls").glob("*/controller.py")):
         session.run("mypy", str(controller))
+    session.run("actionlint", *sorted(str(p) for p in Path(".github/workflows").glob("*.yml")))
 
 
 @nox.session

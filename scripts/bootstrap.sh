@@ -24,6 +24,8 @@ packages=(
 	openssh-server openssh-client ethtool
 	# a Python for nox
 	python3 python3-venv python3-pip
+	# nox -s lint: actionlint checks the CI workflow's shell steps with it
+	shellcheck
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -55,7 +55,7 @@ def test_a_run_id_that_is_a_path_is_refused(tmp_path: Path, run_id: str) -> None
 def test_the_report_folder_is_checked_even_for_a_run_built_in_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bench.report.render.PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr("bench.report.render.work_root", lambda: tmp_path)
     run = Run.load(FIXTURE.parent)
     run.run_id = "../outside"
     with pytest.raises(ResultsError, match="outside"):

@@ -652,7 +652,7 @@ def test_incomplete_run_and_undescribed_environment(data: dict[str, Any], tmp_pa
 
 
 def test_default_output_is_reports_run_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("bench.report.render.PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr("bench.report.render.work_root", lambda: tmp_path)
     index = render_report(Run.load(FIXTURE_RUN))
     assert index == tmp_path / "reports" / "fixture-base" / "index.html"
     assert index.exists()

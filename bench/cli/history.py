@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench import PROJECT_ROOT
+from bench import work_root
 from bench.analysis.compare import COMPARED
 from bench.cli.options import Parser
 from bench.errors import EXIT_OK
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 NAME = "history"
 HELP = "store runs in the history database; show their series; render the trend page"
-RESULTS_ROOT = PROJECT_ROOT / "results"  # where the default SQLite file lives
+RESULTS_ROOT = work_root() / "results"  # where the default SQLite file lives
 SHOWN_RUNS = 8  # the newest runs that ``show`` gives a column each
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import PROJECT_ROOT
+from bench import work_root
 from bench.cli.compare import print_comparison
 from bench.cli.host import holding_host
 from bench.cli.options import key_values
@@ -24,7 +24,7 @@ HELP = "the CI guard: short benchmark vs the committed baseline"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, default=BASELINE)
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "regress")
+    p.add_argument("--out", type=Path, default=work_root() / "results" / "regress")
     p.add_argument("--record", action="store_true", help="make this run the new baseline")
     p.add_argument(
         "--ci-out",

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench import PROJECT_ROOT
+from bench import work_root
 from bench.cli.host import holding_host
 from bench.cli.live import display
 from bench.cli.options import cpu, key_values, port, positive_float
@@ -124,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             + ("" if f.modes is None else f" (applies to --mode {', '.join(f.modes)})"),
         )
     p.add_argument("--port", type=port, default=DEFAULT_PORT)
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
+    p.add_argument("--out", type=Path, default=work_root() / "results")
     p.add_argument(
         "--env",
         choices=("auto", "host", "vm"),

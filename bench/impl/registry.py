@@ -1,5 +1,7 @@
-"""Finds impls by convention: every folder under impls/ with a manifest.toml, plus folders
-that installed packages register through the ``hellobench.impls`` entry point group.
+"""Finds impls by convention: every folder under impls/ with a manifest.toml (the checkout's,
+or the copy an installed wheel carries), plus folders that installed packages register
+through the ``hellobench.impls`` entry point group.  Finding none is an error, never an
+empty list.
 
 ``manifests()`` reads the manifests only; ``discover()`` also loads each controller and says
 whether the impl can run here.  Both check the manifests against each other: names are
@@ -16,12 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from bench import PROJECT_ROOT
+from bench import PROJECT_ROOT, SHIPPED_IMPLS, in_checkout
 from bench.host.capabilities import HostCapabilities, capabilities
 from bench.impl.api import Impl
 from bench.impl.manifest import ROLES, Manifest, ManifestError, load_manifests
 
 ENTRY_POINT_GROUP = "hellobench.impls"
+
+
+class NoImplsError(ManifestError):
+    """No impl folder was found where impls are looked for (bad input: exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,11 @@ class Entry:
 
 
 def impl_roots() -> list[Path]:
-    """Folders that hold impl folders: $HELLOBENCH_IMPLS (path list) or the project's impls/."""
+    """Folders that hold impl folders: $HELLOBENCH_IMPLS (path list), or the checkout's
+    impls/, or those an installed wheel carries; then any that packages register."""
     env = os.environ.get("HELLOBENCH_IMPLS")
-    roots = [Path(p) for p in env.split(os.pathsep) if p] if env else [PROJECT_ROOT / "impls"]
+    default = PROJECT_ROOT / "impls" if in_checkout() else SHIPPED_IMPLS
+    roots = [Path(p) for p in env.split(os.pathsep) if p] if env else [default]
     for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         provided = point.load()()
         roots.extend(Path(p) for p in (provided if isinstance(provided, list) else [provided]))
@@ -104,6 +112,9 @@ def manifests() -> dict[str, Manifest]:
             if manifest.name in found:
                 raise ManifestError(f"{folder}: impl name {manifest.name!r} registered twice")
             found[manifest.name] = manifest
+    if not found:
+        where = ", ".join(str(root) for root in impl_roots()) or "no folder"
+        raise NoImplsError(f"no impl is registered: no impl folder with a manifest.toml in {where}")
     _check(found)
     return found
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from bench import PROJECT_ROOT, question
+from bench import question, work_root
 from bench.analysis import anatomy
 from bench.analysis.answer import NOT_MEASURED, answers
 from bench.analysis.dose import dose_responses
@@ -779,11 +779,12 @@ def build_page(run: Run, out_dir: Path) -> str:
 
 def render_report(run: Run, out_dir: Path | None = None) -> Path:
     """Write ``run``'s report and return the index.html path (default folder:
-    reports/<run-id> under the project)."""
+    reports/<run-id> under the checkout, or under the current folder for an installed
+    tool)."""
     if out_dir is not None:
         out = Path(out_dir)
     else:
-        reports = (PROJECT_ROOT / "reports").resolve()
+        reports = (work_root() / "reports").resolve()
         out = (reports / run.run_id).resolve()
         if out.parent != reports:
             raise ResultsError(f"run id {run.run_id!r} would write outside {reports}")
