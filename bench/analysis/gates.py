@@ -445,10 +445,22 @@ class PercentileInterval:
         return self.low <= value <= self.high
 
 
-def binomial_cdf(n: int, q: float) -> npt.NDArray[np.float64]:
-    """P(B ≤ k) for k = 0 .. n, B ~ Binomial(n, q)."""
-    cdf: npt.NDArray[np.float64] = special.bdtr(np.arange(n + 1), n, q)
-    return cdf
+def binomial_cdf(n: int, q: float, k: int) -> float:
+    """P(B ≤ k), B ~ Binomial(n, q) (0 below 0)."""
+    return float(special.bdtr(k, n, q)) if k >= 0 else 0.0
+
+
+def binomial_quantile(n: int, q: float, tail: float) -> int:
+    """The smallest k with P(B ≤ k) ≥ ``tail``, B ~ Binomial(n, q) (scipy.stats' ppf), by
+    bisection over k (the CDF rises with k)."""
+    low, high = 0, n  # P(B ≤ n) = 1 ≥ tail
+    while low < high:
+        middle = (low + high) // 2
+        if binomial_cdf(n, q, middle) >= tail:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> tuple[int, int]:
@@ -458,9 +470,8 @@ def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> t
     if not 0 < q < 1 or not 0 < confidence < 1:
         raise ValueError("q and confidence must be within (0, 1)")
     tail = (1.0 - confidence) / 2.0
-    cdf = binomial_cdf(n, q)
-    low = int(np.searchsorted(cdf, tail))  # P(B ≤ low - 1) < tail, B ~ Binomial(n, q)
-    high = int(np.searchsorted(cdf, 1.0 - tail)) + 1  # P(B ≤ high - 1) ≥ 1 - tail
+    low = binomial_quantile(n, q, tail)  # P(B ≤ low - 1) < tail
+    high = binomial_quantile(n, q, 1.0 - tail) + 1  # P(B ≤ high - 1) ≥ 1 - tail
     if low < 1 or high > n:
         raise ValueError(f"{n} samples cannot bracket the {q:g} quantile at {confidence:.0%}")
     return low, high
@@ -476,8 +487,7 @@ def percentile_interval(
         low, high = order_statistic_ranks(len(x), q, confidence)
     except ValueError:
         return None
-    cdf = binomial_cdf(len(x), q)
-    coverage = float(cdf[high - 1] - cdf[low - 1])
+    coverage = binomial_cdf(len(x), q, high - 1) - binomial_cdf(len(x), q, low - 1)
     return PercentileInterval(
         q=q,
         estimate=float(np.quantile(x, q)),
