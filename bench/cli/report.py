@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -20,10 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    started = time.monotonic()
     loaded = Run.load(args.run_dir)
     if loaded.located:
         console.print(loaded.located)
     from bench.report.render import render_report  # matplotlib: imported when used
 
-    console.print(f"report: {render_report(loaded, args.out)}")
+    index = render_report(loaded, args.out)
+    console.print(f"report: {index}")
+    console.print(f"rendered in {time.monotonic() - started:.1f} s (loading the run included)")
     return EXIT_OK

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from bench.driver.histogram import count_at_or_above
 from bench.factors import DEFAULTS as FACTOR_DEFAULTS
 from bench.host import metadata
 from bench.report import figures
+from bench.report.drawing import Figure, FigureBatch, FigureNote, draw_figure
 from bench.report.tables import SummaryTables, column_groups, fmt_rtt, summary_tables
 from bench.results.descriptions import Environment
 from bench.results.metrics import TIMEOUT_RESOLUTION, fmt_us, metric
@@ -60,36 +61,7 @@ SECTIONS = (
 )
 
 
-@dataclass(frozen=True)
-class Figure:
-    title: str
-    svg: str
-    caption: str
-
-
-@dataclass(frozen=True)
-class FigureNote:
-    """A figure the page does not draw, and why, in one line."""
-
-    title: str
-    reason: str
-    error: bool = False  # drawing it raised (the reason names the exception)
-
-
 log = logging.getLogger(__name__)
-
-
-def draw_figure(title: str, caption: str, draw: Callable[[], str]) -> Figure | FigureNote:
-    """Build one figure of the page: ``draw`` returns its SVG.  When drawing raises, the
-    page says in one line that the figure is not drawn, with the exception's type and
-    message, and the rest of the page renders: no figure takes the report down."""
-    try:
-        svg = draw()
-    except Exception as exc:  # any failure of one figure is said on the page, not raised
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
-        log.warning("figure %r not drawn: %s", title, reason, exc_info=True)
-        return FigureNote(title, reason, error=True)
-    return Figure(title, svg, caption)
 
 
 @dataclass(frozen=True)
@@ -718,30 +690,64 @@ def _reproduce(run: Run) -> dict[str, str]:
 def build_page(run: Run, out_dir: Path) -> str:
     """The report's HTML for ``run`` as it will sit in ``out_dir``."""
     groups = run.groups()
-    families = {name: info.family for name, info in run.impls.items()}
     timeout_ns = _timeout_ns(run)
+    envs = list(run.env_names)
+    batch = FigureBatch()
+    try:
+        # the figures are queued, then drawn by workers while the tables are computed
+        with batch.collecting():
+            latency = {e: _latency_figures(run, e, groups, timeout_ns) for e in envs}
+            load = {e: _load_figure(run, e, groups, timeout_ns) for e in envs}
+            cost = {e: _cost_figure(run, e, groups) for e in envs}
+            anatomy_views = _anatomy_views(run)
+        batch.start()
+        fams = primary_families(run)
+        found = exploratory(run, fams)
+        with batch.collecting():
+            primary_figures = _primary_figures(fams)
+            exploratory_figures = _exploratory_figures(run, found)
+        batch.start()
+        context = _page_context(run, out_dir, groups, fams, found, timeout_ns)
+    finally:
+        batch.finish()
+    context |= {
+        "latency": latency,
+        "load": load,
+        "cost": cost,
+        "exploratory_figures": exploratory_figures,
+        "anatomy": anatomy_views,
+    }
+    for i, (env, said, why_empty, caveat, _) in enumerate(context["answers"]):
+        context["answers"][i] = (env, said, why_empty, caveat, primary_figures.get(env))
+    return _environment().get_template("index.html.j2").render(**context)
+
+
+def _page_context(
+    run: Run,
+    out_dir: Path,
+    groups: Groups,
+    fams: Mapping[str, Family],
+    found: Exploratory,
+    timeout_ns: float | None,
+) -> dict[str, Any]:
+    """Everything on the page but its figures."""
+    families = {name: info.family for name, info in run.impls.items()}
     summary: SummaryTables = summary_tables(
         summarize(run),
         families,
         timeout_ns=timeout_ns,
         lost_pct=_lost_at_timeout(groups, timeout_ns),
     )
-    fams = primary_families(run)
-    found = exploratory(run, fams)
     envs = list(run.env_names)
     results_link, sample_links = _raw_links(run, out_dir)
-    primary_figures = _primary_figures(fams)
     said = answers(run, fams)
-    context = {
+    return {
         "run": run,
         "sections": SECTIONS,
         "synthetic": run.config.get("note") if run.config.get("synthetic") else None,
         "summary": summary,
         "column_groups": column_groups,
-        "latency": {e: _latency_figures(run, e, groups, timeout_ns) for e in envs},
-        "load": {e: _load_figure(run, e, groups, timeout_ns) for e in envs},
         "rtt": lambda ns: fmt_rtt(ns, timeout_ns),
-        "cost": {e: _cost_figure(run, e, groups) for e in envs},
         "question": question.statement(),
         "families": fams,
         "primary_rows": {env: _primary_rows(fam) for env, fam in fams.items()},
@@ -750,15 +756,8 @@ def build_page(run: Run, out_dir: Path) -> str:
         "probe_costs": probe_costs(run),
         "doses": dose_responses(run),
         "exploratory": found,
-        "exploratory_figures": _exploratory_figures(run, found),
         "answers": [
-            (
-                env,
-                said.get(env),
-                fams[env].why_empty,
-                _caveat(run.environment(env)),
-                primary_figures.get(env),
-            )
+            (env, said.get(env), fams[env].why_empty, _caveat(run.environment(env)), None)
             for env in envs
         ],
         "not_measured": NOT_MEASURED,
@@ -767,14 +766,12 @@ def build_page(run: Run, out_dir: Path) -> str:
         "validity": tally(run.rows),
         "marks": {key: mark(rows) for key, rows in groups.items()},
         "precisions": precisions(groups, timeout_ns),
-        "anatomy": _anatomy_views(run),
         "anatomy_skipped": anatomy.skipped(run),
         "anatomy_not_traced": anatomy.NOT_TRACED,
         "timing_note": _timing_note(run),
         "results_link": results_link,
         "sample_links": sample_links,
     }
-    return _environment().get_template("index.html.j2").render(**context)
 
 
 def render_report(run: Run, out_dir: Path | None = None) -> Path:
