@@ -107,6 +107,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--all", action="store_true", help="list every compared metric")
     p.add_argument(
+        "--html",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write the comparison as a self-contained page, DIR/index.html: the "
+        "verdict, then both runs' rounds and distributions per changed metric",
+    )
+    p.add_argument(
         "--metric",
         action="append",
         default=[],
@@ -272,4 +280,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(comparison.to_json(), indent=1))
     else:
         print_comparison(comparison, console, all_rows=args.all)
+    if args.html is not None:
+        from bench.report.comparison import render_comparison  # matplotlib: when asked for
+
+        page = render_comparison(comparison, base, new, args.html)
+        if not args.json:
+            console.print(f"page: {page}")
     return EXIT_FAILED if comparison.regressions else EXIT_OK

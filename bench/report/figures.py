@@ -450,3 +450,41 @@ def stage_bars(
     ax.legend(handles=handles, fontsize="xx-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return to_svg(fig, name)
+
+
+@dataclass(frozen=True)
+class RoundsPanel:
+    """One panel of a comparison: each side's per-round values of one quantity."""
+
+    ylabel: str
+    base: Sequence[float]
+    new: Sequence[float]
+    scale: float = 1.0  # values are divided by it for display (ns -> µs: 1000)
+
+
+SIDE_COLORS = {"base": "#7f7f7f", "new": "#d62728"}
+
+
+def rounds_side_by_side(panels: Sequence[RoundsPanel], title: str, name: str) -> str:
+    """Each panel: the base's rounds and the new run's side by side, one dot per round
+    (spread sideways so that equal values stay visible), a bar at each side's median."""
+    drawn = [p for p in panels if p.base or p.new]
+    if not drawn:
+        return _empty(f"{title}: no per-round values", name)
+    fig, axes = _subplots(1, len(drawn), figsize=(4.2 * len(drawn) + 1.0, 3.3))
+    for ax, panel in zip(np.atleast_1d(axes), drawn, strict=True):
+        for x, side in enumerate(("base", "new")):
+            values = np.asarray(getattr(panel, side), dtype=float) / panel.scale
+            if not values.size:
+                continue
+            spread = np.linspace(-0.12, 0.12, values.size) if values.size > 1 else np.zeros(1)
+            ax.plot(x + spread, values, "o", color=SIDE_COLORS[side], alpha=0.8, markersize=5)
+            median = float(np.median(values))
+            ax.hlines(median, x - 0.25, x + 0.25, color=SIDE_COLORS[side], linewidth=2.0)
+        ax.set_xticks([0, 1], [f"base ({len(panel.base)} rounds)", f"new ({len(panel.new)})"])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.subplots_adjust(wspace=0.45)
+    fig.suptitle(title, fontsize="medium")
+    return to_svg(fig, name)
