@@ -8,11 +8,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.analysis.validity import mark, tally
+from bench.driver.client import DriverResult
+from bench.driver.histogram import empty
 from bench.results.rows import GateCheck, PhaseRow
 from bench.results.run import Run
+from bench.runner.validity import phase_gates
 from tests.bench_runs import bench_run
 
 
@@ -160,16 +164,22 @@ def test_steal_and_migrations_are_gates_of_their_own() -> None:
     assert parse_sched(sched) == 17 and parse_sched("nothing : 1") is None
 
 
-def test_the_driver_gate_reads_the_pinned_cpu_s_share_over_the_probes_own_window() -> None:
-    from bench.runner.validity import pinned_busy_share
+def test_a_flood_whose_driver_window_was_not_read_says_the_driver_gate_was_not_computed() -> None:
+    from bench.results.rows import Configuration
 
-    by_cpu = {0: {"total": 3e9, "idle": 0.5e9, "iowait": 0.5e9}, 1: {"total": 1e9, "idle": 3e9}}
-    assert pinned_busy_share(by_cpu, 0) == pytest.approx(0.75)
-    assert pinned_busy_share(by_cpu, 1) == pytest.approx(0.25)
-    assert pinned_busy_share(by_cpu, None) is None and pinned_busy_share(by_cpu, 7) is None
-    assert pinned_busy_share({0: {"total": 0.0}}, 0) is None
-    # whatever the window, a share is a share: never above 1
-    assert pinned_busy_share({0: {"total": 9e9, "idle": 0.0}}, 0) == 1.0
+    c = Configuration(env="host", impl="x", mode="flood", size=64, topology="lo")
+    result = DriverResult(
+        requests=10, replies=10, lost=0, duplicates=0, reordered=0, corrupt=0, duration_s=1.0,
+        send_rps=10.0, throughput_rps=10.0, latency_ns={}, histogram=empty(),
+        histogram_encoded="", samples=np.zeros(0, dtype=np.int64), sample_cap=0,
+        client_pid=0, client_rusage={},
+    )  # fmt: skip
+    checked, notes = phase_gates(c, None, result, None)
+    assert "driver_not_bottleneck" not in {g.name for g in checked}
+    assert any("driver not computed" in n and "ticks" in n for n in notes), notes
+    checked, _ = phase_gates(c, None, result, 0.95)
+    (driver,) = [g for g in checked if g.name == "driver_not_bottleneck"]
+    assert not driver.passed
 
 
 def _driver_gate(run: Run) -> GateCheck:

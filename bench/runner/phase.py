@@ -31,7 +31,7 @@ from bench.results.rows import (
     Status,
 )
 from bench.results.rows import Accounting as RowAccounting
-from bench.runner.validity import Machine, phase_gates, pinned_busy_share
+from bench.runner.validity import Machine, phase_gates
 
 SAMPLING = "reservoir (Algorithm R) over the measured phase"
 # The counting run's length: counts per request settle within a few thousand requests, so
@@ -235,9 +235,7 @@ def measured_row(
     checked: tuple[GateCheck, ...] = ()
     gate_notes: tuple[str, ...] = ()
     if not failed:
-        share = result.window_busy_share
-        if share is None:  # the window's own ticks not read: the counting run's window
-            share = pinned_busy_share(metrics.cpu_ns_by_cpu, spec.configuration.client_cpu)
+        share = result.window_busy_share  # None: the driver gate says it was not computed
         machine = Machine(steal_pct(metrics), metrics.server_migrations, metrics.client_migrations)
         checked, gate_notes = phase_gates(
             spec.configuration, spec.offered_rps, result, share, machine
