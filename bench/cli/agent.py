@@ -19,9 +19,6 @@ from rich.console import Console
 
 from bench.errors import EXIT_FAILED, EXIT_OK
 
-NAME = "agent"
-HELP = "the server host's side of a two-host run (started through ssh)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     action = p.add_mutually_exclusive_group()

@@ -27,9 +27,6 @@ from bench.runner.lifecycle import prepare, running_server, select
 from bench.system.files import write_atomic
 from bench.topology import LOOPBACK
 
-NAME = "anatomy"
-HELP = "per-request stages of pingpong round trips, traced with BPF (its own pass)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", action="append", required=True, help="repeatable")

@@ -13,9 +13,6 @@ from bench.cli.host import holding_host
 from bench.cli.options import cpu
 from bench.errors import EXIT_OK
 
-NAME = "calibrate"
-HELP = "null syscall, context switch, driver vs sockperf"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")

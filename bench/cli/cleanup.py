@@ -14,9 +14,6 @@ from bench.errors import EXIT_FAILED, EXIT_OK
 from bench.remote.ssh import run_agent_once
 from bench.system import ledger
 
-NAME = "cleanup"
-HELP = "remove what interrupted runs left behind"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_server_host_arguments(p)

@@ -38,8 +38,6 @@ from bench.errors import EXIT_FAILED, EXIT_OK, UsageError
 from bench.results.metrics import METRIC_NAMES, format_value
 from bench.results.run import Run
 
-NAME = "compare"
-HELP = "compare two runs (or a run with its history); exit 1 on a counted regression"
 _STYLE = {REGRESSION: "bold red", IMPROVEMENT: "bold green", DISAGREE: "yellow"}
 HISTORY_RUNS = 5
 

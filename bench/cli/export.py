@@ -13,8 +13,6 @@ from rich.console import Console
 from bench.errors import EXIT_OK, UsageError
 from bench.results.run import Run
 
-NAME = "export"
-HELP = "write a run's tidy table (one row per phase) as csv, parquet or json"
 FORMATS = ("csv", "parquet", "json")
 TABLES = ("phases", "anatomy")
 

@@ -17,9 +17,6 @@ from bench.fuzz.checks import FuzzResult, spoofed_answered
 from bench.fuzz.in_guest import DEFAULT_TIMEOUT_S, GuestFuzz, fuzz_in_vm
 from bench.topology import TOPOLOGIES
 
-NAME = "fuzz"
-HELP = "hostile datagrams against impls; checks they survive"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", action="append", default=[])

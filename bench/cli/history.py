@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
     from bench.history.store import HistoryStore
 
-NAME = "history"
-HELP = "store runs in the history database; show their series; render the trend page"
 RESULTS_ROOT = work_root() / "results"  # where the default SQLite file lives
 SHOWN_RUNS = 8  # the newest runs that ``show`` gives a column each
 

@@ -10,9 +10,6 @@ from rich.console import Console
 from bench.errors import EXIT_OK
 from bench.impl.registry import discover
 
-NAME = "list"
-HELP = "every impl, and why it cannot run here if it cannot"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON record per impl")

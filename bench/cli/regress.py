@@ -18,9 +18,6 @@ from bench.errors import EXIT_OK
 from bench.regress import BASELINE, METRICS, guard
 from bench.report.ci import SUMMARY_NAME, write_ci_outputs
 
-NAME = "regress"
-HELP = "the CI guard: short benchmark vs the committed baseline"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, default=BASELINE)

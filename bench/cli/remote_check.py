@@ -11,9 +11,6 @@ from bench.cli.remote_options import add_ssh_arguments, server_host
 from bench.errors import EXIT_FAILED, EXIT_OK
 from bench.remote.check import check_remote
 
-NAME = "remote-check"
-HELP = "say what a server host lacks for --server-host runs"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("host", metavar="[USER@]HOST")

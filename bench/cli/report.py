@@ -11,9 +11,6 @@ from rich.console import Console
 from bench.errors import EXIT_OK
 from bench.results.run import Run
 
-NAME = "report"
-HELP = "render reports/<run-id>/index.html from a run"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="run folder, its results.json, or a folder of runs")

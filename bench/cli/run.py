@@ -37,9 +37,6 @@ from bench.topology import TOPOLOGIES, TWO_HOSTS
 if TYPE_CHECKING:
     from bench.analysis.summary import Summary, SummaryLine
 
-NAME = "run"
-HELP = "measure impls and write results/<run-id>/results.json"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", action="append", default=[], help="repeatable; default: all")

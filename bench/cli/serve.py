@@ -16,9 +16,6 @@ from bench.impl.registry import Entry, discover
 from bench.protocol import DEFAULT_ADDR, DEFAULT_PORT
 from bench.runner.lifecycle import prepare, select
 
-NAME = "serve"
-HELP = "run one server in the foreground until Ctrl-C"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("impl")
