@@ -15,6 +15,7 @@ from bench.calibration import fidelity, record
 from bench.calibration.crosscheck import CrossCheck
 from bench.calibration.fidelity import Fidelity, FidelityUnavailable, Runs, Setup
 from bench.calibration.record import Calibration
+from bench.calibration.syscall import SYSCALL_ITERS
 from bench.host import metadata
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runs" / "crash-negative-interval-lost-replies"
@@ -79,10 +80,24 @@ def test_the_calibration_record_keeps_its_keys_and_registers_every_one(
     def broken(setup: Setup) -> Any:
         raise fidelity.FidelityError("sockperf exited")
 
-    monkeypatch.setattr(record, "measure_null_syscall", lambda: {"null_syscall_ns": 60.0})
-    monkeypatch.setattr(record, "measure_context_switch", lambda a, b: {"wakeup_ns": 9.0e3})
+    loops: list[tuple[int, float]] = []
+
+    def null_syscall(iters: int) -> dict[str, float]:
+        loops.append((iters, 0.0))
+        return {"null_syscall_ns": 60.0}
+
+    def context_switch(a: int, b: int, scale: float) -> dict[str, float]:
+        loops.append((0, scale))
+        return {"wakeup_ns": 9.0e3}
+
+    monkeypatch.setattr(record, "measure_null_syscall", null_syscall)
+    monkeypatch.setattr(record, "measure_context_switch", context_switch)
     monkeypatch.setattr(record, "compare_with_sockperf", broken)
+    record.calibrate(client_cpu=0, server_cpu=1, fidelity=False, emulated=True)
+    assert loops == [(int(SYSCALL_ITERS * record.EMULATED_SCALE), 0.0), (0, record.EMULATED_SCALE)]
+    loops.clear()
     made = record.calibrate(client_cpu=0, server_cpu=1)
+    assert loops == [(SYSCALL_ITERS, 0.0), (0, 1.0)]  # a fifth of each loop under emulation only
     assert made.null_syscall_ns == 60.0 and made.wakeup_ns == 9.0e3
     assert made.context_switch_ns is None
     assert isinstance(made.fidelity, FidelityUnavailable)
